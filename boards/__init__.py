@@ -1,0 +1,51 @@
+# Boards: one module per board. Each exposes build(**options) -> Hardware,
+# the only place where pins, buses and port differences are known.
+
+
+class Hardware:
+    """What a board hands the firmware. Attributes a board leaves at None are
+    features it lacks; the firmware degrades that feature and nothing else.
+
+    clock            ticks_ms/ticks_us/ticks_diff/time/set_time/delay_ms, async sleep_ms
+    state_dir        directory of the state file, event log and config
+    pulse_counter    machine.Counter-like (value()), or None
+    pulse_pin        input Pin of the flow sensor (for the IRQ path)
+    direction_pin    input Pin high on reverse flow, or None
+    valve_open_pin, valve_close_pin   H-bridge inputs of a latching valve
+    valve_cfg        dict: type, pulse_ms, travel_ms, ...
+    card_spi, card_cs, card_rst       MFRC522 on SPI
+    led, buzzer, button               indication and the user's button
+    tamper_pin, battery               optional inputs
+    net              network link: connect(), isconnected(), rssi()
+    wdt              watchdog with feed(), or None
+    """
+
+    def __init__(self, **kw):
+        self.name = "?"
+        self.clock = None
+        self.state_dir = "."
+        self.pulse_counter = None
+        self.pulse_pin = None
+        self.pulse_trigger = 1
+        self.direction_pin = None
+        self.valve_open_pin = None
+        self.valve_close_pin = None
+        self.valve_cfg = {"type": "latching", "pulse_ms": 50}
+        self.card_spi = None
+        self.card_cs = None
+        self.card_rst = None
+        self.led = None
+        self.buzzer = None
+        self.button = None
+        self.tamper_pin = None
+        self.battery = None
+        self.net = None
+        self.wdt = None
+        self.world = None   # simulator only: the device models
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def load(name):
+    mod = __import__("boards." + name)
+    return getattr(mod, name)

@@ -1,0 +1,55 @@
+# What every ESP32 board shares: the clock, the watchdog and Wi-Fi.
+import time
+import asyncio
+
+# Ports before 1.22 count from 2000; the firmware always works in Unix seconds.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+
+class Clock:
+    ticks_ms = staticmethod(time.ticks_ms)
+    ticks_us = staticmethod(time.ticks_us)
+    ticks_diff = staticmethod(time.ticks_diff)
+    ticks_add = staticmethod(time.ticks_add)
+    delay_ms = staticmethod(time.sleep_ms)
+    delay_us = staticmethod(time.sleep_us)
+
+    def time(self):
+        return time.time() + _EPOCH_OFFSET
+
+    def set_time(self, secs):
+        import machine
+        y, mo, d, hh, mm, ss, wd, _ = time.gmtime(secs - _EPOCH_OFFSET)
+        machine.RTC().datetime((y, mo, d, wd, hh, mm, ss, 0))
+
+    async def sleep_ms(self, ms):
+        await asyncio.sleep_ms(ms)
+
+
+class WifiLink:
+    """Wi-Fi station with reconnect; RSSI for telemetry."""
+
+    def __init__(self, ssid, password):
+        import network
+        self._ssid = ssid
+        self._password = password
+        self._sta = network.WLAN(network.STA_IF)
+
+    def connect(self):
+        if not self._sta.active():
+            self._sta.active(True)
+        if not self._sta.isconnected() and self._ssid:
+            try:
+                self._sta.connect(self._ssid, self._password)
+            except OSError:
+                return False
+        return self._sta.isconnected()
+
+    def isconnected(self):
+        return self._sta.isconnected()
+
+    def rssi(self):
+        try:
+            return self._sta.status("rssi")
+        except (OSError, ValueError):
+            return None

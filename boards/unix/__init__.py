@@ -1,0 +1,108 @@
+# The simulated board: the unix port standing in for an ESP32 meter board.
+#
+# It builds the same kinds of objects an ESP32 board does (pins, an SPI bus, a
+# pulse counter, a clock, a state directory), backed by device models, and
+# keeps the models in hw.world so that tests and scenarios can drive the water
+# and the cards.
+import os
+
+from boards import Hardware
+from boards.unix.clock import SimClock, EPOCH_2026
+from boards.unix.pins import SimPin, OUT, IN, PULL_UP
+from boards.unix.spi import SimSPI
+from boards.unix.flow import FlowSensor
+from boards.unix.valve_model import LatchingValveModel
+
+NAME = "unix"
+SPI_BAUD = const(4_000_000)
+
+
+class World:
+    """The device models of one simulated meter."""
+
+    def __init__(self, clock, flow, valve, reader=None):
+        self.clock = clock
+        self.flow = flow
+        self.valve = valve
+        self.reader = reader
+
+
+class HostNet:
+    """The host's network stands in for Wi-Fi: always up, fixed RSSI."""
+
+    def __init__(self):
+        self.up = True
+
+    def connect(self):
+        return self.up
+
+    def isconnected(self):
+        return self.up
+
+    def rssi(self):
+        return -55 if self.up else None
+
+
+class SimWDT:
+    def __init__(self, timeout_ms):
+        self.timeout_ms = timeout_ms
+        self.feeds = 0
+
+    def feed(self):
+        self.feeds += 1
+
+
+def _mkdirs(path):
+    p = ""
+    for part in path.split("/"):
+        p = p + part + "/" if p or part else "/"
+        if part:
+            try:
+                os.mkdir(p)
+            except OSError:
+                pass
+
+
+def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="counter",
+          travel_ms=80, valve_open=False, bounce=0):
+    clock = SimClock(start, speed)
+    vo = SimPin("valve_open", OUT)
+    vc = SimPin("valve_close", OUT)
+    valve = LatchingValveModel(clock, vo, vc, travel_ms=travel_ms, start=1 if valve_open else 0)
+    fpin = SimPin("flow_pulse", IN)
+    dpin = SimPin("flow_dir", IN)
+    flow = FlowSensor(clock, valve, k[0], k[1], pin=fpin, direction_pin=dpin, bounce=bounce)
+    spi = SimSPI(1, SPI_BAUD, clock)
+    cs = SimPin("card_cs", OUT, value=1)
+    rst = SimPin("card_rst", OUT, value=1)
+    reader = None
+    try:
+        from boards.unix.mfrc522_model import MFRC522Model
+        reader = MFRC522Model(clock)
+        spi.attach(cs, reader)
+        if hasattr(reader, "attach_reset"):
+            reader.attach_reset(rst)
+    except ImportError:
+        pass  # the card model is not part of this build yet
+    _mkdirs(state_dir)
+    return Hardware(
+        name=NAME,
+        clock=clock,
+        state_dir=state_dir,
+        pulse_counter=flow.counter if pulse == "counter" else None,
+        pulse_pin=fpin,
+        pulse_trigger=SimPin.IRQ_RISING,
+        direction_pin=dpin,
+        valve_open_pin=vo,
+        valve_close_pin=vc,
+        valve_cfg={"type": "latching", "pulse_ms": 50},
+        card_spi=spi,
+        card_cs=cs,
+        card_rst=rst,
+        led=SimPin("led", OUT),
+        buzzer=SimPin("buzzer", OUT),
+        button=SimPin("button", IN, PULL_UP),
+        net=HostNet(),
+        wdt=SimWDT(30_000),
+        world=World(clock, flow, valve, reader),
+    )

@@ -1,0 +1,82 @@
+# Result codes and event codes, shared by cards, MQTT acks, the REPL and the
+# event log. Numbered in the spirit of STS (IEC 62055-41) result codes; the
+# numbers are part of the contract (docs/PROTOCOL.md, docs/CARD.md) and never
+# change meaning once released.
+
+# -- results of a request (credit, tariff, command) --
+ACCEPTED = const(0)
+USED = const(1)          # credit key already applied: acknowledged, not applied again
+FORMAT = const(2)        # malformed payload or record
+RANGE = const(3)         # a field is out of its allowed range
+OLD = const(4)           # sequence/timestamp older than the replay window
+SIGNATURE = const(5)     # MAC or signature check failed
+OVER_LIMIT = const(6)    # max balance or per-top-up maximum exceeded
+WRONG_METER = const(7)
+WRONG_REGION = const(8)
+KEY_EXPIRED = const(9)
+LOCKED_OUT = const(10)   # too many failures; retry after the lockout delay
+REFUSED = const(11)      # policy refused (e.g. remote open with no credit)
+STORAGE = const(12)      # could not be made durable, so nothing was applied
+UNKNOWN = const(13)      # unknown command or record type
+CRC = const(14)
+TIMEOUT = const(15)
+CARD_GONE = const(16)
+AUTH = const(17)
+BLANK = const(18)
+FOREIGN = const(19)
+
+RESULT_NAMES = (
+    "accepted", "used", "format", "range", "old", "signature", "over-limit",
+    "wrong-meter", "wrong-region", "key-expired", "locked-out", "refused",
+    "storage", "unknown", "crc", "timeout", "card-gone", "auth", "blank",
+    "foreign",
+)
+
+# -- events in the log (kept separate from results: an event may carry one) --
+EV_POWER_UP = const(1)
+EV_CREDIT = const(2)          # arg: amount applied
+EV_CREDIT_REJECTED = const(3)  # arg: result code
+EV_LOW_CREDIT_1 = const(4)
+EV_LOW_CREDIT_2 = const(5)
+EV_CREDIT_EXHAUSTED = const(6)
+EV_VALVE_OPEN = const(7)
+EV_VALVE_CLOSED = const(8)
+EV_VALVE_FAULT = const(9)
+EV_TARIFF = const(10)         # arg: tariff version now active
+EV_TARIFF_REJECTED = const(11)  # arg: result code
+EV_TAMPER = const(12)
+EV_LEAK = const(13)
+EV_BURST = const(14)
+EV_REVERSE_FLOW = const(15)
+EV_STATE_RESTORED = const(16)  # arg: generation
+EV_STATE_CORRUPT = const(17)   # arg: which copy was bad
+EV_EMERGENCY = const(18)       # arg: amount granted
+EV_CARD_REJECTED = const(19)   # arg: result code
+EV_CONFIG = const(20)
+EV_KFACTOR = const(21)
+EV_LOW_BATTERY = const(22)
+EV_SENSOR_FAULT = const(23)
+EV_OUTBOX_OVERFLOW = const(24)
+EV_VALVE_EXERCISE = const(25)
+EV_FLOW_WHILE_CLOSED = const(26)
+EV_PERIOD_ROLLOVER = const(27)
+EV_TIME_SET = const(28)
+EV_FRIENDLY_DEBT = const(29)
+
+EVENT_NAMES = (
+    "", "power-up", "credit", "credit-rejected", "low-credit-1",
+    "low-credit-2", "credit-exhausted", "valve-open", "valve-closed",
+    "valve-fault", "tariff", "tariff-rejected", "tamper", "leak", "burst",
+    "reverse-flow", "state-restored", "state-corrupt", "emergency-credit",
+    "card-rejected", "config", "k-factor", "low-battery", "sensor-fault",
+    "outbox-overflow", "valve-exercise", "flow-while-closed",
+    "period-rollover", "time-set", "friendly-debt",
+)
+
+
+def result_name(code):
+    return RESULT_NAMES[code] if 0 <= code < len(RESULT_NAMES) else "code-%d" % code
+
+
+def event_name(code):
+    return EVENT_NAMES[code] if 0 < code < len(EVENT_NAMES) else "event-%d" % code

@@ -1,0 +1,50 @@
+# Pulse sources: where counts of the flow sensor come from.
+#
+# The board decides which source it has. Both offer take(): the pulses seen
+# since the previous take(). Neither allocates on the pulse path.
+#
+# CounterSource: the ESP32 PCNT unit behind machine.Counter (ESP32, S2, S3,
+# C6). value(0) reads and clears atomically in the port, so no edge is lost.
+#
+# IrqSource: a GPIO edge interrupt, for chips without PCNT (ESP32-C3). On the
+# ESP32 port Pin.irq is a soft IRQ, so the handler only counts. The count wraps
+# inside the small-int range and take() works on differences, so reader and
+# handler never need a lock and the handler never touches a long int.
+
+_WRAP = const(0x1FFFFFFF)  # counts wrap here: stays a small int on every port
+
+
+class CounterSource:
+    def __init__(self, counter):
+        self._counter = counter
+        counter.value(0)
+
+    def take(self):
+        return self._counter.value(0)
+
+
+class IrqSource:
+    def __init__(self, pin, trigger, ticks_us, ticks_diff, min_interval_us=0):
+        self._count = 0
+        self._seen = 0
+        self._last = ticks_us()
+        self._ticks_us = ticks_us
+        self._ticks_diff = ticks_diff
+        self._min_us = min_interval_us
+        self.rejected = 0  # edges dropped by the debounce gate (diagnostics)
+        self._handler = self._edge  # bound once: creating it in the IRQ would allocate
+        pin.irq(handler=self._handler, trigger=trigger)
+
+    def _edge(self, pin):
+        t = self._ticks_us()
+        if self._min_us and self._ticks_diff(t, self._last) < self._min_us:
+            self.rejected = (self.rejected + 1) & _WRAP
+            return
+        self._last = t
+        self._count = (self._count + 1) & _WRAP
+
+    def take(self):
+        c = self._count
+        n = (c - self._seen) & _WRAP
+        self._seen = c
+        return n

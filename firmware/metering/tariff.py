@@ -1,0 +1,101 @@
+# Tariffs and the charge function.
+#
+# Money is an integer count of money units: 1 unit = 1/1000 of the currency's
+# minor unit (1/1000 cent). Prices are money units per m^3; the standing
+# charge is money units per day.
+#
+# charge(ml) is the exact price of `ml` millilitres drawn in a billing period
+# under increasing-block pricing, rounded down once:
+#     charge(ml) = floor( sum_i price_i * ml_in_block_i / 1e6 )
+# Callers deduct differences of this function, so rounding never accumulates.
+#
+# Wire/state form (compact, JSON):
+#   {"v": version, "at": activation epoch s, "b": [[upto_litres, price], ...],
+#    "sc": standing units/day}
+# Block limits are cumulative litres in the period; the last block has
+# upto 0, meaning unbounded. A flat tariff is one block.
+import codes
+
+MAX_BLOCKS = const(8)
+MAX_PRICE = const(100_000_000)      # 1000 currency units per m^3
+MAX_STANDING = const(100_000_000)   # 1000 currency units per day
+_ML_PER_M3 = const(1_000_000)
+
+
+class Tariff:
+    def __init__(self, version, blocks, standing=0, activate_at=0):
+        self.version = version
+        self.blocks = blocks          # list of (upper_ml or 0, price)
+        self.standing = standing
+        self.activate_at = activate_at
+
+    def charge(self, ml):
+        total = 0
+        lower = 0
+        for upper, price in self.blocks:
+            if upper == 0 or ml <= upper:
+                total += (ml - lower) * price
+                break
+            total += (upper - lower) * price
+            lower = upper
+        return total // _ML_PER_M3
+
+    def standing_charge(self, seconds):
+        return (self.standing * seconds) // 86400
+
+    def price_at(self, ml):
+        """Marginal price (units/m^3) of the next litre, for display."""
+        for upper, price in self.blocks:
+            if upper == 0 or ml < upper:
+                return price
+        return self.blocks[-1][1]
+
+    def to_dict(self):
+        return {
+            "v": self.version,
+            "at": self.activate_at,
+            "b": [[u // 1000, p] for u, p in self.blocks],
+            "sc": self.standing,
+        }
+
+
+def flat(version, price, standing=0, activate_at=0):
+    return Tariff(version, [(0, price)], standing, activate_at)
+
+
+def parse(d):
+    """Validate a tariff in wire form. Returns (code, Tariff or None)."""
+    try:
+        version = d["v"]
+        raw = d["b"]
+        standing = d.get("sc", 0)
+        at = d.get("at", 0)
+    except (KeyError, TypeError, AttributeError):
+        return codes.FORMAT, None
+    if not (_is_int(version) and _is_int(standing) and _is_int(at)):
+        return codes.FORMAT, None
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BLOCKS:
+        return codes.FORMAT, None
+    if not 0 < version < (1 << 31) or at < 0 or not 0 <= standing <= MAX_STANDING:
+        return codes.RANGE, None
+    blocks = []
+    prev = 0
+    for i, blk in enumerate(raw):
+        if not isinstance(blk, list) or len(blk) != 2 or not (_is_int(blk[0]) and _is_int(blk[1])):
+            return codes.FORMAT, None
+        upto, price = blk
+        last = i == len(raw) - 1
+        if not 0 <= price <= MAX_PRICE:
+            return codes.RANGE, None
+        if last:
+            if upto != 0:
+                return codes.RANGE, None  # the last block must be open-ended
+        elif upto <= prev or upto > 1_000_000:
+            return codes.RANGE, None      # limits strictly increasing, <= 1000 m^3
+        blocks.append((upto * 1000, price))
+        prev = upto
+    return codes.ACCEPTED, Tariff(version, blocks, standing, at)
+
+
+def _is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)

@@ -1,0 +1,84 @@
+# Bounded, persisted event log.
+#
+# Events are (seq, time, code, arg). The newest RAM_EVENTS stay in RAM for the
+# REPL and MQTT; every event is appended as one line to <dir>/events.log, and
+# when the file passes FILE_EVENTS lines it is rewritten with the newest half
+# (new file, then rename). A torn last line after a power cut is skipped.
+import os
+
+RAM_EVENTS = const(64)
+FILE_EVENTS = const(512)
+
+
+class EventLog:
+    def __init__(self, directory, clock):
+        self._path = directory + "/events.log"
+        self._clock = clock
+        self._ring = []
+        self._lines = 0
+        self.seq = 0
+        self.listeners = []   # fn(event) called for each new event
+        self._load()
+
+    def _load(self):
+        try:
+            with open(self._path) as f:
+                for line in f:
+                    ev = _parse(line)
+                    if ev is None:
+                        continue
+                    self._lines += 1
+                    self.seq = max(self.seq, ev[0])
+                    self._keep(ev)
+        except OSError:
+            pass
+
+    def _keep(self, ev):
+        self._ring.append(ev)
+        if len(self._ring) > RAM_EVENTS:
+            self._ring.pop(0)
+
+    def add(self, code, arg=0):
+        self.seq += 1
+        ev = (self.seq, self._clock.time(), code, arg)
+        self._keep(ev)
+        try:
+            if self._lines >= FILE_EVENTS:
+                self._compact()
+            with open(self._path, "a") as f:
+                f.write("%d %d %d %d\n" % ev)
+            self._lines += 1
+        except OSError:
+            pass  # a full or failing flash must not stop metering; RAM copy stays
+        for fn in self.listeners:
+            fn(ev)
+        return ev
+
+    def _compact(self):
+        keep = []
+        with open(self._path) as f:
+            for line in f:
+                if _parse(line) is not None:
+                    keep.append(line)
+        keep = keep[-(FILE_EVENTS // 2):]
+        with open(self._path + ".new", "w") as f:
+            for line in keep:
+                f.write(line)
+        os.rename(self._path + ".new", self._path)
+        self._lines = len(keep)
+
+    def recent(self, n=20):
+        return self._ring[-n:]
+
+    def since(self, seq):
+        return [e for e in self._ring if e[0] > seq]
+
+
+def _parse(line):
+    parts = line.split()
+    if len(parts) != 4:
+        return None
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        return None

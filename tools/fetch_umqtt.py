@@ -1,0 +1,49 @@
+"""Fetch umqtt.simple for the unix port from the package registry.
+
+PyPI carries micropython-umqtt.simple 1.3.4 only as an sdist without a
+setup.py, so `pip download` refuses to finish; with --no-clean it leaves the
+unpacked source behind, which is all we need. The file is checked against a
+pinned SHA-256 and copied to <dest>/umqtt/simple.py (not committed: it is
+micropython-lib's code, fetched by name and version).
+
+usage: python tools/fetch_umqtt.py build/lib
+"""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PACKAGE = "micropython-umqtt.simple==1.3.4"
+SHA256 = "8555d2f654deb8eb0d724f79b0811a78cc94029d070f3d96bbd74288653d63a5"
+
+
+def fetch(dest: Path) -> Path:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"TMPDIR": tmp, "PATH": "/usr/bin:/bin", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        import os
+
+        env = dict(os.environ, **env)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+             "--no-clean", "-d", str(Path(tmp) / "dl"), PACKAGE],
+            env=env, capture_output=True, check=False,
+        )
+        found = [p for p in Path(tmp).rglob("umqtt/simple.py")]
+        if not found:
+            sys.exit("fetch_umqtt: %s did not unpack; is PyPI reachable?" % PACKAGE)
+        src = found[0]
+        digest = hashlib.sha256(src.read_bytes()).hexdigest()
+        if digest != SHA256:
+            sys.exit("fetch_umqtt: %s has SHA-256 %s, expected %s" % (src, digest, SHA256))
+        out = dest / "umqtt" / "simple.py"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out)
+        return out
+
+
+if __name__ == "__main__":
+    path = fetch(Path(sys.argv[1] if len(sys.argv) > 1 else "build/lib"))
+    print("fetch_umqtt: umqtt.simple 1.3.4 ->", path)
