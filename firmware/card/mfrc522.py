@@ -110,7 +110,7 @@ class NAK(CardError):
     code = 17  # codes.AUTH: a NAK after authentication means access denied
 
     def __init__(self, nak):
-        CardError.__init__(self, "NAK 0x%x" % nak)
+        super().__init__("NAK 0x%x" % nak)
         self.nak = nak
 
 
@@ -123,7 +123,7 @@ class Unsupported(CardError):
     code = 19  # codes.FOREIGN
 
     def __init__(self, sak):
-        CardError.__init__(self, "SAK 0x%02x is not MIFARE Classic 1K/4K" % sak)
+        super().__init__("SAK 0x%02x is not MIFARE Classic 1K/4K" % sak)
         self.sak = sak
 
 
@@ -166,9 +166,10 @@ class MFRC522:
         self._fw[0] = _FIFODataReg << 1
         self._fr_w = bytearray(b"\x92" * 20 + b"\x00")  # FIFO read burst addresses
         self._fr = bytearray(21)
-        self._fr_mv = memoryview(self._fr)
-        self._fw_mv = memoryview(self._fw)
-        self._fr_w_mv = memoryview(self._fr_w)
+        fr, fw, frw = memoryview(self._fr), memoryview(self._fw), memoryview(self._fr_w)
+        self._fw_v = [fw[: i + 1] for i in range(21)]        # address + i data bytes
+        self._fr_v = [fr[: i + 1] for i in range(21)]
+        self._fr_w_v = [frw[20 - i:] for i in range(21)]     # i reads + terminator
         self.buf = bytearray(18)  # frame to send
         self.rx = bytearray(20)   # received frame
         self.rx_bits = 0          # valid bits in rx (bytes * 8, or 4 for ACK/NAK)
@@ -218,12 +219,12 @@ class MFRC522:
         for i in range(n):
             fw[1 + i] = buf[i]
         self.cs.value(0)
-        self.spi.write(self._fw_mv[: n + 1])
+        self.spi.write(self._fw_v[n])
         self.cs.value(1)
 
     def _fifo_read(self, n):
         self.cs.value(0)
-        self.spi.write_readinto(self._fr_w_mv[20 - n:], self._fr_mv[: n + 1])
+        self.spi.write_readinto(self._fr_w_v[n], self._fr_v[n])
         self.cs.value(1)
         rx = self.rx
         fr = self._fr
@@ -301,6 +302,30 @@ class MFRC522:
                 return _TIMER_IRQ
             self.clock.delay_us(step)
 
+    def _xfer(self, n, txbits, rxalign, timeout_us, expect):
+        """One Transceive. Returns received bits (>= 0) or a negative status:
+        -1 time-out, -2 collision, -3 frame error. Allocates nothing."""
+        self._start(n, timeout_us)
+        self._wr(_CommandReg, _TRANSCEIVE)
+        self._wr(_BitFramingReg, 0x80 | (rxalign << 4) | txbits)
+        irq = self._wait(_air_us(n) + 86 + _air_us(expect), timeout_us + 200, _RX_IRQ)
+        rs = self._rs
+        err = rs[2]
+        if not irq & _RX_IRQ:
+            self._wr(_CommandReg, _IDLE)
+            if irq & _TIMER_IRQ or not irq & _ERR_IRQ:
+                return -1
+        if err & _COLL_ERR:
+            return -2
+        level = rs[3] & 0x7F
+        if err & (_PARITY_ERR | _PROTOCOL_ERR | _BUFFER_OVFL) or level > 20:
+            return -3
+        last = rs[4] & 0x07
+        self._fifo_read(level)
+        bits = level * 8 if last == 0 else (level - 1) * 8 + last
+        self.rx_bits = bits
+        return bits
+
     def transceive(self, n, txbits=0, rxalign=0, timeout_us=T_SHORT, crc=False, expect=1):
         """Send buf[:n] (the last byte holding txbits bits, 0 = 8), with a CRC_A
         appended when crc is true; receive into rx. Returns the number of
@@ -311,43 +336,28 @@ class MFRC522:
             buf[n] = c & 0xFF
             buf[n + 1] = c >> 8
             n += 2
-        self._start(n, timeout_us)
-        self._wr(_CommandReg, _TRANSCEIVE)
-        self._wr(_BitFramingReg, 0x80 | (rxalign << 4) | txbits)
-        irq = self._wait(_air_us(n) + 86 + _air_us(expect), timeout_us + 200, _RX_IRQ)
-        rs = self._rs
-        err = rs[2]
-        if not irq & _RX_IRQ:
-            self._wr(_CommandReg, _IDLE)
-            if irq & _TIMER_IRQ or not irq & _ERR_IRQ:
-                if self._selected:
-                    self._selected = False
-                    raise CardGone("card gone")
-                raise Timeout("no answer")
-        if err & _COLL_ERR:
+        bits = self._xfer(n, txbits, rxalign, timeout_us, expect)
+        if bits >= 0:
+            return bits
+        if bits == -1:
+            if self._selected:
+                self._selected = False
+                raise CardGone("card gone")
+            raise Timeout("no answer")
+        if bits == -2:
             raise Collision("collision")
-        if err & (_PARITY_ERR | _PROTOCOL_ERR | _BUFFER_OVFL):
-            raise CRCError("frame error 0x%02x" % err)
-        level = rs[3] & 0x7F
-        last = rs[4] & 0x07
-        if level > 20:
-            raise CRCError("frame too long")
-        self._fifo_read(level)
-        bits = level * 8 if last == 0 else (level - 1) * 8 + last
-        self.rx_bits = bits
-        return bits
+        raise CRCError("frame error 0x%02x" % self._rs[2])
 
     # -- ISO 14443-3 -------------------------------------------------------
     def request(self, wake=False):
         """REQA (or WUPA, which also wakes halted cards). Returns ATQA as an
         int, or 0 when no card answers. Allocates nothing when no card is there."""
         self.buf[0] = _WUPA if wake else _REQA
-        try:
-            self._selected = False
-            bits = self.transceive(1, txbits=7, timeout_us=T_SHORT, expect=2)
-        except Timeout:
+        self._selected = False
+        bits = self._xfer(1, 7, 0, T_SHORT, 2)
+        if bits == -1:
             return 0
-        except Collision:
+        if bits == -2:
             return 0x0044  # several cards answered: ATQA is not meaningful
         if bits != 16:
             raise CRCError("bad ATQA")
