@@ -122,10 +122,10 @@ class Meter:
             self.save()
 
     def _measure_rate(self, ml):
-        # Flow over a sliding window of about 10 s, in mL/h, for display/telemetry.
+        # Flow over a window of about 60 s, in mL/h, for display/telemetry.
         t = self.clock.ticks_ms()
         dt = self.clock.ticks_diff(t, self._rate_ms)
-        if dt >= 10_000:
+        if dt >= 60_000:
             self.flow_mlph = (ml - self._rate_ml) * 3_600_000 // dt
             self._rate_ml = ml
             self._rate_ms = t

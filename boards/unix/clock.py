@@ -19,7 +19,7 @@ class SimClock:
         self._epoch_us = start * 1_000_000
         self.speed = speed
         self._models = []
-        self._real0 = time.ticks_ms()
+        self._real0 = time.ticks_us()
         self._busy = False
 
     # -- what the firmware sees (the same surface as the ESP32 board clock) --
@@ -53,8 +53,14 @@ class SimClock:
 
     def delay_us(self, us):
         if self.speed:
+            # The wait must last at least `us` of virtual time, however
+            # coarse the host's sleep is: a coil pulse cut short would not
+            # move the valve.
+            end = self._us + us
             time.sleep_us(us // self.speed)
             self.sync()
+            if self._us < end:
+                self._advance_to(end)
         else:
             self.advance_us(us)
 
@@ -87,9 +93,16 @@ class SimClock:
 
     def sync(self):
         if self.speed and not self._busy:
-            target = time.ticks_diff(time.ticks_ms(), self._real0) * 1000 * self.speed
+            target = self._real_us() * self.speed
             if target > self._us:
                 self._advance_to(target)
+
+    def _real_us(self):
+        # host time since start; ticks_us wraps every ~18 min, so fold it in
+        now = time.ticks_us()
+        self._real_acc = getattr(self, "_real_acc", 0) + time.ticks_diff(now, self._real0)
+        self._real0 = now
+        return self._real_acc
 
     def _advance_to(self, target):
         if self._busy:  # a model reading the clock while being advanced

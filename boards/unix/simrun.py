@@ -1,0 +1,188 @@
+# The simulator: the firmware, unchanged, on the unix board at accelerated time.
+#
+#   micropython boards/unix/simrun.py SCENARIO --port P [--speed N]
+#       [--interactive] [--state DIR] [--region-key HEX]
+#
+# It assembles the meter exactly as main.py does on a board, runs main.run()
+# with two extra tasks (the scenario player and a live display) and prints a
+# summary. Requests for the head-end are printed as "!headend ..." lines for
+# tools/sim.py, which plays the utility's side over MQTT.
+import sys
+import json
+import asyncio
+import select
+from binascii import unhexlify
+
+import boards
+import codes
+import config
+import main
+import units
+from boards.unix import scenarios
+
+
+def _args(argv):
+    opts = {"scenario": "day", "port": 1883, "speed": 120, "interactive": False,
+            "state": "sim-state", "region_key": None}
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--interactive":
+            opts["interactive"] = True
+        elif a in ("--port", "--speed"):
+            i += 1
+            opts[a[2:]] = int(argv[i])
+        elif a == "--state":
+            i += 1
+            opts["state"] = argv[i]
+        elif a == "--region-key":
+            i += 1
+            opts["region_key"] = unhexlify(argv[i])
+        else:
+            opts["scenario"] = a
+        i += 1
+    return opts
+
+
+def _clock_str(t):
+    return "%02d:%02d:%02d" % ((t // 3600) % 24, (t // 60) % 60, t % 60)
+
+
+class Sim:
+    def __init__(self, opts):
+        self.opts = opts
+        start = scenarios.START
+        self.hw = boards.load("unix").build(state_dir=opts["state"], speed=opts["speed"], start=start)
+        cfg = config.load(opts["state"])
+        cfg["mqtt"] = {"host": "127.0.0.1", "port": opts["port"], "tls": False, "keepalive": 60}
+        cfg["report_s"] = 900
+        self.meter = main.assemble(self.hw, cfg)
+        self.link = main.make_link(self.meter, self.hw, opts["region_key"])
+        self.link.on_traffic = self._traffic
+        self.meter.log.listeners.append(self._event)
+        self.t0 = start
+        self.credited = 0
+        self.done = False
+        self._seq = 100
+
+    def now(self):
+        return self.hw.clock.time() - self.t0
+
+    def say(self, msg):
+        print("[%s] %s" % (_clock_str(self.hw.clock.time()), msg))
+
+    def _traffic(self, direction, topic, payload):
+        arrow = "mqtt >>" if direction == "out" else "mqtt <<"
+        p = bytes(payload)
+        self.say("%s %s %s" % (arrow, topic.decode() if isinstance(topic, bytes) else topic,
+                               p[:100].decode() + ("..." if len(p) > 100 else "")))
+
+    def _event(self, ev):
+        self.say("event  %s (%d)" % (codes.event_name(ev[2]), ev[3]))
+
+    def act(self, action, arg):
+        m = self.meter
+        if action == "flow":
+            self.hw.world.flow.set_rate_lph(arg)
+            self.say("water  tap set to %d L/h" % arg)
+        elif action == "topup":
+            self._seq += 1
+            r = m.apply_credit("card", 42, self._seq, arg)
+            if r == codes.ACCEPTED:
+                self.credited += arg
+            self.say("credit %s -> %s" % (units.money(arg), codes.result_name(r)))
+        elif action == "tap":
+            self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
+        elif action == "headend":
+            if arg == "tariff":
+                t = {"v": m.billing.tariff.version + 1, "at": self.hw.clock.time() + 3600,
+                     "b": [[1000, 350_000], [0, 700_000]], "sc": 50_000}
+                print("!headend tariff %d %s" % (m.cfg["region"], json.dumps(t)))
+        elif action == "note":
+            self.say("note   " + arg)
+        elif action == "end":
+            self.done = True
+
+    async def scenario(self):
+        steps = scenarios.SCENARIOS[self.opts["scenario"]]
+        for at, action, arg in steps:
+            while self.now() < at:
+                await self.hw.clock.sleep_ms(1000)
+            self.act(action, arg)
+            if self.done and not self.opts["interactive"]:
+                break
+
+    async def display(self):
+        while True:
+            m = self.meter
+            self.say("status flow %7s L/h  vol %s m3  bal %8s  valve %s%s" % (
+                units.rate(m.flow_mlph), units.volume(m.volume.ml()), units.money(m.balance),
+                "OPEN  " if m.want_open else "CLOSED",
+                "  (tap to reopen)" if m.awaiting_confirm else ""))
+            await self.hw.clock.sleep_ms(300_000)
+
+    async def console(self):
+        poller = select.poll()
+        poller.register(sys.stdin, select.POLLIN)
+        print("interactive: flow <L/h> | topup <units> | tap | tariff | status | quit")
+        while not self.done:
+            if poller.poll(0):
+                line = sys.stdin.readline().split()
+                if not line:
+                    continue
+                cmd, arg = line[0], (line[1] if len(line) > 1 else "0")
+                if cmd == "quit":
+                    self.done = True
+                elif cmd in ("flow", "topup"):
+                    self.act(cmd, int(arg))
+                elif cmd == "tap":
+                    self.act("tap", 0)
+                elif cmd == "tariff":
+                    self.act("headend", "tariff")
+                elif cmd == "status":
+                    print(json.dumps(self.meter.snapshot()))
+                else:
+                    print("unknown command:", cmd)
+            await asyncio.sleep_ms(50)
+
+    async def main(self):
+        extra = [self.scenario(), self.display()]
+        if self.opts["interactive"]:
+            extra.append(self.console())
+        task = asyncio.create_task(main.run(self.meter, self.hw, self.link, extra))
+        while not self.done:
+            await asyncio.sleep_ms(50)
+        task.cancel()
+
+    def summary(self):
+        m, w = self.meter, self.hw.world
+        charged = self.credited - m.balance
+        print("")
+        print("== summary (%s, %d simulated s) ==" % (self.opts["scenario"], self.now()))
+        print("water delivered  %s m3 (metered %s m3 at K=%d/%d pulses/L)" % (
+            units.volume(w.flow.delivered_ml()), units.volume(m.volume.ml()),
+            m.volume.k_num, m.volume.k_den))
+        print("credit applied   %s   charged %s   balance %s" % (
+            units.money(self.credited), units.money(charged), units.money(m.balance)))
+        print("tariff in force  v%d   valve %s, %d moves, shoot-through %d" % (
+            m.billing.tariff.version, "open" if m.want_open else "closed", w.valve.moves,
+            w.valve.shoot_through))
+        print("mqtt             %d sent, %d received   events logged %d   state writes %d" % (
+            self.link.sent, self.link.received, m.log.seq, m.store.writes))
+
+
+def run():
+    opts = _args(sys.argv)
+    if opts["scenario"] not in scenarios.SCENARIOS:
+        print("unknown scenario %r; known: %s" % (opts["scenario"], ", ".join(scenarios.SCENARIOS)))
+        sys.exit(2)
+    sim = Sim(opts)
+    try:
+        asyncio.run(sim.main())
+    except KeyboardInterrupt:
+        pass
+    sim.meter.save()
+    sim.summary()
+
+
+run()
