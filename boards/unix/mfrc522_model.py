@@ -130,6 +130,7 @@ class MFRC522Model:
         self._events = []
         self._gen = 0
         self._inject = None
+        self._inject_after = 0
         self._timer_end = None
         self._addr = None
         self._read = False
@@ -172,10 +173,12 @@ class MFRC522Model:
                     self._schedule(max(e[4], self._now()), "timeout", None)
             c.power_off()
 
-    def inject_rf_error(self, kind):
+    def inject_rf_error(self, kind, after=0):
+        """Spoil the next received frame (or the one after `after` good ones)."""
         if kind not in ("crc", "parity", "protocol", "collision", "drop"):
             raise ValueError(kind)
         self._inject = kind
+        self._inject_after = after
 
     def attach_rst(self, pin):
         """Hard reset on the NRSTPD pin: low = power down, rising edge = reset."""
@@ -516,10 +519,14 @@ class MFRC522Model:
                 merged[coll] = 1 if keep else 0
                 bits = merged
         kind = self._inject
-        self._inject = None
+        if kind is not None and self._inject_after > 0:
+            self._inject_after -= 1
+            kind = None
+        elif kind is not None:
+            self._inject = None
         if kind == "drop":
             return  # the frame never arrives: the timer (if any) ends the wait
-        if kind == "crc" and len(bits) >= 24:
+        if kind == "crc":
             bits[-1] ^= 1
         elif kind == "parity":
             err |= PARITY_ERR

@@ -130,6 +130,8 @@ class Session:
         if h.key_rev != rev or not self.keys.accepts(h.key_rev):
             raise R.RecordError(codes.KEY_EXPIRED, "key revision")
         if h.card_type in R.SERVICE_CARDS:
+            if h.region != self.region:  # another region's key: say why, not "forged"
+                raise R.RecordError(codes.WRONG_REGION, "region %d" % h.region)
             if h.meter_id:
                 raise R.RecordError(codes.FORMAT, "service card bound to a meter")
             rkey = self.keys.region_key(rev)

@@ -1,0 +1,271 @@
+# Card taps through the session: user, service and hostile cards.
+import codes
+from test_card_rig import (fake_rig, rig_tap, user_card, service_card, card_status, load_credit,
+                           apply_plan, ISSUER, UID7, R, ClassicCard)
+from card import session as S
+from card.keys import testing_meter_keys, MeterKeys
+from card.session import Session
+
+
+def test_no_card_poll_returns_none():
+    r = fake_rig()
+    assert r.session.poll() is None
+    assert r.meter.events == []
+
+
+def test_user_card_topup_then_used():
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    assert rig_tap(r, c) == codes.ACCEPTED
+    assert r.meter.balance == 1_000_000
+    a, b = card_status(c, h)
+    assert a.last_seq == 1 and a.balance == 1_000_000 and a.gen == 1 and b is None
+    # the card stays on the reader: it was halted, so it is not read again
+    assert r.session.poll() is None
+    r.model.remove()
+    assert rig_tap(r, c) == codes.USED
+    assert r.meter.balance == 1_000_000
+    a, b = card_status(c, h)
+    assert b.gen == 2 and b.last_seq == 1
+    # a new purchase: seq 2
+    r.model.remove()
+    load_credit(c, h, 250_000, 2)
+    assert rig_tap(r, c) == codes.ACCEPTED
+    assert r.meter.balance == 1_250_000
+    a, b = card_status(c, h)
+    assert a.gen == 3 and a.last_seq == 2
+
+
+def test_7_byte_uid_4k_user_card():
+    r = fake_rig()
+    c, h = user_card(uid=UID7, size=4096, amount=5000, seq=3)
+    assert rig_tap(r, c) == codes.ACCEPTED
+    assert r.meter.balance == 5000
+
+
+def _rejected(r, c, code):
+    r.model.remove()
+    got = rig_tap(r, c)
+    assert got == code, (got, code)
+    assert r.meter.events[-1] == (codes.EV_CARD_REJECTED, code)
+
+
+def test_cloned_card_same_uid_is_used_not_reapplied():
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    clone = c.clone_to()           # a dump written onto a UID-changeable card
+    assert rig_tap(r, c) == codes.ACCEPTED
+    r.model.remove()
+    assert rig_tap(r, clone) == codes.USED
+    assert r.meter.balance == 1_000_000
+
+
+def test_clone_on_other_uid_is_foreign_or_forged():
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    clone = c.clone_to(b"\x99\x88\x77\x66")
+    _rejected(r, clone, codes.FOREIGN)          # keys are diversified per UID
+    # an attacker who extracted MA from a meter re-keys the clone: the MACs,
+    # bound to the UID and keyed by what no meter can forge for another card, fail
+    for s in R.SECTORS_USED:
+        clone.blocks[s * 4 + 3] = bytearray(R.sector_trailer(ISSUER, clone.uid, s))
+    _rejected(r, clone, codes.SIGNATURE)
+    assert r.meter.balance == 0
+
+
+def test_wrong_meter_and_wrong_region():
+    r = fake_rig()
+    c, _ = user_card(meter_id="M000002")
+    _rejected(r, c, codes.WRONG_METER)
+    c, _ = user_card(region=2)
+    _rejected(r, c, codes.WRONG_REGION)
+    assert r.meter.balance == 0
+
+
+def test_blank_and_foreign_cards():
+    r = fake_rig()
+    _rejected(r, ClassicCard(b"\x01\x02\x03\x04"), codes.BLANK)
+    c = ClassicCard(b"\x01\x02\x03\x05")
+    c.blocks[7] = bytearray(b"\x12" * 6 + b"\xff\x07\x80\x69" + b"\x34" * 6)
+    _rejected(r, c, codes.FOREIGN)
+    c = ClassicCard(b"\x01\x02\x03\x06")
+    c.sak = 0x20
+    _rejected(r, c, codes.FOREIGN)
+
+
+def test_corrupted_and_forged_records():
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    c.blocks[8][10] ^= 0x01                      # flip a ciphertext bit (amount)
+    _rejected(r, c, codes.SIGNATURE)
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    c.blocks[5][0] ^= 0x01                       # header: account changed
+    _rejected(r, c, codes.SIGNATURE)
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    c.blocks[4][0] = 0x00                        # bad magic
+    _rejected(r, c, codes.FORMAT)
+    r = fake_rig()
+    c, h = user_card(amount=1_000_000, seq=1)
+    for i in (4, 5):
+        c.blocks[i] = bytearray(16)               # issued keys but no header
+    _rejected(r, c, codes.BLANK)
+    assert r.meter.balance == 0
+
+
+def test_replayed_old_credit_is_rejected():
+    r = fake_rig()
+    c, h = user_card(amount=1000, seq=1)
+    old = [bytes(c.blocks[8]), bytes(c.blocks[9])]
+    assert rig_tap(r, c) == codes.ACCEPTED
+    for s in range(2, 40):                        # many purchases later ...
+        r.model.remove()
+        load_credit(c, h, 1000, s)
+        assert rig_tap(r, c) == codes.ACCEPTED
+    c.blocks[8], c.blocks[9] = bytearray(old[0]), bytearray(old[1])  # replay seq 1
+    r.model.remove()
+    got = rig_tap(r, c)
+    assert got in (codes.OLD, codes.USED)
+    assert r.meter.balance == 39 * 1000
+
+
+def test_key_revision_expired():
+    r = fake_rig()
+    c, h = user_card()
+    keys = testing_meter_keys("M000001", 1)
+    keys.min_rev = 2
+    r.session.keys = keys
+    _rejected(r, c, codes.KEY_EXPIRED)
+
+
+def test_test_keys_refused_outside_test_build():
+    i = ISSUER
+    try:
+        MeterKeys({1: (i.ma, i.meter_key("M1"), i.region_key(1))})
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("test keys accepted")
+
+
+def test_lockout_grows_and_expires():
+    r = fake_rig()
+    bad, _ = user_card(meter_id="M000009")
+    good, _ = user_card(uid=b"\x21\x22\x23\x24", amount=500, seq=1)
+    for _ in range(3):
+        _rejected(r, bad, codes.WRONG_METER)
+    r.model.remove()
+    assert rig_tap(r, good) == codes.LOCKED_OUT          # even a good card waits
+    assert r.meter.balance == 0
+    r.clock.advance(S.LOCK_BASE_MS + 1)
+    _rejected(r, bad, codes.WRONG_METER)                 # 4th failure: 2x delay
+    r.model.remove()
+    r.clock.advance(S.LOCK_BASE_MS + 1)
+    assert rig_tap(r, good) == codes.LOCKED_OUT
+    r.model.remove()
+    r.clock.advance(S.LOCK_BASE_MS)
+    assert rig_tap(r, good) == codes.ACCEPTED
+    assert r.session.fails == 0
+
+
+def test_rf_trouble_does_not_count_towards_lockout():
+    r = fake_rig()
+    c, _ = user_card(amount=500, seq=1)
+    for kind in ("crc", "parity", "drop", "collision", "protocol"):
+        r.model.remove()
+        r.model.place(c)
+        r.model.inject_rf_error(kind, after=3)   # REQA, anticollision, SELECT pass
+        got = r.session.poll()
+        assert got in (codes.CRC, codes.TIMEOUT, codes.CARD_GONE), (kind, got)
+    assert r.session.fails == 0
+    assert r.meter.balance == 0
+    r.model.remove()
+    assert rig_tap(r, c) == codes.ACCEPTED
+
+
+def test_tariff_card():
+    r = fake_rig()
+    t = {"v": 7, "at": 1767225600 + 86400, "sc": 1000, "b": [[10_000, 300_000], [0, 500_000]]}
+    uid = b"\x61\x62\x63\x64"
+    key = R.card_keys(ISSUER.region_key(1), uid)[1]
+    c, _ = service_card(R.CARD_TARIFF, uid=uid, payload=R.pack_tariff(key, uid, t, ISSUER.rev))
+    assert rig_tap(r, c) == codes.ACCEPTED
+    assert r.meter.tariffs == [t]
+    c2, _ = service_card(R.CARD_TARIFF, uid=uid, region=3,
+                         payload=R.pack_tariff(R.card_keys(ISSUER.region_key(3), uid)[1], uid, t, 1))
+    _rejected(r, c2, codes.WRONG_REGION)
+
+
+def test_check_card_collects_several_meters():
+    a = fake_rig(meter_id="M000001")
+    b = fake_rig(meter_id="M000002")
+    a.meter.balance = 111
+    b.meter.balance = 222
+    c, _ = service_card(R.CARD_CHECK)
+    assert rig_tap(a, c) == codes.ACCEPTED
+    assert rig_tap(b, c) == codes.ACCEPTED
+    a.model.remove()
+    a.meter.balance = 333
+    assert rig_tap(a, c) == codes.ACCEPTED        # same slot updated
+    got = {}
+    for s in R.CHECK_SLOTS:
+        raw = b"".join(bytes(c.blocks[s * 4 + i]) for i in range(3))
+        if raw[0] != R.MAGIC:
+            continue
+        mid = raw[8:16].rstrip(b"\x00").decode()
+        st = R.unpack_status(raw, R.card_keys(ISSUER.meter_key(mid), c.uid)[1], c.uid)
+        got[mid] = st.balance
+    assert got == {"M000001": 333, "M000002": 222}
+
+
+def test_valve_test_and_install_cards_dispatch():
+    r = fake_rig()
+    calls = []
+    r.meter.valve_test = lambda: calls.append("valve")
+    r.meter.install = lambda acct, region: calls.append((acct, region)) or codes.ACCEPTED
+    c, _ = service_card(R.CARD_VALVE)
+    assert rig_tap(r, c) == codes.ACCEPTED
+    uid = b"\x71\x72\x73\x74"
+    h = R.Header(R.CARD_INSTALL, 5, "M000001", 4242, 1, ISSUER.rev)
+    key = R.card_keys(ISSUER.meter_key("M000001"), uid)[1]
+    inst = ClassicCard(uid)
+    apply_plan(inst, R.plan_issue(ISSUER, uid, h, R.pack_install(key, uid, 1, "M000001", 4242, 5, 1)))
+    r.model.remove()
+    assert rig_tap(r, inst) == codes.ACCEPTED
+    assert calls == ["valve", (4242, 5)]
+    assert r.session.region == 5
+
+
+def test_emergency_request_flag():
+    r = fake_rig()
+    r.meter.grant_emergency = lambda: codes.ACCEPTED
+    c, h = user_card(amount=0, flags=R.F_EMERGENCY)
+    assert rig_tap(r, c) == codes.ACCEPTED
+    assert card_status(c, h)[0] is not None
+
+
+def test_meter_cannot_write_issuer_sectors():
+    # key A (what a meter holds) may read but not write the header/credit sectors
+    from test_card_rig import Rig
+    from card import mfrc522
+    from mptest import raises
+    r = Rig()
+    c, h = user_card()
+    r.model.place(c)
+    for sector in (R.S_HEADER, R.S_PAYLOAD):
+        r.rc.request(True)
+        r.rc.select()
+        r.rc.auth(sector * 4 + 3, ISSUER.key_a(c.uid, sector))
+        raises(mfrc522.NAK, r.rc.write, sector * 4, bytes(16))
+    r.rc.request(True)
+    r.rc.select()
+    r.rc.auth(R.S_STATUS_A * 4 + 3, ISSUER.key_a(c.uid, R.S_STATUS_A))
+    r.rc.write(R.S_STATUS_A * 4, bytes(16))
+    raises(mfrc522.NAK, r.rc.write, R.S_STATUS_A * 4 + 3, bytes(16))  # trailer: key B only
+
+
+def test_result_codes_match_firmware_codes():
+    for name in ("USED", "FORMAT", "RANGE", "SIGNATURE", "WRONG_METER", "WRONG_REGION",
+                 "KEY_EXPIRED", "UNKNOWN", "BLANK", "FOREIGN"):
+        assert getattr(R, name) == getattr(codes, name), name
