@@ -1,0 +1,147 @@
+"""tools/cardtool.py (CPython) against card images, and interop with the
+meter's own card session running in the MicroPython unix port."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import cardtool
+from card import keys as K
+from card import records as R
+from card.mifare import access_bytes, access_conditions
+
+MP = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
+MPPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp")])
+
+TAP = """
+import sys
+from test_card_rig import fake_rig, rig_tap, ClassicCard
+path, meter_id = sys.argv[1], sys.argv[2]
+r = fake_rig(meter_id=meter_id)
+c = ClassicCard.load(path)
+print(rig_tap(r, c), r.meter.balance)
+c.save(path)
+"""
+
+
+def meter_tap(path, meter_id="M000001"):
+    """Tap the image on a simulated meter (firmware session, MicroPython)."""
+    out = subprocess.run([MP, "-c", TAP.replace("sys.argv[1], sys.argv[2]", repr((str(path), meter_id)))],
+                         env=dict(os.environ, MICROPYPATH=MPPATH), capture_output=True,
+                         text=True, timeout=60, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    code, balance = out.stdout.split()
+    return int(code), int(balance)
+
+
+def tool(*args):
+    return cardtool.main(["--test-keys", *[str(a) for a in args]])
+
+
+@pytest.fixture
+def user_image(tmp_path):
+    p = tmp_path / "card.json"
+    assert tool("new", p, "--uid", "11223344") == 0
+    assert tool("issue", p, "user", "--meter", "M000001", "--region", 1, "--account", 42,
+                "--amount", 5000) == 0
+    return p
+
+
+def station(p):
+    return cardtool.Station(K.testing_issuer(), cardtool.ImageReader(p))
+
+
+def test_issue_read_audit(user_image):
+    info = station(user_image).read()
+    assert info["header"]["meter"] == "M000001" and info["header"]["account"] == 42
+    assert info["credit"] == {"seq": 1, "amount": 5000, "flags": 0}
+    assert info["consumed"] is False
+    assert station(user_image).audit() == []
+
+
+def test_topup_waits_for_the_meter_then_follows(user_image, capsys):
+    assert tool("topup", user_image, "--amount", 100) == 2      # seq 1 not applied yet
+    assert "not been applied" in capsys.readouterr().err
+    assert meter_tap(user_image) == (0, 5000)                   # ACCEPTED on the meter
+    info = station(user_image).read()
+    assert info["consumed"] and info["returned"]["last_seq"] == 1
+    assert info["returned"]["balance"] == 5000
+    assert tool("topup", user_image, "--amount", 100) == 0
+    assert station(user_image).read()["credit"]["seq"] == 2
+    assert meter_tap(user_image) == (0, 100)                    # fresh fake meter: only seq 2
+
+
+def test_image_tap_on_wrong_meter(user_image):
+    assert meter_tap(user_image, "M000002")[0] == R.WRONG_METER
+
+
+def test_audit_finds_tampering(user_image):
+    d = json.loads(user_image.read_text())
+    b = bytearray.fromhex(d["blocks"][8])
+    b[9] ^= 1                                                    # credit ciphertext
+    d["blocks"][8] = b.hex()
+    user_image.write_text(json.dumps(d))
+    problems = station(user_image).audit()
+    assert any("credit record" in p for p in problems), problems
+    t = bytearray.fromhex(d["blocks"][19])                       # sector 4 trailer
+    t[0:6] = b"\xff" * 6                                         # key A back to transport
+    d["blocks"][19] = t.hex()
+    user_image.write_text(json.dumps(d))
+    problems = station(user_image).audit()
+    assert any("sector 4 opens with the transport key" in p for p in problems), problems
+
+
+def test_issue_refuses_a_used_card(user_image):
+    assert tool("issue", user_image, "user", "--meter", "M000001", "--region", 1) == 2
+
+
+def test_check_and_tariff_cards(tmp_path):
+    p = tmp_path / "check.json"
+    tool("new", p, "--uid", "a1a2a3a4")
+    assert tool("issue", p, "check", "--region", 1) == 0
+    assert meter_tap(p, "M000001")[0] == 0
+    assert meter_tap(p, "M000002")[0] == 0
+    readings = station(p).read()["readings"]
+    assert sorted(r["meter"] for r in readings) == ["M000001", "M000002"]
+    q = tmp_path / "tariff.json"
+    tool("new", q, "--uid", "04112233445566", "--size", "4k")
+    assert tool("issue", q, "tariff", "--region", 1, "--tariff",
+                '{"v": 3, "at": 0, "sc": 0, "b": [[0, 400000]]}') == 0
+    assert meter_tap(q)[0] == 0
+
+
+def test_access_bits_and_value_helpers():
+    assert access_conditions(b"\xff\x07\x80") == (0, 0, 0, 1)   # factory
+    assert access_bytes(0, 0, 0, 1) == b"\xff\x07\x80"
+    for c in range(8):
+        ab = access_bytes(c, 7 - c, c, (c + 3) % 8)
+        assert access_conditions(ab) == (c, 7 - c, c, (c + 3) % 8)
+    assert access_conditions(b"\xff\x07\x81") is None           # malformed
+
+
+def test_pure_aes_and_hmac_vectors():
+    key = bytes(range(16))
+    pt = bytes.fromhex("00112233445566778899aabbccddeeff")
+    assert R._PureAES.encrypt_block(key, pt).hex() == "69c4e0d86a7b0430d8cdb78070b4c55a"
+    mac = R.hmac_sha256(b"key", b"The quick brown fox jumps over the lazy dog").hex()
+    assert mac == "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+
+
+def test_test_keys_need_the_flag():
+    with pytest.raises(ValueError):
+        K.IssuerKeys(b"TEST-MA-00000000", b"TEST-MB-00000000", b"TEST-MR-00000000")
+    with pytest.raises(SystemExit):
+        cardtool.main(["read", "x.json"])
+
+
+def test_diversified_keys_differ_per_uid_and_sector():
+    i = K.testing_issuer()
+    ks = {i.key_a(u, s) for u in (b"\x01\x02\x03\x04", b"\x01\x02\x03\x05") for s in range(5)}
+    assert len(ks) == 10
+    assert i.key_a(b"\x01\x02\x03\x04", 1) != i.key_b(b"\x01\x02\x03\x04", 1)

@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Vending station for the meter's MIFARE Classic cards (CPython 3.11).
+
+Issues, tops up, reads and audits cards with the same record code as the
+meter (firmware/card/records.py). Cards are reached through a Reader:
+
+  ImageReader  a card image file (JSON) as used by the tests and `make sim`;
+               it talks to boards/unix/mifare_card.py at the frame level, so
+               keys and access bits are enforced exactly as on a real card;
+  PcscReader   a PC/SC desktop reader (pyscard; ACR122U-style pseudo-APDUs),
+               the seam for a real station. Untested here: no reader attached.
+
+Examples:
+  cardtool.py --test-keys new card.json --uid 11223344
+  cardtool.py --test-keys issue card.json user --meter M000001 --region 1 --account 42
+  cardtool.py --test-keys topup card.json --amount 1000000
+  cardtool.py --test-keys read card.json
+  cardtool.py --test-keys audit card.json
+
+Keys: --keys FILE with {"rev": 1, "ma": hex, "mb": hex, "mr": hex} (issuer
+masters, 16+ bytes each), or --test-keys for the public test masters, which no
+meter outside a test build accepts.
+"""
+
+import argparse
+import binascii
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (ROOT / "firmware", ROOT / "boards" / "unix"):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+import mifare_card as MC
+from card import keys as K
+from card import records as R
+from card.mifare import TRANSPORT_KEY, access_bytes, access_conditions
+
+ACK = 0x0A
+
+
+class CardIOError(Exception):
+    pass
+
+
+# -- readers -------------------------------------------------------------------
+
+class Reader:
+    """What the station needs from a reader. connect() -> uid bytes."""
+
+    def connect(self):
+        raise NotImplementedError
+
+    def auth(self, sector, key, key_b=False):
+        raise NotImplementedError
+
+    def read(self, block):
+        raise NotImplementedError
+
+    def write(self, block, data):
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+
+class ImageReader(Reader):
+    """A card image file, driven through the card model's air interface."""
+
+    def __init__(self, path, create=None):
+        self.path = Path(path)
+        self.card = create if create is not None else MC.ClassicCard.load(str(self.path))
+
+    def _frame(self, data):
+        out = self.card.rf(MC.to_bits(MC.with_crc(bytes(data))))
+        if out is None:
+            return None, 0
+        bits = out[0]
+        return MC.from_bits(bits), len(bits)
+
+    def connect(self):
+        c = self.card
+        c.power_off()
+        atqa = c.rf(MC.to_bits(b"\x52", 7))
+        if atqa is None:
+            raise CardIOError("no card")
+        for level in range(2 if len(c.uid) == 7 else 1):
+            cln = c._cln(level)
+            sel = (0x93, 0x95)[level]
+            _resp, n = self._frame(bytes((sel, 0x70)) + cln)
+            if n != 24:
+                raise CardIOError("select failed")
+        return bytes(c.uid)
+
+    def auth(self, sector, key, key_b=False):
+        c = self.card
+        blk = c.trailer_block(sector)
+        if not c.authenticate(0x61 if key_b else 0x60, blk, bytes(key), c.auth_uid()):
+            self.connect()
+            raise CardIOError(f"authentication failed for sector {sector}")
+
+    def read(self, block):
+        resp, n = self._frame(bytes((0x30, block)))
+        if n != 144:
+            raise CardIOError(f"read of block {block} refused")
+        if MC.crc_a(resp, 18):
+            raise CardIOError("CRC")
+        return bytes(resp[:16])
+
+    def write(self, block, data):
+        resp, n = self._frame(bytes((0xA0, block)))
+        if n != 4 or resp[0] & 0x0F != ACK:
+            raise CardIOError(f"write of block {block} refused")
+        resp, n = self._frame(bytes(data))
+        if n != 4 or resp[0] & 0x0F != ACK:
+            raise CardIOError(f"write of block {block} failed")
+
+    def close(self):
+        self.card.save(str(self.path))
+
+
+class PcscReader(Reader):
+    """PC/SC reader through pyscard, using the PC/SC part 3 storage-card
+    pseudo-APDUs (LOAD KEYS FF 82, GENERAL AUTHENTICATE FF 86, READ BINARY
+    FF B0, UPDATE BINARY FF D6) that ACR122U-class readers implement."""
+
+    def __init__(self, index=0):
+        from smartcard.System import readers  # pyscard, installed on the station only
+        self.conn = readers()[index].createConnection()
+        self.uid = None
+
+    def _apdu(self, apdu):
+        data, sw1, sw2 = self.conn.transmit(list(apdu))
+        if (sw1, sw2) != (0x90, 0x00):
+            raise CardIOError(f"APDU {bytes(apdu[:4]).hex()}: {sw1:02X}{sw2:02X}")
+        return bytes(data)
+
+    def connect(self):
+        self.conn.connect()
+        self.uid = self._apdu([0xFF, 0xCA, 0x00, 0x00, 0x00])
+        return self.uid
+
+    def auth(self, sector, key, key_b=False):
+        self._apdu([0xFF, 0x82, 0x00, 0x00, 0x06] + list(key))
+        blk = sector * 4 + 3 if sector < 32 else 128 + (sector - 32) * 16 + 15
+        self._apdu([0xFF, 0x86, 0x00, 0x00, 0x05, 0x01, 0x00, blk, 0x61 if key_b else 0x60, 0x00])
+
+    def read(self, block):
+        return self._apdu([0xFF, 0xB0, 0x00, block, 0x10])
+
+    def write(self, block, data):
+        self._apdu([0xFF, 0xD6, 0x00, block, 0x10] + list(data))
+
+
+# -- the station -----------------------------------------------------------------
+
+class Station:
+    def __init__(self, issuer, reader):
+        self.issuer = issuer
+        self.reader = reader
+
+    def _auth_b(self, uid, sector):
+        self.reader.auth(sector, self.issuer.key_b(uid, sector), True)
+
+    def _read(self, first, n):
+        return b"".join(self.reader.read(b) for b in range(first, first + n))
+
+    def issue(self, h, payload=None):
+        """Personalise a blank card (transport keys). Returns the UID."""
+        uid = self.reader.connect()
+        plan = R.plan_issue(self.issuer, uid, h, payload)
+        cur = None
+        for blk, data in plan:
+            s = blk // 4 if blk < 128 else 32 + (blk - 128) // 16
+            if s != cur:
+                try:
+                    self.reader.auth(s, TRANSPORT_KEY)
+                except CardIOError:
+                    raise CardIOError(f"sector {s} is not blank (transport key refused)")
+                cur = s
+            self.reader.write(blk, data)
+        return uid
+
+    def header(self, uid):
+        self.reader.auth(R.S_HEADER, self.issuer.key_a(uid, R.S_HEADER))
+        raw = self._read(4, 2)
+        h = R.peek_header(raw)
+        R.verify_header(raw, R.card_keys(R.header_key(self.issuer, h), uid)[1], uid)
+        return h
+
+    def read(self):
+        """Everything the office can learn from a card, as a dict."""
+        uid = self.reader.connect()
+        out = {"uid": uid.hex()}
+        h = self.header(uid)
+        out["header"] = {"type": R.CARD_NAMES[h.card_type], "region": h.region,
+                         "meter": h.meter_id, "account": h.account, "card_no": h.card_no,
+                         "key_rev": h.key_rev}
+        if h.card_type == R.CARD_USER:
+            keys = R.card_keys(self.issuer.meter_key(h.meter_id), uid)
+            self.reader.auth(R.S_PAYLOAD, self.issuer.key_a(uid, R.S_PAYLOAD))
+            raw = self._read(8, 2)
+            try:
+                c = R.unpack_credit(raw, keys, uid)
+                out["credit"] = {"seq": c.seq, "amount": c.amount, "flags": c.flags}
+            except R.RecordError as e:
+                out["credit"] = None if e.code == R.BLANK else {"error": e.code}
+            copies = []
+            for s in (R.S_STATUS_A, R.S_STATUS_B):
+                self.reader.auth(s, self.issuer.key_a(uid, s))
+                copies.append(R.unpack_status(self._read(s * 4, 3), keys[1], uid))
+            out["status"] = [_status_dict(x) for x in copies]
+            newest = R.newest_status(copies)[1]
+            out["returned"] = _status_dict(newest)
+            cr = out["credit"]
+            out["consumed"] = bool(cr is None or ("seq" in cr and newest is not None
+                                                  and newest.last_seq >= cr["seq"]))
+        elif h.card_type == R.CARD_CHECK:
+            readings = []
+            for s in R.CHECK_SLOTS:
+                self.reader.auth(s, self.issuer.key_a(uid, s))
+                raw = self._read(s * 4, 3)
+                if raw[0] != R.MAGIC:
+                    continue
+                mid = raw[8:16].rstrip(b"\x00").decode(errors="replace")
+                st = R.unpack_status(raw, R.card_keys(self.issuer.meter_key(mid), uid)[1], uid)
+                readings.append(_status_dict(st) or {"meter": mid, "error": "MAC"})
+            out["readings"] = readings
+        return out
+
+    def topup(self, amount, seq=None, flags=0, force=False):
+        """Load a new credit. Refused while the previous one is unconsumed
+        (overwriting it would lose it; merging could apply it twice)."""
+        info = self.read()
+        if info["header"]["type"] != "user":
+            raise CardIOError("not a user card")
+        if not info["consumed"] and not force:
+            raise CardIOError("the previous credit (seq {}) has not been applied by the meter yet".format(
+                info["credit"]["seq"]))
+        uid = bytes.fromhex(info["uid"])
+        last = max((info["credit"] or {}).get("seq", 0),
+                   (info["returned"] or {}).get("last_seq", 0))
+        seq = last + 1 if seq is None else seq
+        if seq <= last:
+            raise CardIOError(f"sequence {seq} is not new (last {last})")
+        hd = info["header"]
+        h = R.Header(R.CARD_USER, hd["region"], hd["meter"], hd["account"], hd["card_no"],
+                     hd["key_rev"])
+        c = R.Credit(seq, h.account, h.region, amount, flags, h.card_no)
+        self._auth_b(uid, R.S_PAYLOAD)
+        for blk, data in R.plan_credit(self.issuer, uid, h, c):
+            self.reader.write(blk, data)
+        return seq
+
+    def audit(self):
+        """A list of findings; empty when the card is sound."""
+        problems = []
+        uid = self.reader.connect()
+        try:
+            h = self.header(uid)
+        except (R.RecordError, CardIOError) as e:
+            return [f"header: {e}"]
+        slots = R.CHECK_SLOTS if h.card_type == R.CARD_CHECK else (R.S_STATUS_A, R.S_STATUS_B)
+        for s in (0, R.S_HEADER, R.S_PAYLOAD) + tuple(slots):
+            try:
+                self.reader.auth(s, TRANSPORT_KEY)
+                problems.append(f"sector {s} opens with the transport key")
+            except CardIOError:
+                pass
+            try:
+                self._auth_b(uid, s)
+                t = self.reader.read(s * 4 + 3 if s < 32 else 128 + (s - 32) * 16 + 15)
+            except CardIOError as e:
+                problems.append(f"sector {s}: {e}")
+                continue
+            acc = R.ACC_ISSUER if s in (0, R.S_HEADER, R.S_PAYLOAD) else R.ACC_METER
+            if access_conditions(t[6:9]) != acc or t[6:9] != access_bytes(*acc):
+                problems.append(f"sector {s}: access bits {t[6:9].hex()}")
+        try:
+            info = self.read()
+        except (R.RecordError, CardIOError) as e:
+            return problems + [f"read: {e}"]
+        if h.card_type == R.CARD_USER:
+            if isinstance(info["credit"], dict) and "error" in info["credit"]:
+                problems.append(f"credit record: error {info['credit']['error']}")
+            if all(x is None for x in info["status"]) and info["credit"] and \
+                    info.get("returned") is None and info["credit"].get("seq", 0) > 1:
+                problems.append("no valid return record")
+        return problems
+
+
+def _status_dict(s):
+    if s is None:
+        return None
+    return {"gen": s.gen, "meter": s.meter_id, "account": s.account, "last_seq": s.last_seq,
+            "balance": s.balance, "volume_l": s.volume_l, "alarms": s.alarms, "fw": s.fw,
+            "time": s.time}
+
+
+# -- command line ------------------------------------------------------------------
+
+def load_issuer(args):
+    if args.test_keys:
+        return K.testing_issuer()
+    if not args.keys:
+        raise SystemExit("give --keys FILE (or --test-keys for simulated cards)")
+    d = json.loads(Path(args.keys).read_text())
+    return K.IssuerKeys(d["ma"], d["mb"], d["mr"], d.get("rev", 1))
+
+
+def _tariff_arg(text):
+    t = json.loads(text)
+    if not isinstance(t, dict) or "v" not in t or "b" not in t:
+        raise argparse.ArgumentTypeError('tariff as JSON: {"v": 2, "at": 0, "sc": 0, "b": [[0, 350000]]}')
+    return t
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="cardtool", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keys", help="issuer key file (JSON)")
+    ap.add_argument("--test-keys", action="store_true", help="use the public test masters")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("new", help="create a blank card image")
+    p.add_argument("image")
+    p.add_argument("--uid", required=True, help="4 or 7 bytes, hex")
+    p.add_argument("--size", choices=("1k", "4k"), default="1k")
+
+    p = sub.add_parser("issue", help="personalise a blank card")
+    p.add_argument("image")
+    p.add_argument("type", choices=("user", "install", "tariff", "check", "valve-test"))
+    p.add_argument("--meter", default="")
+    p.add_argument("--region", type=int, required=True)
+    p.add_argument("--account", type=int, default=0)
+    p.add_argument("--card-no", type=int, default=1)
+    p.add_argument("--amount", type=int, default=0, help="first credit, money units")
+    p.add_argument("--tariff", type=_tariff_arg, help="tariff card content (JSON)")
+
+    p = sub.add_parser("topup", help="load a credit onto a user card")
+    p.add_argument("image")
+    p.add_argument("--amount", type=int, required=True, help="money units (1/1000 minor unit)")
+    p.add_argument("--seq", type=int)
+    p.add_argument("--emergency", action="store_true", help="also request emergency credit")
+    p.add_argument("--force", action="store_true", help="overwrite an unconsumed credit")
+
+    for name in ("read", "audit"):
+        p = sub.add_parser(name)
+        p.add_argument("image")
+
+    args = ap.parse_args(argv)
+    if args.cmd == "new":
+        uid = binascii.unhexlify(args.uid)
+        card = MC.ClassicCard(uid, 1024 if args.size == "1k" else 4096)
+        card.save(args.image)
+        print(f"blank {args.size} card {args.uid} -> {args.image}")
+        return 0
+
+    issuer = load_issuer(args)
+    reader = ImageReader(args.image)
+    st = Station(issuer, reader)
+    try:
+        if args.cmd == "issue":
+            ctype = {"user": R.CARD_USER, "install": R.CARD_INSTALL, "tariff": R.CARD_TARIFF,
+                     "check": R.CARD_CHECK, "valve-test": R.CARD_VALVE}[args.type]
+            service = ctype in R.SERVICE_CARDS
+            if not service and not args.meter:
+                raise SystemExit(f"--meter is required for {args.type} cards")
+            h = R.Header(ctype, args.region, "" if service else args.meter, args.account,
+                         args.card_no, issuer.rev)
+            uid = reader.card.uid
+            keys = R.card_keys(R.header_key(issuer, h), uid)
+            payload = None
+            if ctype == R.CARD_USER and args.amount:
+                payload = R.pack_credit(keys, uid, R.Credit(1, h.account, h.region, args.amount,
+                                                            0, h.card_no, issuer.rev))
+            elif ctype == R.CARD_INSTALL:
+                payload = R.pack_install(keys[1], uid, 1, args.meter, args.account, args.region,
+                                         issuer.rev)
+            elif ctype == R.CARD_TARIFF:
+                if not args.tariff:
+                    raise SystemExit("--tariff is required for tariff cards")
+                payload = R.pack_tariff(keys[1], uid, args.tariff, issuer.rev)
+            st.issue(h, payload)
+            print(f"issued {args.type} card {uid.hex()}")
+        elif args.cmd == "topup":
+            seq = st.topup(args.amount, args.seq, R.F_EMERGENCY if args.emergency else 0,
+                           args.force)
+            print(f"credit {args.amount} loaded as seq {seq}")
+        elif args.cmd == "read":
+            print(json.dumps(st.read(), indent=2))
+        elif args.cmd == "audit":
+            problems = st.audit()
+            for x in problems:
+                print("PROBLEM:", x)
+            print("audit: %s" % ("ok" if not problems else f"{len(problems)} problem(s)"))
+            if problems:
+                return 1
+    except (CardIOError, R.RecordError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        reader.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
