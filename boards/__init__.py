@@ -15,7 +15,9 @@ class Hardware:
     valve_cfg        dict: type, pulse_ms, travel_ms, ...
     card_spi, card_cs, card_rst       MFRC522 on SPI
     led, buzzer, button               indication and the user's button
-    tamper_pin, battery               optional inputs
+    tamper_pin       case switch / magnet sensor, active low, or None
+    battery          object with millivolts(), or None (mains-powered board)
+    sensor_pin       flow sensor cable loop, high when the loop is open, or None
     net              network link: connect(), isconnected(), rssi()
     wdt              watchdog with feed(), or None
     """
@@ -39,6 +41,7 @@ class Hardware:
         self.button = None
         self.tamper_pin = None
         self.battery = None
+        self.sensor_pin = None
         self.net = None
         self.wdt = None
         self.world = None   # simulator only: the device models

@@ -25,6 +25,18 @@ DEFAULTS = {
     "save_l": 10,                # save state at least every this many litres of flow
     "save_s": 60,                # ... or this many seconds while water flows
     "poll_ms": 1000,             # meter loop period
+    "leak_gap_s": 600,           # a zero-flow gap this long rules out a leak ...
+    "leak_window_s": 86400,      # ... if none is seen in this window: leak (0: off)
+    "leak_close": False,
+    "burst_lph": 3125,           # burst above this flow (Q4 of a DN15 meter) ... (0: off)
+    "burst_s": 60,               # ... sustained this long
+    "burst_close": True,
+    "closed_flow_ml": 5000,      # flow beyond this after a close is a valve fault / tamper
+    "tamper_close": False,       # CJ/T 133 allows either: close, or keep working
+    "batt_low_mv": 3300,         # low battery: warn ...
+    "batt_hyst_mv": 200,
+    "batt_grace_s": 604800,      # ... and close after this grace period (a week)
+    "sensor_close": True,        # sensor cable cut: close, keep the reading
     "report_s": 3600,            # telemetry interval
     "mqtt": {"host": "127.0.0.1", "port": 1883, "tls": False, "keepalive": 60},
 }
@@ -43,3 +55,93 @@ def load(directory):
         # A corrupt file must not stop the meter: run on defaults and say so.
         cfg["_error"] = "config.json is not valid JSON; defaults in force"
     return cfg
+
+
+# -- validation and saving of single settings (the REPL's cfg(), provisioning) --
+# Integer settings and their allowed ranges. Settings not listed here must
+# have the type of their default; "tariff" and "k" cannot be set this way
+# (a tariff comes signed from the head-end, K from calibration).
+RANGES = {
+    "region": (0, 65535), "debounce_us": (0, 200_000), "period_day": (1, 28),
+    "tz": (-43200, 50400), "low1": (0, 100_000_000), "low2": (0, 100_000_000),
+    "emergency": (0, 100_000_000), "max_balance": (0, 1_000_000_000),
+    "max_topup": (0, 1_000_000_000), "save_l": (1, 1000), "save_s": (5, 86400),
+    "poll_ms": (100, 10_000), "report_s": (60, 86400),
+}
+READ_ONLY = ("tariff", "k")
+EXTRA = {"production": False}          # settings with no entry in DEFAULTS
+RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production")
+KEEP_ON_RESET = ("meter_id", "region", "mqtt", "k", "production")
+
+
+def validate(key, value, cfg=None):
+    """None if `value` is acceptable for `key`, else the reason."""
+    if key in READ_ONLY:
+        return "read-only here"
+    if key in DEFAULTS:
+        default = DEFAULTS[key]
+    elif key in EXTRA:
+        default = EXTRA[key]
+    else:
+        return "unknown setting"
+    if not _same_type(value, default):
+        return "must be %s" % type(default).__name__
+    if key in RANGES:
+        lo, hi = RANGES[key]
+        if not lo <= value <= hi:
+            return "must be in %d..%d" % (lo, hi)
+    cfg = cfg or dict(DEFAULTS)
+    if key == "low2" and value > cfg["low1"] or key == "low1" and value < cfg["low2"]:
+        return "low2 must not exceed low1"
+    if key == "max_topup" and value > cfg["max_balance"]:
+        return "max_topup must not exceed max_balance"
+    if key == "meter_id":
+        if not 1 <= len(value) <= 16 or not all(c.isalpha() or c.isdigit() or c in "-_" for c in value):
+            return "1..16 letters, digits, - or _"
+    elif key == "reopen" and value not in ("confirm", "auto"):
+        return "'confirm' or 'auto'"
+    elif key == "friendly_hours":
+        if len(value) != 2 or not all(isinstance(h, int) and 0 <= h <= 23 for h in value):
+            return "[start, end] hours 0..23"
+    elif key == "friendly_days":
+        if not all(isinstance(d, int) and 0 <= d <= 6 for d in value):
+            return "weekdays 0 (Monday)..6"
+    elif key == "friendly_dates":
+        for d in value:
+            if not (isinstance(d, str) and len(d) == 5 and d[2] == "-"
+                    and d[:2].isdigit() and d[3:].isdigit()
+                    and 1 <= int(d[:2]) <= 12 and 1 <= int(d[3:]) <= 31):
+                return "list of 'MM-DD'"
+    elif key == "mqtt":
+        if not isinstance(value.get("host"), str) or not value["host"]:
+            return "needs a host"
+        p = value.get("port")
+        if not isinstance(p, int) or not 1 <= p <= 65535:
+            return "port 1..65535"
+        if not isinstance(value.get("tls", False), bool):
+            return "tls true/false"
+        ka = value.get("keepalive", 60)
+        if not isinstance(ka, int) or not 10 <= ka <= 3600:
+            return "keepalive 10..3600 s"
+    return None
+
+
+def _same_type(a, b):
+    return type(a) is type(b)
+
+
+def save(directory, cfg):
+    """Write the settings that differ from the defaults to config.json
+    (new file, then rename: a power cut leaves the old or the new file)."""
+    out = {}
+    for k, v in cfg.items():
+        if k.startswith("_"):
+            continue
+        if k in DEFAULTS and DEFAULTS[k] == v or k in EXTRA and EXTRA[k] == v:
+            continue
+        out[k] = v
+    path = directory + "/config.json"
+    with open(path + ".new", "w") as f:
+        json.dump(out, f)
+    import os
+    os.rename(path + ".new", path)

@@ -8,10 +8,11 @@ import codes
 import config
 from indicators import Indicators
 from meter import Meter
+from metering.detect import Detector
 from metering.pulses import CounterSource, IrqSource
 from storage.eventlog import EventLog
 from storage.state import StateStore
-from valve.latching import LatchingValve
+from valve.controller import build_valve
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -21,7 +22,7 @@ def pulse_source(hw, cfg):
     if hw.pulse_counter is not None:
         return CounterSource(hw.pulse_counter)
     return IrqSource(hw.pulse_pin, hw.pulse_trigger, hw.clock.ticks_us, hw.clock.ticks_diff,
-                     cfg["debounce_us"])
+                     cfg["debounce_us"], hw.direction_pin)
 
 
 def assemble(hw, cfg=None):
@@ -34,10 +35,14 @@ def assemble(hw, cfg=None):
         log.add(codes.EV_CONFIG, codes.FORMAT)
     valve = None
     if hw.valve_open_pin is not None:
-        valve = LatchingValve(hw.valve_open_pin, hw.valve_close_pin, clock,
-                              hw.valve_cfg.get("pulse_ms", 50))
+        # the controller's step() runs inside meter.poll(), from the loop
+        valve = build_valve(hw.valve_cfg, hw.valve_open_pin, hw.valve_close_pin, clock, log,
+                            getattr(hw, "valve_fb_open_pin", None),
+                            getattr(hw, "valve_fb_closed_pin", None))
+    detector = Detector(cfg, log, clock.time(), hw.tamper_pin, hw.battery,
+                        hw.sensor_pin)
     meter = Meter(cfg, clock, StateStore(hw.state_dir), log, pulse_source(hw, cfg), valve,
-                  Indicators(hw.led, hw.buzzer))
+                  Indicators(hw.led, hw.buzzer), detector)
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore():
         meter.save()
@@ -59,19 +64,21 @@ async def meter_task(meter, hw):
 
 
 async def comms_task(link, hw, period_ms=200):
+    # Paced on real time, not on the meter clock: the network runs at the
+    # network's speed however fast the simulator runs the meter.
     while True:
-        link.step()
-        await hw.clock.sleep_ms(period_ms)
-
-
-def umqtt_factory(client_id, host, port, keepalive):
-    from umqtt.simple import MQTTClient
-    return MQTTClient(client_id, host, port, keepalive=keepalive)
+        try:
+            link.step()
+        except Exception as e:  # noqa: BLE001 - the link must not stop the loop
+            print("comms error:", repr(e))
+        await asyncio.sleep_ms(period_ms)
 
 
 def make_link(meter, hw, region_key=None):
-    from comms.link import MqttLink
-    return MqttLink(meter.cfg, meter, hw.net, hw.clock, umqtt_factory, region_key)
+    # keys, broker credentials and CA come from <state_dir>/secrets.json;
+    # region_key, when given, overrides the provisioned one (simulator)
+    from comms.link import build_link
+    return build_link(meter, hw, region_key)
 
 
 async def run(meter, hw, link=None, extra=()):
@@ -90,10 +97,93 @@ def start(board_name, **board_opts):
     asyncio.run(run(meter, hw, make_link(meter, hw)))
 
 
-if __name__ == "__main__":
+def spawn(meter, hw, link=None, extra=()):
+    """Create the firmware's tasks without running the loop: the service
+    session (or the production gate) then drives it. See docs/SERVICE.md."""
+    tasks = [asyncio.create_task(meter_task(meter, hw))]
+    if link is not None:
+        tasks.append(asyncio.create_task(comms_task(link, hw)))
+    for coro in extra:
+        tasks.append(asyncio.create_task(coro))
+    return tasks
+
+
+def read_board_txt(path="board.txt"):
+    """board.txt: the board name on line 1, then key=value options
+    (integers where they parse; pin.<role>=<gpio> overrides the pin map)."""
+    name, opts = "esp32_devkitc", {}
     try:
-        with open("board.txt") as f:
-            name = f.read().strip()
+        with open(path) as f:
+            lines = [ln.strip() for ln in f.read().split("\n")]
     except OSError:
-        name = "esp32_devkitc"
-    start(name)
+        return name, opts
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if lines:
+        name = lines[0]
+    for ln in lines[1:]:
+        k, _, v = ln.partition("=")
+        k, v = k.strip(), v.strip()
+        try:
+            v = int(v)
+        except ValueError:
+            pass
+        if k.startswith("pin."):
+            opts.setdefault("pins", {})[k[4:]] = v
+        else:
+            opts[k] = v
+    return name, opts
+
+
+def boot(board_name, **board_opts):
+    """Power-up with the technician's REPL: validate the board, build the
+    meter, start its tasks and return with the meter running behind the
+    prompt. A production meter first runs in the foreground until a
+    technician opens the REPL. Never raises: a board or state that cannot
+    run gives a clear message and a safe state (outputs undriven, watchdog
+    fed), not a reset loop. Returns the service session, or None."""
+    import boards
+    import service
+    from boards import validate
+    hw = None
+    try:
+        mod = boards.load(board_name)
+        err = validate.check_module(mod, board_opts.get("pins"))
+        if err:
+            print("BOARD CONFIG ERROR (%s):" % board_name)
+            for e in err:
+                print("  " + e)
+            print("Meter NOT started; outputs left undriven. Fix board.txt, then reboot.")
+            return None
+        sec = service.load_secrets(board_opts.get("state_dir", "/data"))
+        if getattr(mod, "HAS_WIFI", False) and "wifi" in sec and "wifi" not in board_opts:
+            board_opts["wifi"] = (sec["wifi"].get("ssid", ""), sec["wifi"].get("pw", ""))
+        hw = mod.build(**board_opts)
+        meter = assemble(hw)
+        link = None
+        try:
+            link = make_link(meter, hw)
+        except Exception as e:  # noqa: BLE001 - no MQTT is a degraded meter, not a dead one
+            print("MQTT link not started: %r" % e)
+        spawn(meter, hw, link)
+        s = service.attach(meter, hw, link, FIRMWARE_VERSION)
+        if s.production:
+            s.gate()
+        s.background()
+        print("meter %s running; the REPL is free. help() lists the service commands."
+              % meter.cfg["meter_id"])
+        return s
+    except Exception as e:  # noqa: BLE001 - never a crash loop
+        import sys
+        print("METER FAILED TO START:")
+        sys.print_exception(e)
+        if hw is not None and hw.wdt is not None:
+            from boards import ticker
+            ticker.for_board(hw).start(hw.wdt.feed, 1000)
+        print("Safe state: metering stopped, watchdog fed. Call a technician.")
+        return None
+
+
+if __name__ == "__main__":
+    _board, _opts = read_board_txt()
+    _session = boot(_board, **_opts)
+    from service import *  # noqa: F401,F403 - the technician's commands at the prompt

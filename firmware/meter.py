@@ -7,6 +7,7 @@
 import codes
 import ledger
 import timeutil
+from metering import detect
 from metering import tariff as tariffs
 from metering.billing import Billing
 from metering.volume import Volume
@@ -19,10 +20,28 @@ WHY_NONE = const(0)
 WHY_CREDIT = const(1)
 WHY_COMMAND = const(2)
 WHY_FAULT = const(3)
+WHY_LEAK = const(4)
+WHY_BURST = const(5)
+WHY_TAMPER = const(6)
+WHY_BATTERY = const(7)
+WHY_SENSOR = const(8)
+WHY_OVERRIDE = const(9)   # open by an authorised override with no credit (valve policy)
+
+# findings that close the valve (detect bit, config key or None = always, reason)
+_CLOSERS = (
+    (detect.LEAK, "leak_close", WHY_LEAK),
+    (detect.BURST, "burst_close", WHY_BURST),
+    (detect.TAMPER, "tamper_close", WHY_TAMPER),
+    (detect.BATTERY_CUT, None, WHY_BATTERY),
+    (detect.SENSOR, "sensor_close", WHY_SENSOR),
+)
+# reasons that lift by themselves once the condition is gone; the others
+# (leak, burst, tamper) wait for a technician or an authorised command
+_SELF_CLEARING = ((WHY_BATTERY, detect.BATTERY_CUT), (WHY_SENSOR, detect.SENSOR))
 
 
 class Meter:
-    def __init__(self, cfg, clock, store, log, pulses, valve=None, indicators=None):
+    def __init__(self, cfg, clock, store, log, pulses, valve=None, indicators=None, detector=None):
         self.cfg = cfg
         self.clock = clock
         self.store = store
@@ -30,11 +49,15 @@ class Meter:
         self.pulses = pulses
         self.valve = valve
         self.indicators = indicators
+        self.detector = detector
         now = clock.time()
         code, t = tariffs.parse(cfg["tariff"])
         if t is None:
             raise ValueError("configured tariff invalid: %s" % codes.result_name(code))
         self.volume = Volume(cfg["k"][0], cfg["k"][1])
+        self.reverse = Volume(cfg["k"][0], cfg["k"][1])   # backflow: counted, never billed or credited
+        self._reversing = False
+        self.in_debt = False          # balance ran out inside a friendly period
         self.billing = Billing(t, now, 0)
         self.period_end = timeutil.next_month_day(now, cfg["period_day"], cfg["tz"])
         self.staged = None            # Tariff waiting for its activation time
@@ -51,6 +74,8 @@ class Meter:
         self._last_poll_ms = clock.ticks_ms()
         self._rate_ml = 0
         self._rate_ms = 0
+        self._v_ml = 0                # valve exercise: volume and time of the last flow seen
+        self._v_still = now
 
     # ---------------- state ----------------
     def restore(self):
@@ -62,6 +87,8 @@ class Meter:
             return False
         self.balance = s["bal"]
         self.volume = Volume.from_state(s["vol"])
+        self.reverse = Volume.from_state(s["rev"])
+        self.in_debt = bool(s["debt"])
         _, t = tariffs.parse(s["tar"])
         self.billing = Billing(t, 0, 0)
         self.billing.load_state(s["bill"])
@@ -73,6 +100,8 @@ class Meter:
         self.why_closed = s["vwhy"]
         self.awaiting_confirm = bool(s["vcf"])
         self.low_level = s["low"]
+        if self.valve is not None:
+            self.valve.last_move = s.get("vmv", 0)
         self._last_save_ml = self.volume.ml()
         self.log.add(codes.EV_STATE_RESTORED, self.store.generation)
         return True
@@ -81,6 +110,8 @@ class Meter:
         s = {
             "bal": self.balance,
             "vol": self.volume.to_state(),
+            "rev": self.reverse.to_state(),
+            "debt": 1 if self.in_debt else 0,
             "tar": self.billing.tariff.to_dict(),
             "bill": self.billing.to_state(),
             "pend": self.period_end,
@@ -91,6 +122,7 @@ class Meter:
             "vwhy": self.why_closed,
             "vcf": 1 if self.awaiting_confirm else 0,
             "low": self.low_level,
+            "vmv": self.valve.last_move if self.valve is not None else 0,
         }
         self.store.save(s)
         self._last_save_ml = self.volume.ml()
@@ -100,8 +132,14 @@ class Meter:
     def poll(self):
         """Fold new pulses into volume and money, then apply the credit policy."""
         n = self.pulses.take()
-        if n:
+        if n > 0:
             self.volume.add(n)
+            self._reversing = False
+        elif n < 0:
+            self.reverse.add(-n)
+            if not self._reversing:
+                self._reversing = True
+                self.log.add(codes.EV_REVERSE_FLOW, -n)
         now = self.clock.time()
         ml = self.volume.ml()
         self._measure_rate(ml)
@@ -116,7 +154,11 @@ class Meter:
             self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
             self.save()
         self.balance -= self.billing.step(ml, now)
+        if self.detector is not None:
+            self.detector.step(now, ml, n > 0, not self.want_open)
+            self._act_on_findings()
         self._policy(now)
+        self._valve_step(now, ml)
         if (ml - self._last_save_ml >= self.cfg["save_l"] * 1000
                 or (ml != self._last_save_ml and now - self._last_save_t >= self.cfg["save_s"])):
             self.save()
@@ -155,7 +197,12 @@ class Meter:
         if level == 3:
             if self.want_open and self.why_closed == WHY_NONE:
                 if self.friendly(now):
-                    return  # no cut-off in friendly hours; debt accrues
+                    # no cut-off in friendly hours: the water is still
+                    # charged, and the debt is recorded
+                    if not self.in_debt and b < 0:
+                        self.in_debt = True
+                        self.log.add(codes.EV_FRIENDLY_DEBT, b)
+                    return
                 self._set_valve(False, WHY_CREDIT)
         elif self.why_closed == WHY_CREDIT and not self.want_open:
             if self.cfg["reopen"] == "auto":
@@ -163,6 +210,20 @@ class Meter:
             elif not self.awaiting_confirm:
                 self.awaiting_confirm = True
                 self.save()
+
+    def _act_on_findings(self):
+        found = self.detector.active
+        if self.want_open:
+            for bit, key, why in _CLOSERS:
+                if found & bit and (key is None or self.cfg[key]):
+                    self._set_valve(False, why)
+                    return
+        else:
+            for why, bit in _SELF_CLEARING:
+                if self.why_closed == why and not found & bit:
+                    # condition gone: hand the valve back to the credit policy
+                    self.why_closed = WHY_CREDIT
+                    self.save()
 
     def confirm(self):
         """The user tapped the card or pressed the button: reopen if credit allows."""
@@ -184,17 +245,80 @@ class Meter:
         self.save()
 
     def reconcile_valve(self):
-        """At boot: drive the valve to the stored intent (the latching valve
-        may have been moved, or a pulse cut short, while the power was off)."""
-        if self.valve is None:
+        """At boot: settle the valve from the stored intent, the credit and the
+        feedback (docs/VALVE.md, reconciliation matrix). Never reopens on
+        exhausted credit outside a friendly period; never leaves a paying
+        household closed. Drives the valve only if the feedback does not
+        already show the wanted position (without feedback, always)."""
+        v = self.valve
+        if v is None:
             return
-        if self.want_open and self.balance <= 0 and not self.friendly(self.clock.time()):
-            self.want_open = False
-            self.why_closed = WHY_CREDIT
+        now = self.clock.time()
+        if not v.last_move:
+            v.last_move = now
+        changed = False
         if self.want_open:
-            self.valve.open()
+            if (self.balance <= 0 and self.why_closed != WHY_OVERRIDE
+                    and not self.friendly(now)):
+                self.want_open = False
+                self.why_closed = WHY_CREDIT
+                changed = True
+        elif self.why_closed == WHY_CREDIT and self.balance > 0 and self.cfg["reopen"] == "auto":
+            self.want_open = True
+            self.why_closed = WHY_NONE
+            changed = True
+        if v.reconcile(OPEN if self.want_open else CLOSED) or changed:
+            self.log.add(codes.EV_VALVE_OPEN if self.want_open else codes.EV_VALVE_CLOSED,
+                         self.why_closed)
+        if changed:
+            self.save()
+
+    def _valve_step(self, now, ml):
+        # From poll(): the controller's retries, tamper watch and exercise.
+        v = self.valve
+        if v is None:
+            return
+        if ml != self._v_ml:
+            self._v_ml = ml
+            self._v_still = now
+        hour = -1
+        if v.exercise_due(now):
+            hour = timeutil.local_parts(now, self.cfg["tz"])[3]
+        v.step(now, hour, now - self._v_still)
+        if self.why_closed == WHY_OVERRIDE and self.balance > 0:
+            self.why_closed = WHY_NONE    # credit is back: the override has done its job
+            self.save()
+        if v.dirty:
+            v.dirty = False
+            self.save()
+
+    def request_valve(self, want_open, source, override=False):
+        """Remote or technician command (source: "mqtt", "repl", ...). A remote
+        open with no credit is REFUSED unless override is True, which the
+        caller sets only for an authorised (signed) override command; such an
+        open survives the credit policy until credit is back. A close holds
+        until an open command (WHY_COMMAND). Returns a result code."""
+        if want_open:
+            if self.balance <= 0 and not override:
+                return codes.REFUSED
+            self.awaiting_confirm = False
+            self._set_valve(True, WHY_NONE if self.balance > 0 else WHY_OVERRIDE)
         else:
-            self.valve.close()
+            self.awaiting_confirm = False
+            self._set_valve(False, WHY_COMMAND)
+        return codes.ACCEPTED
+
+    def valve_test(self, source="card", override=False):
+        """Technician test (service card, REPL, MQTT): one exercise cycle now.
+        A closed valve is cycled open/closed, so with no credit that needs
+        override. REFUSED with no valve, or while it is moving."""
+        v = self.valve
+        if v is None or v.busy:
+            return codes.REFUSED
+        if not self.want_open and self.balance <= 0 and not override:
+            return codes.REFUSED
+        v.exercise()
+        return codes.ACCEPTED
 
     # ---------------- requests from cards, MQTT, the REPL ----------------
     def apply_credit(self, source, account, seq, amount):
@@ -208,17 +332,20 @@ class Meter:
             return code  # acknowledged again, not applied again
         if code != codes.ACCEPTED:
             return self._reject(code)
-        if amount > self.cfg["max_topup"] or self.balance + amount > self.cfg["max_balance"]:
+        repay = min(amount, self.emergency_owed)   # emergency credit is paid back first
+        if amount > self.cfg["max_topup"] or self.balance + amount - repay > self.cfg["max_balance"]:
             return self._reject(codes.OVER_LIMIT)
-        before = (self.balance, self.emergency_owed, self.ledger.copy())
-        self.balance += amount - self.emergency_owed
-        self.emergency_owed = 0
+        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy())
+        self.balance += amount - repay
+        self.emergency_owed -= repay
+        if self.balance > 0:
+            self.in_debt = False
         self.ledger.record(source, account, seq)
         try:
             self.save()
         except OSError:
             # Not durable, so not applied: roll back and let the sender retry.
-            self.balance, self.emergency_owed, self.ledger = before
+            self.balance, self.emergency_owed, self.in_debt, self.ledger = before
             return self._reject(codes.STORAGE)
         self.log.add(codes.EV_CREDIT, amount)
         self._policy(self.clock.time())
@@ -227,6 +354,50 @@ class Meter:
     def _reject(self, code):
         self.log.add(codes.EV_CREDIT_REJECTED, code)
         return code
+
+    def request_emergency(self):
+        """The user asks for emergency credit (button or card tap). Granted once
+        per top-up cycle, only when credit is low, and repaid from the next top-up."""
+        amount = self.cfg["emergency"]
+        if amount <= 0:
+            return codes.REFUSED
+        if self.emergency_owed > 0:
+            return codes.USED            # already granted in this cycle
+        if self.balance >= self.cfg["low1"]:
+            return codes.REFUSED         # only when credit is low
+        self.balance += amount
+        self.emergency_owed = amount
+        try:
+            self.save()
+        except OSError:
+            self.balance -= amount
+            self.emergency_owed = 0
+            return codes.STORAGE
+        self.log.add(codes.EV_EMERGENCY, amount)
+        self._policy(self.clock.time())
+        return codes.ACCEPTED
+
+    def set_k_factor(self, num, den):
+        """Technician calibration. Volume measured so far is kept as it is."""
+        try:
+            self.volume.set_k(num, den)
+            self.reverse.set_k(num, den)
+        except ValueError:
+            return codes.RANGE
+        self.log.add(codes.EV_KFACTOR, num * 1000 // den)
+        self.save()
+        return codes.ACCEPTED
+
+    def set_time(self, secs):
+        """Technician (REPL) clock set; the event carries the step in seconds.
+        A step back re-derives the period end, so a period is never skipped."""
+        old = self.clock.time()
+        self.clock.set_time(secs)
+        if secs < old:
+            self.period_end = timeutil.next_month_day(secs, self.cfg["period_day"], self.cfg["tz"])
+        self.log.add(codes.EV_TIME_SET, secs - old)
+        self.save()
+        return codes.ACCEPTED
 
     def stage_tariff(self, d):
         """Accept a tariff in wire form; it takes effect at its activation time."""

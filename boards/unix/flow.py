@@ -43,6 +43,7 @@ class FlowSensor:
         self.reversed = False
         self._acc = 0                 # integral of rate over time, (mL/h)*us
         self.emitted = 0              # pulses produced in total
+        self.reverse_pulses = 0       # of which while running backwards
         clock.attach(self)
 
     def set_rate_lph(self, lph):
@@ -79,7 +80,9 @@ class FlowSensor:
         if n <= 0:
             return
         self.emitted = total
-        self.counter._n += n
+        self.counter._n += -n if self.reversed else n
+        if self.reversed:
+            self.reverse_pulses += n
         if self._irq_wired():
             for _ in range(n):
                 for _ in range(1 + self.bounce):

@@ -1,7 +1,8 @@
 # Pulse sources: where counts of the flow sensor come from.
 #
-# The board decides which source it has. Both offer take(): the pulses seen
-# since the previous take(). Neither allocates on the pulse path.
+# The board decides which source it has. Both offer take(): the net pulses
+# seen since the previous take(), negative when water ran backwards (the
+# sensor's direction output high). Neither allocates on the pulse path.
 #
 # CounterSource: the ESP32 PCNT unit behind machine.Counter (ESP32, S2, S3,
 # C6). value(0) reads and clears atomically in the port, so no edge is lost.
@@ -12,6 +13,7 @@
 # handler never need a lock and the handler never touches a long int.
 
 _WRAP = const(0x1FFFFFFF)  # counts wrap here: stays a small int on every port
+_HALF = const(0x10000000)
 
 
 class CounterSource:
@@ -24,10 +26,12 @@ class CounterSource:
 
 
 class IrqSource:
-    def __init__(self, pin, trigger, ticks_us, ticks_diff, min_interval_us=0):
+    def __init__(self, pin, trigger, ticks_us, ticks_diff, min_interval_us=0, direction_pin=None):
         self._count = 0
+        self._dir = direction_pin
         self._seen = 0
-        self._last = ticks_us()
+        self._last = 0
+        self._armed = False
         self._ticks_us = ticks_us
         self._ticks_diff = ticks_diff
         self._min_us = min_interval_us
@@ -37,14 +41,19 @@ class IrqSource:
 
     def _edge(self, pin):
         t = self._ticks_us()
-        if self._min_us and self._ticks_diff(t, self._last) < self._min_us:
+        if self._min_us and self._armed and self._ticks_diff(t, self._last) < self._min_us:
             self.rejected = (self.rejected + 1) & _WRAP
             return
         self._last = t
-        self._count = (self._count + 1) & _WRAP
+        self._armed = True      # the first edge after start has nothing to bounce from
+        d = self._dir
+        if d is not None and d.value():
+            self._count = (self._count - 1) & _WRAP
+        else:
+            self._count = (self._count + 1) & _WRAP
 
     def take(self):
         c = self._count
         n = (c - self._seen) & _WRAP
         self._seen = c
-        return n
+        return n - _WRAP - 1 if n >= _HALF else n
