@@ -95,22 +95,21 @@ def equal(a, b):
 def _aes_factory():
     try:
         import cryptolib
-
-        def enc(key, block):
-            return cryptolib.aes(key, 1).encrypt(block)
-        return enc
     except ImportError:
-        pass
-    try:
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        # CPython (the vending station): `cryptography` if present, else pure AES
+        try:
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        except ImportError:
+            return _PureAES.encrypt_block
 
-        def enc(key, block):
+        def enc_c(key, block):
             e = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
             return e.update(bytes(block)) + e.finalize()
-        return enc
-    except ImportError:
-        pass
-    return _PureAES.encrypt_block
+        return enc_c
+
+    def enc(key, block):
+        return cryptolib.aes(key, 1).encrypt(block)
+    return enc
 
 
 class _PureAES:
