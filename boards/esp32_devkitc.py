@@ -1,44 +1,69 @@
-# ESP32-DevKitC (WROOM-32) meter board.
+# ESP32-DevKitC (WROOM-32 / WROVER) meter board.
 #
-# Pin map (see docs/BOARDS.md for the wiring):
-#   GPIO 34  flow sensor pulse in (input only; external pull-up + RC + Schmitt)
-#   GPIO 35  flow direction in (optional)
-#   GPIO 25  valve H-bridge IN1 (open coil)     GPIO 26  valve H-bridge IN2 (close coil)
-#   GPIO 18/23/19  SPI2 (VSPI) SCK/MOSI/MISO    GPIO 5  MFRC522 SDA (CS)   GPIO 22  MFRC522 RST
-#   GPIO 2   status LED                         GPIO 4   buzzer
-#   GPIO 0   user button (BOOT, active low)     GPIO 27  case tamper switch (active low)
-#   GPIO 36  battery divider (ADC1)
+# Wiring: docs/BOARDS.md. Pins are in PINS (role -> GPIO; None: not fitted);
+# board.txt may override one with pin.<role>=<gpio>, and boards/validate.py
+# checks the result before any pin is configured.
+#   GPIO 34  flow sensor pulse (input only; external pull-up + RC + Schmitt)
+#   GPIO 35  flow direction (optional)       GPIO 39  sensor cable loop
+#   GPIO 25  valve H-bridge IN1 (open)       GPIO 26  valve H-bridge IN2 (close)
+#   GPIO 32/33 valve limit switches (open/closed, to ground)
+#   GPIO 18/23/19 SPI2 VSPI SCK/MOSI/MISO   GPIO 5  MFRC522 SDA (CS)   GPIO 22 RST
+#   GPIO 2   status LED   GPIO 4 buzzer    GPIO 0  user button (BOOT, active low)
+#   GPIO 27  case tamper switch (active low) GPIO 36 battery divider (ADC1)
 import machine
 from machine import Pin
 
 from boards import Hardware
-from boards.esp32_common import Clock, WifiLink
+from boards.esp32_common import Battery, Clock, WifiLink, pin_in, pin_out
 
 NAME = "esp32_devkitc"
-SPI_ID = const(2)
-SPI_BAUD = const(4_000_000)
+CHIP = "esp32"
+HAS_WIFI = True
+SPI_ID = const(2)             # VSPI: its IO_MUX pins are 18/23/19
+SPI_BAUD = const(4_000_000)   # MFRC522 allows 10 MHz; 4 MHz is safe on 20 cm leads
+COUNTER_UNIT = 0              # PCNT unit of machine.Counter
+TIMER_ID = 0                  # hardware timer of the service tick
+PINS = {
+    "pulse": 34, "direction": 35, "sensor": 39,
+    "valve_open": 25, "valve_close": 26, "fb_open": 32, "fb_closed": 33,
+    "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "card_cs": 5, "card_rst": 22,
+    "led": 2, "buzzer": 4, "button": 0, "tamper": 27, "battery": 36,
+}
+VALVE = {"type": "latching", "pulse_ms": 50}
 
 
-def build(state_dir="/data", wifi=("", "")):
+def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
+    from boards import validate
+    from boards.ticker import TimerTicker
+    p = validate.merged(PINS, pins)
+    vcfg = dict(VALVE)
+    vcfg.update(valve or {})
+    card = p["card_cs"] is not None
     return Hardware(
         name=NAME,
         clock=Clock(),
         state_dir=state_dir,
-        pulse_counter=machine.Counter(0, Pin(34, Pin.IN), edge=machine.Counter.RISING, filter_ns=12_000),
-        pulse_pin=Pin(34, Pin.IN),
+        pulse_counter=machine.Counter(COUNTER_UNIT, Pin(p["pulse"], Pin.IN),
+                                      edge=machine.Counter.RISING, filter_ns=12_000),
+        pulse_pin=Pin(p["pulse"], Pin.IN),
         pulse_trigger=Pin.IRQ_RISING,
-        direction_pin=Pin(35, Pin.IN),
-        valve_open_pin=Pin(25, Pin.OUT, value=0),
-        valve_close_pin=Pin(26, Pin.OUT, value=0),
-        valve_cfg={"type": "latching", "pulse_ms": 50},
-        card_spi=machine.SPI(SPI_ID, baudrate=SPI_BAUD, sck=Pin(18), mosi=Pin(23), miso=Pin(19)),
-        card_cs=Pin(5, Pin.OUT, value=1),
-        card_rst=Pin(22, Pin.OUT, value=1),
-        led=Pin(2, Pin.OUT, value=0),
-        buzzer=Pin(4, Pin.OUT, value=0),
-        button=Pin(0, Pin.IN, Pin.PULL_UP),
-        tamper_pin=Pin(27, Pin.IN, Pin.PULL_UP),
-        battery=machine.ADC(Pin(36)),
+        direction_pin=pin_in(p["direction"]),
+        sensor_pin=pin_in(p["sensor"]),
+        valve_open_pin=pin_out(p["valve_open"]),
+        valve_close_pin=pin_out(p["valve_close"]),
+        valve_fb_open_pin=pin_in(p["fb_open"], Pin.PULL_UP),
+        valve_fb_closed_pin=pin_in(p["fb_closed"], Pin.PULL_UP),
+        valve_cfg=vcfg,
+        card_spi=machine.SPI(SPI_ID, baudrate=SPI_BAUD, sck=Pin(p["spi_sck"]),
+                             mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"])) if card else None,
+        card_cs=pin_out(p["card_cs"], 1),
+        card_rst=pin_out(p["card_rst"], 1),
+        led=pin_out(p["led"]),
+        buzzer=pin_out(p["buzzer"]),
+        button=pin_in(p["button"], Pin.PULL_UP),
+        tamper_pin=pin_in(p["tamper"], Pin.PULL_UP),
+        battery=Battery(p["battery"]) if p["battery"] is not None else None,
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),
+        ticker=TimerTicker(TIMER_ID),
     )

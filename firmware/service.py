@@ -1,0 +1,763 @@
+# The technician's commands at the serial REPL (docs/SERVICE.md).
+#
+# The REPL is the port's own; the meter runs behind it on a background tick
+# (boards/ticker.py), so billing, the valve policy and MQTT go on while the
+# prompt waits. Every command that touches the meter does so inside
+# ticker.hold(), and only through the meter's own methods.
+#
+# Guards: commands that move money, change metrology or security settings
+# need unlock(PIN) first on a meter with a provisioned service PIN, and are
+# refused on a production meter without one. They are logged. The guard
+# protects against mistakes and leaves an audit trail; what keeps a stranger
+# off the REPL of a production meter is the production gate (see Session.gate
+# and docs/SERVICE.md, "Threat model").
+import asyncio
+import gc
+import json
+import os
+
+import codes
+import config
+import timeutil
+
+SESSION_SAVE_S = const(5)     # while a session is open, flow is saved this often
+UNLOCK_S = const(900)         # an unlock lasts 15 min after the last guarded command
+MAX_TRIES = const(3)          # failed PINs before the lockout starts
+LOCKOUT_S = const(30)         # first lockout; doubles with each further failure
+TICK_MS = const(25)
+
+_s = None   # the Session of this meter
+_p = print  # all output goes through this (tests capture it)
+
+
+async def _slice():
+    await asyncio.sleep_ms(0)
+
+
+class Session:
+    def __init__(self, meter, hw, link=None, version="?", ticker=None):
+        self.meter = meter
+        self.hw = hw
+        self.link = link
+        self.version = version
+        if ticker is None:
+            from boards import ticker as tk
+            ticker = tk.for_board(hw)
+        self.ticker = ticker
+        self.secrets = load_secrets(hw.state_dir)
+        self.production = bool(meter.cfg.get("production", False))
+        self.unlocked_until = None
+        self.fails = 0
+        self.locked_until = 0
+        self.open_request = None
+        self.cal = None
+        self.last_error = None
+        self.tick_errors = 0
+        self._saved_ml = meter.volume.ml()
+        self._saved_t = meter.clock.time()
+
+    # ---------------- the background tick ----------------
+    def tick(self):
+        """One slice of the firmware's event loop, then the session save."""
+        try:
+            asyncio.run(_slice())
+            m = self.meter
+            now = m.clock.time()
+            ml = m.volume.ml()
+            if ml != self._saved_ml and now - self._saved_t >= SESSION_SAVE_S:
+                m.save()
+                self._saved_ml = ml
+                self._saved_t = now
+        except Exception as e:  # noqa: BLE001 - the tick must outlive any bug
+            self.tick_errors += 1
+            self.last_error = repr(e)
+
+    def background(self):
+        """Run the meter behind the REPL; save on exit where the port allows."""
+        from boards import ticker as tk
+        tk.on_exit(self.save_now)
+        self.ticker.start(self.tick, TICK_MS)
+
+    def save_now(self):
+        with self.ticker.hold():
+            self.meter.save()
+            self._saved_ml = self.meter.volume.ml()
+            self._saved_t = self.meter.clock.time()
+
+    # ---------------- production gate ----------------
+    def gate(self, poll_ms=200):
+        """Production: run the meter in the foreground with Ctrl-C masked until
+        a technician opens the REPL (request_open), then return."""
+        import micropython
+        micropython.kbd_intr(-1)
+        try:
+            asyncio.run(self._gate(poll_ms))
+        finally:
+            micropython.kbd_intr(3)
+        self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request or 0)
+        self.meter.save()
+
+    async def _gate(self, poll_ms):
+        held = 0
+        hw = self.hw
+        while self.open_request is None:
+            # the service button, held 5 s with the case open (tamper switch
+            # released; boards without one rely on the button alone)
+            pressed = hw.button is not None and hw.button.value() == 0
+            case_open = hw.tamper_pin is None or hw.tamper_pin.value() == 0
+            held = held + poll_ms if pressed and case_open else 0
+            if held >= 5000:
+                self.open_request = OPEN_BUTTON
+            await hw.clock.sleep_ms(poll_ms)
+
+    # ---------------- guard ----------------
+    def now(self):
+        return self.meter.clock.time()
+
+    def allowed(self, what):
+        now = self.now()
+        if self.secrets.get("svc_pin") is None:
+            if self.production:
+                _p("refused: %s needs a service PIN; none is provisioned" % what)
+                return False
+            return True   # development meter: no PIN provisioned
+        if self.unlocked_until is not None and now < self.unlocked_until:
+            self.unlocked_until = now + UNLOCK_S
+            return True
+        _p("locked: unlock('PIN') first (%s is guarded)" % what)
+        return False
+
+
+OPEN_BUTTON = const(1)
+OPEN_CARD = const(2)
+
+
+def attach(meter, hw, link=None, version="?", ticker=None):
+    global _s
+    _s = Session(meter, hw, link, version, ticker)
+    return _s
+
+
+def request_open(how=OPEN_CARD):
+    """Called by the card session when a technician card authenticates."""
+    if _s is not None and _s.open_request is None:
+        _s.open_request = how
+
+
+def _session():
+    if _s is None:
+        raise RuntimeError("no meter attached (boot failed? see the message above)")
+    return _s
+
+
+# ---------------- secrets ----------------
+def load_secrets(state_dir):
+    try:
+        with open(state_dir + "/secrets.json") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def pin_hash(salt, pin):
+    import binascii
+    import hashlib
+    return binascii.hexlify(hashlib.sha256(salt.encode() + b":" + str(pin).encode()).digest()).decode()
+
+
+# ---------------- formatting ----------------
+def money(v):
+    """Money units (1/1000 of the minor unit) as major.minor, truncated."""
+    sign = "-" if v < 0 else ""
+    v = -v if v < 0 else v
+    return "%s%d.%02d" % (sign, v // 100_000, (v // 1000) % 100)
+
+
+def m3(ml):
+    return "%d.%03d m3" % (ml // 1_000_000, (ml // 1000) % 1000)
+
+
+def when(t, tz=0):
+    y, mo, d, h, mi, _ = timeutil.local_parts(t, tz)
+    return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mo, d, h, mi, (t + tz) % 60)
+
+
+_LEVELS = ("ok", "low-1", "low-2", "exhausted")
+_WHY = ("", "credit", "command", "fault", "leak", "burst", "tamper", "battery", "sensor")
+
+
+def _why(w):
+    return _WHY[w] if 0 <= w < len(_WHY) else "why-%d" % w
+
+
+# ---------------- commands ----------------
+def status():
+    s = _session()
+    m = s.meter
+    with s.ticker.hold():
+        snap = m.snapshot()
+        c = m.cfg
+        t = m.billing.tariff
+        vol = m.volume
+        pend = m.period_end
+        owed = m.emergency_owed
+        confirm = m.awaiting_confirm
+        gen = m.store.generation
+        ev = m.log.recent(64)
+        pos = m.valve.position if m.valve is not None else None
+    tz = c["tz"]
+    bar = "-- meter %s -- region %d -- fw %s -- %s " % (snap["id"], c["region"], s.version, s.hw.name)
+    _p((bar + "-" * 80)[:80])
+    _p("Time     %s (tz %+d s)   uptime ticks %d" % (when(snap["t"], tz), tz, s.ticker.ticks))
+    _p("Credit   balance %s   owed %s   level %s   (low1 %s, low2 %s)" % (
+        money(snap["bal"]), money(owed), _LEVELS[snap["low"]], money(c["low1"]), money(c["low2"])))
+    fl = snap["flow"]
+    _p("Volume   %s   flow %d.%d L/h   K %d/%d pulse/L   pulses %d" % (
+        m3(snap["ml"]), fl // 1000, (fl // 100) % 10, vol.k_num, vol.k_den, vol.pulses))
+    blocks = " ".join("%dL:%s" % (b[0], money(b[1])) for b in t.to_dict()["b"][:3])
+    _p("Tariff   v%d  %s /m3   period ends %s" % (snap["tv"], blocks, when(pend, tz)[:10]))
+    vs = "OPEN" if snap["valve"] else "CLOSED (%s)" % _why(snap["why"])
+    ps = {None: "no valve", -1: "unknown", 0: "closed", 1: "open"}.get(pos, str(pos))
+    _p("Valve    %s   position %s   awaiting confirm %s" % (vs, ps, "yes" if confirm else "no"))
+    _p("Network  %s" % _net_line(s))
+    _p("Alarms   %s" % _alarms(snap, ev))
+    _p("State    generation %d   events %d   config %s" % (
+        gen, snap["evs"], "DEFAULTS (config.json bad)" if "_error" in c else "ok"))
+    mode = "production" if s.production else "development"
+    if s.unlocked_until is not None and s.now() < s.unlocked_until:
+        lk = "unlocked %d s" % (s.unlocked_until - s.now())
+    else:
+        lk = "locked" if s.secrets.get("svc_pin") else "no PIN"
+    err = ("   tick errors %d" % s.tick_errors) if s.tick_errors else ""
+    _p("Service  %s   %s   free RAM %d%s" % (mode, lk, gc.mem_free(), err))
+    _p("-" * 80)
+
+
+def _net_line(s):
+    net = s.hw.net
+    if net is None:
+        return "no network on this board"
+    up = net.isconnected()
+    r = net.rssi() if up else None
+    out = "wifi %s" % ("up rssi %s" % r if up else "down")
+    link = s.link
+    if link is None:
+        return out + "   mqtt off"
+    return out + "   mqtt %s   sent %d recv %d" % (
+        "connected" if link.connected else "not connected", link.sent, link.received)
+
+
+_ALARM_EVENTS = (codes.EV_LEAK, codes.EV_BURST, codes.EV_TAMPER, codes.EV_REVERSE_FLOW,
+                 codes.EV_LOW_BATTERY, codes.EV_SENSOR_FAULT, codes.EV_VALVE_FAULT,
+                 codes.EV_STATE_CORRUPT, codes.EV_FLOW_WHILE_CLOSED)
+
+
+def _alarms(snap, evs):
+    out = []
+    if snap["low"]:
+        out.append(_LEVELS[snap["low"]])
+    seen = []
+    for e in evs:
+        if e[2] in _ALARM_EVENTS and e[2] not in seen:
+            seen.append(e[2])
+    for c in seen:
+        out.append(codes.event_name(c))
+    line = ", ".join(out) if out else "none"
+    return line if len(line) <= 70 else line[:67] + "..."
+
+
+def log(n=20):
+    """The newest n events, oldest first."""
+    s = _session()
+    with s.ticker.hold():
+        evs = s.meter.log.recent(n)
+    tz = s.meter.cfg["tz"]
+    for seq, t, code, arg in evs:
+        name = codes.event_name(code)
+        extra = ""
+        if code in (codes.EV_CREDIT_REJECTED, codes.EV_TARIFF_REJECTED, codes.EV_CARD_REJECTED):
+            extra = "  (%s)" % codes.result_name(arg)
+        elif code in (codes.EV_CREDIT, codes.EV_EMERGENCY, codes.EV_LOW_CREDIT_1,
+                      codes.EV_LOW_CREDIT_2, codes.EV_CREDIT_EXHAUSTED):
+            extra = "  (%s)" % money(arg)
+        elif code in (codes.EV_VALVE_OPEN, codes.EV_VALVE_CLOSED):
+            extra = "  (%s)" % (_why(arg) or "-")
+        _p("%6d %s %-18s %11d%s" % (seq, when(t, tz), name, arg, extra))
+    if not evs:
+        _p("(no events)")
+
+
+def save():
+    """Write the meter state to flash now."""
+    _session().save_now()
+    _p("saved")
+
+
+# -- card --
+def card():
+    """Read the card on the reader: chip version, UID, and the record if the
+    card code of this build can decode it."""
+    s = _session()
+    hw = s.hw
+    if hw.card_spi is None:
+        _p("card: this board has no card reader")
+        return None
+    try:
+        from card.mfrc522 import MFRC522
+    except ImportError:
+        _p("card: no card driver in this build")
+        return None
+    with s.ticker.hold():
+        try:
+            r = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock)
+            ver = r.read_reg(0x37)
+            if not r.request(True):
+                _p("card: reader v%02x, no card in the field" % ver)
+                return None
+            n = r.select()
+            uid = "".join("%02X" % b for b in r.uid[:n])
+            _p("card: reader v%02x  UID %s  SAK %02x  ATQA %04x" % (ver, uid, r.sak, r.atqa))
+        except Exception as e:  # noqa: BLE001 - a bad card must not hurt the REPL
+            _p("card: read failed: %r" % e)
+            return None
+        info = _card_record(s, r)
+    if info is not None:
+        for k in sorted(info):
+            _p("  %-10s %s" % (k, info[k]))
+    return uid
+
+
+def _card_record(s, reader):
+    # The card engineer's session code, where this build has it.
+    try:
+        from card import session as cs
+    except ImportError:
+        return None
+    fn = getattr(cs, "inspect", None)
+    if fn is None:
+        return None
+    try:
+        return fn(reader, s.meter, s.secrets)
+    except Exception as e:  # noqa: BLE001
+        return {"error": repr(e)}
+
+
+# -- valve --
+def _valve_request(want_open):
+    s = _session()
+    m = s.meter
+    rv = getattr(m, "request_valve", None)
+    if rv is None:
+        _p("valve: this build has no meter.request_valve; not moved")
+        return None
+    with s.ticker.hold():
+        code = rv(want_open, "repl")
+    _p("valve %s: %s" % ("open" if want_open else "close", codes.result_name(code)))
+    return code
+
+
+def valve_open():
+    """Ask the meter to open the valve. The credit policy still applies: with
+    no credit outside friendly hours the meter refuses."""
+    if _session().allowed("valve_open"):
+        _valve_request(True)
+
+
+def valve_close():
+    """Close the valve for service; the meter records the command reason."""
+    _valve_request(False)
+
+
+def valve_test():
+    """Close, then return the valve to where the meter wants it, and report
+    the movement the board's feedback (if any) saw."""
+    s = _session()
+    m = s.meter
+    if m.valve is None:
+        _p("valve: none on this board")
+        return
+    ex = getattr(m, "exercise_valve", None)
+    if ex is not None:
+        with s.ticker.hold():
+            code = ex()
+        _p("valve test: %s" % codes.result_name(code))
+        return
+    was_open = m.want_open
+    if _valve_request(False) is None:
+        return
+    if was_open:
+        _valve_request(True)
+    _p("valve test: done, position %s" % m.valve.position)
+
+
+# -- K-factor --
+def cal_start(litres=10):
+    """Start a calibration run: then let exactly `litres` flow into a test
+    measure and call cal_stop()."""
+    s = _session()
+    if not (isinstance(litres, int) and 1 <= litres <= 10_000):
+        _p("cal_start: litres must be a whole number 1..10000")
+        return
+    with s.ticker.hold():
+        v = s.meter.volume
+        s.cal = {"litres": litres, "p0": v.pulses, "k": (v.k_num, v.k_den), "ml0": v.ml(),
+                 "t0": s.now()}
+    _p("calibration: counting. Run exactly %d L into the measure, then cal_stop()" % litres)
+
+
+def cal_stop():
+    """End the run; prints the measured K-factor and the meter's error."""
+    s = _session()
+    c = s.cal
+    if c is None:
+        _p("cal_stop: no run in progress (cal_start first)")
+        return None
+    with s.ticker.hold():
+        v = s.meter.volume
+        same_k = (v.k_num, v.k_den) == c["k"]
+        n = v.pulses - c["p0"]
+        ml = v.ml() - c["ml0"]
+    if not same_k or n < 0:
+        s.cal = None
+        _p("cal_stop: the K-factor changed during the run; start again")
+        return None
+    ref = c["litres"] * 1000
+    c["n"] = n
+    if n == 0:
+        _p("cal_stop: no pulses counted; is water flowing through the meter?")
+        return None
+    g = _gcd(n, c["litres"])
+    c["new"] = (n // g, c["litres"] // g)
+    err = (ml - ref) * 10_000 // ref   # hundredths of a percent
+    sign = "-" if err < 0 else "+"
+    err = -err if err < 0 else err
+    _p("calibration: %d pulses for %d L in %d s" % (n, c["litres"], s.now() - c["t0"]))
+    _p("  meter read %d mL with K %d/%d: error %s%d.%02d %%" % (
+        ml, c["k"][0], c["k"][1], sign, err // 100, err % 100))
+    _p("  new K %d/%d pulse/L; cal_apply() to use it" % c["new"])
+    if n < 200:
+        _p("  warning: only %d pulses, resolution %d.%d %%; use a larger volume" % (
+            n, 100 // n, (1000 // n) % 10))
+    return c["new"]
+
+
+def cal_apply():
+    """Use the K-factor of the last cal_stop() (guarded)."""
+    s = _session()
+    c = s.cal
+    if c is None or "new" not in c:
+        _p("cal_apply: nothing measured (cal_start, cal_stop first)")
+        return
+    set_k(c["new"][0], c["new"][1])
+    s.cal = None
+
+
+def calibrate(litres=10):
+    """Guided calibration with a test volume, asking at each step."""
+    s = _session()
+    _p("K-factor calibration with a %d L test measure." % litres)
+    _p("1. Put the measure under the outlet; open the valve (valve_open()).")
+    input("2. Press Enter, then open the tap. ")
+    cal_start(litres)
+    input("3. Close the tap at exactly %d L, then press Enter. " % litres)
+    new = cal_stop()
+    if new is None:
+        return
+    if input("4. Apply K %d/%d? [y/N] " % new).strip().lower() == "y":
+        cal_apply()
+    else:
+        s.cal = None
+        _p("not applied")
+
+
+def set_k(num, den=1):
+    """Set the K-factor (pulses per litre, as num/den) directly (guarded)."""
+    s = _session()
+    if not s.allowed("set_k"):
+        return
+    m = s.meter
+    fn = getattr(m, "set_k_factor", None)
+    if fn is None:
+        _p("set_k: this build has no meter.set_k_factor")
+        return
+    with s.ticker.hold():
+        code = fn(num, den)
+    _p("K %s/%s: %s" % (num, den, codes.result_name(code)))
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+# -- time --
+def time_set(y, mo=None, d=None, h=0, mi=0, sec=0):
+    """time_set(unix_seconds) or time_set(2026, 3, 14, 9, 30, 0) in UTC
+    (guarded: time drives billing periods and friendly hours)."""
+    s = _session()
+    if mo is None:
+        t = y
+    else:
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and 0 <= h < 24 and 0 <= mi < 60 and 0 <= sec < 60):
+            _p("time_set: date out of range")
+            return
+        t = timeutil.civil_to_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
+    if not isinstance(t, int) or t < 1_704_067_200 or t > 4_102_444_800:
+        _p("time_set: must be between 2024 and 2100")
+        return
+    if not s.allowed("time_set"):
+        return
+    m = s.meter
+    with s.ticker.hold():
+        fn = getattr(m, "set_time", None)
+        if fn is not None:
+            fn(t)
+        else:
+            old = m.clock.time()
+            m.clock.set_time(t)
+            m.log.add(codes.EV_TIME_SET, t - old)
+            m.save()
+    _p("time set: %s UTC" % when(t))
+
+
+# -- configuration --
+_NOTHING = object()
+_FREE = ("low1", "low2", "report_s")   # settings a locked session may change
+
+
+def cfg(key=None, value=_NOTHING):
+    """cfg() lists settings, cfg("low1") reads one, cfg("low1", 800000) sets
+    one after validation (most are guarded)."""
+    s = _session()
+    m = s.meter
+    if key is None:
+        for k in sorted(m.cfg):
+            if not k.startswith("_"):
+                _p("%-16s %s" % (k, _short(m.cfg[k])))
+        return None
+    if value is _NOTHING:
+        if key not in m.cfg:
+            _p("cfg: unknown setting %r" % key)
+            return None
+        return m.cfg[key]
+    err = config.validate(key, value, m.cfg)
+    if err:
+        _p("cfg %s: refused: %s" % (key, err))
+        return None
+    if key not in _FREE and not s.allowed("cfg %s" % key):
+        return None
+    with s.ticker.hold():
+        m.cfg[key] = value
+        try:
+            config.save(s.hw.state_dir, m.cfg)
+        except OSError as e:
+            _p("cfg %s: set for now, NOT saved: %r" % (key, e))
+            return None
+        m.log.add(codes.EV_CONFIG, 1)
+    if key in config.RESTART:
+        _p("cfg %s: saved; takes effect after reboot()" % key)
+    else:
+        _p("cfg %s: saved" % key)
+    return None
+
+
+def _short(v):
+    r = repr(v)
+    return r if len(r) <= 62 else r[:59] + "..."
+
+
+# -- guard --
+def unlock(pin):
+    """Unlock guarded commands for 15 minutes with the service PIN."""
+    s = _session()
+    now = s.now()
+    stored = s.secrets.get("svc_pin")
+    if stored is None:
+        _p("unlock: no service PIN provisioned (development meter)")
+        return
+    if now < s.locked_until:
+        _p("unlock: locked out for %d s more" % (s.locked_until - now))
+        return
+    from comms.sign import equal
+    if equal(pin_hash(s.secrets.get("svc_salt", ""), pin).encode(), stored.encode()):
+        s.fails = 0
+        s.unlocked_until = now + UNLOCK_S
+        s.meter.log.add(codes.EV_SERVICE_AUTH, 0)
+        _p("unlocked for %d min" % (UNLOCK_S // 60))
+        return
+    s.fails += 1
+    s.meter.log.add(codes.EV_SERVICE_AUTH, s.fails)
+    if s.fails >= MAX_TRIES:
+        s.locked_until = now + LOCKOUT_S * (1 << min(s.fails - MAX_TRIES, 7))
+        _p("unlock: wrong PIN; locked out for %d s" % (s.locked_until - now))
+    else:
+        _p("unlock: wrong PIN (%d of %d)" % (s.fails, MAX_TRIES))
+
+
+def lock():
+    """End the unlocked period now."""
+    _session().unlocked_until = None
+    _p("locked")
+
+
+# -- self test --
+def selftest():
+    """Check the card reader, valve, flash, clock, network and broker.
+    Returns the number of failures."""
+    s = _session()
+    hw = s.hw
+    m = s.meter
+    fails = 0
+    for name, fn in (("card reader", _t_card), ("valve", _t_valve), ("flash", _t_flash),
+                     ("clock", _t_clock), ("network", _t_net), ("broker", _t_broker)):
+        try:
+            with s.ticker.hold():
+                ok, msg = fn(s, hw, m)
+        except Exception as e:  # noqa: BLE001 - a failed check is a result
+            ok, msg = False, "error %r" % e
+        mark = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        if ok is False:
+            fails += 1
+        _p("%-12s %s  %s" % (name, mark, msg))
+    _p("selftest: %d failure(s)" % fails)
+    return fails
+
+
+def _t_card(s, hw, m):
+    if hw.card_spi is None:
+        return None, "no reader on this board"
+    try:
+        from card.mfrc522 import MFRC522
+    except ImportError:
+        return None, "no card driver in this build"
+    v = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock).read_reg(0x37)
+    # VersionReg: 0x91 = v1.0, 0x92 = v2.0 (0x88 on clones, 0x00/0xFF: no chip)
+    return v in (0x88, 0x91, 0x92), "VersionReg 0x%02x" % v
+
+
+def _t_valve(s, hw, m):
+    if m.valve is None:
+        return None, "no valve on this board"
+    fb = getattr(hw, "valve_feedback", None)
+    want = 1 if m.want_open else 0
+    if fb is None:
+        return True, "driven to %s; no position feedback on this board" % ("open" if want else "closed")
+    got = fb.value()
+    return got == want, "feedback says %s, meter wants %s" % (got, want)
+
+
+def _t_flash(s, hw, m):
+    p = hw.state_dir + "/selftest.tmp"
+    data = b"selftest-%d" % m.clock.time()
+    with open(p, "wb") as f:
+        f.write(data)
+    with open(p, "rb") as f:
+        ok = f.read() == data
+    os.remove(p)
+    free = ""
+    try:
+        st = os.statvfs(hw.state_dir)
+        free = ", %d kB free" % (st[0] * st[3] // 1024)
+    except (AttributeError, OSError):
+        pass
+    return ok, "write/read/remove %s%s" % ("ok" if ok else "MISMATCH", free)
+
+
+def _t_clock(s, hw, m):
+    c = m.clock
+    a = c.ticks_ms()
+    c.delay_ms(5)
+    d = c.ticks_diff(c.ticks_ms(), a)
+    t = c.time()
+    y = timeutil.local_parts(t, 0)[0]
+    ok = d >= 5 and 2024 <= y < 2100
+    return ok, "ticks +%d ms over a 5 ms delay, RTC %s" % (d, when(t))
+
+
+def _t_net(s, hw, m):
+    if hw.net is None:
+        return None, "no network on this board"
+    up = hw.net.isconnected()
+    return up, ("up, rssi %s" % hw.net.rssi()) if up else "not connected"
+
+
+def _t_broker(s, hw, m):
+    if s.link is None:
+        return None, "MQTT not configured"
+    return s.link.connected, "connected" if s.link.connected else "not connected"
+
+
+# -- reset, reboot --
+def factory_reset(confirm=None):
+    """Settings back to factory defaults. Keeps credit, volume, tariff, the
+    credit ledger, the event log, K-factor, identity and keys. Guarded; pass
+    the meter id to confirm: factory_reset("M000123")."""
+    s = _session()
+    m = s.meter
+    if confirm != m.cfg["meter_id"]:
+        _p("factory_reset: confirm with the meter id: factory_reset(%r)" % m.cfg["meter_id"])
+        return
+    if not s.allowed("factory_reset"):
+        return
+    keep = {}
+    for k in config.KEEP_ON_RESET:
+        if k in m.cfg:
+            keep[k] = m.cfg[k]
+    with s.ticker.hold():
+        for k, v in config.DEFAULTS.items():
+            m.cfg[k] = v
+        m.cfg.update(keep)
+        if "_error" in m.cfg:
+            del m.cfg["_error"]
+        config.save(s.hw.state_dir, m.cfg)
+        m.save()
+        m.log.add(codes.EV_FACTORY_RESET, 0)
+    s.fails = 0
+    s.locked_until = 0
+    _p("factory reset done: settings at defaults; credit, volume, keys kept.")
+    _p("reboot() to restart with them")
+
+
+def reboot():
+    """Save the state, then soft-reset (the unix simulator exits)."""
+    s = _session()
+    s.save_now()
+    s.ticker.stop()
+    _p("state saved; rebooting")
+    from boards import ticker as tk
+    tk.soft_reset()
+
+
+# -- help --
+_HELP = (
+    ("status()", "identity, credit, volume, tariff, valve, network, alarms"),
+    ("log(n=20)", "the newest n events"),
+    ("card()", "read the card on the reader: UID and record"),
+    ("valve_open()", "open through the credit policy (guarded)"),
+    ("valve_close()", "close for service (reason: command)"),
+    ("valve_test()", "close and reopen, report the position"),
+    ("calibrate(L)", "guided K-factor calibration with an L-litre measure"),
+    ("cal_start(L)", "  the same in steps: start counting,"),
+    ("cal_stop()", "  stop and show the measured K and error,"),
+    ("cal_apply()", "  use it (guarded)"),
+    ("set_k(n, d)", "set K = n/d pulses per litre directly (guarded)"),
+    ("time_set(...)", "set the clock in UTC: time_set(2026,3,14,9,30) (guarded)"),
+    ("cfg(k, v)", "cfg() list, cfg('low1') read, cfg('low1', 800000) set"),
+    ("selftest()", "card reader, valve, flash, clock, network, broker"),
+    ("unlock(pin)", "unlock guarded commands for 15 min; lock() ends it"),
+    ("save()", "write the state to flash now"),
+    ("factory_reset(id)", "settings to defaults; keeps credit, volume, keys"),
+    ("reboot()", "save, then soft reset"),
+)
+
+
+def help(what=None):
+    """help() lists the service commands; help("status") shows one."""
+    if callable(what):
+        what = what.__name__
+    for name, text in _HELP:
+        if what is None or name.startswith(str(what)):
+            _p("%-18s %s" % (name, text))
+    if what is None:
+        _p("The meter keeps running while you type. Money is shown in major units.")
