@@ -102,7 +102,9 @@ class Classic:
     def connect(self, wake=True):
         """Wake/request and select. Returns the UID as bytes, or None."""
         self._sector = -1
-        if not self.r.request(wake):
+        # a card still ACTIVE ignores the first REQA/WUPA and drops to IDLE
+        # (ISO/IEC 14443-3 state machine): ask twice
+        if not self.r.request(wake) and not self.r.request(wake):
             return None
         n = self.r.select()
         return bytes(self.r.uid[:n])

@@ -1,0 +1,150 @@
+# The MFRC522 model against a second, deliberately different way of driving
+# the chip, as other datasheet-based drivers do: one register per SPI
+# transfer, FIFO filled byte by byte, StartSend set by read-modify-write,
+# CRC from the coprocessor (CalcCRC) or from TxCRCEn/RxCRCEn, 25 ms timer.
+from test_card_rig import card, FF, UID7
+from boards.unix.clock import SimClock
+from boards.unix.spi import SimSPI
+from boards.unix.pins import SimPin
+from boards.unix.mfrc522_model import MFRC522Model
+from boards.unix.mifare_card import ClassicCard
+
+
+class Plain:
+    def __init__(self):
+        self.clock = SimClock()
+        self.spi = SimSPI(1, 4_000_000, self.clock)
+        self.cs = SimPin("cs", SimPin.OUT, value=1)
+        self.m = MFRC522Model(self.clock)
+        self.spi.attach(self.cs, self.m)
+        self.wr(0x01, 0x0F)                   # SoftReset
+        self.wr(0x2A, 0x80)                   # TAuto
+        self.wr(0x2B, 0xA9)
+        self.wr(0x2C, 0x03)                   # 1000 ticks of 25 us = 25 ms
+        self.wr(0x2D, 0xE8)
+        self.wr(0x15, 0x40)
+        self.wr(0x11, 0x3D)
+        self.wr(0x14, self.rd(0x14) | 0x03)
+
+    def wr(self, a, v):
+        self.cs.value(0)
+        self.spi.write(bytes((a << 1, v)))
+        self.cs.value(1)
+
+    def rd(self, a):
+        self.cs.value(0)
+        r = bytearray(2)
+        self.spi.write_readinto(bytes((0x80 | (a << 1), 0)), r)
+        self.cs.value(1)
+        return r[1]
+
+    def calc_crc(self, data):
+        self.wr(0x01, 0x00)
+        self.wr(0x05, 0x04)
+        self.wr(0x0A, 0x80)
+        for b in data:
+            self.wr(0x09, b)
+        self.wr(0x01, 0x03)
+        while not self.rd(0x05) & 0x04:
+            pass
+        self.wr(0x01, 0x00)
+        return bytes((self.rd(0x22), self.rd(0x21)))
+
+    def transceive(self, data, bits=0):
+        self.wr(0x01, 0x00)
+        self.wr(0x04, 0x7F)
+        self.wr(0x0A, 0x80)
+        for b in data:
+            self.wr(0x09, b)
+        self.wr(0x0D, bits)
+        self.wr(0x01, 0x0C)
+        self.wr(0x0D, self.rd(0x0D) | 0x80)
+        while True:
+            n = self.rd(0x04)
+            if n & 0x30:
+                break
+            if n & 0x01:
+                return None, 0
+        self.wr(0x0D, self.rd(0x0D) & 0x7F)
+        err = self.rd(0x06)
+        n = self.rd(0x0A)
+        out = bytes(self.rd(0x09) for _ in range(n))
+        return out, err
+
+    def auth(self, blk, key, uid4):
+        self.wr(0x01, 0x00)
+        self.wr(0x04, 0x7F)
+        self.wr(0x0A, 0x80)
+        for b in bytes((0x60, blk)) + key + uid4:
+            self.wr(0x09, b)
+        self.wr(0x01, 0x0E)
+        while True:
+            n = self.rd(0x04)
+            if n & 0x10:
+                break
+            if n & 0x01:
+                return False
+        return bool(self.rd(0x08) & 0x08)
+
+
+def _select_level(p, sel):
+    cln, err = p.transceive(bytes((sel, 0x20)))
+    assert err == 0 and len(cln) == 5
+    frame = bytes((sel, 0x70)) + cln
+    sak, err = p.transceive(frame + p.calc_crc(frame))
+    assert err == 0 and len(sak) == 3 and p.calc_crc(sak[:1]) == sak[1:]
+    return cln, sak[0]
+
+
+def test_plain_driver_with_coprocessor_crc():
+    p = Plain()
+    c = card(b"\xde\xad\xbe\xef")
+    c.blocks[4] = bytearray(b"plain-driver-ok!")
+    p.m.place(c)
+    atqa, err = p.transceive(b"\x26", 7)
+    assert atqa == b"\x04\x00"
+    cln, sak = _select_level(p, 0x93)
+    assert cln[:4] == c.uid and sak == 0x08
+    assert p.auth(7, FF, c.uid)
+    data, err = p.transceive(b"\x30\x04" + p.calc_crc(b"\x30\x04"))
+    assert err == 0 and data[:16] == b"plain-driver-ok!" and p.calc_crc(data[:16]) == data[16:]
+    # no card: the chip's timer ends the wait
+    p.m.remove()
+    assert p.transceive(b"\x26", 7)[0] is None
+
+
+def test_plain_driver_with_hardware_crc_and_7_byte_uid():
+    p = Plain()
+    c = ClassicCard(UID7)
+    p.m.place(c)
+    assert p.transceive(b"\x52", 7)[0] == b"\x44\x00"
+    cl1, sak1 = _select_level(p, 0x93)
+    assert cl1[0] == 0x88 and sak1 & 0x04
+    cl2, sak2 = _select_level(p, 0x95)
+    assert cl1[1:4] + cl2[:4] == UID7 and sak2 == 0x08
+    assert p.auth(4, FF, UID7[3:7])
+    p.wr(0x12, 0x80)                          # TxCRCEn
+    p.wr(0x13, 0x80)                          # RxCRCEn: the chip strips the CRC
+    data, err = p.transceive(b"\x30\x04")
+    assert err == 0 and data == bytes(16)
+    p.m.inject_rf_error("crc")
+    data, err = p.transceive(b"\x30\x04")
+    assert err & 0x04                         # ErrorReg.CRCErr
+    # the 7-byte card refuses authentication with the first 4 UID bytes
+    p.wr(0x12, 0x00)
+    p.wr(0x13, 0x00)
+    p.wr(0x08, 0x00)                          # StopCrypto1: the card is lost to IDLE
+    assert p.transceive(b"\x52", 7)[0] == b"\x44\x00"
+    _select_level(p, 0x93)
+    _select_level(p, 0x95)
+    assert not p.auth(4, FF, UID7[0:4])
+
+
+def test_version_and_fifo_level():
+    p = Plain()
+    assert p.rd(0x37) == 0x92
+    for b in range(5):
+        p.wr(0x09, b)
+    assert p.rd(0x0A) == 5
+    p.wr(0x0A, 0x80)
+    assert p.rd(0x0A) == 0
