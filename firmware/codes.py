@@ -80,3 +80,6 @@ def result_name(code):
 
 def event_name(code):
     return EVENT_NAMES[code] if 0 < code < len(EVENT_NAMES) else "event-%d" % code
+
+# -- arguments of EV_TAMPER (1: the case switch, metering/detect.py) --
+TAMPER_VALVE = const(2)       # the valve moved without a command (feedback, valve/controller.py)

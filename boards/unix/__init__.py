@@ -11,7 +11,7 @@ from boards.unix.clock import SimClock, EPOCH_2026
 from boards.unix.pins import SimPin, OUT, IN, PULL_UP
 from boards.unix.spi import SimSPI
 from boards.unix.flow import FlowSensor
-from boards.unix.valve_model import LatchingValveModel
+from boards.unix.valve_model import LatchingValveModel, MotorValveModel
 
 NAME = "unix"
 SPI_BAUD = const(4_000_000)
@@ -64,11 +64,25 @@ def _mkdirs(path):
 
 
 def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="counter",
-          travel_ms=80, valve_open=False, bounce=0):
+          travel_ms=None, valve_open=False, bounce=0, valve="latching", feedback="both",
+          valve_cfg=None):
+    # valve: "latching" or "motor"; feedback: the limit switches wired,
+    # "both", "open", "closed" or "none"; valve_cfg: overrides of the board's
+    # valve timings (firmware/valve DEFAULTS for the keys).
     clock = SimClock(start, speed)
     vo = SimPin("valve_open", OUT)
     vc = SimPin("valve_close", OUT)
-    valve = LatchingValveModel(clock, vo, vc, travel_ms=travel_ms, start=1 if valve_open else 0)
+    fbo = SimPin("valve_fb_open", IN, PULL_UP) if feedback in ("both", "open") else None
+    fbc = SimPin("valve_fb_closed", IN, PULL_UP) if feedback in ("both", "closed") else None
+    if valve == "motor":
+        valve = MotorValveModel(clock, vo, vc, travel_ms=travel_ms or 5000,
+                                start=1 if valve_open else 0, fb_open=fbo, fb_closed=fbc)
+        vcfg = {"type": "motor", "timeout_ms": 12_000, "run_ms": 8_000, "coast_ms": 200}
+    else:
+        valve = LatchingValveModel(clock, vo, vc, travel_ms=travel_ms or 80,
+                                   start=1 if valve_open else 0, fb_open=fbo, fb_closed=fbc)
+        vcfg = {"type": "latching", "pulse_ms": 50, "settle_ms": 200}
+    vcfg.update(valve_cfg or {})
     fpin = SimPin("flow_pulse", IN)
     dpin = SimPin("flow_dir", IN)
     flow = FlowSensor(clock, valve, k[0], k[1], pin=fpin, direction_pin=dpin, bounce=bounce)
@@ -95,7 +109,9 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         direction_pin=dpin,
         valve_open_pin=vo,
         valve_close_pin=vc,
-        valve_cfg={"type": "latching", "pulse_ms": 50},
+        valve_cfg=vcfg,
+        valve_fb_open_pin=fbo,
+        valve_fb_closed_pin=fbc,
         card_spi=spi,
         card_cs=cs,
         card_rst=rst,

@@ -1,40 +1,38 @@
 # Latching solenoid valve on an H-bridge.
 #
-# Two inputs of the bridge: one drives the open coil, the other the close
-# coil. Driving both at once shorts the supply through the bridge, so every
-# pulse goes through _pulse(), which lowers both sides before it raises one:
-# shoot-through cannot happen by construction.
-
-POSITION_UNKNOWN = const(-1)
-POSITION_CLOSED = const(0)
-POSITION_OPEN = const(1)
+# One coil pulse of cfg["pulse_ms"] moves the plunger, which then stays put
+# without power. The pulse is the only blocking part (tens of ms); the
+# feedback check comes cfg["settle_ms"] after it, from the controller's step().
+from valve.hbridge import HBridge
 
 
-class LatchingValve:
-    def __init__(self, open_pin, close_pin, clock, pulse_ms=50):
-        self._open = open_pin
-        self._close = close_pin
+class LatchingValve(HBridge):
+    def __init__(self, open_pin, close_pin, clock, cfg):
+        HBridge.__init__(self, open_pin, close_pin)
         self._clock = clock
-        self.pulse_ms = pulse_ms
-        self.position = POSITION_UNKNOWN
-        open_pin.value(0)
-        close_pin.value(0)
+        self.pulse_ms = cfg["pulse_ms"]
+        self.settle_ms = cfg["settle_ms"]
+        self.busy = False
+        self._until = 0
 
-    def _pulse(self, pin):
-        self._open.value(0)
-        self._close.value(0)
-        pin.value(1)
+    def start(self, goal):
+        """Pulse the coil toward goal; poll() says when to check the feedback."""
+        c = self._clock
+        self.energise(goal)
         try:
-            self._clock.delay_ms(self.pulse_ms)
+            c.delay_ms(self.pulse_ms)
         finally:
-            pin.value(0)
+            self.release()
+        self._until = c.ticks_add(c.ticks_ms(), self.settle_ms)
+        self.busy = True
 
-    def open(self):
-        self._pulse(self._open)
-        self.position = POSITION_OPEN
+    def poll(self):
+        """True once the actuation is over (the plunger has had time to settle)."""
+        if self.busy and self._clock.ticks_diff(self._clock.ticks_ms(), self._until) < 0:
+            return False
+        self.busy = False
         return True
 
-    def close(self):
-        self._pulse(self._close)
-        self.position = POSITION_CLOSED
-        return True
+    def stop(self):
+        self.release()
+        self.busy = False
