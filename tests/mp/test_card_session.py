@@ -269,3 +269,19 @@ def test_result_codes_match_firmware_codes():
     for name in ("USED", "FORMAT", "RANGE", "SIGNATURE", "WRONG_METER", "WRONG_REGION",
                  "KEY_EXPIRED", "UNKNOWN", "BLANK", "FOREIGN"):
         assert getattr(R, name) == getattr(codes, name), name
+
+
+def test_attach_from_board_hardware():
+    from test_card_rig import meter_rig, user_card, tap
+    import card
+    from card.keys import testing_meter_keys
+    m, hw, _ = meter_rig()
+    s = card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"], m.cfg["region"]))
+    assert s is not None and s.poll() is None
+    c, h = user_card(amount=2000, seq=1, meter_id=m.cfg["meter_id"], region=m.cfg["region"])
+    b0 = m.balance
+    assert tap(hw, s, c) == codes.ACCEPTED
+    assert m.balance == b0 + 2000
+    hw.world.reader.remove()
+    assert tap(hw, s, c) == codes.USED
+    assert m.balance == b0 + 2000
