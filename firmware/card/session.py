@@ -59,6 +59,8 @@ class Session:
             code = e.code
         except R.RecordError as e:
             code = e.code
+        except Exception:  # a bug here must not reach the meter loop
+            code = codes.UNKNOWN
         self.card.halt()
         self._account(code)
         self.last = (code, ctype, uid)

@@ -285,3 +285,14 @@ def test_attach_from_board_hardware():
     hw.world.reader.remove()
     assert tap(hw, s, c) == codes.USED
     assert m.balance == b0 + 2000
+
+
+def test_a_failing_meter_call_becomes_a_result_code():
+    r = fake_rig()
+
+    def boom(*a):
+        raise ValueError("bug")
+    r.meter.apply_credit = boom
+    c, _ = user_card(amount=500, seq=1)
+    assert rig_tap(r, c) == codes.UNKNOWN
+    assert r.meter.events[-1] == (codes.EV_CARD_REJECTED, codes.UNKNOWN)
