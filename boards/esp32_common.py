@@ -53,3 +53,17 @@ class WifiLink:
             return self._sta.status("rssi")
         except (OSError, ValueError):
             return None
+
+    @staticmethod
+    def wrap_tls(sock, server_hostname, cadata):
+        """TLS client (mbedTLS) over a connected socket; the broker's
+        certificate must chain to cadata (DER) and match server_hostname.
+        A cellular modem link would offer the same method."""
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # documented SSLContext attribute (default CERT_NONE in MicroPython),
+        # missing from the port's type stubs
+        setattr(ctx, "verify_mode", ssl.CERT_REQUIRED)
+        if cadata:
+            ctx.load_verify_locations(cadata=cadata)
+        return ctx.wrap_socket(sock, server_hostname=server_hostname)

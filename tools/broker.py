@@ -6,8 +6,30 @@ real. The broker listens on a free loopback port and is stopped on exit.
 
     with Broker() as b:          # b.host, b.port, b.kind
         ...
+
+Secured mode (Mosquitto only), as a utility would run it for meters:
+
+    acl = meter_acl({"M1": 1, "M2": 1}, admins=["headend"])
+    with Broker(tls=True, users={"M1": pw1, "M2": pw2, "headend": pw}, acl=acl) as b:
+        b.ca_pem       # the test CA, generated for this broker at start-up
+        b.ca_file      # ... and its path
+
+- TLS listener: a CA and a server certificate for "localhost" and
+  127.0.0.1 are generated at run time (`cryptography` package); clients
+  must validate the server against the CA.
+- Per-user passwords: a Mosquitto password file (salted SHA-512, "$6$").
+- ACL: `meter_acl` gives each meter its own topics only (pattern lines with
+  %u) and read access to its region's tariff; admins may use everything.
+
+stop() and start() again restart the broker on the same port with the same
+certificates: that is how the tests make outages.
 """
 
+import base64
+import datetime
+import hashlib
+import ipaddress
+import os
 import shutil
 import socket
 import subprocess
@@ -29,22 +51,114 @@ def mosquitto_path():
     )
 
 
+def meter_acl(meters: dict, admins=("headend",)) -> str:
+    """ACL text: meters {id: region} may publish telemetry, events, status
+    and acks and read commands under m/<own id>/, and read their region's
+    tariff; admins read and write everything under m/ and r/."""
+    lines = []
+    for a in admins:
+        lines += ["user %s" % a, "topic readwrite m/#", "topic readwrite r/#", ""]
+    for mid, region in meters.items():
+        lines += ["user %s" % mid, "topic read r/%d/tariff" % region, ""]
+    lines += ["pattern write m/%u/t", "pattern write m/%u/e", "pattern write m/%u/s",
+              "pattern write m/%u/a", "pattern read m/%u/c", ""]
+    return "\n".join(lines)
+
+
+def password_line(user: str, password: str) -> str:
+    """A Mosquitto password-file line ("$6$": SHA-512 over password + salt)."""
+    salt = os.urandom(12)
+    h = hashlib.sha512(password.encode() + salt).digest()
+    return "%s:$6$%s$%s" % (user, base64.b64encode(salt).decode(), base64.b64encode(h).decode())
+
+
+def make_test_pki(d: Path, hostname: str = "localhost"):
+    """A throw-away CA and a server certificate signed by it. Returns the paths
+    (ca.pem, server.pem, server.key)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meter test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                         critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (d / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (d / "server.pem").write_bytes(cert.public_bytes(pem))
+    (d / "server.key").write_bytes(key.private_bytes(
+        pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
 class Broker:
-    def __init__(self, kind: str | None = None, port: int | None = None):
+    def __init__(self, kind: str | None = None, port: int | None = None, tls: bool = False,
+                 users: dict | None = None, acl: str | None = None):
         self.kind = kind or ("mosquitto" if mosquitto_path() else "amqtt")
+        secured = tls or users is not None or acl is not None
+        if secured and self.kind != "mosquitto":
+            raise RuntimeError("TLS, passwords and ACLs need Mosquitto (apt-get install mosquitto)")
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.tls = tls
+        self.users = users
+        self.acl = acl
         self.proc = None
+        self.ca_file = None
+        self.ca_pem = None
         self._dir = tempfile.TemporaryDirectory(prefix="broker-")
+        self.dir = Path(self._dir.name)
+
+    def _mosquitto_conf(self) -> str:
+        d = self.dir
+        lines = ["persistence false", "log_dest stderr", "log_type error", "log_type warning",
+                 "log_type notice", "max_packet_size 4096"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # keep access to the files in our temp dir
+        if self.users is not None:
+            (d / "passwd").write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()))
+            lines += ["allow_anonymous false", "password_file %s" % (d / "passwd")]
+        else:
+            lines.append("allow_anonymous true")
+        if self.acl is not None:
+            (d / "acl").write_text(self.acl)
+            lines.append("acl_file %s" % (d / "acl"))
+        lines.append("listener %d %s" % (self.port, self.host))
+        if self.tls:
+            if self.ca_file is None:
+                ca, cert, key = make_test_pki(d)
+                self.ca_file = str(ca)
+                self.ca_pem = ca.read_text()
+            lines += ["cafile %s" % self.ca_file, "certfile %s" % (d / "server.pem"),
+                      "keyfile %s" % (d / "server.key"), "tls_version tlsv1.2"]
+        # global options must come before the listener in per-listener mode
+        return "\n".join(lines) + "\n"
 
     def start(self):
-        d = Path(self._dir.name)
+        d = self.dir
         if self.kind == "mosquitto":
             conf = d / "mosquitto.conf"
-            conf.write_text(
-                "listener %d %s\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
-                % (self.port, self.host)
-            )
+            conf.write_text(self._mosquitto_conf())
             cmd = [mosquitto_path(), "-c", str(conf)]
         else:
             conf = d / "amqtt.yaml"
@@ -54,7 +168,7 @@ class Broker:
                 "    allow_anonymous: true\n" % (self.host, self.port)
             )
             cmd = [str(Path(sys.executable).parent / "amqtt"), "-c", str(conf)]
-        self.log = open(d / "broker.log", "wb")
+        self.log = open(d / "broker.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -74,7 +188,12 @@ class Broker:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(5)
         self.proc = None
+
+    def restart(self):
+        self.stop()
+        return self.start()
 
     def __enter__(self):
         return self.start()

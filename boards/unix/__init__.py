@@ -42,6 +42,19 @@ class HostNet:
     def rssi(self):
         return -55 if self.up else None
 
+    @staticmethod
+    def wrap_tls(sock, server_hostname, cadata):
+        """TLS client over a connected socket, verifying the server's
+        certificate against cadata (DER). The unix port has ssl, not ussl."""
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # documented SSLContext attribute (default CERT_NONE in MicroPython),
+        # missing from the port's type stubs
+        setattr(ctx, "verify_mode", ssl.CERT_REQUIRED)
+        if cadata:
+            ctx.load_verify_locations(cadata=cadata)
+        return ctx.wrap_socket(sock, server_hostname=server_hostname)
+
 
 class SimWDT:
     def __init__(self, timeout_ms):

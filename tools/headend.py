@@ -1,0 +1,597 @@
+"""Reference head-end: the utility's side of docs/PROTOCOL.md.
+
+CPython with paho-mqtt and SQLite. It signs exactly as the meter verifies,
+because it imports the firmware's own codec and HMAC (firmware/comms/).
+
+    headend.py [--db FILE] [--master FILE] [--broker HOST:PORT] [--ca FILE]
+               [--user NAME] [--password PW] COMMAND ...
+
+    init                                  new master key (file, mode 0600) and database
+    provision METER --region R [--state DIR] [--tls]
+                                          derive the meter's keys; write DIR/secrets.json
+                                          and DIR/config.json for the meter
+    broker-files DIR [--headend-password PW]
+                                          Mosquitto password and ACL files for all meters
+    tariff (--region R | --meter ID) --version V --block UPTO_L:PRICE ... [--at EPOCH]
+           [--standing UNITS_PER_DAY]     publish a signed tariff (region: retained)
+    topup METER AMOUNT [--account A] [--seq S]      online top-up, waits for the ack
+    retry METER                           re-send unacknowledged top-ups (same keys)
+    valve METER open|close [--override]
+    config METER KEY JSON_VALUE
+    timesync METER [--time EPOCH]
+    get METER state|log|cfg
+    listen [--seconds N]                  ingest telemetry, events, status into SQLite
+    meters                                balance, volume, last seen and alarms per meter
+    show METER [--limit N]                recent telemetry and events of one meter
+
+Money is in money units (1/1000 of the minor currency unit); prices are money
+units per m^3. Exit status: 0 done, 1 the meter refused (result code shown),
+2 usage or connection error, 3 no acknowledgement in time.
+
+Python use (tests, make sim, the bench):  he = HeadEnd(db, master, host, port, ...);
+he.connect(); he.provision(...); he.publish_tariff(...); he.topup(...); he.meters().
+"""
+
+import argparse
+import json
+import os
+import secrets
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "firmware"))
+from comms import codec  # noqa: E402  (the firmware's own wire code)
+from comms import sign  # noqa: E402
+
+RESULTS = ("accepted", "used", "format", "range", "old", "signature", "over-limit",
+           "wrong-meter", "wrong-region", "key-expired", "locked-out", "refused",
+           "storage", "unknown", "crc", "timeout", "card-gone", "auth", "blank", "foreign")
+# events that count as alarms in `meters`
+ALARMS = {5: "low-credit-2", 6: "credit-exhausted", 9: "valve-fault", 12: "tamper", 13: "leak",
+          14: "burst", 15: "reverse-flow", 17: "state-corrupt", 22: "low-battery",
+          23: "sensor-fault", 24: "outbox-overflow", 26: "flow-while-closed",
+          33: "command-rejected"}
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meters (
+    id TEXT PRIMARY KEY, region INTEGER NOT NULL, ctr INTEGER NOT NULL DEFAULT 0,
+    online INTEGER, last_seen REAL, last_seq INTEGER DEFAULT 0, t INTEGER, ml INTEGER,
+    bal INTEGER, flow INTEGER, flags INTEGER, tv INTEGER, rssi INTEGER);
+CREATE TABLE IF NOT EXISTS telemetry (
+    meter TEXT, seq INTEGER, kind INTEGER, t INTEGER, ml INTEGER, bal INTEGER, flow INTEGER,
+    flags INTEGER, tv INTEGER, evs INTEGER, rssi INTEGER, last_seq INTEGER, n INTEGER,
+    t0 INTEGER, ml0 INTEGER, dropped INTEGER, received REAL, PRIMARY KEY (meter, seq));
+CREATE TABLE IF NOT EXISTS events (
+    meter TEXT, seq INTEGER, evs INTEGER, t INTEGER, code INTEGER, arg INTEGER,
+    received REAL, PRIMARY KEY (meter, seq));
+CREATE TABLE IF NOT EXISTS acks (
+    meter TEXT, n INTEGER, code INTEGER, val INTEGER, detail TEXT, received REAL);
+CREATE TABLE IF NOT EXISTS topups (
+    meter TEXT, account INTEGER, seq INTEGER, amount INTEGER, status TEXT, code INTEGER,
+    created REAL, PRIMARY KEY (meter, account, seq));
+CREATE TABLE IF NOT EXISTS tariffs (
+    scope TEXT, version INTEGER, body TEXT, published REAL);
+"""
+
+
+class HeadEndError(Exception):
+    """A clear, user-facing error (exit status 2)."""
+
+
+class NoAck(HeadEndError):
+    pass
+
+
+def result_name(code):
+    return RESULTS[code] if 0 <= code < len(RESULTS) else "code-%d" % code
+
+
+def new_master(path):
+    p = Path(path)
+    if p.exists():
+        raise HeadEndError("%s exists; refusing to replace a master key" % p)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(str(p), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    return p
+
+
+def read_master(path):
+    try:
+        return bytes.fromhex(Path(path).read_text().strip())
+    except FileNotFoundError:
+        raise HeadEndError("no master key at %s (run `headend.py init`)" % path) from None
+    except ValueError:
+        raise HeadEndError("master key file %s is not hex" % path) from None
+
+
+def parse_blocks(specs):
+    """["1000:350000", "0:700000"] -> [[1000, 350000], [0, 700000]]"""
+    out = []
+    for s in specs:
+        try:
+            upto, price = s.split(":")
+            out.append([int(upto), int(price)])
+        except ValueError:
+            raise HeadEndError("bad block %r: want UPTO_LITRES:PRICE (0 = unbounded)" % s) from None
+    return out
+
+
+class HeadEnd:
+    def __init__(self, db, master, host="127.0.0.1", port=1883, user=None, password=None,
+                 ca_file=None, client_id=None):
+        self.db_path = str(db)
+        self.master = master if isinstance(master, bytes) else read_master(master)
+        self.host, self.port = host, port
+        self.user, self.password, self.ca_file = user, password, ca_file
+        self.client_id = client_id or "headend-%s" % secrets.token_hex(3)
+        self.db = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._acks = {}          # (meter, n) -> ack dict
+        self.on_ack = []         # fn(meter, ack) for every ack (the bench uses it)
+        self.on_record = []      # fn(meter, record dict)
+        self.client = None
+        self._connected = threading.Event()
+        self._rc = None
+
+    # ---------------- keys ----------------
+    def meter_key(self, meter_id):
+        return sign.meter_key(self.master, meter_id)
+
+    def region_key(self, region):
+        return sign.region_key(self.master, region)
+
+    def mqtt_password(self, meter_id):
+        return sign.mqtt_password(self.master, meter_id)
+
+    def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None):
+        """Register a meter and derive its secrets. With state_dir, write the
+        meter's secrets.json (keys, broker credentials, CA) and merge mqtt
+        (host/port/tls/keepalive) and the id and region into its config.json."""
+        if not meter_id or "/" in meter_id or "+" in meter_id or "#" in meter_id or len(meter_id) > 32:
+            raise HeadEndError("bad meter id %r" % meter_id)
+        if not 0 <= int(region) < 1 << 16:
+            raise HeadEndError("region must be 0..65535")
+        with self._lock:
+            self.db.execute("INSERT INTO meters (id, region) VALUES (?, ?) ON CONFLICT(id) DO "
+                            "UPDATE SET region = excluded.region", (meter_id, int(region)))
+            self.db.commit()
+        sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(),
+               "rk": self.region_key(int(region)).hex(), "user": meter_id,
+               "pw": self.mqtt_password(meter_id), "ca": ca_pem}
+        if state_dir is not None:
+            d = Path(state_dir)
+            d.mkdir(parents=True, exist_ok=True)
+            p = d / "secrets.json"
+            fd = os.open(str(p), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(sec, f)
+            cp = d / "config.json"
+            cfg = json.loads(cp.read_text()) if cp.exists() else {}
+            cfg["meter_id"] = meter_id
+            cfg["region"] = int(region)
+            if mqtt is not None:
+                cfg["mqtt"] = mqtt
+            cp.write_text(json.dumps(cfg))
+        return sec
+
+    def broker_files(self, out_dir, headend_password):
+        """Mosquitto password_file and acl_file for every provisioned meter."""
+        sys.path.insert(0, str(ROOT / "tools"))
+        from broker import meter_acl, password_line
+        d = Path(out_dir)
+        d.mkdir(parents=True, exist_ok=True)
+        meters = dict(self.db.execute("SELECT id, region FROM meters ORDER BY id").fetchall())
+        lines = [password_line(m, self.mqtt_password(m)) for m in meters]
+        lines.append(password_line("headend", headend_password))
+        (d / "passwd").write_text("\n".join(lines) + "\n")
+        (d / "acl").write_text(meter_acl(meters, ["headend"]))
+        return d / "passwd", d / "acl"
+
+    # ---------------- broker connection ----------------
+    def connect(self, timeout=10):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        if self.user is not None:
+            c.username_pw_set(self.user, self.password)
+        if self.ca_file:
+            c.tls_set(ca_certs=self.ca_file)
+        c.on_connect = self._on_connect
+        c.on_message = self._on_message
+        self.client = c
+        try:
+            c.connect(self.host, self.port, keepalive=30)
+        except (OSError, ValueError) as e:
+            raise HeadEndError("cannot reach broker %s:%d: %s" % (self.host, self.port, e)) from None
+        c.loop_start()
+        if not self._connected.wait(timeout):
+            c.loop_stop()
+            raise HeadEndError("broker %s:%d did not accept the connection (%s)"
+                               % (self.host, self.port, self._rc))
+        return self
+
+    def close(self):
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+        self._connected.clear()
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc):
+        self.close()
+        self.db.close()
+
+    def _on_connect(self, client, userdata, flags, rc, props=None):
+        self._rc = rc
+        if rc == 0:
+            client.subscribe([("m/+/t", 1), ("m/+/e", 1), ("m/+/s", 1), ("m/+/a", 1)])
+            self._connected.set()
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            parts = msg.topic.split("/")
+            if len(parts) != 3 or parts[0] != "m":
+                return
+            self.ingest(parts[1], parts[2], msg.payload)
+        except Exception as e:  # noqa: BLE001 - one bad message must not stop ingestion
+            print("headend: cannot ingest %s: %r" % (msg.topic, e), file=sys.stderr)
+
+    # ---------------- ingestion ----------------
+    def ingest(self, meter, chan, payload):
+        now = time.time()
+        if chan == "a":
+            a = codec.parse_ack(payload)
+            with self._cond:
+                self.db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?)",
+                                (meter, a["n"], a["code"], a["val"], json.dumps(a["detail"]), now))
+                self.db.commit()
+                self._acks[(meter, a["n"])] = a
+                self._cond.notify_all()
+            for fn in self.on_ack:
+                fn(meter, a)
+            return
+        if chan == "s":
+            with self._lock:
+                self.db.execute("UPDATE meters SET online = ?, last_seen = ? WHERE id = ?",
+                                (1 if payload[:1] == b"1" else 0, now, meter))
+                self.db.commit()
+            return
+        if chan not in ("t", "e"):
+            return
+        recs = codec.unbatch(payload)
+        with self._lock:
+            for r in recs:
+                if r["kind"] == codec.EVENT:
+                    self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                    (meter, r["seq"], r["evs"], r["t"], r["code"], r["arg"], now))
+                elif r["kind"] == codec.TELE:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, flow, flags,"
+                        " tv, evs, rssi, received) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (meter, r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
+                         r["evs"], r["rssi"], now))
+                    self.db.execute(
+                        "UPDATE meters SET last_seq = ?, t = ?, ml = ?, bal = ?, flow = ?, flags = ?,"
+                        " tv = ?, rssi = ? WHERE id = ? AND COALESCE(last_seq, 0) < ?",
+                        (r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
+                         r["rssi"], meter, r["seq"]))
+                else:
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, last_seq, n,"
+                        " t0, ml0, dropped, received) VALUES (?, ?, 3, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (meter, r["seq"], r["t1"], r["ml1"], r["bal"], r["last"], r["n"], r["t0"],
+                         r["ml0"], r["dropped"], now))
+            self.db.execute("UPDATE meters SET last_seen = ? WHERE id = ?", (now, meter))
+            self.db.commit()
+        for fn in self.on_record:
+            for r in recs:
+                fn(meter, r)
+
+    # ---------------- tariffs ----------------
+    def publish_tariff(self, tariff, region=None, meter=None, timeout=10):
+        """Signed tariff {"v", "at", "b", "sc"}: retained on the region's topic,
+        or as a command to one meter (returns its ack)."""
+        body = json.dumps(tariff, separators=(",", ":")).encode()
+        if meter is not None:
+            return self.command(meter, "tariff", timeout=timeout, tar=tariff)
+        if region is None:
+            raise HeadEndError("a tariff needs --region or --meter")
+        topic = "r/%d/tariff" % region
+        payload = codec.seal(self.region_key(region), topic, body)
+        self._need_client().publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout)
+        with self._lock:
+            self.db.execute("INSERT INTO tariffs VALUES (?, ?, ?, ?)",
+                            ("region/%d" % region, tariff.get("v"), body.decode(), time.time()))
+            self.db.commit()
+        return payload
+
+    # ---------------- commands ----------------
+    def _need_client(self):
+        if self.client is None:
+            raise HeadEndError("not connected to a broker")
+        return self.client
+
+    def _region_of(self, meter):
+        row = self.db.execute("SELECT region FROM meters WHERE id = ?", (meter,)).fetchone()
+        if row is None:
+            raise HeadEndError("unknown meter %r (provision it first)" % meter)
+        return row[0]
+
+    def next_counter(self, meter):
+        with self._lock:
+            self._region_of(meter)
+            self.db.execute("UPDATE meters SET ctr = ctr + 1 WHERE id = ?", (meter,))
+            n = self.db.execute("SELECT ctr FROM meters WHERE id = ?", (meter,)).fetchone()[0]
+            self.db.commit()
+        return n
+
+    def sealed_command(self, meter, op, n=None, **args):
+        """(n, topic, payload) of a signed command, not yet sent."""
+        if n is None:
+            n = self.next_counter(meter)
+        topic = "m/%s/c" % meter
+        return n, topic, codec.seal(self.meter_key(meter), topic, codec.command(n, op, **args))
+
+    def wait_ack(self, meter, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (meter, n) not in self._acks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NoAck("no ack from %s for command %d within %ss" % (meter, n, timeout))
+                self._cond.wait(left)
+            a = dict(self._acks[(meter, n)])
+        a["result"] = result_name(a["code"])
+        return a
+
+    def command(self, meter, op, timeout=10, **args):
+        """Send one signed command and wait for its ack (dict with n, code,
+        result, val, detail). Raises NoAck after timeout seconds."""
+        n, topic, payload = self.sealed_command(meter, op, **args)
+        if len(payload) > codec.MAX_DOWNLINK:
+            raise HeadEndError("command too long (%d bytes)" % len(payload))
+        self._need_client().publish(topic, payload, qos=1)
+        if timeout is None:
+            return {"n": n}
+        return self.wait_ack(meter, n, timeout)
+
+    def topup(self, meter, amount, account=1, seq=None, timeout=10):
+        """Online top-up with the ledger key (mqtt, account, seq). A new seq is
+        issued unless given; the top-up is recorded before it is sent, so
+        `retry` can re-send it with the same key (the meter applies it once)."""
+        if amount <= 0:
+            raise HeadEndError("amount must be positive")
+        with self._lock:
+            self._region_of(meter)
+            if seq is None:
+                row = self.db.execute("SELECT MAX(seq) FROM topups WHERE meter = ? AND account = ?",
+                                      (meter, account)).fetchone()
+                seq = (row[0] or 0) + 1
+            self.db.execute("INSERT OR IGNORE INTO topups VALUES (?, ?, ?, ?, 'pending', NULL, ?)",
+                            (meter, account, seq, amount, time.time()))
+            self.db.commit()
+        a = self.command(meter, "topup", timeout=timeout, a=account, s=seq, v=amount)
+        with self._lock:
+            status = "applied" if a["code"] in (0, 1) else "refused"
+            self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ? "
+                            "AND seq = ?", (status, a["code"], meter, account, seq))
+            self.db.commit()
+        a["seq"] = seq
+        return a
+
+    def retry(self, meter, timeout=10):
+        rows = self.db.execute("SELECT account, seq, amount FROM topups WHERE meter = ? AND "
+                               "status = 'pending' ORDER BY created", (meter,)).fetchall()
+        return [self.topup(meter, amount, account, seq, timeout) for account, seq, amount in rows]
+
+    def valve(self, meter, open_, override=False, timeout=10):
+        return self.command(meter, "valve", timeout=timeout, o=1 if open_ else 0, f=1 if override else 0)
+
+    def configure(self, meter, key, value, timeout=10):
+        return self.command(meter, "cfg", timeout=timeout, k=key, v=value)
+
+    def timesync(self, meter, t=None, timeout=10):
+        return self.command(meter, "time", timeout=timeout, t=int(t if t is not None else time.time()))
+
+    def get(self, meter, what="state", timeout=10, **args):
+        return self.command(meter, "get", timeout=timeout, w=what, **args)
+
+    # ---------------- views ----------------
+    def meters(self):
+        out = []
+        rows = self.db.execute("SELECT id, region, online, last_seen, t, ml, bal, flags, tv, rssi "
+                               "FROM meters ORDER BY id").fetchall()
+        for mid, region, online, seen, t, ml, bal, flags, tv, rssi in rows:
+            alarms = [ALARMS[c] for (c,) in self.db.execute(
+                "SELECT DISTINCT code FROM events WHERE meter = ? AND received > ? ORDER BY code",
+                (mid, time.time() - 7 * 86400)) if c in ALARMS]
+            out.append({"id": mid, "region": region, "online": online, "last_seen": seen,
+                        "t": t, "ml": ml, "bal": bal, "valve": None if flags is None else flags & 1,
+                        "tv": tv, "rssi": rssi, "alarms": alarms})
+        return out
+
+    def telemetry(self, meter, limit=1000):
+        rows = self.db.execute("SELECT seq, kind, t, ml, bal, flow, flags, tv, last_seq, n FROM "
+                               "telemetry WHERE meter = ? ORDER BY seq DESC LIMIT ?", (meter, limit))
+        keys = ("seq", "kind", "t", "ml", "bal", "flow", "flags", "tv", "last", "n")
+        return [dict(zip(keys, r)) for r in rows][::-1]
+
+    def events(self, meter, limit=1000):
+        rows = self.db.execute("SELECT seq, evs, t, code, arg FROM events WHERE meter = ? "
+                               "ORDER BY seq DESC LIMIT ?", (meter, limit))
+        return [dict(zip(("seq", "evs", "t", "code", "arg"), r)) for r in rows][::-1]
+
+
+# ---------------- command line ----------------
+def _money(u):
+    return "-" if u is None else "%.2f" % (u / 100_000)
+
+
+def _ack_exit(a):
+    print("%s: %s (code %d) value %s%s" % (
+        "ack %d" % a["n"], a["result"], a["code"], a["val"],
+        "" if a.get("detail") is None else "\n" + json.dumps(a["detail"], indent=1)))
+    return 0 if a["code"] in (0, 1) else 1
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="headend.py", description="Reference head-end for the meters.")
+    ap.add_argument("--db", default=os.environ.get("HEADEND_DB", "headend.sqlite"))
+    ap.add_argument("--master", help="master key file (default: <db>.master)")
+    ap.add_argument("--broker", default=os.environ.get("HEADEND_BROKER", "127.0.0.1:1883"))
+    ap.add_argument("--ca", default=os.environ.get("HEADEND_CA"), help="CA file: use TLS")
+    ap.add_argument("--user", default=os.environ.get("HEADEND_USER"))
+    ap.add_argument("--password", default=os.environ.get("HEADEND_PASSWORD"))
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an ack")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("init")
+    p = sub.add_parser("provision")
+    p.add_argument("meter")
+    p.add_argument("--region", type=int, required=True)
+    p.add_argument("--state", help="the meter's state directory to write")
+    p.add_argument("--tls", action="store_true", help="the meter connects with TLS (needs --ca)")
+    p.add_argument("--keepalive", type=int, default=60)
+    p = sub.add_parser("broker-files")
+    p.add_argument("dir")
+    p.add_argument("--headend-password", required=True)
+    p = sub.add_parser("tariff")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--region", type=int)
+    g.add_argument("--meter")
+    p.add_argument("--version", type=int, required=True)
+    p.add_argument("--block", action="append", required=True, metavar="UPTO_L:PRICE")
+    p.add_argument("--at", type=int, default=0, help="activation time, Unix seconds")
+    p.add_argument("--standing", type=int, default=0)
+    p = sub.add_parser("topup")
+    p.add_argument("meter")
+    p.add_argument("amount", type=int)
+    p.add_argument("--account", type=int, default=1)
+    p.add_argument("--seq", type=int)
+    p = sub.add_parser("retry")
+    p.add_argument("meter")
+    p = sub.add_parser("valve")
+    p.add_argument("meter")
+    p.add_argument("action", choices=["open", "close"])
+    p.add_argument("--override", action="store_true")
+    p = sub.add_parser("config")
+    p.add_argument("meter")
+    p.add_argument("key")
+    p.add_argument("value", help="JSON, e.g. 900 or '[20, 8]' or '\"auto\"'")
+    p = sub.add_parser("timesync")
+    p.add_argument("meter")
+    p.add_argument("--time", type=int)
+    p = sub.add_parser("get")
+    p.add_argument("meter")
+    p.add_argument("what", choices=["state", "log", "cfg"])
+    p = sub.add_parser("listen")
+    p.add_argument("--seconds", type=float, default=0, help="0: until interrupted")
+    sub.add_parser("meters")
+    p = sub.add_parser("show")
+    p.add_argument("meter")
+    p.add_argument("--limit", type=int, default=24)
+    args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except HeadEndError as e:
+        print("headend: %s" % e, file=sys.stderr)
+        return 3 if isinstance(e, NoAck) else 2
+
+
+def _run(args):
+    master = args.master or args.db + ".master"
+    if args.cmd == "init":
+        p = new_master(master)
+        sqlite3.connect(args.db).executescript(SCHEMA)
+        print("master key written to %s (keep it secret); database %s" % (p, args.db))
+        return 0
+    host, _, port = args.broker.rpartition(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise HeadEndError("--broker wants HOST:PORT, got %r" % args.broker) from None
+    he = HeadEnd(args.db, read_master(master), host or "127.0.0.1", port, args.user,
+                 args.password, args.ca)
+    if args.cmd == "provision":
+        if args.tls and not args.ca:
+            raise HeadEndError("--tls needs --ca (the CA that signed the broker's certificate)")
+        ca_pem = Path(args.ca).read_text() if args.tls else None
+        he.provision(args.meter, args.region, args.state,
+                     {"host": he.host, "port": he.port, "tls": bool(args.tls),
+                      "keepalive": args.keepalive}, ca_pem)
+        print("provisioned %s in region %d%s" % (args.meter, args.region,
+                                                  " -> %s" % args.state if args.state else ""))
+        return 0
+    if args.cmd == "broker-files":
+        pw, acl = he.broker_files(args.dir, args.headend_password)
+        print("wrote %s and %s" % (pw, acl))
+        return 0
+    if args.cmd == "meters":
+        print("%-10s %6s %6s %12s %10s %5s %4s %-19s %s" % (
+            "meter", "region", "online", "balance", "m3", "valve", "tv", "last seen", "alarms"))
+        for m in he.meters():
+            seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["last_seen"])) if m["last_seen"] else "never"
+            print("%-10s %6d %6s %12s %10s %5s %4s %-19s %s" % (
+                m["id"], m["region"], {1: "yes", 0: "no"}.get(m["online"], "?"), _money(m["bal"]),
+                "-" if m["ml"] is None else "%.3f" % (m["ml"] / 1e6),
+                {1: "open", 0: "shut"}.get(m["valve"], "?"), m["tv"] if m["tv"] is not None else "-",
+                seen, ",".join(m["alarms"]) or "-"))
+        return 0
+    if args.cmd == "show":
+        for r in he.telemetry(args.meter, args.limit):
+            print("T#%d t=%s ml=%s bal=%s flow=%s flags=%s tv=%s" % (
+                r["seq"], r["t"], r["ml"], _money(r["bal"]), r["flow"], r["flags"], r["tv"]))
+        for e in he.events(args.meter, args.limit):
+            print("E#%d t=%d event %d arg %d" % (e["seq"], e["t"], e["code"], e["arg"]))
+        return 0
+    with he:
+        if args.cmd == "listen":
+            end = time.monotonic() + args.seconds if args.seconds else None
+            try:
+                while end is None or time.monotonic() < end:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+            return 0
+        if args.cmd == "tariff":
+            t = {"v": args.version, "at": args.at, "b": parse_blocks(args.block), "sc": args.standing}
+            if args.region is not None:
+                he.publish_tariff(t, region=args.region)
+                print("published tariff v%d to region %d (retained, signed)" % (args.version, args.region))
+                return 0
+            return _ack_exit(he.publish_tariff(t, meter=args.meter, timeout=args.timeout))
+        if args.cmd == "topup":
+            return _ack_exit(he.topup(args.meter, args.amount, args.account, args.seq, args.timeout))
+        if args.cmd == "retry":
+            rc = 0
+            for a in he.retry(args.meter, args.timeout):
+                rc = max(rc, _ack_exit(a))
+            return rc
+        if args.cmd == "valve":
+            return _ack_exit(he.valve(args.meter, args.action == "open", args.override, args.timeout))
+        if args.cmd == "config":
+            try:
+                value = json.loads(args.value)
+            except ValueError:
+                raise HeadEndError("config value must be JSON, got %r" % args.value) from None
+            return _ack_exit(he.configure(args.meter, args.key, value, args.timeout))
+        if args.cmd == "timesync":
+            return _ack_exit(he.timesync(args.meter, args.time, args.timeout))
+        if args.cmd == "get":
+            return _ack_exit(he.get(args.meter, args.what, args.timeout))
+    raise HeadEndError("unknown command %s" % args.cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
