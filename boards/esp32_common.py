@@ -67,3 +67,31 @@ class WifiLink:
         if cadata:
             ctx.load_verify_locations(cadata=cadata)
         return ctx.wrap_socket(sock, server_hostname=server_hostname)
+
+
+class Battery:
+    """Battery voltage through a resistor divider on an ADC1 pin.
+    millivolts() = pin voltage * (r_top + r_bottom) / r_bottom."""
+
+    def __init__(self, gpio, r_top=100, r_bottom=100):
+        import machine
+        self._adc = machine.ADC(machine.Pin(gpio), atten=machine.ADC.ATTN_11DB)
+        self._num = r_top + r_bottom
+        self._den = r_bottom
+
+    def millivolts(self):
+        return self._adc.read_uv() // 1000 * self._num // self._den
+
+
+def pin_in(gpio, pull=None):
+    from machine import Pin
+    if gpio is None:
+        return None
+    return Pin(gpio, Pin.IN) if pull is None else Pin(gpio, Pin.IN, pull)
+
+
+def pin_out(gpio, value=0):
+    from machine import Pin
+    if gpio is None:
+        return None
+    return Pin(gpio, Pin.OUT, value=value)
