@@ -110,7 +110,8 @@ def spawn(meter, hw, link=None, extra=()):
 
 def read_board_txt(path="board.txt"):
     """board.txt: the board name on line 1, then key=value options
-    (integers where they parse; pin.<role>=<gpio> overrides the pin map)."""
+    (integers where they parse, "a,b" a tuple; pin.<role>=<gpio> overrides
+    the pin map)."""
     name, opts = "esp32_devkitc", {}
     try:
         with open(path) as f:
@@ -124,7 +125,7 @@ def read_board_txt(path="board.txt"):
         k, _, v = ln.partition("=")
         k, v = k.strip(), v.strip()
         try:
-            v = int(v)
+            v = tuple(int(x) for x in v.split(",")) if "," in v else int(v)
         except ValueError:
             pass
         if k.startswith("pin."):
