@@ -1,0 +1,152 @@
+# Test doubles for the MQTT link on the virtual clock: a fake umqtt client
+# (same surface as umqtt.simple's MQTTClient), a hand-stepped real-time
+# source, and a meter with a link wired to them.
+import json
+
+import codes
+from comms import codec
+from comms.link import MqttLink
+from comms.outbox import Outbox
+from simkit import make_meter
+
+MK = b"meter-key-for-tests-0123456789ab"
+RK = b"region-key-for-tests-0123456789a"
+
+
+class FakeRT:
+    """Real time, stepped by hand (the link's keepalive/backoff clock)."""
+
+    def __init__(self):
+        self.ms = 1000
+
+    def ticks_ms(self):
+        return self.ms
+
+    @staticmethod
+    def ticks_diff(a, b):
+        return a - b
+
+    @staticmethod
+    def ticks_add(a, d):
+        return a + d
+
+
+class FakeSock:
+    def __init__(self):
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class Broker:
+    """What the fake clients publish to, and what they receive."""
+
+    def __init__(self):
+        self.up = True
+        self.published = []     # (topic, payload, retain, qos)
+        self.pending = []       # (topic, payload) to deliver to the meter
+        self.connects = 0
+        self.subs = []
+        self.pings = 0
+        self.fail_publish = 0   # the next n publishes raise OSError
+        self.wills = []
+
+    def topics(self, suffix):
+        return [p for p in self.published if p[0].endswith(suffix)]
+
+
+class FakeClient:
+    def __init__(self, broker, client_id, host, port, keepalive, user, password):
+        self.b = broker
+        self.cb = None
+        self.sock = None
+        self.keepalive = keepalive
+        self.user = user
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def set_last_will(self, topic, msg, retain=False, qos=0):
+        self.b.wills.append((topic, msg, retain, qos))
+
+    def connect(self, clean_session=True):
+        if not self.b.up:
+            raise OSError(111)
+        self.sock = FakeSock()
+        self.b.connects += 1
+        self.clean = clean_session
+        return 0
+
+    def _alive(self):
+        if not self.b.up or self.sock is None or self.sock.closed:
+            raise OSError(104)
+
+    def subscribe(self, topic, qos=0):
+        self._alive()
+        self.b.subs.append((topic, qos))
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        self._alive()
+        if self.b.fail_publish:
+            self.b.fail_publish -= 1
+            raise OSError(110)
+        self.b.published.append((bytes(topic), bytes(msg), retain, qos))
+
+    def check_msg(self):
+        self._alive()
+        if self.b.pending:
+            t, m = self.b.pending.pop(0)
+            self.cb(t, m)
+
+    def ping(self):
+        self._alive()
+        self.b.pings += 1
+
+    def disconnect(self):
+        self.sock.close()
+
+
+def make_link(state_dir=None, region_key=RK, meter_key=MK, outbox=None, **cfg_over):
+    cfg_over.setdefault("report_s", 3600)
+    cfg_over.setdefault("mqtt", {"host": "x", "port": 1, "tls": False, "keepalive": 60})
+    m, hw = make_meter(state_dir, **cfg_over)
+    b = Broker()
+    rt = FakeRT()
+
+    def factory(cid, host, port, ka, user=None, pw=None):
+        return FakeClient(b, cid, host, port, ka, user, pw)
+
+    link = MqttLink(m.cfg, m, hw.net, hw.clock, factory, region_key, meter_key, "u", "p",
+                    hw.state_dir, None, rt, outbox)
+    return link, m, hw, b, rt
+
+
+def command(link, n, op, key=MK, **args):
+    body = codec.command(n, op, **args)
+    return codec.seal(key, link.t_cmd, body)
+
+
+def send(link, b, payload, topic=None):
+    """Deliver one message to the meter and run the link; returns the acks
+    published in that step, parsed."""
+    before = len(b.topics(b"/a"))
+    b.pending.append((topic or link.t_cmd, payload))
+    link.step()
+    return [codec.parse_ack(p[1]) for p in b.topics(b"/a")[before:]]
+
+
+def records(b):
+    """Every uplink record the fake broker received, in order."""
+    out = []
+    for t, p, _, _ in b.published:
+        if t.endswith(b"/t") or t.endswith(b"/e"):
+            out.extend(codec.unbatch(p))
+    return out
+
+
+def events(m, code):
+    return [e for e in m.log.recent(64) if e[2] == code]
+
+
+__all__ = ["json", "codes", "Outbox"]
