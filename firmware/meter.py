@@ -320,6 +320,10 @@ class Meter:
         v.exercise()
         return codes.ACCEPTED
 
+    def exercise_valve(self):
+        """The technician REPL's valve test (service.valve_test)."""
+        return self.valve_test("repl")
+
     # ---------------- requests from cards, MQTT, the REPL ----------------
     def apply_credit(self, source, account, seq, amount):
         """The one entry point for every credit. Durable before it says ACCEPTED."""
