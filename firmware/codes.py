@@ -89,3 +89,7 @@ EV_SERVICE_OPEN = const(30)    # production REPL opened; arg: 1 button + open ca
 EV_SERVICE_AUTH = const(31)    # unlock(); arg: 0 success, else consecutive failures
 EV_FACTORY_RESET = const(32)   # settings back to defaults (credit, volume, keys kept)
 EVENT_NAMES = EVENT_NAMES + ("service-open", "service-auth", "factory-reset")  # type: ignore[assignment]
+
+# -- MQTT link (firmware/comms, docs/PROTOCOL.md) --
+EV_COMMAND_REJECTED = const(33)  # a remote command refused; arg: result code
+EVENT_NAMES = EVENT_NAMES + ("command-rejected",)  # type: ignore[assignment]
