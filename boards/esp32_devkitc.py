@@ -29,7 +29,10 @@ PINS = {
     "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "card_cs": 5, "card_rst": 22,
     "led": 2, "buzzer": 4, "button": 0, "tamper": 27, "battery": 36,
 }
-VALVE = {"type": "latching", "pulse_ms": 50}
+# valve timings (keys: firmware/valve/__init__.py DEFAULTS, docs/VALVE.md);
+# for a motorised ball valve: {"type": "motor", "timeout_ms": ..., "run_ms": ...}
+VALVE = {"type": "latching", "pulse_ms": 50, "settle_ms": 200, "retries": 2,
+         "backoff_s": 60, "backoff_max_s": 3600, "exercise_days": 30, "exercise_hour": 3}
 
 
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):

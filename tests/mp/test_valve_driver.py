@@ -241,3 +241,55 @@ def test_motor_with_only_a_closed_switch():
     ctl.close()
     steps(ctl, hw, 6)
     assert hw.world.valve.state == CLOSED and ctl.position == POSITION_CLOSED
+
+
+class _Pin:
+    IRQ_RISING = 1
+    IRQ_FALLING = 2
+
+    def __init__(self, v=0):
+        self.v = v
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+
+    def irq(self, handler=None, trigger=0):
+        self.handler = handler
+
+
+class _Clock:
+    def ticks_ms(self):
+        return 0
+
+    def ticks_add(self, a, b):
+        return a + b
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def delay_ms(self, ms):
+        pass
+
+    def time(self):
+        return 0
+
+
+def test_limit_switch_irq_handler_allocates_nothing():
+    import micropython
+    from valve import config
+    from valve.feedback import Feedback
+    from valve.motor import MotorValve
+    a, b, fo, fc = _Pin(), _Pin(), _Pin(1), _Pin(0)
+    drv = MotorValve(a, b, _Clock(), config({"type": "motor"}), Feedback(fo, fc, 0))
+    drv.start(OPEN)
+    assert a.v == 1
+    fo.v = 0                        # the open limit switch closes
+    h = fo.handler
+    micropython.heap_lock()
+    try:
+        h(fo)
+    finally:
+        micropython.heap_unlock()
+    assert a.v == 0 and b.v == 0 and drv.driving == 0
