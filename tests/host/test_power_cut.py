@@ -21,18 +21,30 @@ SAVE_BOUND_ML = 10_000 + 2 * FLOW_ML_PER_S   # save_l, plus the poll in flight
 POLL_ML = 1_000              # one poll's volume at most (K = 1 pulse/L): saved, not yet printed
 
 
-def launch(state, start, acked, steps):
+def launch(state, start, acked, steps, out):
+    # stdout to a file: the meter never blocks on a full pipe, so a kill can
+    # land anywhere in its loop, not only in a print
     return subprocess.Popen(
         [MICROPYTHON, str(ROOT / "tests" / "mp_powercut.py"), str(state), str(start),
          ",".join(str(s) for s in sorted(acked)), str(steps)],
-        cwd=str(ROOT), env=mp_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(ROOT), env=mp_env(), stdout=out, stderr=subprocess.STDOUT,
     )
+
+
+def wait_restored(path, proc, limit=30.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.read_text().startswith("R "):
+            return True
+        time.sleep(0.005)
+    return False
 
 
 def parse(out):
     restored = last_ml = last_t = done = None
     acks = []
-    for line in out.splitlines():
+    # a kill can cut the last line short: only lines ended by a newline count
+    for line in out.split("\n")[:-1]:
         f = line.split()
         if not f:
             continue
@@ -55,12 +67,18 @@ def test_random_power_cuts_lose_and_double_nothing(tmp_path):
     start = 1767225600
     last_ml = 0
     cuts = 0
-    for _ in range(25):
-        p = launch(state, start, acked, 100_000)
-        time.sleep(rng.uniform(0.02, 0.25))
-        p.kill()
-        out, err = p.communicate()
-        restored, ml, t, acks, _ = parse(out)
+    for i in range(30):
+        log = tmp_path / ("run%d.out" % i)
+        with open(log, "w") as fh:
+            p = launch(state, start, acked, 100_000, fh)
+            if rng.random() < 0.2:
+                time.sleep(rng.uniform(0.0, 0.05))      # early: may land inside restore
+            else:
+                assert wait_restored(log, p), log.read_text()[-2000:]
+                time.sleep(rng.uniform(0.0, 0.15))
+            p.kill()
+            p.wait()
+        restored, ml, t, acks, _ = parse(log.read_text())
         if restored is None:
             continue                      # cut before it even restored: nothing to check
         cuts += 1
@@ -70,12 +88,13 @@ def test_random_power_cuts_lose_and_double_nothing(tmp_path):
         acked.update(acks)
         if ml is not None:
             last_ml, start = ml, t + 1
-    assert cuts >= 10
+    assert cuts >= 20
     # the last run finishes; every credit not yet acknowledged is offered again
-    p = launch(state, start, acked, 400)
-    out, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
-    restored, ml, t, acks, done = parse(out)
+    log = tmp_path / "final.out"
+    with open(log, "w") as fh:
+        p = launch(state, start, acked, 400, fh)
+        assert p.wait(timeout=120) == 0, log.read_text()[-2000:]
+    restored, ml, t, acks, done = parse(log.read_text())
     assert last_ml - SAVE_BOUND_ML <= restored[0] <= last_ml + POLL_ML
     acked.update(acks)
     assert acked == set(range(1, CREDITS + 1))
