@@ -33,9 +33,9 @@ def write_device(root, board="unix", speed=20, opts=None, config=None, secrets=N
     root = Path(root)
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
-    lines = [board, "state_dir=%s" % data, "speed=%d" % speed]
+    lines = [board, f"state_dir={data}", f"speed={speed}"]
     for k, v in (opts or {}).items():
-        lines.append("%s=%s" % (k, v))
+        lines.append(f"{k}={v}")
     (root / "board.txt").write_text("\n".join(lines) + "\n")
     if config is not None:
         (data / "config.json").write_text(json.dumps(config))
@@ -54,11 +54,11 @@ class PtyMeter:
         self.tty = str(self.root / "tty-meter")
         if script == "main":
             script = str(ROOT / "firmware" / "main.py")
-        cmd = "%s -i%s" % (MICROPYTHON, " " + str(script) if script else "")
-        self.log = open(self.root / "socat.log", "wb")
+        cmd = "{} -i{}".format(MICROPYTHON, " " + str(script) if script else "")
+        self.log = open(self.root / "socat.log", "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            ["socat", "PTY,link=%s,raw,echo=0" % self.tty,
-             'EXEC:"%s",pty,raw,echo=0,stderr' % cmd],
+            ["socat", f"PTY,link={self.tty},raw,echo=0",
+             f'EXEC:"{cmd}",pty,raw,echo=0,stderr'],
             cwd=str(self.root), env=mp_env(app_dirs), stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -66,15 +66,15 @@ class PtyMeter:
         while not os.path.exists(self.tty):
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.close()
-                raise RuntimeError("socat did not make %s" % self.tty)
+                raise RuntimeError(f"socat did not make {self.tty}")
             time.sleep(0.05)
 
     def mpremote(self, *args, timeout=30, check=True):
         p = subprocess.run([MPREMOTE, "connect", self.tty, "resume", *args],
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout, check=False)
         if check and p.returncode != 0:
-            raise AssertionError("mpremote %s failed (%d):\n%s\n%s"
-                                 % (" ".join(args), p.returncode, p.stdout, p.stderr))
+            raise AssertionError(f"mpremote {' '.join(args)} failed ({p.returncode}):\n"
+                                 f"{p.stdout}\n{p.stderr}")
         return p.stdout.replace("\r\n", "\n")
 
     def exec(self, code, timeout=30):
@@ -92,7 +92,7 @@ class PtyMeter:
             except (AssertionError, subprocess.TimeoutExpired) as e:
                 last = e
             time.sleep(0.2)
-        raise AssertionError("meter REPL not ready: %s" % last)
+        raise AssertionError(f"meter REPL not ready: {last}")
 
     def alive(self):
         return self.proc.poll() is None
@@ -132,4 +132,4 @@ def number(out, key):
     for line in out.splitlines():
         if line.startswith(key + "="):
             return int(line.split("=", 1)[1])
-    raise AssertionError("%s= not in output:\n%s" % (key, out))
+    raise AssertionError(f"{key}= not in output:\n{out}")

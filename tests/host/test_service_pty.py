@@ -8,7 +8,6 @@ import time
 
 import pexpect
 import pytest
-
 from ptymeter import PtyMeter, number, spawn_repl, write_device
 
 pytestmark = pytest.mark.timeout(90)

@@ -1,0 +1,490 @@
+"""Flash, deploy and provision a meter board.
+
+  flash.py firmware  --port P --chip esp32 --image ESP32_GENERIC.bin [--dry-run]
+      erase, write and verify a MicroPython image with esptool
+  flash.py deploy    --port P --board esp32_devkitc [--opt k=v ...] [--source] [--dry-run]
+      compile the app with mpy-cross for the board's CPU, copy it with
+      mpremote, install umqtt.simple, write board.txt, verify every file by hash
+  flash.py provision --port P --meter-id M000123 --region 3 --secrets FILE [...]
+      write identity, keys, Wi-Fi and broker settings once; secrets are read
+      from a file outside the repository, from environment variables or from
+      a no-echo prompt, and are never printed
+
+The same commands work against a real board (a serial port) and against a
+unix-port MicroPython on a pseudo-terminal (see tests/host/ptymeter.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+
+# chip -> (esptool --chip, flash offset of the MicroPython image, image chip id)
+CHIPS = {
+    "esp32": ("esp32", 0x1000, 0),
+    "esp32s2": ("esp32s2", 0x1000, 2),
+    "esp32c3": ("esp32c3", 0x0, 5),
+    "esp32s3": ("esp32s3", 0x0, 9),
+    "esp32c6": ("esp32c6", 0x0, 13),
+}
+CHIP_BY_ID = {v[2]: k for k, v in CHIPS.items()}
+
+# board -> (chip, mpy-cross -march, default state dir)
+BOARDS = {
+    "esp32_devkitc": ("esp32", "xtensawin", "/data"),
+    "esp32s3_devkitc": ("esp32s3", "xtensawin", "/data"),
+    "esp32c3_devkitm": ("esp32c3", "rv32imc", "/data"),
+    "unix": (None, None, "data"),   # the simulator: portable bytecode
+}
+
+# files that stay source on the device: MicroPython runs main.py only as .py
+SOURCE_ONLY = {"main.py"}
+
+
+class Fail(Exception):
+    """A clear, expected failure: printed without a traceback."""
+
+
+def tool(name: str) -> str:
+    """A tool from PATH first (so tests can put a fake there), then the venv."""
+    found = shutil.which(name)
+    if found:
+        return found
+    cand = VENV_BIN / name
+    if cand.exists():
+        return str(cand)
+    raise Fail(f"{name} not found (install it: pip install {name})")
+
+
+def run(cmd: list[str], dry: bool, quiet: bool = False, **kw) -> subprocess.CompletedProcess | None:
+    shown = " ".join(_quote(c) for c in cmd)
+    if dry:
+        print("[dry-run] " + shown)
+        return None
+    if not quiet:
+        print("$ " + shown)
+    return subprocess.run(cmd, check=False, **kw)
+
+
+def _quote(s: str) -> str:
+    return s if s and all(c.isalnum() or c in "-_./:=,+@" for c in s) else "'{}'".format(s.replace("'", "'\\''"))
+
+
+# --------------------------------------------------------------- firmware
+def image_chip(path: Path) -> str | None:
+    """The chip an ESP image is built for, from its extended header
+    (byte 0 magic 0xE9, chip id little-endian at bytes 12-13)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) < 16 or head[0] != 0xE9:
+        return None
+    return CHIP_BY_ID.get(head[12] | head[13] << 8, f"chip-id-{head[12] | head[13] << 8}")
+
+
+def cmd_firmware(a: argparse.Namespace) -> int:
+    if a.chip not in CHIPS:
+        raise Fail("unknown chip {!r} (one of {})".format(a.chip, ", ".join(CHIPS)))
+    img = Path(a.image)
+    if not img.is_file():
+        raise Fail(f"image {img} not found. Download the MicroPython .bin for {a.chip} from "
+                   "micropython.org/download, or build one with the manifest (tools/manifest.py).")
+    got = image_chip(img)
+    if got is None:
+        raise Fail(f"{img} is not an ESP firmware image (no 0xE9 header): a .uf2/.hex or a "
+                   "corrupt download?")
+    if got != a.chip:
+        raise Fail(f"{img} is built for {got}, not {a.chip}: pick the image for this board")
+    esptool_chip, offset, _ = CHIPS[a.chip]
+    esptool = tool("esptool")
+    base = [esptool, "--chip", esptool_chip, "--port", a.port, "--baud", str(a.baud)]
+    steps = [
+        ("erase", base + ["erase-flash"]),
+        ("write", base + ["write-flash", "-z", hex(offset), str(img)]),
+        ("verify", base + ["verify-flash", hex(offset), str(img)]),
+    ]
+    for name, c in steps:
+        p = run(c, a.dry_run, capture_output=True, text=True)
+        if p is None:
+            continue
+        sys.stdout.write(p.stdout)
+        if p.returncode != 0:
+            msg = (p.stdout + p.stderr).strip().splitlines()
+            last = msg[-1] if msg else f"exit {p.returncode}"
+            if "not " in last and "chip" in last.lower():
+                raise Fail(f"{name} failed: the connected chip is not a {a.chip} ({last})")
+            raise Fail(f"{name} failed: {last}")
+    print("firmware: {} on {} {}".format(img.name, a.port, "(dry run)" if a.dry_run else "written and verified"))
+    return 0
+
+
+# --------------------------------------------------------------- deploy
+def app_files(board: str) -> list[tuple[Path, str]]:
+    """(local source, device path) of everything the app needs on a board."""
+    out = []
+    fw = ROOT / "firmware"
+    for p in sorted(fw.rglob("*.py")):
+        rel = p.relative_to(fw).as_posix()
+        out.append((p, rel if rel in SOURCE_ONLY else "lib/" + rel))
+    for name in ("__init__.py", "ticker.py", "validate.py"):
+        out.append((ROOT / "boards" / name, "lib/boards/" + name))
+    if board == "unix":
+        for p in sorted((ROOT / "boards" / "unix").glob("*.py")):
+            out.append((p, "lib/boards/unix/" + p.name))
+    else:
+        out.append((ROOT / "boards" / "esp32_common.py", "lib/boards/esp32_common.py"))
+        out.append((ROOT / "boards" / (board + ".py"), f"lib/boards/{board}.py"))
+    return out
+
+
+def build_app(board: str, out: Path, source: bool, umqtt: str) -> list[str]:
+    """Compile into out/ (the device tree); returns the device paths."""
+    march = BOARDS[board][1]
+    if out.exists():
+        shutil.rmtree(out)
+    mpy_cross = tool("mpy-cross")
+    paths = []
+    files = app_files(board)
+    if umqtt == "local":
+        local = ROOT / "build" / "lib" / "umqtt" / "simple.py"
+        if not local.exists():
+            raise Fail(f"no local umqtt.simple at {local} (python tools/fetch_umqtt.py build/lib), "
+                       "or use --umqtt mip")
+        files.append((local, "lib/umqtt/simple.py"))
+    for src, dev in files:
+        dst = out / dev
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if source or dev in SOURCE_ONLY:
+            shutil.copyfile(src, dst)
+        else:
+            dst = dst.with_suffix(".mpy")
+            dev = dev[:-3] + ".mpy"
+            cmd = [mpy_cross, "-o", str(dst), "-s", Path(dev).name[:-4] + ".py"]
+            if march:
+                cmd.append("-march=" + march)
+            p = subprocess.run(cmd + [str(src)], capture_output=True, text=True, check=False)
+            if p.returncode != 0:
+                raise Fail(f"mpy-cross failed on {src}:\n{p.stderr}")
+        paths.append(dev)
+    return paths
+
+
+def board_txt(board: str, opts: list[str]) -> str:
+    lines = [board]
+    keys = set()
+    for o in opts:
+        if "=" not in o:
+            raise Fail(f"--opt {o!r}: expected key=value")
+        keys.add(o.split("=", 1)[0])
+        lines.append(o)
+    if "state_dir" not in keys:
+        lines.append("state_dir=" + BOARDS[board][2])
+    return "\n".join(lines) + "\n"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+_HASH_CODE = """
+import hashlib, binascii
+def _h(p):
+    d = hashlib.sha256()
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return 'missing'
+    while True:
+        b = f.read(512)
+        if not b:
+            break
+        d.update(b)
+    f.close()
+    return binascii.hexlify(d.digest()).decode()
+for _p in %r:
+    print('H', _p, _h(_p))
+"""
+
+
+class Device:
+    """mpremote against a port: `connect PORT resume` (no soft reset: a
+    unix-port MicroPython would exit, and a running meter would stop)."""
+
+    def __init__(self, port: str, dry: bool):
+        self.port = port
+        self.dry = dry
+        self.mpremote = tool("mpremote")
+
+    def __call__(self, *args: str, quiet: bool = False, timeout: int = 120) -> str:
+        cmd = [self.mpremote, "connect", self.port, "resume", *args]
+        p = run(cmd, self.dry, quiet=quiet, capture_output=True, text=True, timeout=timeout)
+        if p is None:
+            return ""
+        if p.returncode != 0:
+            raise Fail(f"mpremote {args[0]} failed: {(p.stdout + p.stderr).strip()[-400:]}")
+        return p.stdout.replace("\r\n", "\n")
+
+    def run_file(self, code: str, quiet: bool = True) -> str:
+        """Run code on the device from a private temp file (never in argv)."""
+        d = tempfile.mkdtemp(prefix="flash-")
+        try:
+            path = Path(d) / "job.py"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(code)
+            if self.dry:
+                print(f"[dry-run] mpremote connect {self.port} resume run <generated script>")
+                return ""
+            return self("run", str(path), quiet=quiet)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def device_hashes(dev: Device, paths: list[str]) -> dict[str, str]:
+    out = dev("exec", _HASH_CODE % (paths,), quiet=True)
+    got = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "H":
+            got[parts[1]] = parts[2]
+    return got
+
+
+def cmd_deploy(a: argparse.Namespace) -> int:
+    if a.board not in BOARDS:
+        raise Fail("unknown board {!r} (one of {})".format(a.board, ", ".join(BOARDS)))
+    t0 = time.monotonic()
+    out = Path(a.build_dir) if a.build_dir else ROOT / "build" / "deploy" / a.board
+    umqtt = a.umqtt
+    if umqtt == "auto":
+        umqtt = "local" if (ROOT / "build" / "lib" / "umqtt" / "simple.py").exists() else "mip"
+    paths = build_app(a.board, out, a.source, umqtt)
+    (out / "board.txt").write_text(board_txt(a.board, a.opt))
+    paths.append("board.txt")
+    how = "source" if a.source else ("mpy-cross -march=" + BOARDS[a.board][1]
+                                               if BOARDS[a.board][1] else "mpy-cross, bytecode")
+    via = ", umqtt.simple from " + umqtt if umqtt != "skip" else ""
+    print(f"deploy: {len(paths)} files for {a.board} ({how}){via}")
+    dev = Device(a.port, a.dry_run)
+    if a.verify_only:
+        return _verify(dev, out, paths, t0)
+    # one mpremote session for the whole copy: each connect costs a round trip
+    dirs = sorted({str(Path(p).parent) for p in paths if "/" in p}, key=len)
+    mk = f"import os\nfor d in {dirs!r}:\n    try:\n        os.mkdir(d)\n    except OSError:\n        pass\n"
+    dev("exec", mk, quiet=True)
+    cp: list[str] = []
+    for p in paths:
+        cp += ["fs", "cp", str(out / p), ":" + p, "+"]
+    dev(*cp[:-1], quiet=True, timeout=600)
+    if umqtt == "mip":
+        dev("mip", "install", "umqtt.simple")
+    if a.dry_run:
+        print("deploy: dry run, nothing copied")
+        return 0
+    return _verify(dev, out, paths, t0)
+
+
+def _verify(dev: Device, out: Path, paths: list[str], t0: float) -> int:
+    got = device_hashes(dev, paths)
+    bad = [p for p in paths if got.get(p) != sha256(out / p)]
+    if bad:
+        raise Fail(f"verify: {len(bad)} file(s) differ on the device: {', '.join(bad[:8])}")
+    print(f"deploy: {len(paths)} files verified by SHA-256 in {time.monotonic() - t0:.1f} s. "
+          "Provision if new, then reset the board.")
+    return 0
+
+
+# --------------------------------------------------------------- provision
+_PROVISION_CODE = """
+import json, os
+sd = %(state_dir)r
+if sd is None:
+    sd = '/data'
+    try:
+        for ln in open('board.txt').read().split('\\n'):
+            if ln.startswith('state_dir='):
+                sd = ln[10:].strip()
+    except OSError:
+        pass
+p = ''
+for part in sd.split('/'):
+    p = p + part + '/' if (p or part) else '/'
+    if part:
+        try:
+            os.mkdir(p)
+        except OSError:
+            pass
+try:
+    os.stat(sd + '/secrets.json')
+    have = True
+except OSError:
+    have = False
+if have and not %(force)r:
+    print('P ALREADY')
+else:
+    try:
+        cfg = json.load(open(sd + '/config.json'))
+    except (OSError, ValueError):
+        cfg = {}
+    cfg.update(%(config)r)
+    f = open(sd + '/config.json.new', 'w'); f.write(json.dumps(cfg)); f.close()
+    os.rename(sd + '/config.json.new', sd + '/config.json')
+    f = open(sd + '/secrets.json.new', 'w'); f.write(%(secrets)r); f.close()
+    os.rename(sd + '/secrets.json.new', sd + '/secrets.json')
+    import hashlib, binascii
+    print('P OK', sd, binascii.hexlify(hashlib.sha256(open(sd + '/secrets.json', 'rb').read()).digest()).decode())
+"""
+
+
+def _inside_repo(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(ROOT)
+        return True
+    except ValueError:
+        return False
+
+
+def _secret(env: str | None, prompt: str, interactive: bool) -> str | None:
+    if env:
+        v = os.environ.get(env)
+        if v is None:
+            raise Fail(f"environment variable {env} is not set")
+        return v
+    if interactive and sys.stdin.isatty():
+        return getpass.getpass(prompt) or None
+    return None
+
+
+def cmd_provision(a: argparse.Namespace) -> int:
+    sys.path.insert(0, str(ROOT / "firmware"))
+    config = _load_config_module()
+    secrets: dict = {}
+    if a.secrets:
+        sp = Path(a.secrets)
+        if _inside_repo(sp):
+            raise Fail(f"refusing {sp}: key files must live outside the repository")
+        if not sp.is_file():
+            raise Fail(f"secrets file {sp} not found")
+        mode = sp.stat().st_mode & 0o077
+        if mode:
+            print(f"warning: {sp} is readable by group/others (chmod 600 it)")
+        try:
+            secrets = json.loads(sp.read_text())
+        except ValueError as e:
+            raise Fail(f"secrets file {sp} is not JSON: {e}") from None
+        if not isinstance(secrets, dict):
+            raise Fail("secrets file must hold a JSON object")
+    cfg = {"meter_id": a.meter_id, "region": a.region}
+    if a.broker_host:
+        cfg["mqtt"] = {"host": a.broker_host, "port": a.broker_port, "tls": a.tls, "keepalive": 60}
+    for k, v in cfg.items():
+        err = config.validate(k, v)
+        if err:
+            raise Fail(f"{k}: {err}")
+    if a.wifi_ssid:
+        pw = _secret(a.wifi_password_env, f"Wi-Fi password for {a.wifi_ssid}: ", True)
+        secrets["wifi"] = {"ssid": a.wifi_ssid, "pw": pw or ""}
+    pin = _secret(a.service_pin_env, "Service PIN (blank: none): ", not a.no_pin)
+    if pin:
+        if not (pin.isdigit() and 4 <= len(pin) <= 12):
+            raise Fail("the service PIN must be 4-12 digits")
+        salt = os.urandom(8).hex()
+        secrets["svc_salt"] = salt
+        secrets["svc_pin"] = hashlib.sha256(salt.encode() + b":" + pin.encode()).hexdigest()
+    body = json.dumps(secrets, sort_keys=True)
+    code = _PROVISION_CODE % {"state_dir": a.state_dir, "force": bool(a.force),
+                              "config": cfg, "secrets": body}
+    dev = Device(a.port, a.dry_run)
+    out = dev.run_file(code)
+    if a.dry_run:
+        print("provision: dry run; would write config {} and secrets [{}] (values not shown)".format(json.dumps(cfg), ", ".join(sorted(secrets))))
+        return 0
+    if "P ALREADY" in out:
+        raise Fail("meter already provisioned (secrets.json exists): keys are written once. "
+                   "Rotate keys from the head-end, or erase the board and start again.")
+    line = next((ln for ln in out.splitlines() if ln.startswith("P OK")), None)
+    if line is None:
+        raise Fail(f"provision: no confirmation from the device:\n{out[-400:]}")
+    _, _, sd, digest = line.split()
+    if digest != hashlib.sha256(body.encode()).hexdigest():
+        raise Fail("provision: secrets.json on the device does not match what was sent")
+    names = ", ".join(sorted(secrets))
+    print(f"provision: {a.meter_id} region {a.region} in {sd}: config written; secrets [{names}] "
+          "written and verified (values not shown). Reset the board to use them.")
+    return 0
+
+
+def _load_config_module():
+    # firmware/config.py is plain Python apart from MicroPython's const()
+    import builtins
+    if not hasattr(builtins, "const"):
+        builtins.const = lambda x: x  # type: ignore[attr-defined]
+    import config
+    return config
+
+
+# --------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="flash.py", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    f = sub.add_parser("firmware", help="flash a MicroPython image with esptool")
+    f.add_argument("--port", required=True)
+    f.add_argument("--chip", required=True, choices=sorted(CHIPS))
+    f.add_argument("--image", required=True)
+    f.add_argument("--baud", type=int, default=460800)
+    f.add_argument("--dry-run", action="store_true")
+    f.set_defaults(fn=cmd_firmware)
+
+    d = sub.add_parser("deploy", help="compile and copy the app, write board.txt, verify")
+    d.add_argument("--port", required=True)
+    d.add_argument("--board", required=True)
+    d.add_argument("--opt", action="append", default=[], help="board.txt option key=value")
+    d.add_argument("--source", action="store_true", help="copy .py instead of .mpy")
+    d.add_argument("--umqtt", choices=("auto", "mip", "local", "skip"), default="auto")
+    d.add_argument("--verify-only", action="store_true", help="only compare hashes with a build")
+    d.add_argument("--build-dir", help="where to compile (default build/deploy/<board>)")
+    d.add_argument("--dry-run", action="store_true")
+    d.set_defaults(fn=cmd_deploy)
+
+    p = sub.add_parser("provision", help="write identity, keys, Wi-Fi and broker once")
+    p.add_argument("--port", required=True)
+    p.add_argument("--meter-id", required=True)
+    p.add_argument("--region", type=int, required=True)
+    p.add_argument("--secrets", help="JSON key file from the head-end (outside the repo)")
+    p.add_argument("--wifi-ssid")
+    p.add_argument("--wifi-password-env", help="read the Wi-Fi password from this variable")
+    p.add_argument("--broker-host")
+    p.add_argument("--broker-port", type=int, default=8883)
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--service-pin-env", help="read the service PIN from this variable")
+    p.add_argument("--no-pin", action="store_true", help="do not prompt for a service PIN")
+    p.add_argument("--state-dir", help="default: state_dir in the device's board.txt, else /data")
+    p.add_argument("--force", action="store_true", help="overwrite existing secrets (bench use)")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(fn=cmd_provision)
+
+    a = ap.parse_args(argv)
+    try:
+        return a.fn(a)
+    except Fail as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except subprocess.TimeoutExpired as e:
+        print("error: timed out: {}".format(" ".join(str(x) for x in e.cmd[:4])), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
