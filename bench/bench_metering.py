@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from conftest import MICROPYTHON, mp_env  # noqa: E402
+from mpenv import MICROPYTHON, mp_env  # noqa: E402
 
 # Flash budget assumptions (docs/METERING.md): LittleFS on a 2 MiB data
 # partition of 4 KiB blocks, ~3 block erases per state save (file data,

@@ -11,25 +11,13 @@ failure shows the MicroPython traceback. Limits, per module or per test:
 """
 
 import ast
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-MP_DIR = ROOT / "tests" / "mp"
-MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
-MICROPYPATH = ":".join(
-    [".frozen", str(ROOT / "firmware"), str(ROOT), str(MP_DIR), str(ROOT / "build" / "lib")]
-)
+from mpenv import MICROPYPATH, MICROPYTHON, MP_DIR, ROOT, mp_env  # noqa: F401
+
 DEFAULT_TIMEOUT = 60
-
-
-def mp_env(extra=None):
-    env = dict(os.environ, MICROPYPATH=MICROPYPATH)
-    env.update(extra or {})
-    return env
 
 
 def _const(node):

@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-from conftest import MICROPYTHON, mp_env  # noqa: E402
+from mpenv import MICROPYTHON, mp_env  # noqa: E402
 
 K = Fraction(450, 1)
 T1 = ([(5000, 310_000), (15000, 470_000), (0, 930_000)], 41_000)

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import MICROPYTHON, mp_env
+from mpenv import MICROPYTHON, mp_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CREDITS, AMOUNT = 40, 200_000
