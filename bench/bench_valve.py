@@ -25,7 +25,7 @@ if sys.implementation.name != "micropython":
     import subprocess
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, os.path.join(root, "tests"))
-    from conftest import MICROPYTHON, mp_env
+    from mpenv import MICROPYTHON, mp_env
     sys.exit(subprocess.run([MICROPYTHON, os.path.abspath(__file__)], check=False, cwd=root,
                             env=mp_env()).returncode)
 
