@@ -12,9 +12,10 @@ import os
 import sys
 import time
 
-import boards
 import config
 import main
+
+import boards
 
 
 def _write_status(path, meter, link):
@@ -44,7 +45,7 @@ async def control(state_dir, hw, meter, link):
     flow = None
     while True:
         try:
-            with open(ctl_path) as f:
+            with open(ctl_path) as f:  # noqa: ASYNC230 - a tiny local file, MicroPython has no aiofiles
                 ctl = json.load(f)
         except (OSError, ValueError):
             ctl = {}
@@ -67,7 +68,7 @@ def run(state_dir, speed):
     meter.hw_delivered = hw.world.flow.delivered_ml
     link = main.make_link(meter, hw)
     t0 = time.ticks_ms()
-    print("meter %s up, speed %d, %d ms" % (cfg["meter_id"], speed, time.ticks_diff(time.ticks_ms(), t0)))
+    print("meter", cfg["meter_id"], "up, speed", speed, time.ticks_diff(time.ticks_ms(), t0), "ms")
     asyncio.run(main.run(meter, hw, link, [control(state_dir, hw, meter, link)]))
 
 

@@ -20,6 +20,8 @@ Secured mode (Mosquitto only), as a utility would run it for meters:
 - Per-user passwords: a Mosquitto password file (salted SHA-512, "$6$").
 - ACL: `meter_acl` gives each meter its own topics only (pattern lines with
   %u) and read access to its region's tariff; admins may use everything.
+- Persistence (on by default when secured): sessions and queued QoS 1
+  messages survive a restart.
 
 stop() and start() again restart the broker on the same port with the same
 certificates: that is how the tests make outages.
@@ -57,9 +59,9 @@ def meter_acl(meters: dict, admins=("headend",)) -> str:
     tariff; admins read and write everything under m/ and r/."""
     lines = []
     for a in admins:
-        lines += ["user %s" % a, "topic readwrite m/#", "topic readwrite r/#", ""]
+        lines += [f"user {a}", "topic readwrite m/#", "topic readwrite r/#", ""]
     for mid, region in meters.items():
-        lines += ["user %s" % mid, "topic read r/%d/tariff" % region, ""]
+        lines += [f"user {mid}", f"topic read r/{region}/tariff", ""]
     lines += ["pattern write m/%u/t", "pattern write m/%u/e", "pattern write m/%u/s",
               "pattern write m/%u/a", "pattern read m/%u/c", ""]
     return "\n".join(lines)
@@ -69,7 +71,7 @@ def password_line(user: str, password: str) -> str:
     """A Mosquitto password-file line ("$6$": SHA-512 over password + salt)."""
     salt = os.urandom(12)
     h = hashlib.sha512(password.encode() + salt).digest()
-    return "%s:$6$%s$%s" % (user, base64.b64encode(salt).decode(), base64.b64encode(h).decode())
+    return f"{user}:$6${base64.b64encode(salt).decode()}${base64.b64encode(h).decode()}"
 
 
 def make_test_pki(d: Path, hostname: str = "localhost"):
@@ -80,7 +82,7 @@ def make_test_pki(d: Path, hostname: str = "localhost"):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "meter test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -113,7 +115,7 @@ def make_test_pki(d: Path, hostname: str = "localhost"):
 
 class Broker:
     def __init__(self, kind: str | None = None, port: int | None = None, tls: bool = False,
-                 users: dict | None = None, acl: str | None = None):
+                 users: dict | None = None, acl: str | None = None, persistence: bool | None = None):
         self.kind = kind or ("mosquitto" if mosquitto_path() else "amqtt")
         secured = tls or users is not None or acl is not None
         if secured and self.kind != "mosquitto":
@@ -123,6 +125,7 @@ class Broker:
         self.tls = tls
         self.users = users
         self.acl = acl
+        self.persistence = secured if persistence is None else persistence
         self.proc = None
         self.ca_file = None
         self.ca_pem = None
@@ -131,8 +134,13 @@ class Broker:
 
     def _mosquitto_conf(self) -> str:
         d = self.dir
-        lines = ["persistence false", "log_dest stderr", "log_type error", "log_type warning",
-                 "log_type notice", "max_packet_size 4096"]
+        lines = ["log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+                 "max_packet_size 4096"]
+        if self.persistence:
+            # sessions and queued QoS 1 messages survive a restart, as in production
+            lines += ["persistence true", f"persistence_location {d}/", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
         if os.geteuid() == 0:
             lines.append("user root")  # keep access to the files in our temp dir
         if self.users is not None:
@@ -143,13 +151,13 @@ class Broker:
         if self.acl is not None:
             (d / "acl").write_text(self.acl)
             lines.append("acl_file %s" % (d / "acl"))
-        lines.append("listener %d %s" % (self.port, self.host))
+        lines.append(f"listener {self.port} {self.host}")
         if self.tls:
             if self.ca_file is None:
-                ca, cert, key = make_test_pki(d)
+                ca, _cert, _key = make_test_pki(d)
                 self.ca_file = str(ca)
                 self.ca_pem = ca.read_text()
-            lines += ["cafile %s" % self.ca_file, "certfile %s" % (d / "server.pem"),
+            lines += [f"cafile {self.ca_file}", "certfile %s" % (d / "server.pem"),
                       "keyfile %s" % (d / "server.key"), "tls_version tlsv1.2"]
         # global options must come before the listener in per-listener mode
         return "\n".join(lines) + "\n"
@@ -163,23 +171,23 @@ class Broker:
         else:
             conf = d / "amqtt.yaml"
             conf.write_text(
-                "listeners:\n  default:\n    type: tcp\n    bind: %s:%d\n"
+                f"listeners:\n  default:\n    type: tcp\n    bind: {self.host}:{self.port}\n"
                 "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
-                "    allow_anonymous: true\n" % (self.host, self.port)
+                "    allow_anonymous: true\n"
             )
             cmd = [str(Path(sys.executable).parent / "amqtt"), "-c", str(conf)]
-        self.log = open(d / "broker.log", "ab")
+        self.log = open(d / "broker.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("%s exited: %s" % (self.kind, (d / "broker.log").read_text()))
+                raise RuntimeError("{} exited: {}".format(self.kind, (d / "broker.log").read_text()))
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("%s did not start listening on %d" % (self.kind, self.port))
+        raise RuntimeError(f"{self.kind} did not start listening on {self.port}")
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -46,8 +46,10 @@ import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
-from comms import codec  # noqa: E402  (the firmware's own wire code)
-from comms import sign  # noqa: E402
+from comms import (
+    codec,
+    sign,
+)
 
 RESULTS = ("accepted", "used", "format", "range", "old", "signature", "over-limit",
            "wrong-meter", "wrong-region", "key-expired", "locked-out", "refused",
@@ -75,6 +77,9 @@ CREATE TABLE IF NOT EXISTS acks (
 CREATE TABLE IF NOT EXISTS topups (
     meter TEXT, account INTEGER, seq INTEGER, amount INTEGER, status TEXT, code INTEGER,
     created REAL, PRIMARY KEY (meter, account, seq));
+CREATE TABLE IF NOT EXISTS commands (
+    meter TEXT, n INTEGER, op TEXT, body TEXT, sent REAL, code INTEGER, acked REAL,
+    PRIMARY KEY (meter, n));
 CREATE TABLE IF NOT EXISTS tariffs (
     scope TEXT, version INTEGER, body TEXT, published REAL);
 """
@@ -89,13 +94,13 @@ class NoAck(HeadEndError):
 
 
 def result_name(code):
-    return RESULTS[code] if 0 <= code < len(RESULTS) else "code-%d" % code
+    return RESULTS[code] if 0 <= code < len(RESULTS) else f"code-{code}"
 
 
 def new_master(path):
     p = Path(path)
     if p.exists():
-        raise HeadEndError("%s exists; refusing to replace a master key" % p)
+        raise HeadEndError(f"{p} exists; refusing to replace a master key")
     p.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(str(p), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -107,9 +112,9 @@ def read_master(path):
     try:
         return bytes.fromhex(Path(path).read_text().strip())
     except FileNotFoundError:
-        raise HeadEndError("no master key at %s (run `headend.py init`)" % path) from None
+        raise HeadEndError(f"no master key at {path} (run `headend.py init`)") from None
     except ValueError:
-        raise HeadEndError("master key file %s is not hex" % path) from None
+        raise HeadEndError(f"master key file {path} is not hex") from None
 
 
 def parse_blocks(specs):
@@ -120,18 +125,21 @@ def parse_blocks(specs):
             upto, price = s.split(":")
             out.append([int(upto), int(price)])
         except ValueError:
-            raise HeadEndError("bad block %r: want UPTO_LITRES:PRICE (0 = unbounded)" % s) from None
+            raise HeadEndError(f"bad block {s!r}: want UPTO_LITRES:PRICE (0 = unbounded)") from None
     return out
 
 
 class HeadEnd:
     def __init__(self, db, master, host="127.0.0.1", port=1883, user=None, password=None,
-                 ca_file=None, client_id=None):
+                 ca_file=None, client_id=None, persistent=False):
         self.db_path = str(db)
         self.master = master if isinstance(master, bytes) else read_master(master)
         self.host, self.port = host, port
         self.user, self.password, self.ca_file = user, password, ca_file
-        self.client_id = client_id or "headend-%s" % secrets.token_hex(3)
+        # persistent: a fixed client id and a broker-side session, so that
+        # telemetry published while the head-end is away is queued for it
+        self.persistent = persistent and client_id is not None
+        self.client_id = client_id or f"headend-{secrets.token_hex(3)}"
         self.db = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
         self.db.executescript(SCHEMA)
         self.db.commit()
@@ -159,7 +167,7 @@ class HeadEnd:
         meter's secrets.json (keys, broker credentials, CA) and merge mqtt
         (host/port/tls/keepalive) and the id and region into its config.json."""
         if not meter_id or "/" in meter_id or "+" in meter_id or "#" in meter_id or len(meter_id) > 32:
-            raise HeadEndError("bad meter id %r" % meter_id)
+            raise HeadEndError(f"bad meter id {meter_id!r}")
         if not 0 <= int(region) < 1 << 16:
             raise HeadEndError("region must be 0..65535")
         with self._lock:
@@ -200,23 +208,26 @@ class HeadEnd:
 
     # ---------------- broker connection ----------------
     def connect(self, timeout=10):
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        clean_session=not self.persistent)
         if self.user is not None:
             c.username_pw_set(self.user, self.password)
         if self.ca_file:
             c.tls_set(ca_certs=self.ca_file)
+        c.reconnect_delay_set(0.2, 5)   # back soon after a broker restart
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         self.client = c
         try:
             c.connect(self.host, self.port, keepalive=30)
         except (OSError, ValueError) as e:
-            raise HeadEndError("cannot reach broker %s:%d: %s" % (self.host, self.port, e)) from None
+            raise HeadEndError(f"cannot reach broker {self.host}:{self.port}: {e}") from None
         c.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._connected.wait(timeout) or self._rc != 0:
             c.loop_stop()
-            raise HeadEndError("broker %s:%d did not accept the connection (%s)"
-                               % (self.host, self.port, self._rc))
+            self._connected.clear()
+            raise HeadEndError(f"broker {self.host}:{self.port} did not accept the connection "
+                               f"({self._rc or 'no answer'})")
         return self
 
     def close(self):
@@ -237,7 +248,9 @@ class HeadEnd:
         self._rc = rc
         if rc == 0:
             client.subscribe([("m/+/t", 1), ("m/+/e", 1), ("m/+/s", 1), ("m/+/a", 1)])
-            self._connected.set()
+        else:
+            client.disconnect()   # refused: no point in retrying with the same credentials
+        self._connected.set()
 
     def _on_message(self, client, userdata, msg):
         try:
@@ -246,7 +259,7 @@ class HeadEnd:
                 return
             self.ingest(parts[1], parts[2], msg.payload)
         except Exception as e:  # noqa: BLE001 - one bad message must not stop ingestion
-            print("headend: cannot ingest %s: %r" % (msg.topic, e), file=sys.stderr)
+            print(f"headend: cannot ingest {msg.topic}: {e!r}", file=sys.stderr)
 
     # ---------------- ingestion ----------------
     def ingest(self, meter, chan, payload):
@@ -256,6 +269,7 @@ class HeadEnd:
             with self._cond:
                 self.db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?)",
                                 (meter, a["n"], a["code"], a["val"], json.dumps(a["detail"]), now))
+                self._settle(meter, a, now)
                 self.db.commit()
                 self._acks[(meter, a["n"])] = a
                 self._cond.notify_all()
@@ -299,6 +313,20 @@ class HeadEnd:
             for r in recs:
                 fn(meter, r)
 
+    def _settle(self, meter, a, now):
+        # the command this ack answers; a top-up's fate goes to its record
+        row = self.db.execute("SELECT op, body FROM commands WHERE meter = ? AND n = ? AND "
+                              "acked IS NULL", (meter, a["n"])).fetchone()
+        if row is None or a["n"] == 0:
+            return
+        self.db.execute("UPDATE commands SET code = ?, acked = ? WHERE meter = ? AND n = ?",
+                        (a["code"], now, meter, a["n"]))
+        if row[0] == "topup" and a["code"] not in (4, 5, 12):   # old, signature, storage: retry
+            d = json.loads(row[1])
+            self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ?"
+                            " AND seq = ?", ("applied" if a["code"] in (0, 1) else "refused",
+                                             a["code"], meter, d["a"], d["s"]))
+
     # ---------------- tariffs ----------------
     def publish_tariff(self, tariff, region=None, meter=None, timeout=10):
         """Signed tariff {"v", "at", "b", "sc"}: retained on the region's topic,
@@ -308,12 +336,12 @@ class HeadEnd:
             return self.command(meter, "tariff", timeout=timeout, tar=tariff)
         if region is None:
             raise HeadEndError("a tariff needs --region or --meter")
-        topic = "r/%d/tariff" % region
+        topic = f"r/{region}/tariff"
         payload = codec.seal(self.region_key(region), topic, body)
         self._need_client().publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout)
         with self._lock:
             self.db.execute("INSERT INTO tariffs VALUES (?, ?, ?, ?)",
-                            ("region/%d" % region, tariff.get("v"), body.decode(), time.time()))
+                            (f"region/{region}", tariff.get("v"), body.decode(), time.time()))
             self.db.commit()
         return payload
 
@@ -326,7 +354,7 @@ class HeadEnd:
     def _region_of(self, meter):
         row = self.db.execute("SELECT region FROM meters WHERE id = ?", (meter,)).fetchone()
         if row is None:
-            raise HeadEndError("unknown meter %r (provision it first)" % meter)
+            raise HeadEndError(f"unknown meter {meter!r} (provision it first)")
         return row[0]
 
     def next_counter(self, meter):
@@ -341,7 +369,7 @@ class HeadEnd:
         """(n, topic, payload) of a signed command, not yet sent."""
         if n is None:
             n = self.next_counter(meter)
-        topic = "m/%s/c" % meter
+        topic = f"m/{meter}/c"
         return n, topic, codec.seal(self.meter_key(meter), topic, codec.command(n, op, **args))
 
     def wait_ack(self, meter, n, timeout=10):
@@ -350,7 +378,7 @@ class HeadEnd:
             while (meter, n) not in self._acks:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise NoAck("no ack from %s for command %d within %ss" % (meter, n, timeout))
+                    raise NoAck(f"no ack from {meter} for command {n} within {timeout}s")
                 self._cond.wait(left)
             a = dict(self._acks[(meter, n)])
         a["result"] = result_name(a["code"])
@@ -361,7 +389,11 @@ class HeadEnd:
         result, val, detail). Raises NoAck after timeout seconds."""
         n, topic, payload = self.sealed_command(meter, op, **args)
         if len(payload) > codec.MAX_DOWNLINK:
-            raise HeadEndError("command too long (%d bytes)" % len(payload))
+            raise HeadEndError(f"command too long ({len(payload)} bytes)")
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                            (meter, n, op, json.dumps(args), time.time()))
+            self.db.commit()
         self._need_client().publish(topic, payload, qos=1)
         if timeout is None:
             return {"n": n}
@@ -382,14 +414,15 @@ class HeadEnd:
             self.db.execute("INSERT OR IGNORE INTO topups VALUES (?, ?, ?, ?, 'pending', NULL, ?)",
                             (meter, account, seq, amount, time.time()))
             self.db.commit()
+        # the ack, whenever it comes, settles the top-up record (see _settle)
         a = self.command(meter, "topup", timeout=timeout, a=account, s=seq, v=amount)
-        with self._lock:
-            status = "applied" if a["code"] in (0, 1) else "refused"
-            self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ? "
-                            "AND seq = ?", (status, a["code"], meter, account, seq))
-            self.db.commit()
         a["seq"] = seq
         return a
+
+    def topup_status(self, meter, account, seq):
+        row = self.db.execute("SELECT status, code FROM topups WHERE meter = ? AND account = ? AND "
+                              "seq = ?", (meter, account, seq)).fetchone()
+        return row and {"status": row[0], "code": row[1]}
 
     def retry(self, meter, timeout=10):
         rows = self.db.execute("SELECT account, seq, amount FROM topups WHERE meter = ? AND "
@@ -435,14 +468,16 @@ class HeadEnd:
 
 
 # ---------------- command line ----------------
+ROW = "{:<10} {:>6} {:>6} {:>12} {:>10} {:>5} {:>4} {:<19} {}"
+
+
 def _money(u):
-    return "-" if u is None else "%.2f" % (u / 100_000)
+    return "-" if u is None else f"{u / 100_000:.2f}"
 
 
 def _ack_exit(a):
-    print("%s: %s (code %d) value %s%s" % (
-        "ack %d" % a["n"], a["result"], a["code"], a["val"],
-        "" if a.get("detail") is None else "\n" + json.dumps(a["detail"], indent=1)))
+    detail = "" if a.get("detail") is None else "\n" + json.dumps(a["detail"], indent=1)
+    print(f"ack {a['n']}: {a['result']} (code {a['code']}) value {a['val']}{detail}")
     return 0 if a["code"] in (0, 1) else 1
 
 
@@ -505,7 +540,7 @@ def main(argv=None):
     try:
         return _run(args)
     except HeadEndError as e:
-        print("headend: %s" % e, file=sys.stderr)
+        print(f"headend: {e}", file=sys.stderr)
         return 3 if isinstance(e, NoAck) else 2
 
 
@@ -514,13 +549,13 @@ def _run(args):
     if args.cmd == "init":
         p = new_master(master)
         sqlite3.connect(args.db).executescript(SCHEMA)
-        print("master key written to %s (keep it secret); database %s" % (p, args.db))
+        print(f"master key written to {p} (keep it secret); database {args.db}")
         return 0
     host, _, port = args.broker.rpartition(":")
     try:
         port = int(port)
     except ValueError:
-        raise HeadEndError("--broker wants HOST:PORT, got %r" % args.broker) from None
+        raise HeadEndError(f"--broker wants HOST:PORT, got {args.broker!r}") from None
     he = HeadEnd(args.db, read_master(master), host or "127.0.0.1", port, args.user,
                  args.password, args.ca)
     if args.cmd == "provision":
@@ -530,30 +565,30 @@ def _run(args):
         he.provision(args.meter, args.region, args.state,
                      {"host": he.host, "port": he.port, "tls": bool(args.tls),
                       "keepalive": args.keepalive}, ca_pem)
-        print("provisioned %s in region %d%s" % (args.meter, args.region,
-                                                  " -> %s" % args.state if args.state else ""))
+        where = f" -> {args.state}" if args.state else ""
+        print(f"provisioned {args.meter} in region {args.region}{where}")
         return 0
     if args.cmd == "broker-files":
         pw, acl = he.broker_files(args.dir, args.headend_password)
-        print("wrote %s and %s" % (pw, acl))
+        print(f"wrote {pw} and {acl}")
         return 0
     if args.cmd == "meters":
-        print("%-10s %6s %6s %12s %10s %5s %4s %-19s %s" % (
-            "meter", "region", "online", "balance", "m3", "valve", "tv", "last seen", "alarms"))
+        print(ROW.format("meter", "region", "online", "balance", "m3", "valve", "tv", "last seen",
+                         "alarms"))
         for m in he.meters():
             seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["last_seen"])) if m["last_seen"] else "never"
-            print("%-10s %6d %6s %12s %10s %5s %4s %-19s %s" % (
+            print(ROW.format(
                 m["id"], m["region"], {1: "yes", 0: "no"}.get(m["online"], "?"), _money(m["bal"]),
-                "-" if m["ml"] is None else "%.3f" % (m["ml"] / 1e6),
+                "-" if m["ml"] is None else f"{m['ml'] / 1e6:.3f}",
                 {1: "open", 0: "shut"}.get(m["valve"], "?"), m["tv"] if m["tv"] is not None else "-",
                 seen, ",".join(m["alarms"]) or "-"))
         return 0
     if args.cmd == "show":
         for r in he.telemetry(args.meter, args.limit):
-            print("T#%d t=%s ml=%s bal=%s flow=%s flags=%s tv=%s" % (
-                r["seq"], r["t"], r["ml"], _money(r["bal"]), r["flow"], r["flags"], r["tv"]))
+            print(f"T#{r['seq']} t={r['t']} ml={r['ml']} bal={_money(r['bal'])} flow={r['flow']} "
+                  f"flags={r['flags']} tv={r['tv']}")
         for e in he.events(args.meter, args.limit):
-            print("E#%d t=%d event %d arg %d" % (e["seq"], e["t"], e["code"], e["arg"]))
+            print(f"E#{e['seq']} t={e['t']} event {e['code']} arg {e['arg']}")
         return 0
     with he:
         if args.cmd == "listen":
@@ -568,7 +603,7 @@ def _run(args):
             t = {"v": args.version, "at": args.at, "b": parse_blocks(args.block), "sc": args.standing}
             if args.region is not None:
                 he.publish_tariff(t, region=args.region)
-                print("published tariff v%d to region %d (retained, signed)" % (args.version, args.region))
+                print(f"published tariff v{args.version} to region {args.region} (retained, signed)")
                 return 0
             return _ack_exit(he.publish_tariff(t, meter=args.meter, timeout=args.timeout))
         if args.cmd == "topup":
@@ -584,13 +619,13 @@ def _run(args):
             try:
                 value = json.loads(args.value)
             except ValueError:
-                raise HeadEndError("config value must be JSON, got %r" % args.value) from None
+                raise HeadEndError(f"config value must be JSON, got {args.value!r}") from None
             return _ack_exit(he.configure(args.meter, args.key, value, args.timeout))
         if args.cmd == "timesync":
             return _ack_exit(he.timesync(args.meter, args.time, args.timeout))
         if args.cmd == "get":
             return _ack_exit(he.get(args.meter, args.what, args.timeout))
-    raise HeadEndError("unknown command %s" % args.cmd)
+    raise HeadEndError(f"unknown command {args.cmd}")
 
 
 if __name__ == "__main__":

@@ -110,6 +110,16 @@ def _unhex(s):
     return bytes(int(s[i:i + 2], 16) for i in range(0, len(s), 2)) if s else None
 
 
+def _echo_n(msg):
+    """The counter of a command whose signature failed, only to let the
+    sender match the ack; nothing else of it is trusted."""
+    try:
+        n = json.loads(msg[:-65])["n"]
+        return n if _is_int(n) and 0 < n <= 0xFFFFFFFF else 0
+    except (ValueError, TypeError, KeyError, IndexError):
+        return 0
+
+
 class MqttLink:
     def __init__(self, cfg, meter, net, clock, client_factory, region_key=None, meter_key=None,
                  user=None, password=None, state_dir=None, transport=None, rt=None,
@@ -377,6 +387,8 @@ class MqttLink:
             x = d.get("x", 0)
             if _is_int(x) and x and self.clock.time() > x:
                 code = codes.OLD
+        if code == codes.SIGNATURE:
+            n = _echo_n(msg)
         if code != codes.ACCEPTED:
             self._rejected(code)
             return n, code, self.cmd_n, None

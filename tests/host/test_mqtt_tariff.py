@@ -1,0 +1,52 @@
+"""A region tariff broadcast through real Mosquitto reaches every meter of
+the region (also one that comes online later: retained), not the meters of
+another region, and a forged broadcast changes nothing."""
+
+from comms import codec
+
+TARIFF = {"v": 5, "at": 0, "b": [[1000, 400_000], [0, 800_000]], "sc": 20_000}
+
+
+def test_region_broadcast_reaches_every_meter_of_the_region(mqtt_world):
+    w = mqtt_world
+    he = w.he
+    early = [w.start_meter(m) for m in ("M2", "M3", "M4")]
+    other = w.start_meter("R2M1")
+    for m in early + [other]:
+        m.wait(lambda s: s["connected"], what=f"{m.id} connected")
+    acks = {}
+    he.on_ack.append(lambda meter, a: acks.setdefault(meter, a) if a["n"] == 0 else None)
+    he.publish_tariff(TARIFF, region=1)
+    for m in early:
+        m.wait(lambda s: s["tv"] == 5, what=f"{m.id} on tariff 5")
+    # a meter that comes online after the publish gets the retained copy
+    late = w.start_meter("M5")
+    late.wait(lambda s: s["tv"] == 5, what="late meter on tariff 5")
+    for m in early + [late]:
+        assert acks.get(m.id, {}).get("val") == 5
+    assert other.status()["tv"] == 1 and "R2M1" not in acks
+    # telemetry carries the tariff version to the head-end
+    from conftest import wait_for
+    wait_for(lambda: {m["id"]: m["tv"] for m in he.meters()}.get("M5") == 5, what="M5 telemetry tv=5")
+    for m in early + [late, other]:
+        m.stop()
+
+
+def test_forged_or_stale_broadcast_changes_nothing(mqtt_world):
+    w = mqtt_world
+    m = w.start_meter("M6")
+    m.wait(lambda s: s["connected"] and s["tv"] == 5, what="M6 on the retained tariff")
+    topic = "r/1/tariff"
+    body = b'{"v":9,"at":0,"b":[[0,1]],"sc":0}'
+    forged = codec.seal(b"x" * 32, topic, body)
+    w.he.client.publish(topic, forged, qos=1).wait_for_publish(5)
+    m.wait(lambda s: s["evs"] >= 1)
+    # an older tariff, correctly signed: refused as old
+    w.he.publish_tariff({"v": 4, "at": 0, "b": [[0, 1]], "sc": 0}, region=1)
+    log = w.he.get("M6", "log")["detail"]
+    rejected = [e[3] for e in log if e[2] == 11]
+    assert 5 in rejected and 4 in rejected      # signature, old
+    assert m.status()["tv"] == 5
+    # put the genuine tariff back as the retained one for other tests
+    w.he.publish_tariff(TARIFF, region=1)
+    m.stop()
