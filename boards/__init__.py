@@ -20,6 +20,7 @@ class Hardware:
     sensor_pin       flow sensor cable loop, high when the loop is open, or None
     net              network link: connect(), isconnected(), rssi()
     wdt              watchdog with feed(), or None
+    test_build       True only where test keys may be accepted (the simulator)
     """
 
     def __init__(self, **kw):
@@ -45,6 +46,7 @@ class Hardware:
         self.net = None
         self.wdt = None
         self.world = None   # simulator only: the device models
+        self.test_build = False
         for k, v in kw.items():
             setattr(self, k, v)
 

@@ -43,6 +43,7 @@ def assemble(hw, cfg=None):
                         hw.sensor_pin)
     meter = Meter(cfg, clock, StateStore(hw.state_dir), log, pulse_source(hw, cfg), valve,
                   Indicators(hw.led, hw.buzzer), detector)
+    meter.persist_config = lambda: config.save(hw.state_dir, cfg)
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore():
         meter.save()
@@ -74,6 +75,39 @@ async def comms_task(link, hw, period_ms=200):
         await asyncio.sleep_ms(period_ms)
 
 
+def attach_card(meter, hw, secrets):
+    """The card reader's session, or None. A board without a reader, a meter
+    not provisioned with card keys, or keys refused (test keys outside a
+    test build) give a meter without cards, never a meter that stops."""
+    if hw.card_spi is None or "card" not in secrets:
+        return None
+    import card
+    from card.keys import MeterKeys
+    try:
+        keys = MeterKeys.from_secrets(secrets["card"], allow_test=hw.test_build)
+    except (ValueError, KeyError, TypeError):
+        meter.log.add(codes.EV_CARD_REJECTED, codes.KEY_EXPIRED)
+        return None
+    session = card.attach(hw, meter, keys)
+    if session is None:
+        meter.log.add(codes.EV_CARD_REJECTED, codes.TIMEOUT)   # no reader answers
+    return session
+
+
+async def card_task(session, meter, hw, period_ms=250):
+    from card.records import CARD_USER
+    while True:
+        try:
+            code = session.poll()
+            # a user tapping their card is there to see the water come back:
+            # the tap confirms reopening after a top-up
+            if code in (codes.ACCEPTED, codes.USED) and session.last[1] == CARD_USER:
+                meter.confirm()
+        except Exception as e:  # noqa: BLE001 - a card must never stop the loop
+            print("card error:", repr(e))
+        await hw.clock.sleep_ms(period_ms)
+
+
 def make_link(meter, hw, region_key=None):
     # keys, broker credentials and CA come from <state_dir>/secrets.json;
     # region_key, when given, overrides the provisioned one (simulator)
@@ -94,7 +128,10 @@ def start(board_name, **board_opts):
     import boards
     hw = boards.load(board_name).build(**board_opts)
     meter = assemble(hw)
-    asyncio.run(run(meter, hw, make_link(meter, hw)))
+    import service
+    session = attach_card(meter, hw, service.load_secrets(hw.state_dir))
+    extra = [card_task(session, meter, hw)] if session else []
+    asyncio.run(run(meter, hw, make_link(meter, hw), extra))
 
 
 def spawn(meter, hw, link=None, extra=()):
@@ -165,7 +202,8 @@ def boot(board_name, **board_opts):
             link = make_link(meter, hw)
         except Exception as e:  # noqa: BLE001 - no MQTT is a degraded meter, not a dead one
             print("MQTT link not started: %r" % e)
-        spawn(meter, hw, link)
+        session = attach_card(meter, hw, sec)
+        spawn(meter, hw, link, [card_task(session, meter, hw)] if session else [])
         s = service.attach(meter, hw, link, FIRMWARE_VERSION)
         if s.production:
             s.gate()

@@ -50,6 +50,7 @@ class Meter:
         self.valve = valve
         self.indicators = indicators
         self.detector = detector
+        self.persist_config = None    # set by main: writes cfg to config.json
         now = clock.time()
         code, t = tariffs.parse(cfg["tariff"])
         if t is None:
@@ -379,6 +380,26 @@ class Meter:
             return codes.STORAGE
         self.log.add(codes.EV_EMERGENCY, amount)
         self._policy(self.clock.time())
+        return codes.ACCEPTED
+
+    grant_emergency = request_emergency   # the card session's name for it
+
+    def event(self, code, arg=0):
+        """Let cards, MQTT and the REPL log an event of their own."""
+        return self.log.add(code, arg)
+
+    def install(self, account, region):
+        """An installation card binds the meter to its account and region."""
+        if not (isinstance(account, int) and isinstance(region, int)) or not 0 <= region <= 65535:
+            return codes.RANGE
+        self.cfg["account"] = account
+        self.cfg["region"] = region
+        if self.persist_config is not None:
+            try:
+                self.persist_config()
+            except OSError:
+                return codes.STORAGE
+        self.log.add(codes.EV_CONFIG, region)
         return codes.ACCEPTED
 
     def set_k_factor(self, num, den):

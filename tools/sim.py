@@ -47,6 +47,43 @@ def publish_tariff(host, port, region, tariff_json):
     print("[headend] published signed tariff to %s: %s" % (topic, tariff_json), flush=True)
 
 
+CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
+METER_ID, REGION = "M000001", 1
+
+
+def cardtool(*args):
+    p = subprocess.run(CARDTOOL + [str(a) for a in args], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit("cardtool %s failed: %s" % (" ".join(map(str, args)), p.stderr or p.stdout))
+    return p.stdout
+
+
+def provision(state):
+    """A new simulated meter: card keys from the public test issuer (the
+    simulator is a test build), and the cards of the scenario, issued by the
+    vending tool exactly as the office would."""
+    sys.path.insert(0, str(ROOT / "firmware"))
+    from card.keys import testing_issuer
+
+    cards = Path(state) / "cards"
+    cards.mkdir(parents=True)
+    secrets = {"card": testing_issuer().meter_secrets(METER_ID, REGION)}
+    (Path(state) / "secrets.json").write_text(json.dumps(secrets))
+    user = cards / "user.json"
+    cardtool("new", "--uid", "11223344", user)
+    cardtool("issue", user, "user", "--meter", METER_ID, "--region", REGION, "--account", 42,
+             "--amount", 500_000)
+    shutil.copy(user, cards / "clone.json")        # copied before its first tap
+    foreign = cards / "foreign.json"
+    cardtool("new", "--uid", "55667788", foreign)
+    cardtool("issue", foreign, "user", "--meter", METER_ID, "--region", 2, "--account", 43,
+             "--amount", 100_000)
+    check = cards / "check.json"
+    cardtool("new", "--uid", "a1b2c3d4", check)
+    cardtool("issue", check, "check", "--region", REGION)
+    return cards
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario", nargs="?", default="day")
@@ -55,6 +92,8 @@ def main(argv=None):
     ap.add_argument("--state", default=str(ROOT / "sim-state"))
     args = ap.parse_args(argv)
     shutil.rmtree(args.state, ignore_errors=True)  # each run starts from a new meter
+    cards = provision(args.state)
+    print("[office] issued cards: user (5.00), clone of it, foreign-region user, check", flush=True)
     with Broker() as broker:
         print("[sim] broker: %s on %s:%d" % (broker.kind, broker.host, broker.port), flush=True)
         cmd = [str(ROOT / ".venv" / "bin" / "micropython"), str(ROOT / "boards" / "unix" / "simrun.py"),
@@ -64,11 +103,20 @@ def main(argv=None):
             cmd.append("--interactive")
         proc = subprocess.Popen(
             cmd, cwd=str(ROOT), env=micropython_env(), stdout=subprocess.PIPE, text=True,
-            stdin=None if args.interactive else subprocess.DEVNULL,
+            stdin=None if args.interactive else subprocess.PIPE,
         )
         try:
             for line in proc.stdout:
-                if line.startswith("!headend tariff "):
+                if line.startswith("!vend topup "):
+                    _, _, name, amount = line.split()
+                    try:
+                        cardtool("topup", cards / ("%s.json" % name), "--amount", amount)
+                        print("[office] %s card topped up with %d units" % (name, int(amount)), flush=True)
+                    except SystemExit as e:
+                        print("[office] top-up refused: %s" % e, flush=True)
+                    proc.stdin.write("ok\n")
+                    proc.stdin.flush()
+                elif line.startswith("!headend tariff "):
                     _, _, region, body = line.rstrip("\n").split(" ", 3)
                     publish_tariff(broker.host, broker.port, int(region), body)
                 else:
@@ -76,6 +124,10 @@ def main(argv=None):
         except KeyboardInterrupt:
             proc.terminate()
         rc = proc.wait()
+    check = cards / "check.json"
+    if rc == 0 and check.exists():
+        print("[office] check card read back:")
+        print(cardtool("read", check).rstrip())
     return rc
 
 

@@ -134,4 +134,5 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         net=HostNet(),
         wdt=SimWDT(30_000),
         world=World(clock, flow, valve, reader),
+        test_build=True,     # the simulator is a test build: test keys accepted
     )

@@ -2,7 +2,10 @@
 #
 # Virtual time is kept in microseconds as a plain integer. Tests step it by
 # hand (speed=0), so every run is deterministic; `make sim` lets it follow the
-# host clock multiplied by `speed`. Device models attached to the clock are
+# host clock multiplied by `speed`. Either way virtual time moves only at the
+# firmware's await points (sleep_ms) and blocking delays (delay_us), never
+# under a running transaction: a card exchange or a coil pulse sees exactly
+# the time it waits, however long the host takes to compute it. Device models attached to the clock are
 # advanced piecewise between their own events (a valve finishing its travel,
 # say), so a flow that stops when the valve seats stops at the right instant.
 import time
@@ -24,11 +27,9 @@ class SimClock:
 
     # -- what the firmware sees (the same surface as the ESP32 board clock) --
     def ticks_ms(self):
-        self.sync()
         return (self._us // 1000) & _MASK
 
     def ticks_us(self):
-        self.sync()
         return self._us & _MASK
 
     @staticmethod
@@ -41,7 +42,6 @@ class SimClock:
 
     def time(self):
         """Wall-clock seconds since 1970 (what the RTC holds)."""
-        self.sync()
         return (self._epoch_us + self._us) // 1_000_000
 
     def set_time(self, secs):
@@ -52,17 +52,11 @@ class SimClock:
         self.delay_us(ms * 1000)
 
     def delay_us(self, us):
+        # exactly `us` of virtual time: a coil pulse or a card timing is as
+        # long as the firmware asked, whatever the host's sleep resolution
         if self.speed:
-            # The wait must last at least `us` of virtual time, however
-            # coarse the host's sleep is: a coil pulse cut short would not
-            # move the valve.
-            end = self._us + us
             time.sleep_us(us // self.speed)
-            self.sync()
-            if self._us < end:
-                self._advance_to(end)
-        else:
-            self.advance_us(us)
+        self.advance_us(us)
 
     async def sleep_ms(self, ms):
         """Loop pacing: yields to other tasks."""
@@ -92,6 +86,8 @@ class SimClock:
         self._advance_to(self._us + us)
 
     def sync(self):
+        """Catch up with the host clock (accelerated mode). Called at await
+        points and by the simulator's driver, never by device models."""
         if self.speed and not self._busy:
             target = self._real_us() * self.speed
             if target > self._us:

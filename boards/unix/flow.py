@@ -47,7 +47,6 @@ class FlowSensor:
         clock.attach(self)
 
     def set_rate_lph(self, lph):
-        self.clock.sync()
         self.rate_mlph = int(lph * 1000)
 
     def set_reversed(self, rev):

@@ -307,7 +307,6 @@ class MFRC522Model:
 
     # -- internals ---------------------------------------------------------
     def _now(self):
-        self.clock.sync()
         return self.clock.now_us()
 
     def _schedule(self, t, kind, payload, timeout_at=None):

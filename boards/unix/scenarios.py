@@ -1,28 +1,41 @@
 # Scripted scenarios for `make sim`: what happens to the simulated meter, and
 # when, in simulated seconds from the start. Each step is (at_s, action, arg).
 #
-# Actions: flow (L/h), topup (units, via the ledger as a vending card would),
-# tap (the user confirms reopening), headend (a request to the head-end
-# process: tariff / topup), note (a line for the viewer), end.
+# Actions: flow (L/h); card NAME / remove (a card image from the vending
+# tool on the reader); vend (the office tops a card up); topup (units, straight
+# into the ledger); tap (the user confirms reopening); emergency (the button);
+# headend (the head-end publishes: tariff); note; end.
 
 # Monday 2026-01-05 09:00 UTC: outside friendly hours, so credit policy bites.
 START = const(1767603600)
 
 DAY = [
     (0, "note", "meter boots with no credit: valve closed"),
-    (60, "topup", 500_000),
-    (90, "tap", 0),
-    (120, "flow", 720),       # shower, 12 L/min
+    (60, "card", "user"),         # card bought at the vending office: 5.00
+    (75, "remove", 0),            # the tap applied the credit and confirmed the reopening
+    (120, "flow", 720),           # shower, 12 L/min
     (600, "flow", 0),
     (900, "headend", "tariff"),   # region tariff broadcast: 2 blocks, staged for +1 h
-    (1800, "flow", 360),      # washing machine
+    (1200, "card", "clone"),      # a copy of the card made before the tap: replay
+    (1215, "remove", 0),
+    (1260, "card", "foreign"),    # a card issued for another region
+    (1275, "remove", 0),
+    (1800, "flow", 360),          # washing machine
     (3000, "flow", 0),
-    (4500, "flow", 1500),     # garden hose: runs the credit down
+    (4500, "flow", 1500),         # garden hose: runs the credit down, crosses the block
     (9000, "note", "credit should be gone and the valve closed by now"),
     (9300, "flow", 0),
-    (9600, "topup", 3_000_000),
-    (9660, "tap", 0),
-    (9700, "flow", 600),
+    (9360, "emergency", 0),       # the button: emergency credit
+    (9420, "tap", 0),
+    (9480, "flow", 600),
+    (9600, "flow", 0),
+    (9700, "vend", "topup user 3000000"),   # back to the office: 30.00
+    (9800, "card", "user"),
+    (9815, "remove", 0),
+    (9900, "flow", 600),
+    (10500, "flow", 0),
+    (10600, "card", "check"),     # the office's check card collects the meter's data
+    (10615, "remove", 0),
     (10800, "end", 0),
 ]
 

@@ -57,6 +57,9 @@ class Sim:
         cfg["mqtt"] = {"host": "127.0.0.1", "port": opts["port"], "tls": False, "keepalive": 60}
         cfg["report_s"] = 900
         self.meter = main.assemble(self.hw, cfg)
+        import service
+        self.cards = main.attach_card(self.meter, self.hw, service.load_secrets(opts["state"]))
+        self.on_reader = None     # (name, ClassicCard) on the reader now
         self.link = main.make_link(self.meter, self.hw, opts["region_key"])
         self.link.on_traffic = self._traffic
         self.meter.log.listeners.append(self._event)
@@ -78,18 +81,47 @@ class Sim:
                                p[:100].decode() + ("..." if len(p) > 100 else "")))
 
     def _event(self, ev):
+        if ev[2] == codes.EV_CREDIT:
+            self.credited += ev[3]
         self.say("event  %s (%d)" % (codes.event_name(ev[2]), ev[3]))
+
+    def _card_path(self, name):
+        return "%s/cards/%s.json" % (self.opts["state"], name)
 
     def act(self, action, arg):
         m = self.meter
-        if action == "flow":
+        if action == "card":
+            from boards.unix.mifare_card import ClassicCard
+            self.act("remove", 0)
+            try:
+                c = ClassicCard.load(self._card_path(arg))
+            except OSError:
+                self.say("card   no card image %r" % arg)
+                return
+            self.on_reader = (arg, c)
+            self.hw.world.reader.place(c)
+            self.say("card   %s card placed on the reader" % arg)
+        elif action == "remove":
+            if self.on_reader:
+                name, c = self.on_reader
+                self.hw.world.reader.remove(c)
+                c.save(self._card_path(name))     # what the meter wrote back stays on the card
+                self.on_reader = None
+                last = self.cards.last if self.cards else None
+                self.say("card   %s card removed (last tap: %s)" % (
+                    name, codes.result_name(last[0]) if last else "none"))
+        elif action == "vend":
+            # the office: tools/sim.py runs the vending tool, then answers "ok"
+            print("!vend %s" % arg)
+            sys.stdin.readline()
+        elif action == "emergency":
+            self.say("user   asks for emergency credit -> %s" % codes.result_name(m.request_emergency()))
+        elif action == "flow":
             self.hw.world.flow.set_rate_lph(arg)
             self.say("water  tap set to %d L/h" % arg)
         elif action == "topup":
             self._seq += 1
             r = m.apply_credit("card", 42, self._seq, arg)
-            if r == codes.ACCEPTED:
-                self.credited += arg
             self.say("credit %s -> %s" % (units.money(arg), codes.result_name(r)))
         elif action == "tap":
             self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
@@ -105,9 +137,15 @@ class Sim:
 
     async def scenario(self):
         steps = scenarios.SCENARIOS[self.opts["scenario"]]
+        # times count from when the scenario starts, and a step that falls
+        # due late (the host was busy) still leaves the meter a few seconds
+        # to act on the previous one: a card is never pulled before a poll
+        t0 = self.now()
+        last = -5
         for at, action, arg in steps:
-            while self.now() < at:
-                await self.hw.clock.sleep_ms(1000)
+            while self.now() - t0 < at or self.now() - last < 3:
+                await self.hw.clock.sleep_ms(250)
+            last = self.now()
             self.act(action, arg)
             if self.done and not self.opts["interactive"]:
                 break
@@ -124,7 +162,8 @@ class Sim:
     async def console(self):
         poller = select.poll()
         poller.register(sys.stdin, select.POLLIN)
-        print("interactive: flow <L/h> | topup <units> | tap | tariff | status | quit")
+        print("interactive: flow <L/h> | topup <units> | tap | card <user|clone|foreign|check> | remove")
+        print("             emergency | tariff | status | quit")
         while not self.done:
             if poller.poll(0):
                 line = sys.stdin.readline().split()
@@ -137,6 +176,8 @@ class Sim:
                     self.act(cmd, int(arg))
                 elif cmd == "tap":
                     self.act("tap", 0)
+                elif cmd in ("card", "remove", "emergency"):
+                    self.act(cmd, arg)
                 elif cmd == "tariff":
                     self.act("headend", "tariff")
                 elif cmd == "status":
@@ -147,6 +188,8 @@ class Sim:
 
     async def main(self):
         extra = [self.scenario(), self.display()]
+        if self.cards is not None:
+            extra.append(main.card_task(self.cards, self.meter, self.hw))
         if self.opts["interactive"]:
             extra.append(self.console())
         task = asyncio.create_task(main.run(self.meter, self.hw, self.link, extra))
@@ -156,14 +199,15 @@ class Sim:
 
     def summary(self):
         m, w = self.meter, self.hw.world
-        charged = self.credited - m.balance
+        charged = self.credited + m.emergency_owed - m.balance
         print("")
         print("== summary (%s, %d simulated s) ==" % (self.opts["scenario"], self.now()))
         print("water delivered  %s m3 (metered %s m3 at K=%d/%d pulses/L)" % (
             units.volume(w.flow.delivered_ml()), units.volume(m.volume.ml()),
             m.volume.k_num, m.volume.k_den))
-        print("credit applied   %s   charged %s   balance %s" % (
-            units.money(self.credited), units.money(charged), units.money(m.balance)))
+        print("credit applied   %s   charged %s   balance %s   emergency owed %s" % (
+            units.money(self.credited), units.money(charged), units.money(m.balance),
+            units.money(m.emergency_owed)))
         print("tariff in force  v%d   valve %s, %d moves, shoot-through %d" % (
             m.billing.tariff.version, "open" if m.want_open else "closed", w.valve.moves,
             w.valve.shoot_through))
@@ -181,6 +225,9 @@ def run():
         asyncio.run(sim.main())
     except KeyboardInterrupt:
         pass
+    sim.hw.clock.sync()
+    sim.hw.clock.speed = 0    # stop the simulated world, then close the books
+    sim.meter.poll()
     sim.meter.save()
     sim.summary()
 

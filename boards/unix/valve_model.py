@@ -61,7 +61,6 @@ class _ValveModel:
 
     def _edge(self, side):
         def fn(pin, old, new):
-            self.clock.sync()
             now = self.clock.now_us()
             if new and not old:
                 self.rises[side].append(now)

@@ -38,3 +38,19 @@ def test_unknown_scenario_is_a_clear_error(tmp_path):
     )
     assert p.returncode == 2
     assert "unknown scenario 'nosuch'" in p.stdout
+
+
+def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
+    out = run_sim("day", "--speed", "1200", "--state", str(tmp_path / "s"))
+    assert "user card removed (last tap: accepted)" in out
+    assert "clone card removed (last tap: used)" in out, "a replayed card must not credit again"
+    assert "foreign card removed (last tap: wrong-region)" in out
+    assert "event  tariff (2)" in out, "the signed region tariff must take effect"
+    assert "event  valve-closed (1)" in out, "credit ran out: closed for credit"
+    assert "asks for emergency credit -> accepted" in out
+    assert "[office] user card topped up with 3000000 units" in out
+    assert '"meter": "M000001"' in out, "the check card must carry the meter's reading"
+    m = re.search(r"water delivered\s+([\d.]+) m3 \(metered ([\d.]+) m3", out)
+    assert abs(float(m.group(1)) - float(m.group(2))) < 0.0015
+    m = re.search(r"credit applied\s+([\d.]+)\s+charged ([\d.]+)\s+balance (-?[\d.]+)", out)
+    assert float(m.group(1)) == 35.0
