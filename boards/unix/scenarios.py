@@ -46,4 +46,17 @@ QUICK = [
     (900, "end", 0),
 ]
 
-SCENARIOS = {"day": DAY, "quick": QUICK}
+# 02:00 on a Monday: a valve that has not moved for 31 days is exercised
+# (close, then reopen) at the quiet hour, 03:00, with no flow.
+NIGHT_START = const(1767578400)
+
+NIGHT = [
+    (0, "card", "user"),
+    (15, "remove", 0),
+    (30, "stale", 31),            # the valve last moved 31 days ago
+    (60, "flow", 300),            # a late glass of water ...
+    (120, "flow", 0),             # ... then the house is quiet
+    (5400, "end", 0),
+]
+
+SCENARIOS = {"day": (START, DAY), "quick": (START, QUICK), "night": (NIGHT_START, NIGHT)}

@@ -51,7 +51,7 @@ def _clock_str(t):
 class Sim:
     def __init__(self, opts):
         self.opts = opts
-        start = scenarios.START
+        start = scenarios.SCENARIOS[opts["scenario"]][0]
         self.hw = boards.load("unix").build(state_dir=opts["state"], speed=opts["speed"], start=start)
         cfg = config.load(opts["state"])
         cfg["mqtt"] = {"host": "127.0.0.1", "port": opts["port"], "tls": False, "keepalive": 60}
@@ -114,6 +114,10 @@ class Sim:
             # the office: tools/sim.py runs the vending tool, then answers "ok"
             print("!vend %s" % arg)
             sys.stdin.readline()
+        elif action == "stale":
+            if m.valve is not None:
+                m.valve.last_move = self.hw.clock.time() - arg * 86400
+                self.say("valve  last moved %d days ago: due for its anti-seize exercise" % arg)
         elif action == "emergency":
             self.say("user   asks for emergency credit -> %s" % codes.result_name(m.request_emergency()))
         elif action == "flow":
@@ -136,7 +140,7 @@ class Sim:
             self.done = True
 
     async def scenario(self):
-        steps = scenarios.SCENARIOS[self.opts["scenario"]]
+        steps = scenarios.SCENARIOS[self.opts["scenario"]][1]
         # times count from when the scenario starts, and a step that falls
         # due late (the host was busy) still leaves the meter a few seconds
         # to act on the previous one: a card is never pulled before a poll

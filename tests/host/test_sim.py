@@ -54,3 +54,10 @@ def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     assert abs(float(m.group(1)) - float(m.group(2))) < 0.0015
     m = re.search(r"credit applied\s+([\d.]+)\s+charged ([\d.]+)\s+balance (-?[\d.]+)", out)
     assert float(m.group(1)) == 35.0
+
+
+def test_night_scenario_exercises_a_stale_valve_and_reopens_it(tmp_path):
+    out = run_sim("night", "--speed", "1200", "--state", str(tmp_path / "s"))
+    assert re.search(r"\[03:0\d:\d\d\] event  valve-exercise \(0\)", out), "exercise at the quiet hour"
+    assert "event  valve-exercise (1)" in out, "the exercise must end with the valve open again"
+    assert "valve open," in out
