@@ -128,8 +128,8 @@ def start(board_name, **board_opts):
     import boards
     hw = boards.load(board_name).build(**board_opts)
     meter = assemble(hw)
-    import service
-    session = attach_card(meter, hw, service.load_secrets(hw.state_dir))
+    import keystore
+    session = attach_card(meter, hw, keystore.load(hw.state_dir))
     extra = [card_task(session, meter, hw)] if session else []
     asyncio.run(run(meter, hw, make_link(meter, hw), extra))
 

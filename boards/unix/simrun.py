@@ -57,8 +57,8 @@ class Sim:
         cfg["mqtt"] = {"host": "127.0.0.1", "port": opts["port"], "tls": False, "keepalive": 60}
         cfg["report_s"] = 900
         self.meter = main.assemble(self.hw, cfg)
-        import service
-        self.cards = main.attach_card(self.meter, self.hw, service.load_secrets(opts["state"]))
+        import keystore
+        self.cards = main.attach_card(self.meter, self.hw, keystore.load(opts["state"]))
         self.on_reader = None     # (name, ClassicCard) on the reader now
         self.link = main.make_link(self.meter, self.hw, opts["region_key"])
         self.link.on_traffic = self._traffic

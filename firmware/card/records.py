@@ -70,26 +70,7 @@ def sha256(data):
     return hashlib.sha256(data).digest()
 
 
-def hmac_sha256(key, msg):
-    """RFC 2104 HMAC with SHA-256 (MicroPython has no hmac module)."""
-    if len(key) > 64:
-        key = sha256(key)
-    key = bytes(key) + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-def equal(a, b):
-    """Constant-time comparison of two byte strings."""
-    if len(a) != len(b):
-        return False
-    d = 0
-    for i in range(len(a)):
-        d |= a[i] ^ b[i]
-    return d == 0
+from mac import hmac_sha256, equal  # noqa: E402,F401 - shared with comms; re-exported
 
 
 def _aes_factory():

@@ -26,7 +26,8 @@ from comms.outbox import Outbox
 BACKOFF_MIN_MS = 1000
 MAX_INBOX = 8          # messages queued per step; more wait in the socket
 MAX_IN_PER_STEP = 8
-BATCHES_PER_STEP = 4
+BATCHES_PER_STEP = 16   # at most, and for at most DRAIN_MS of real time
+DRAIN_MS = 100
 BATCH_RECORDS = 16
 
 # Settings a head-end may change: key -> (kind, low, high).
@@ -97,13 +98,7 @@ def validate(key, value):
     return codes.ACCEPTED
 
 
-def load_secrets(state_dir):
-    """<state_dir>/secrets.json as written by `headend.py provision`, or {}."""
-    try:
-        with open(state_dir + "/secrets.json") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
+from keystore import load as load_secrets  # noqa: E402
 
 
 def _unhex(s):
@@ -322,8 +317,9 @@ class MqttLink:
                 topic, msg = self._inbox.pop(0)
                 self._show("in", topic, msg)
                 self._handle(topic, msg)
+            t0 = rt.ticks_ms()
             for _ in range(BATCHES_PER_STEP):
-                if not self._drain_one():
+                if not self._drain_one() or rt.ticks_diff(rt.ticks_ms(), t0) > DRAIN_MS:
                     break
             ka = self.cfg["mqtt"].get("keepalive", 60) * 1000
             if ka:
@@ -332,6 +328,8 @@ class MqttLink:
                 if rt.ticks_diff(now, self._last_ping) >= ka // 2:
                     self.client.ping()
                     self._last_ping = now
+            if tr is not None:
+                tr.flush()
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 
