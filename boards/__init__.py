@@ -21,6 +21,7 @@ class Hardware:
     net              network link: connect(), isconnected(), rssi()
     wdt              watchdog with feed(), or None
     test_build       True only where test keys may be accepted (the simulator)
+    ticker           periodic callback that drives the meter behind the REPL, or None
     """
 
     def __init__(self, **kw):
@@ -47,6 +48,7 @@ class Hardware:
         self.wdt = None
         self.world = None   # simulator only: the device models
         self.test_build = False
+        self.ticker = None
         for k, v in kw.items():
             setattr(self, k, v)
 

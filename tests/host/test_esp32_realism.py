@@ -19,7 +19,8 @@ VENV = ROOT / ".venv" / "bin"
 STUBS = ROOT / "build" / "esp32-stubs"
 
 FIRMWARE = sorted((ROOT / "firmware").rglob("*.py"))
-ESP32_BOARDS = [ROOT / "boards" / "__init__.py"] + sorted((ROOT / "boards").glob("esp32*.py"))
+# every module of boards/ but the simulator's package: what an ESP32 gets deployed
+ESP32_BOARDS = sorted((ROOT / "boards").glob("*.py"))
 TARGET = FIRMWARE + ESP32_BOARDS
 
 # Built into the ESP32 port but stubbed under stdlib/ (which also holds
