@@ -108,6 +108,28 @@ async def card_task(session, meter, hw, period_ms=250):
         await hw.clock.sleep_ms(period_ms)
 
 
+async def button_task(meter, hw, period_ms=50):
+    from button import Button, SHORT, LONG
+    b = Button(hw.button, hw.clock)
+    while True:
+        press = b.poll()
+        if press == SHORT:
+            meter.confirm()
+        elif press == LONG:
+            meter.request_emergency()
+        await hw.clock.sleep_ms(period_ms)
+
+
+def user_tasks(meter, hw, session):
+    """The tasks of the customer's side: the card reader and the button."""
+    tasks = []
+    if session is not None:
+        tasks.append(card_task(session, meter, hw))
+    if hw.button is not None:
+        tasks.append(button_task(meter, hw))
+    return tasks
+
+
 def make_link(meter, hw, region_key=None):
     # keys, broker credentials and CA come from <state_dir>/secrets.json;
     # region_key, when given, overrides the provisioned one (simulator)
@@ -130,8 +152,7 @@ def start(board_name, **board_opts):
     meter = assemble(hw)
     import keystore
     session = attach_card(meter, hw, keystore.load(hw.state_dir))
-    extra = [card_task(session, meter, hw)] if session else []
-    asyncio.run(run(meter, hw, make_link(meter, hw), extra))
+    asyncio.run(run(meter, hw, make_link(meter, hw), user_tasks(meter, hw, session)))
 
 
 def spawn(meter, hw, link=None, extra=()):
@@ -203,7 +224,7 @@ def boot(board_name, **board_opts):
         except Exception as e:  # noqa: BLE001 - no MQTT is a degraded meter, not a dead one
             print("MQTT link not started: %r" % e)
         session = attach_card(meter, hw, sec)
-        spawn(meter, hw, link, [card_task(session, meter, hw)] if session else [])
+        spawn(meter, hw, link, user_tasks(meter, hw, session))
         s = service.attach(meter, hw, link, FIRMWARE_VERSION)
         if s.production:
             s.gate()

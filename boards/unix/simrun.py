@@ -60,6 +60,7 @@ class Sim:
         import keystore
         self.cards = main.attach_card(self.meter, self.hw, keystore.load(opts["state"]))
         self.on_reader = None     # (name, ClassicCard) on the reader now
+        self._release_at = None   # when the held button is let go
         self.link = main.make_link(self.meter, self.hw, opts["region_key"])
         self.link.on_traffic = self._traffic
         self.meter.log.listeners.append(self._event)
@@ -119,7 +120,10 @@ class Sim:
                 m.valve.last_move = self.hw.clock.time() - arg * 86400
                 self.say("valve  last moved %d days ago: due for its anti-seize exercise" % arg)
         elif action == "emergency":
-            self.say("user   asks for emergency credit -> %s" % codes.result_name(m.request_emergency()))
+            # the customer holds the button down for 4 s
+            self.hw.button.drive(0)
+            self._release_at = self.now() + 4
+            self.say("user   holds the button for emergency credit")
         elif action == "flow":
             self.hw.world.flow.set_rate_lph(arg)
             self.say("water  tap set to %d L/h" % arg)
@@ -151,14 +155,21 @@ class Sim:
                 await self.hw.clock.sleep_ms(250)
             last = self.now()
             self.act(action, arg)
+            if self._release_at is not None:
+                while self.now() < self._release_at:
+                    await self.hw.clock.sleep_ms(250)
+                self.hw.button.drive(1)
+                self._release_at = None
             if self.done and not self.opts["interactive"]:
                 break
 
     async def display(self):
         while True:
             m = self.meter
-            self.say("status flow %7s L/h  vol %s m3  bal %8s  valve %s%s" % (
+            price = m.billing.tariff.price_at(m.billing.period_ml(m.volume.ml()))
+            self.say("status flow %7s L/h  vol %s m3  bal %8s  price %s/m3  valve %s%s" % (
                 units.rate(m.flow_mlph), units.volume(m.volume.ml()), units.money(m.balance),
+                units.money(price),
                 "OPEN  " if m.want_open else "CLOSED",
                 "  (tap to reopen)" if m.awaiting_confirm else ""))
             await self.hw.clock.sleep_ms(300_000)
@@ -192,8 +203,7 @@ class Sim:
 
     async def main(self):
         extra = [self.scenario(), self.display()]
-        if self.cards is not None:
-            extra.append(main.card_task(self.cards, self.meter, self.hw))
+        extra += main.user_tasks(self.meter, self.hw, self.cards)
         if self.opts["interactive"]:
             extra.append(self.console())
         task = asyncio.create_task(main.run(self.meter, self.hw, self.link, extra))

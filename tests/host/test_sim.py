@@ -47,7 +47,8 @@ def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     assert "foreign card removed (last tap: wrong-region)" in out
     assert "event  tariff (2)" in out, "the signed region tariff must take effect"
     assert "event  valve-closed (1)" in out, "credit ran out: closed for credit"
-    assert "asks for emergency credit -> accepted" in out
+    assert "event  emergency-credit (500000)" in out, "a long press asks for emergency credit"
+    assert "price 7.00/m3" in out, "the hose must reach the second block"
     assert "[office] user card topped up with 3000000 units" in out
     assert '"meter": "M000001"' in out, "the check card must carry the meter's reading"
     m = re.search(r"water delivered\s+([\d.]+) m3 \(metered ([\d.]+) m3", out)
