@@ -10,6 +10,9 @@
 #     ussl or ssl and the same code runs on both versions);
 #   - run non-blocking underneath, and turn "blocking" into "wait at most
 #     timeout_ms for the rest", raising OSError(ETIMEDOUT) after that;
+#   - gather umqtt's small writes (it sends one packet in up to five
+#     pieces) and send them as one when it next reads, or on flush(): one
+#     TLS record and one TCP segment per MQTT packet instead of five;
 #   - count bytes in and out and note when the broker last sent anything.
 import select
 import socket
@@ -25,6 +28,7 @@ class TimedSocket:
         self._s = self._raw
         self._nb = False
         self._poll = None
+        self._out = bytearray()
 
     # -- what umqtt calls --
     def connect(self, addr):
@@ -60,6 +64,8 @@ class TimedSocket:
         self._poll.poll(min(left, 100))
 
     def read(self, n):
+        if self._out:
+            self.flush()
         if self._nb:
             d = self._s.read(n)
             if d is None:
@@ -93,6 +99,17 @@ class TimedSocket:
         mv = memoryview(data)
         if length is not None:
             mv = mv[:length]
+        self._out.extend(mv)
+        if len(self._out) > 1024:
+            self.flush()
+        return len(mv)
+
+    def flush(self):
+        out = self._out
+        if not out:
+            return
+        self._out = bytearray()
+        mv = memoryview(out)
         deadline = time.ticks_add(time.ticks_ms(), self._t.timeout_ms)
         done = 0
         while done < len(mv):
@@ -102,12 +119,17 @@ class TimedSocket:
                 continue
             done += w
         self._t.tx += done
-        return done
 
     def send(self, data):
         return self.write(data)
 
     def close(self):
+        if self._out:
+            try:
+                self._s.write(self._out)  # a DISCONNECT, say: one try, no waiting
+            except OSError:
+                pass
+            self._out = bytearray()
         try:
             self._s.close()
         except Exception:  # noqa: BLE001 - closing a broken socket
@@ -139,6 +161,11 @@ class Transport:
     def socket(self, *_args):
         self.sock = TimedSocket(self)
         return self.sock
+
+    def flush(self):
+        """Send what umqtt has written (a PINGREQ, say) now."""
+        if self.sock is not None:
+            self.sock.flush()
 
     @staticmethod
     def getaddrinfo(host, port, *args):

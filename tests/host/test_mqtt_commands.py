@@ -90,6 +90,7 @@ def test_config_time_and_log(mqtt_world, m1):
 
 def test_events_are_ingested(mqtt_world, m1):
     he = mqtt_world.he
+    assert he.topup("M1", 1_000, account=6)["code"] == ACCEPTED
     wait_for(lambda: any(e["code"] == 2 for e in he.events("M1")), what="credit event")
     evs = he.events("M1")
     seqs = [e["seq"] for e in evs]

@@ -256,6 +256,9 @@ class SilentTransport:
     rx = 0
     last_rx = 1000
 
+    def flush(self):
+        pass
+
 
 def test_silent_broker_is_dropped_after_a_keepalive():
     link, m, hw, b, rt = make_link(mqtt={"host": "x", "port": 1, "tls": False, "keepalive": 60})
