@@ -95,3 +95,13 @@ def pin_out(gpio, value=0):
     if gpio is None:
         return None
     return Pin(gpio, Pin.OUT, value=value)
+
+
+def pulse_counter(unit, pulse_gpio, direction_pin=None):
+    """PCNT unit on the flow sensor's pulse pin. With the sensor's direction
+    output wired, the unit counts down while it is high (reverse flow), so
+    the meter sees a negative count and never bills backflow."""
+    import machine
+    d = direction_pin if direction_pin is not None else machine.Counter.UP
+    return machine.Counter(unit, machine.Pin(pulse_gpio, machine.Pin.IN),
+                           edge=machine.Counter.RISING, direction=d, filter_ns=12_000)

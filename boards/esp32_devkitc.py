@@ -14,7 +14,7 @@ import machine
 from machine import Pin
 
 from boards import Hardware
-from boards.esp32_common import Battery, Clock, WifiLink, pin_in, pin_out
+from boards.esp32_common import Battery, Clock, WifiLink, pin_in, pin_out, pulse_counter
 
 NAME = "esp32_devkitc"
 CHIP = "esp32"
@@ -42,15 +42,15 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
     vcfg = dict(VALVE)
     vcfg.update(valve or {})
     card = p["card_cs"] is not None
+    dpin = pin_in(p["direction"])
     return Hardware(
         name=NAME,
         clock=Clock(),
         state_dir=state_dir,
-        pulse_counter=machine.Counter(COUNTER_UNIT, Pin(p["pulse"], Pin.IN),
-                                      edge=machine.Counter.RISING, filter_ns=12_000),
+        pulse_counter=pulse_counter(COUNTER_UNIT, p["pulse"], dpin),
         pulse_pin=Pin(p["pulse"], Pin.IN),
         pulse_trigger=Pin.IRQ_RISING,
-        direction_pin=pin_in(p["direction"]),
+        direction_pin=dpin,
         sensor_pin=pin_in(p["sensor"]),
         valve_open_pin=pin_out(p["valve_open"]),
         valve_close_pin=pin_out(p["valve_close"]),

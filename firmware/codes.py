@@ -93,3 +93,7 @@ EVENT_NAMES = EVENT_NAMES + ("service-open", "service-auth", "factory-reset")  #
 # -- MQTT link (firmware/comms, docs/PROTOCOL.md) --
 EV_COMMAND_REJECTED = const(33)  # a remote command refused; arg: result code
 EVENT_NAMES = EVENT_NAMES + ("command-rejected",)  # type: ignore[assignment]
+
+# -- the meter loop itself (firmware/main.py) --
+EV_INTERNAL = const(34)        # a poll raised (a bug); arg: consecutive failures, logged on the first
+EVENT_NAMES = EVENT_NAMES + ("internal-error",)  # type: ignore[assignment]

@@ -8,6 +8,7 @@ import json
 DEFAULTS = {
     "meter_id": "M000001",
     "region": 1,
+    "account": 0,                # bound by the installation card
     "k": [1, 1],                 # K-factor, pulses per litre, as num/den
     "debounce_us": 0,            # minimum pulse interval on the IRQ path
     "tariff": {"v": 1, "at": 0, "b": [[0, 350_000]], "sc": 0},
@@ -43,18 +44,48 @@ DEFAULTS = {
 
 
 def load(directory):
+    """Defaults, overridden by every valid setting in config.json. A setting
+    that fails validation is left at its default and named in cfg["_error"]
+    (main logs EV_CONFIG): a bad file degrades the meter, never stops it."""
     cfg = {}
     for k, v in DEFAULTS.items():
         cfg[k] = v
     try:
         with open(directory + "/config.json") as f:
-            cfg.update(json.load(f))
+            raw = json.load(f)
     except OSError:
-        pass  # no file: defaults
+        return cfg  # no file: defaults
     except ValueError:
-        # A corrupt file must not stop the meter: run on defaults and say so.
         cfg["_error"] = "config.json is not valid JSON; defaults in force"
+        return cfg
+    if not isinstance(raw, dict):
+        cfg["_error"] = "config.json is not an object; defaults in force"
+        return cfg
+    bad = []
+    for k, v in raw.items():
+        why = _check_loaded(k, v, cfg)
+        if why is None:
+            cfg[k] = v
+        else:
+            bad.append("%s (%s)" % (k, why))
+    if bad:
+        cfg["_error"] = "config.json: defaults kept for " + ", ".join(bad)
     return cfg
+
+
+def _check_loaded(key, value, cfg):
+    if key == "k":
+        from metering.volume import check_k
+        try:
+            check_k(value[0], value[1])
+        except (ValueError, TypeError, IndexError, KeyError):
+            return "not a valid K-factor"
+        return None if len(value) == 2 else "not a valid K-factor"
+    if key == "tariff":
+        from metering import tariff
+        code, t = tariff.parse(value)
+        return None if t is not None else "invalid tariff"
+    return validate(key, value, cfg)
 
 
 # -- validation and saving of single settings (the REPL's cfg(), provisioning) --
@@ -66,7 +97,10 @@ RANGES = {
     "tz": (-43200, 50400), "low1": (0, 100_000_000), "low2": (0, 100_000_000),
     "emergency": (0, 100_000_000), "max_balance": (0, 1_000_000_000),
     "max_topup": (0, 1_000_000_000), "save_l": (1, 1000), "save_s": (5, 86400),
-    "poll_ms": (100, 10_000), "report_s": (60, 86400),
+    "poll_ms": (100, 10_000), "report_s": (10, 86400),
+    "account": (0, 1_000_000_000), "leak_gap_s": (60, 86400), "leak_window_s": (0, 2_592_000),
+    "burst_lph": (0, 100_000), "burst_s": (10, 3600), "closed_flow_ml": (0, 1_000_000),
+    "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000), "batt_grace_s": (0, 7_776_000),
 }
 READ_ONLY = ("tariff", "k")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS

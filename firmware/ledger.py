@@ -5,7 +5,9 @@
 # (a card bought after an online top-up, a head-end resend). Per account the
 # ledger keeps the highest sequence applied and a 32-bit window of the ones
 # below it, as IPsec anti-replay does: a key inside the window is known
-# exactly; one below it is too old to tell, and is refused as OLD.
+# exactly; one below it is too old to tell, and is refused as OLD. Accounts
+# are never forgotten (that would reopen their old keys): a full register
+# refuses a new account.
 import codes
 
 WINDOW = const(32)
@@ -21,7 +23,10 @@ class Ledger:
     def check(self, source, account, seq):
         e = self._acc.get(_key(source, account))
         if e is None:
-            return codes.ACCEPTED
+            # Forgetting an account would let its old credits apply again,
+            # so a full register refuses new accounts instead (a meter has
+            # one or two; 16 means something is wrong and needs the office).
+            return codes.REFUSED if len(self._acc) >= MAX_ACCOUNTS else codes.ACCEPTED
         top, bits, _ = e
         if seq > top:
             return codes.ACCEPTED
@@ -35,8 +40,6 @@ class Ledger:
         self._use += 1
         e = self._acc.get(k)
         if e is None:
-            if len(self._acc) >= MAX_ACCOUNTS:
-                self._evict()
             self._acc[k] = [seq, 1, self._use]
             return
         top, bits, _ = e
@@ -51,12 +54,6 @@ class Ledger:
     def last(self, source, account):
         e = self._acc.get(_key(source, account))
         return e[0] if e else 0
-
-    def _evict(self):
-        # The account unused for longest goes. A meter serves one or two
-        # accounts, so this only bites after many re-bindings.
-        oldest = min(self._acc, key=lambda k: self._acc[k][2])
-        del self._acc[oldest]
 
     def copy(self):
         return Ledger({k: e[:] for k, e in self._acc.items()})

@@ -53,12 +53,16 @@ def assemble(hw, cfg=None):
 
 async def meter_task(meter, hw):
     period = meter.cfg["poll_ms"]
+    fails = 0
     while True:
         try:
             meter.poll()
+            fails = 0
         except Exception as e:  # noqa: BLE001 - metering must outlive any bug
-            meter.log.add(codes.EV_SENSOR_FAULT, 0)
-            print("meter poll error:", repr(e))
+            fails += 1
+            if fails == 1:      # once per run of failures: a stuck bug must not fill the flash
+                meter.log.add(codes.EV_INTERNAL, 1)
+                print("meter poll error:", repr(e))
         if hw.wdt is not None:
             hw.wdt.feed()
         await hw.clock.sleep_ms(period)

@@ -16,6 +16,11 @@ OPEN = const(1)
 CLOSED = const(0)
 
 # why the valve is closed (or 0 if it should be open)
+# Earliest believable wall time (2025-01-01). An ESP32 whose RTC lost power
+# restarts in 2000: until the time is set, no standing charge, period
+# rollover or tariff activation is based on it.
+TIME_MIN = const(1735689600)
+
 WHY_NONE = const(0)
 WHY_CREDIT = const(1)
 WHY_COMMAND = const(2)
@@ -80,32 +85,58 @@ class Meter:
 
     # ---------------- state ----------------
     def restore(self):
-        """Load the newest good state; returns True if one was found."""
-        s = self.store.load()
+        """Load the newest usable state; returns True if one was found. A
+        copy that passes its CRC but cannot be applied (a format this
+        firmware does not know) is skipped for the older copy, and logged."""
+        copies = self.store.load_all()
         for slot in self.store.corrupt:
             self.log.add(codes.EV_STATE_CORRUPT, slot)
-        if s is None:
-            return False
-        self.balance = s["bal"]
-        self.volume = Volume.from_state(s["vol"])
-        self.reverse = Volume.from_state(s["rev"])
-        self.in_debt = bool(s["debt"])
-        _, t = tariffs.parse(s["tar"])
-        self.billing = Billing(t, 0, 0)
-        self.billing.load_state(s["bill"])
-        self.period_end = s["pend"]
+        for gen, s in copies:
+            try:
+                self._apply_state(s)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+                self.log.add(codes.EV_STATE_CORRUPT, 2 + (gen & 1))
+                continue
+            self.log.add(codes.EV_STATE_RESTORED, gen)
+            return True
+        return False
+
+    def _apply_state(self, s):
+        # Core fields are required; fields added later default, so a state
+        # file written by an older firmware still restores.
+        balance = s["bal"]
+        volume = Volume.from_state(s["vol"])
+        code, t = tariffs.parse(s["tar"])
+        if t is None:
+            # the stored tariff no longer validates: the configured one
+            # takes over from here, and the event says so
+            self.log.add(codes.EV_TARIFF_REJECTED, code)
+            t = self.billing.tariff
+        billing = Billing(t, 0, 0)
+        billing.load_state(s["bill"])
+        led = ledger.Ledger(s["led"])
+        self.balance, self.volume, self.billing, self.ledger = balance, volume, billing, led
+        self.reverse = Volume.from_state(s["rev"]) if "rev" in s else Volume(volume.k_num, volume.k_den)
+        self.in_debt = bool(s.get("debt", 0))
+        self.period_end = s.get("pend", self.period_end)
         self.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
-        self.ledger = ledger.Ledger(s["led"])
-        self.emergency_owed = s["emo"]
-        self.want_open = bool(s["vw"])
-        self.why_closed = s["vwhy"]
-        self.awaiting_confirm = bool(s["vcf"])
-        self.low_level = s["low"]
+        self.emergency_owed = s.get("emo", 0)
+        self.want_open = bool(s.get("vw", 0))
+        self.why_closed = s.get("vwhy", WHY_CREDIT)
+        self.awaiting_confirm = bool(s.get("vcf", 0))
+        self.low_level = s.get("low", 0)
         if self.valve is not None:
             self.valve.last_move = s.get("vmv", 0)
-        self._last_save_ml = self.volume.ml()
-        self.log.add(codes.EV_STATE_RESTORED, self.store.generation)
-        return True
+        ml = volume.ml()
+        # windows that measure "since" something start from the restored
+        # volume, not from zero: else the first minute after a reboot looks
+        # like the whole register flowed at once
+        self._last_save_ml = ml
+        self._rate_ml = ml
+        self._rate_ms = self.clock.ticks_ms()
+        self._v_ml = ml
+        if self.detector is not None:
+            self.detector.restart(self.clock.time(), ml)
 
     def save(self):
         s = {
@@ -144,17 +175,25 @@ class Meter:
         now = self.clock.time()
         ml = self.volume.ml()
         self._measure_rate(ml)
-        if self.staged is not None and now >= self.staged.activate_at:
-            self.balance -= self.billing.change_tariff(self.staged, ml, now)
-            self.log.add(codes.EV_TARIFF, self.staged.version)
-            self.staged = None
-            self.save()
-        if now >= self.period_end:
-            self.balance -= self.billing.roll_period(ml, self.period_end)
-            self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
-            self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
-            self.save()
-        self.balance -= self.billing.step(ml, now)
+        if now < TIME_MIN:
+            # the clock is not set: bill the water, nothing time-based
+            self.balance -= self.billing.step(ml, self.billing.seg_s)
+        else:
+            if self.billing.seg_s < TIME_MIN:
+                self._anchor_time(now)
+            # the period closes first, then a staged tariff opens its segment:
+            # the other order would bill the standing charge twice
+            if now >= self.period_end:
+                self.balance -= self.billing.roll_period(ml, self.period_end)
+                self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
+                self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
+                self.save()
+            if self.staged is not None and now >= self.staged.activate_at:
+                self.balance -= self.billing.change_tariff(self.staged, ml, now)
+                self.log.add(codes.EV_TARIFF, self.staged.version)
+                self.staged = None
+                self.save()
+            self.balance -= self.billing.step(ml, now)
         if self.detector is not None:
             self.detector.step(now, ml, n > 0, not self.want_open)
             self._act_on_findings()
@@ -163,6 +202,17 @@ class Meter:
         if (ml - self._last_save_ml >= self.cfg["save_l"] * 1000
                 or (ml != self._last_save_ml and now - self._last_save_t >= self.cfg["save_s"])):
             self.save()
+
+    def _anchor_time(self, now):
+        # First valid wall time after running on an unset clock: time-based
+        # charges start from here, never from the RTC's year 2000.
+        b = self.billing
+        b.seg_s = now
+        b.seg_standing_charged = 0
+        if b.period_start_s < TIME_MIN:
+            b.period_start_s = now
+        self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
+        self.save()
 
     def _measure_rate(self, ml):
         # Flow over a window of about 60 s, in mL/h, for display/telemetry.
@@ -348,7 +398,7 @@ class Meter:
         self.ledger.record(source, account, seq)
         try:
             self.save()
-        except OSError:
+        except Exception:  # noqa: BLE001 - OSError, MemoryError, anything
             # Not durable, so not applied: roll back and let the sender retry.
             self.balance, self.emergency_owed, self.in_debt, self.ledger = before
             return self._reject(codes.STORAGE)
@@ -370,11 +420,13 @@ class Meter:
             return codes.USED            # already granted in this cycle
         if self.balance >= self.cfg["low1"]:
             return codes.REFUSED         # only when credit is low
+        if self.balance + amount <= 0:
+            return codes.REFUSED         # would not bring the water back: keep it for later
         self.balance += amount
         self.emergency_owed = amount
         try:
             self.save()
-        except OSError:
+        except Exception:  # noqa: BLE001
             self.balance -= amount
             self.emergency_owed = 0
             return codes.STORAGE
@@ -404,6 +456,7 @@ class Meter:
 
     def set_k_factor(self, num, den):
         """Technician calibration. Volume measured so far is kept as it is."""
+        self.poll()          # pulses counted so far belong to the old K
         try:
             self.volume.set_k(num, den)
             self.reverse.set_k(num, den)

@@ -19,7 +19,7 @@ state, start, acked, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys
 acked = [int(s) for s in acked.split(",") if s]
 hw = boards.load("unix").build(state_dir=state, start=start)
 cfg = make_cfg(tariff={"v": 1, "b": [[0, 350_000]]}, reopen="auto", friendly_hours=[0, 24],
-               friendly_days=[], burst_lph=0, leak_window_s=0, max_balance=10 ** 9)
+               friendly_days=[], max_balance=10 ** 9)   # detection on: a reboot must not look like a burst
 m = main.assemble(hw, cfg)
 print("R", m.volume.ml(), m.balance)
 hw.world.valve.state = 1 if m.want_open else 0
@@ -37,3 +37,4 @@ for i in range(steps):
             pending.pop(0)
 m.save()
 print("DONE", m.volume.ml(), m.balance)
+print("V", 1 if m.want_open else 0, m.why_closed)

@@ -33,8 +33,9 @@ class Billing:
         self.seg_volume_charged = owed
         if now_s > self.seg_s:
             st = self.tariff.standing_charge(now_s - self.seg_s)
-            d += st - self.seg_standing_charged
-            self.seg_standing_charged = st
+            if st > self.seg_standing_charged:   # a clock set back refunds nothing
+                d += st - self.seg_standing_charged
+                self.seg_standing_charged = st
         self.period_charged += d
         return d
 

@@ -32,10 +32,18 @@ class Detector:
         self._last_pulse_t = now
         self._last_gap_t = now      # end of the last zero-flow gap long enough to rule out a leak
         self._win_t = now
-        self._win_ml = 0
+        self._win_ml = None          # set at the first step: the register may not start at 0
         self._burst_since = None
         self._closed_ml = None      # volume when the valve was last seen seated
         self._batt_low_since = None
+
+    def restart(self, now, ml):
+        """After a restore: windows start from the restored register."""
+        self._win_t = now
+        self._win_ml = ml
+        self._closed_ml = None
+        self._last_pulse_t = now
+        self._last_gap_t = now
 
     def _raise(self, bit, arg=0):
         if not self.active & bit:
@@ -60,7 +68,10 @@ class Detector:
         if c["leak_window_s"] and now - self._last_gap_t >= c["leak_window_s"]:
             self._raise(LEAK, c["leak_window_s"] // 3600)
         # burst: flow above burst_lph sustained over burst_s
-        if now - self._win_t >= c["burst_s"]:
+        if self._win_ml is None:
+            self._win_ml = ml
+            self._win_t = now
+        elif now - self._win_t >= c["burst_s"]:
             lph = (ml - self._win_ml) * 3600 // (1000 * (now - self._win_t))
             if c["burst_lph"] and lph > c["burst_lph"]:
                 self._raise(BURST, lph)
@@ -94,7 +105,10 @@ class Detector:
 
     def _check_battery(self, now):
         c = self.cfg
-        mv = self._battery.millivolts()
+        try:
+            mv = self._battery.millivolts()
+        except (OSError, ValueError):
+            return    # a failing ADC read must not stop the credit policy
         if mv < c["batt_low_mv"]:
             if self._batt_low_since is None:
                 self._batt_low_since = now

@@ -41,7 +41,10 @@ class IrqSource:
 
     def _edge(self, pin):
         t = self._ticks_us()
-        if self._min_us and self._armed and self._ticks_diff(t, self._last) < self._min_us:
+        # ticks_us wraps every ~18 min: after a long quiet spell the
+        # difference can come out negative, which is "long ago", not bounce
+        dt = self._ticks_diff(t, self._last)
+        if self._min_us and self._armed and 0 <= dt < self._min_us:
             self.rejected = (self.rejected + 1) & _WRAP
             return
         self._last = t
@@ -56,4 +59,6 @@ class IrqSource:
         c = self._count
         n = (c - self._seen) & _WRAP
         self._seen = c
+        if n == 0:
+            self._armed = False   # quiet since the last take: the next edge is a new pulse
         return n - _WRAP - 1 if n >= _HALF else n

@@ -21,8 +21,9 @@ class EventLog:
         self._load()
 
     def _load(self):
+        # read as bytes: a flipped bit in the file must cost one line, not the meter
         try:
-            with open(self._path) as f:
+            with open(self._path, "rb") as f:
                 for line in f:
                     ev = _parse(line)
                     if ev is None:
@@ -48,7 +49,7 @@ class EventLog:
             with open(self._path, "a") as f:
                 f.write("%d %d %d %d\n" % ev)
             self._lines += 1
-        except OSError:
+        except (OSError, ValueError):
             pass  # a full or failing flash must not stop metering; RAM copy stays
         for fn in self.listeners:
             fn(ev)
@@ -56,12 +57,12 @@ class EventLog:
 
     def _compact(self):
         keep = []
-        with open(self._path) as f:
+        with open(self._path, "rb") as f:
             for line in f:
                 if _parse(line) is not None:
                     keep.append(line)
         keep = keep[-(FILE_EVENTS // 2):]
-        with open(self._path + ".new", "w") as f:
+        with open(self._path + ".new", "wb") as f:
             for line in keep:
                 f.write(line)
         os.rename(self._path + ".new", self._path)
@@ -80,5 +81,5 @@ def _parse(line):
         return None
     try:
         return tuple(int(p) for p in parts)
-    except ValueError:
+    except (ValueError, TypeError):
         return None

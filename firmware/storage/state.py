@@ -25,18 +25,25 @@ class StateStore:
 
     def load(self):
         """Return the newest valid state dict, or None if there is none."""
-        best = None
+        copies = self.load_all()
+        return copies[0][1] if copies else None
+
+    def load_all(self):
+        """Every copy whose CRC checks out, as (generation, dict), newest
+        first; the caller falls back to the older one if the newer cannot
+        be used. Sets `generation` to the newest, so saves go on from it."""
+        found = []
         self.corrupt = []
         for i in (0, 1):
             got = self._read(self._slot(i))
             if got is False:
                 self.corrupt.append(i)
-            elif got is not None and (best is None or got[0] > best[0]):
-                best = got
-        if best is None:
-            return None
-        self.generation = best[0]
-        return best[1]
+            elif got is not None:
+                found.append(got)
+        found.sort(key=lambda c: -c[0])
+        if found:
+            self.generation = found[0][0]
+        return found
 
     def _read(self, path):
         # None: no file; False: present but invalid; else (gen, dict)

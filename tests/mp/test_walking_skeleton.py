@@ -51,3 +51,6 @@ def test_state_survives_restart():
     m2 = main.assemble(hw2, m.cfg)
     assert (m2.volume.ml(), m2.balance) == (vol, bal)
     assert m2.apply_credit("mqtt", 2, 1, 5_000_000) == codes.USED
+    from simkit import run as run2
+    run2(m2, hw2, 120)                   # the restored meter runs on, no water, no charge
+    assert (m2.volume.ml(), m2.balance, m2.want_open) == (vol, bal, True)
