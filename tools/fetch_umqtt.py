@@ -33,11 +33,11 @@ def fetch(dest: Path) -> Path:
         )
         found = [p for p in Path(tmp).rglob("umqtt/simple.py")]
         if not found:
-            sys.exit("fetch_umqtt: %s did not unpack; is PyPI reachable?" % PACKAGE)
+            sys.exit(f"fetch_umqtt: {PACKAGE} did not unpack; is PyPI reachable?")
         src = found[0]
         digest = hashlib.sha256(src.read_bytes()).hexdigest()
         if digest != SHA256:
-            sys.exit("fetch_umqtt: %s has SHA-256 %s, expected %s" % (src, digest, SHA256))
+            sys.exit(f"fetch_umqtt: {src} has SHA-256 {digest}, expected {SHA256}")
         out = dest / "umqtt" / "simple.py"
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, out)

@@ -9,8 +9,8 @@ the meter does, and plays the head-end's part when the scenario asks for it
 """
 
 import argparse
-import hmac
 import hashlib
+import hmac
 import json
 import os
 import shutil
@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from broker import Broker  # noqa: E402
+from broker import Broker
 
 # The simulator's own region key. It exists only in this simulated world: a
 # real meter gets its keys at provisioning and accepts no built-in key.
@@ -35,7 +35,7 @@ def micropython_env():
 
 
 def publish_tariff(host, port, region, tariff_json):
-    topic = "r/%d/tariff" % region
+    topic = f"r/{region}/tariff"
     body = tariff_json.encode()
     mac = hmac.new(SIM_REGION_KEY, topic.encode() + b"\n" + body, hashlib.sha256).hexdigest()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-headend")
@@ -44,7 +44,7 @@ def publish_tariff(host, port, region, tariff_json):
     c.publish(topic, body + b"|" + mac.encode(), qos=1, retain=True).wait_for_publish(5)
     c.loop_stop()
     c.disconnect()
-    print("[headend] published signed tariff to %s: %s" % (topic, tariff_json), flush=True)
+    print(f"[headend] published signed tariff to {topic}: {tariff_json}", flush=True)
 
 
 CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
@@ -52,9 +52,9 @@ METER_ID, REGION = "M000001", 1
 
 
 def cardtool(*args):
-    p = subprocess.run(CARDTOOL + [str(a) for a in args], capture_output=True, text=True)
+    p = subprocess.run(CARDTOOL + [str(a) for a in args], capture_output=True, text=True, check=False)
     if p.returncode != 0:
-        raise SystemExit("cardtool %s failed: %s" % (" ".join(map(str, args)), p.stderr or p.stdout))
+        raise SystemExit("cardtool {} failed: {}".format(" ".join(map(str, args)), p.stderr or p.stdout))
     return p.stdout
 
 
@@ -95,7 +95,7 @@ def main(argv=None):
     cards = provision(args.state)
     print("[office] issued cards: user (5.00), clone of it, foreign-region user, check", flush=True)
     with Broker() as broker:
-        print("[sim] broker: %s on %s:%d" % (broker.kind, broker.host, broker.port), flush=True)
+        print(f"[sim] broker: {broker.kind} on {broker.host}:{broker.port}", flush=True)
         cmd = [str(ROOT / ".venv" / "bin" / "micropython"), str(ROOT / "boards" / "unix" / "simrun.py"),
                args.scenario, "--port", str(broker.port), "--speed", str(args.speed),
                "--state", args.state, "--region-key", SIM_REGION_KEY.hex()]
@@ -110,10 +110,10 @@ def main(argv=None):
                 if line.startswith("!vend topup "):
                     _, _, name, amount = line.split()
                     try:
-                        cardtool("topup", cards / ("%s.json" % name), "--amount", amount)
-                        print("[office] %s card topped up with %d units" % (name, int(amount)), flush=True)
+                        cardtool("topup", cards / (f"{name}.json"), "--amount", amount)
+                        print(f"[office] {name} card topped up with {int(amount)} units", flush=True)
                     except SystemExit as e:
-                        print("[office] top-up refused: %s" % e, flush=True)
+                        print(f"[office] top-up refused: {e}", flush=True)
                     proc.stdin.write("ok\n")
                     proc.stdin.flush()
                 elif line.startswith("!headend tariff "):
