@@ -22,7 +22,7 @@ bench: setup
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: setup
-	$(VENV)/bin/ruff check tools tests bench
+	$(VENV)/bin/ruff check tools
 
 clean:
 	rm -rf build sim-state .pytest_cache
