@@ -105,3 +105,45 @@ def pulse_counter(unit, pulse_gpio, direction_pin=None):
     d = direction_pin if direction_pin is not None else machine.Counter.UP
     return machine.Counter(unit, machine.Pin(pulse_gpio, machine.Pin.IN),
                            edge=machine.Counter.RISING, direction=d, filter_ns=12_000)
+
+
+def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud, timer_id,
+                   state_dir, wifi, pins=None, valve=None):
+    """The Hardware of an ESP32 meter board from its pin map and settings.
+    counter_unit None: the chip has no PCNT, so pulses are counted by IRQ."""
+    import machine
+    from machine import Pin
+    from boards import Hardware, validate
+    from boards.ticker import TimerTicker
+    p = validate.merged(pins_map, pins)
+    vcfg = dict(valve_cfg)
+    vcfg.update(valve or {})
+    card = p["card_cs"] is not None
+    dpin = pin_in(p["direction"])
+    return Hardware(
+        name=name,
+        clock=Clock(),
+        state_dir=state_dir,
+        pulse_counter=pulse_counter(counter_unit, p["pulse"], dpin) if counter_unit is not None else None,
+        pulse_pin=Pin(p["pulse"], Pin.IN),
+        pulse_trigger=Pin.IRQ_RISING,
+        direction_pin=dpin,
+        sensor_pin=pin_in(p["sensor"]),
+        valve_open_pin=pin_out(p["valve_open"]),
+        valve_close_pin=pin_out(p["valve_close"]),
+        valve_fb_open_pin=pin_in(p["fb_open"], Pin.PULL_UP),
+        valve_fb_closed_pin=pin_in(p["fb_closed"], Pin.PULL_UP),
+        valve_cfg=vcfg,
+        card_spi=machine.SPI(spi_id, baudrate=spi_baud, sck=Pin(p["spi_sck"]),
+                             mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"])) if card else None,
+        card_cs=pin_out(p["card_cs"], 1),
+        card_rst=pin_out(p["card_rst"], 1),
+        led=pin_out(p["led"]),
+        buzzer=pin_out(p["buzzer"]),
+        button=pin_in(p["button"], Pin.PULL_UP),
+        tamper_pin=pin_in(p["tamper"], Pin.PULL_UP),
+        battery=Battery(p["battery"]) if p["battery"] is not None else None,
+        net=WifiLink(*wifi),
+        wdt=machine.WDT(timeout=30_000),
+        ticker=TimerTicker(timer_id),
+    )

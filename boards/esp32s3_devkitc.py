@@ -10,11 +10,7 @@
 #   GPIO 12/11/13 SPI2 (FSPI) SCK/MOSI/MISO GPIO 10 MFRC522 SDA (CS)  GPIO 9 RST
 #   GPIO 17  status LED   GPIO 21 buzzer    GPIO 0  user button (BOOT, active low)
 #   GPIO 14  case tamper switch (active low) GPIO 1  battery divider (ADC1_CH0)
-import machine
-from machine import Pin
-
-from boards import Hardware
-from boards.esp32_common import Battery, Clock, WifiLink, pin_in, pin_out, pulse_counter
+from boards.esp32_common import build_hardware
 
 NAME = "esp32s3_devkitc"
 CHIP = "esp32s3"
@@ -33,37 +29,5 @@ VALVE = {"type": "latching", "pulse_ms": 50}
 
 
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
-    from boards import validate
-    from boards.ticker import TimerTicker
-    p = validate.merged(PINS, pins)
-    vcfg = dict(VALVE)
-    vcfg.update(valve or {})
-    card = p["card_cs"] is not None
-    dpin = pin_in(p["direction"])
-    return Hardware(
-        name=NAME,
-        clock=Clock(),
-        state_dir=state_dir,
-        pulse_counter=pulse_counter(COUNTER_UNIT, p["pulse"], dpin),
-        pulse_pin=Pin(p["pulse"], Pin.IN),
-        pulse_trigger=Pin.IRQ_RISING,
-        direction_pin=dpin,
-        sensor_pin=pin_in(p["sensor"]),
-        valve_open_pin=pin_out(p["valve_open"]),
-        valve_close_pin=pin_out(p["valve_close"]),
-        valve_fb_open_pin=pin_in(p["fb_open"], Pin.PULL_UP),
-        valve_fb_closed_pin=pin_in(p["fb_closed"], Pin.PULL_UP),
-        valve_cfg=vcfg,
-        card_spi=machine.SPI(SPI_ID, baudrate=SPI_BAUD, sck=Pin(p["spi_sck"]),
-                             mosi=Pin(p["spi_mosi"]), miso=Pin(p["spi_miso"])) if card else None,
-        card_cs=pin_out(p["card_cs"], 1),
-        card_rst=pin_out(p["card_rst"], 1),
-        led=pin_out(p["led"]),
-        buzzer=pin_out(p["buzzer"]),
-        button=pin_in(p["button"], Pin.PULL_UP),
-        tamper_pin=pin_in(p["tamper"], Pin.PULL_UP),
-        battery=Battery(p["battery"]) if p["battery"] is not None else None,
-        net=WifiLink(*wifi),
-        wdt=machine.WDT(timeout=30_000),
-        ticker=TimerTicker(TIMER_ID),
-    )
+    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD, TIMER_ID,
+                          state_dir, wifi, pins, valve)
