@@ -90,11 +90,13 @@ def main(argv=None):
     ap.add_argument("--interactive", action="store_true")
     ap.add_argument("--speed", type=int, default=300, help="simulated seconds per real second")
     ap.add_argument("--state", default=str(ROOT / "sim-state"))
+    ap.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
+                    help="auto: Mosquitto when installed, else amqtt from PyPI")
     args = ap.parse_args(argv)
     shutil.rmtree(args.state, ignore_errors=True)  # each run starts from a new meter
     cards = provision(args.state)
     print("[office] issued cards: user (5.00), clone of it, foreign-region user, check", flush=True)
-    with Broker() as broker:
+    with Broker(None if args.broker == "auto" else args.broker) as broker:
         print(f"[sim] broker: {broker.kind} on {broker.host}:{broker.port}", flush=True)
         cmd = [str(ROOT / ".venv" / "bin" / "micropython"), str(ROOT / "boards" / "unix" / "simrun.py"),
                args.scenario, "--port", str(broker.port), "--speed", str(args.speed),

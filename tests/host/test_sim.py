@@ -62,3 +62,9 @@ def test_night_scenario_exercises_a_stale_valve_and_reopens_it(tmp_path):
     assert re.search(r"\[03:0\d:\d\d\] event  valve-exercise \(0\)", out), "exercise at the quiet hour"
     assert "event  valve-exercise (1)" in out, "the exercise must end with the valve open again"
     assert "valve open," in out
+
+
+def test_sim_runs_on_the_pure_python_broker_when_mosquitto_is_absent(tmp_path):
+    out = run_sim("quick", "--speed", "600", "--broker", "amqtt", "--state", str(tmp_path / "s"))
+    assert "[sim] broker: amqtt" in out
+    assert "mqtt >> m/M000001/t" in out, "telemetry must reach the broker"
