@@ -129,7 +129,8 @@ class Sim:
             self.say("water  tap set to %d L/h" % arg)
         elif action == "topup":
             self._seq += 1
-            r = m.apply_credit("card", 42, self._seq, arg)
+            # an office adjustment: its own key space, apart from the cards'
+            r = m.apply_credit("adjust", 42, self._seq, arg)
             self.say("credit %s -> %s" % (units.money(arg), codes.result_name(r)))
         elif action == "tap":
             self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
@@ -141,7 +142,10 @@ class Sim:
         elif action == "note":
             self.say("note   " + arg)
         elif action == "end":
-            self.done = True
+            if self.opts["interactive"]:
+                self.say("note   scenario over; the meter runs on until you type quit")
+            else:
+                self.done = True
 
     async def scenario(self):
         steps = scenarios.SCENARIOS[self.opts["scenario"]][1]

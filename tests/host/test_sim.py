@@ -68,3 +68,27 @@ def test_sim_runs_on_the_pure_python_broker_when_mosquitto_is_absent(tmp_path):
     out = run_sim("quick", "--speed", "600", "--broker", "amqtt", "--state", str(tmp_path / "s"))
     assert "[sim] broker: amqtt" in out
     assert "mqtt >> m/M000001/t" in out, "telemetry must reach the broker"
+
+
+def test_interactive_sim_takes_commands_from_the_keyboard(tmp_path):
+    import pexpect
+    child = pexpect.spawn(sys.executable, [str(ROOT / "tools" / "sim.py"), "quick", "--interactive",
+                                           "--speed", "60", "--state", str(tmp_path / "s")],
+                          cwd=str(ROOT), encoding="utf-8", timeout=60)
+    try:
+        child.expect("interactive: flow")
+        child.sendline("card user")
+        child.expect(r"event  credit \(500000\)")
+        child.sendline("remove")
+        child.expect(r"user card removed \(last tap: accepted\)")
+        child.sendline("flow 1200")
+        child.expect("water  tap set to 1200 L/h")
+        child.sendline("status")
+        child.expect(r'"bal": \d+')
+        child.sendline("bogus")
+        child.expect("unknown command: bogus")
+        child.sendline("quit")
+        child.expect("== summary")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
