@@ -39,7 +39,9 @@ DEFAULTS = {
     "batt_grace_s": 604800,      # ... and close after this grace period (a week)
     "sensor_close": True,        # sensor cable cut: close, keep the reading
     "report_s": 3600,            # telemetry interval
-    "mqtt": {"host": "127.0.0.1", "port": 1883, "tls": False, "keepalive": 60},
+    "mqtt": {"host": "127.0.0.1", "port": 1883, "tls": False, "keepalive": 60,
+             "timeout_ms": 5000,      # deadline of every socket operation
+             "backoff_max_s": 300},   # reconnect back-off ceiling (docs/PROTOCOL.md)
 }
 
 

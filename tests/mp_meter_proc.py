@@ -1,11 +1,12 @@
 # A meter process for the MQTT integration tests and the bench: the firmware
 # on the unix board, with its link, run by main.run() as on a device.
 #
-#   micropython tests/mp_meter_proc.py STATE_DIR SPEED
+#   micropython tests/mp_meter_proc.py STATE_DIR SPEED [STATUS_MS]
 #
 # STATE_DIR holds config.json and secrets.json (headend.py provision). The
 # test steers the process through STATE_DIR/ctl.json ({"flow": L/h,
-# "stop": 1}) and reads STATE_DIR/status.json, rewritten every 100 ms.
+# "stop": 1}) and reads STATE_DIR/status.json, rewritten every STATUS_MS
+# (default 100) milliseconds of real time.
 import asyncio
 import json
 import os
@@ -39,7 +40,7 @@ def _write_status(path, meter, link):
     os.rename(path + ".new", path)
 
 
-async def control(state_dir, hw, meter, link):
+async def control(state_dir, hw, meter, link, period_ms):
     ctl_path = state_dir + "/ctl.json"
     status = state_dir + "/status.json"
     flow = None
@@ -58,10 +59,10 @@ async def control(state_dir, hw, meter, link):
             _write_status(status, meter, link)
             sys.exit(0)
         _write_status(status, meter, link)
-        await asyncio.sleep_ms(100)
+        await asyncio.sleep_ms(period_ms)
 
 
-def run(state_dir, speed):
+def run(state_dir, speed, status_ms):
     hw = boards.load("unix").build(state_dir=state_dir, speed=speed)
     cfg = config.load(state_dir)
     meter = main.assemble(hw, cfg)
@@ -69,7 +70,7 @@ def run(state_dir, speed):
     link = main.make_link(meter, hw)
     t0 = time.ticks_ms()
     print("meter", cfg["meter_id"], "up, speed", speed, time.ticks_diff(time.ticks_ms(), t0), "ms")
-    asyncio.run(main.run(meter, hw, link, [control(state_dir, hw, meter, link)]))
+    asyncio.run(main.run(meter, hw, link, [control(state_dir, hw, meter, link, status_ms)]))
 
 
-run(sys.argv[1], int(sys.argv[2]))
+run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 100)

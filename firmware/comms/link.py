@@ -20,6 +20,7 @@ import os
 import time
 
 import codes
+import config
 from comms import codec
 from comms.outbox import Outbox
 
@@ -446,6 +447,9 @@ class MqttLink:
         code = validate(key, value)
         if code != codes.ACCEPTED:
             return code
+        # the same rules as the technician's REPL (e.g. low2 <= low1)
+        if config.validate(key, value, self.meter.cfg) is not None:
+            return codes.RANGE
         fn = getattr(self.meter, "configure", None)
         if fn is not None:
             code = fn(key, value)

@@ -146,10 +146,12 @@ def test_config_set_is_validated_and_persisted():
     assert send(link, b, command(link, 7, "cfg", k="friendly_dates", v=["13-01"]))[0]["code"] == codes.RANGE
     assert send(link, b, command(link, 8, "cfg", k="reopen", v="auto"))[0]["code"] == codes.ACCEPTED
     assert send(link, b, command(link, 9, "cfg", k="low1", v=True))[0]["code"] == codes.FORMAT
+    low1 = m.cfg["low1"]
+    assert send(link, b, command(link, 11, "cfg", k="low2", v=low1 + 1))[0]["code"] == codes.RANGE
     with open(hw.state_dir + "/config.json") as f:
         saved = json.load(f)
     assert saved["report_s"] == 900 and saved["friendly_hours"] == [22, 7] and saved["reopen"] == "auto"
-    a = send(link, b, command(link, 10, "get", w="cfg"))
+    a = send(link, b, command(link, 12, "get", w="cfg"))
     assert a[0]["detail"]["friendly_dates"] == ["12-25", "01-01"]
 
 
