@@ -1,0 +1,19 @@
+# MicroPython side of bench/bench_ram.py: heap taken by importing each
+# firmware module, in boot order, as "name bytes" lines.
+import gc
+
+MODULES = (
+    "codes", "config", "timeutil", "ledger", "metering.tariff", "metering.billing",
+    "metering.volume", "metering.pulses", "metering.detect", "storage.state",
+    "storage.eventlog", "meter", "valve.controller", "card.records", "card.mfrc522",
+    "card.mifare", "card.session", "comms.codec", "comms.outbox", "comms.link",
+    "service", "main",
+)
+gc.collect()
+last = gc.mem_alloc()
+for name in MODULES:
+    __import__(name)
+    gc.collect()
+    now = gc.mem_alloc()
+    print(name, now - last)
+    last = now
