@@ -421,6 +421,9 @@ class MqttLink:
                 return codes.REFUSED, 0, None
             code = fn(bool(d["o"]), "mqtt", bool(d.get("f", 0)))
             return code, 1 if m.want_open else 0, None
+        if op == "valvetest":
+            fn = getattr(m, "valve_test", None)
+            return (fn("mqtt", bool(d.get("f", 0))) if fn else codes.UNKNOWN), 0, None
         if op == "cfg":
             return self._configure(d["k"], d["v"]), 0, None
         if op == "time":

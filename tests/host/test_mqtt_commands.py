@@ -88,6 +88,17 @@ def test_config_time_and_log(mqtt_world, m1):
     assert log["code"] == ACCEPTED and any(e[2] == 28 for e in log["detail"])   # time-set
 
 
+def test_remote_valve_close_and_open(mqtt_world, m1):
+    he = mqtt_world.he
+    assert he.topup("M1", 1_000_000, account=7)["code"] == ACCEPTED
+    a = he.valve("M1", False)
+    assert a["result"] == "accepted" and a["val"] == 0
+    m1.wait(lambda s: s["valve"] == 0, what="valve closed")
+    a = he.valve("M1", True)
+    assert a["result"] == "accepted" and a["val"] == 1
+    m1.wait(lambda s: s["valve"] == 1, what="valve open")
+
+
 def test_events_are_ingested(mqtt_world, m1):
     he = mqtt_world.he
     assert he.topup("M1", 1_000, account=6)["code"] == ACCEPTED
@@ -119,6 +130,13 @@ def test_cli(mqtt_world, m1, tmp_path):
     assert p.returncode == 1 and "range" in p.stdout
     p = cli("topup", "NOPE", "1000")
     assert p.returncode == 2 and "unknown meter 'NOPE'" in p.stderr
+    p = cli("provision", "M6", "--region", "1", "--state", str(tmp_path / "M6"), "--tls")
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "M6" / "secrets.json").read_text())["ca"].startswith("-----BEGIN")
+    p = cli("tariff", "--region", "1", "--version", "3", "--block", "1000:350000", "--block", "0:700000")
+    assert p.returncode == 0 and "published tariff v3" in p.stdout, p.stderr
+    p = cli("tariff", "--region", "1", "--version", "4", "--block", "lots")
+    assert p.returncode == 2 and "bad block" in p.stderr
     p = cli("meters")
     assert p.returncode == 0 and "M1" in p.stdout
     p = subprocess.run(base[:-4] + ["get", "M1", "state"], capture_output=True, text=True, timeout=60,

@@ -172,14 +172,17 @@ def test_time_sync_and_state_and_log_requests():
 def test_remote_valve_goes_through_the_meter():
     link, m, hw, b, rt = make_link()
     link.step()
-    a = send(link, b, command(link, 1, "valve", o=1, f=0))
-    if getattr(m, "request_valve", None) is None:
-        assert a[0]["code"] == codes.REFUSED
-    else:
-        # no credit: the meter's policy decides (refused unless overridden)
-        assert a[0]["code"] in (codes.REFUSED, codes.ACCEPTED)
-        a = send(link, b, command(link, 2, "valve", o=0, f=0))
-        assert a[0]["code"] == codes.ACCEPTED and not m.want_open
+    # no credit: a plain remote open is refused by the meter's policy ...
+    assert send(link, b, command(link, 1, "valve", o=1, f=0))[0]["code"] == codes.REFUSED
+    assert not m.want_open
+    # ... an authorised override opens it ...
+    a = send(link, b, command(link, 2, "valve", o=1, f=1))
+    assert a[0]["code"] == codes.ACCEPTED and a[0]["val"] == 1 and m.want_open
+    # ... and a remote close holds
+    a = send(link, b, command(link, 3, "valve", o=0))
+    assert a[0]["code"] == codes.ACCEPTED and a[0]["val"] == 0 and not m.want_open
+    run(m, hw, 2)
+    assert hw.world.valve.state == 0
 
 
 def test_outage_keeps_records_and_delivers_them_in_order():
