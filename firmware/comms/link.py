@@ -218,6 +218,8 @@ class MqttLink:
 
     def _report_due(self):
         t = self.clock.time()
+        if self._next_report - t > self.cfg["report_s"]:
+            self._next_report = t   # the clock was set back: report now, not in a day
         if t >= self._next_report:
             self._next_report = t + self.cfg["report_s"]
             self.telemetry()

@@ -10,6 +10,16 @@ from commskit import make_link, command, send, records, events, RK, MK
 from simkit import run
 
 
+def test_reports_keep_coming_after_the_clock_is_set_back():
+    link, m, hw, b, rt = make_link(report_s=600)
+    link.step()
+    n0 = link.outbox.next_seq
+    hw.clock.set_time(hw.clock.time() - 86400)
+    run(m, hw, 1)
+    link.step()
+    assert link.outbox.next_seq > n0
+
+
 def test_connects_subscribes_and_announces():
     link, m, hw, b, rt = make_link()
     link.step()
