@@ -1,16 +1,18 @@
 """make sim: the meter firmware on the simulated board, with a real broker.
 
-    python tools/sim.py [SCENARIO] [--interactive] [--speed N]
+    python tools/sim.py [SCENARIO] [--interactive] [--speed N] [--broker KIND]
 
 Starts Mosquitto (or amqtt when Mosquitto is absent) on a free loopback
-port, runs boards/unix/simrun.py in the MicroPython unix port, prints what
-the meter does, and plays the head-end's part when the scenario asks for it
-(a signed region tariff broadcast).
+port; provisions a simulated meter with the reference head-end
+(tools/headend.py: keys, broker settings) and the vending tool
+(tools/cardtool.py: card keys and the scenario's cards); runs
+boards/unix/simrun.py in the MicroPython unix port; prints what the meter
+does; and plays the utility's side when the scenario asks: a signed region
+tariff, an online top-up, a broker outage, a card top-up at the office.
 """
 
 import argparse
 import hashlib
-import hmac
 import json
 import os
 import shutil
@@ -18,37 +20,22 @@ import subprocess
 import sys
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "firmware"))
 from broker import Broker
+from headend import HeadEnd, HeadEndError
 
-# The simulator's own region key. It exists only in this simulated world: a
-# real meter gets its keys at provisioning and accepts no built-in key.
-SIM_REGION_KEY = hashlib.sha256(b"simulator region key, not for production").digest()
+# The simulated utility's master key. It exists only in this simulated
+# world: a real meter gets its keys at provisioning and accepts no built-in key.
+SIM_MASTER = hashlib.sha256(b"simulator master key, not for production").digest()
+CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
+METER_ID, REGION = "M000001", 1
 
 
 def micropython_env():
     path = [".frozen", ROOT / "firmware", ROOT, ROOT / "build" / "lib"]
     return dict(os.environ, MICROPYPATH=":".join(str(p) for p in path))
-
-
-def publish_tariff(host, port, region, tariff_json):
-    topic = f"r/{region}/tariff"
-    body = tariff_json.encode()
-    mac = hmac.new(SIM_REGION_KEY, topic.encode() + b"\n" + body, hashlib.sha256).hexdigest()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sim-headend")
-    c.connect(host, port)
-    c.loop_start()
-    c.publish(topic, body + b"|" + mac.encode(), qos=1, retain=True).wait_for_publish(5)
-    c.loop_stop()
-    c.disconnect()
-    print(f"[headend] published signed tariff to {topic}: {tariff_json}", flush=True)
-
-
-CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
-METER_ID, REGION = "M000001", 1
 
 
 def cardtool(*args):
@@ -58,17 +45,22 @@ def cardtool(*args):
     return p.stdout
 
 
-def provision(state):
-    """A new simulated meter: card keys from the public test issuer (the
-    simulator is a test build), and the cards of the scenario, issued by the
-    vending tool exactly as the office would."""
-    sys.path.insert(0, str(ROOT / "firmware"))
+def provision(state, broker):
+    """A new simulated meter: MQTT keys and broker settings from the head-end,
+    card keys from the public test issuer (the simulator is a test build), and
+    the scenario's cards issued by the vending tool as the office would."""
     from card.keys import testing_issuer
 
+    he = HeadEnd(Path(state) / "headend.db", SIM_MASTER, broker.host, broker.port,
+                 client_id="sim-headend", persistent=True)
+    he.provision(METER_ID, REGION, state, {"host": broker.host, "port": broker.port, "tls": False,
+                                           "keepalive": 60})
+    sp = Path(state) / "secrets.json"
+    secrets = json.loads(sp.read_text())
+    secrets["card"] = testing_issuer().meter_secrets(METER_ID, REGION)
+    sp.write_text(json.dumps(secrets))
     cards = Path(state) / "cards"
     cards.mkdir(parents=True)
-    secrets = {"card": testing_issuer().meter_secrets(METER_ID, REGION)}
-    (Path(state) / "secrets.json").write_text(json.dumps(secrets))
     user = cards / "user.json"
     cardtool("new", "--uid", "11223344", user)
     cardtool("issue", user, "user", "--meter", METER_ID, "--region", REGION, "--account", 42,
@@ -81,7 +73,38 @@ def provision(state):
     check = cards / "check.json"
     cardtool("new", "--uid", "a1b2c3d4", check)
     cardtool("issue", check, "check", "--region", REGION)
-    return cards
+    return he, cards
+
+
+def utility(line, he, broker, cards):
+    """Carry out one request of the scenario ("!..." line). Returns True when
+    the simulator waits for an answer on its stdin."""
+    words = line.split(" ", 3)
+    if words[0] == "!vend":                       # !vend topup NAME AMOUNT
+        _, _, name, amount = line.split()
+        try:
+            cardtool("topup", cards / f"{name}.json", "--amount", amount)
+            print(f"[office] {name} card topped up with {int(amount)} units", flush=True)
+        except SystemExit as e:
+            print(f"[office] top-up refused: {e}", flush=True)
+        return True
+    if words[0] == "!headend" and words[1] == "tariff":   # !headend tariff REGION JSON
+        he.publish_tariff(json.loads(words[3]), region=int(words[2]))
+        print(f"[headend] published signed tariff to r/{words[2]}/tariff: {words[3]}", flush=True)
+    elif words[0] == "!headend" and words[1] == "topup":  # !headend topup AMOUNT
+        try:
+            he.topup(METER_ID, int(words[2]), account=1, timeout=None)
+            print(f"[headend] online top-up of {int(words[2])} units sent to {METER_ID}", flush=True)
+        except HeadEndError as e:
+            print(f"[headend] top-up not sent: {e}", flush=True)
+    elif words[0] == "!outage" and words[1] == "start":
+        broker.stop()
+        print("[sim] broker down: the meter meters on, telemetry waits in its outbox", flush=True)
+    elif words[0] == "!outage" and words[1] == "end":
+        broker.start()
+        he.connect()
+        print("[sim] broker back", flush=True)
+    return False
 
 
 def main(argv=None):
@@ -94,13 +117,16 @@ def main(argv=None):
                     help="auto: Mosquitto when installed, else amqtt from PyPI")
     args = ap.parse_args(argv)
     shutil.rmtree(args.state, ignore_errors=True)  # each run starts from a new meter
-    cards = provision(args.state)
-    print("[office] issued cards: user (5.00), clone of it, foreign-region user, check", flush=True)
+    Path(args.state).mkdir(parents=True)
     with Broker(None if args.broker == "auto" else args.broker) as broker:
         print(f"[sim] broker: {broker.kind} on {broker.host}:{broker.port}", flush=True)
+        he, cards = provision(args.state, broker)
+        he.connect()
+        print("[office] meter provisioned; cards issued: user (5.00), a clone of it, "
+              "a foreign-region user card, a check card", flush=True)
         cmd = [str(ROOT / ".venv" / "bin" / "micropython"), str(ROOT / "boards" / "unix" / "simrun.py"),
                args.scenario, "--port", str(broker.port), "--speed", str(args.speed),
-               "--state", args.state, "--region-key", SIM_REGION_KEY.hex()]
+               "--state", args.state]
         if args.interactive:
             cmd.append("--interactive")
         proc = subprocess.Popen(
@@ -109,23 +135,16 @@ def main(argv=None):
         )
         try:
             for line in proc.stdout:
-                if line.startswith("!vend topup "):
-                    _, _, name, amount = line.split()
-                    try:
-                        cardtool("topup", cards / (f"{name}.json"), "--amount", amount)
-                        print(f"[office] {name} card topped up with {int(amount)} units", flush=True)
-                    except SystemExit as e:
-                        print(f"[office] top-up refused: {e}", flush=True)
-                    proc.stdin.write("ok\n")
-                    proc.stdin.flush()
-                elif line.startswith("!headend tariff "):
-                    _, _, region, body = line.rstrip("\n").split(" ", 3)
-                    publish_tariff(broker.host, broker.port, int(region), body)
+                if line.startswith("!"):
+                    if utility(line.strip(), he, broker, cards) and proc.stdin:
+                        proc.stdin.write("ok\n")
+                        proc.stdin.flush()
                 else:
                     print(line, end="", flush=True)
         except KeyboardInterrupt:
             proc.terminate()
         rc = proc.wait()
+        he.close()
     check = cards / "check.json"
     if rc == 0 and check.exists():
         text = cardtool("read", check).rstrip()

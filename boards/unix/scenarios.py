@@ -21,7 +21,9 @@ DAY = [
     (1260, "card", "foreign"),    # a card issued for another region
     (1275, "remove", 0),
     (1800, "flow", 360),          # washing machine
+    (2400, "outage", "start"),    # the broker goes down; metering goes on
     (3000, "flow", 0),
+    (3700, "outage", "end"),      # back: queued telemetry drains in order
     (4500, "flow", 1500),         # garden hose: runs the credit down, crosses the block
     (9000, "note", "credit should be gone and the valve closed by now"),
     (9300, "flow", 0),
@@ -29,6 +31,7 @@ DAY = [
     (9420, "tap", 0),
     (9480, "flow", 600),
     (9600, "flow", 0),
+    (9650, "headend", "topup 1000000"),     # online top-up, 10.00: repays the emergency credit first
     (9700, "vend", "topup user 3000000"),   # back to the office: 30.00
     (9800, "card", "user"),
     (9815, "remove", 0),

@@ -1,7 +1,7 @@
 # The simulator: the firmware, unchanged, on the unix board at accelerated time.
 #
 #   micropython boards/unix/simrun.py SCENARIO --port P [--speed N]
-#       [--interactive] [--state DIR] [--region-key HEX]
+#       [--interactive] [--state DIR]
 #
 # It assembles the meter exactly as main.py does on a board, runs main.run()
 # with two extra tasks (the scenario player and a live display) and prints a
@@ -11,7 +11,6 @@ import sys
 import json
 import asyncio
 import select
-from binascii import unhexlify
 
 import boards
 import codes
@@ -23,7 +22,7 @@ from boards.unix import scenarios
 
 def _args(argv):
     opts = {"scenario": "day", "port": 1883, "speed": 120, "interactive": False,
-            "state": "sim-state", "region_key": None}
+            "state": "sim-state"}
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -35,9 +34,6 @@ def _args(argv):
         elif a == "--state":
             i += 1
             opts["state"] = argv[i]
-        elif a == "--region-key":
-            i += 1
-            opts["region_key"] = unhexlify(argv[i])
         else:
             opts["scenario"] = a
         i += 1
@@ -61,7 +57,7 @@ class Sim:
         self.cards = main.attach_card(self.meter, self.hw, keystore.load(opts["state"]))
         self.on_reader = None     # (name, ClassicCard) on the reader now
         self._release_at = None   # when the held button is let go
-        self.link = main.make_link(self.meter, self.hw, opts["region_key"])
+        self.link = main.make_link(self.meter, self.hw)     # keys from the provisioned secrets
         self.link.on_traffic = self._traffic
         self.meter.log.listeners.append(self._event)
         self.t0 = start
@@ -134,6 +130,10 @@ class Sim:
             self.say("credit %s -> %s" % (units.money(arg), codes.result_name(r)))
         elif action == "tap":
             self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
+        elif action == "outage":
+            print("!outage %s" % arg)
+        elif action == "headend" and arg.startswith("topup "):
+            print("!headend %s" % arg)
         elif action == "headend":
             if arg == "tariff":
                 t = {"v": m.billing.tariff.version + 1, "at": self.hw.clock.time() + 3600,

@@ -41,7 +41,7 @@ def test_unknown_scenario_is_a_clear_error(tmp_path):
 
 
 def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
-    out = run_sim("day", "--speed", "1200", "--state", str(tmp_path / "s"))
+    out = run_sim("day", "--speed", "600", "--state", str(tmp_path / "s"))
     assert "user card removed (last tap: accepted)" in out
     assert "clone card removed (last tap: used)" in out, "a replayed card must not credit again"
     assert "foreign card removed (last tap: wrong-region)" in out
@@ -54,7 +54,15 @@ def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     m = re.search(r"water delivered\s+([\d.]+) m3 \(metered ([\d.]+) m3", out)
     assert abs(float(m.group(1)) - float(m.group(2))) < 0.0015
     m = re.search(r"credit applied\s+([\d.]+)\s+charged ([\d.]+)\s+balance (-?[\d.]+)", out)
-    assert float(m.group(1)) == 35.0
+    assert float(m.group(1)) == 45.0          # card 5.00 + online 10.00 + card 30.00
+    assert "event  credit (1000000)" in out, "the online top-up must be applied"
+    assert re.search(r"mqtt >> m/M000001/a ack n=1 code=0", out), "and acknowledged"
+    # store-and-forward across the outage: every record reaches the broker,
+    # in order, with no gap in the sequence numbers
+    down, back = out.index("[sim] broker down"), out.index("[sim] broker back")
+    assert down < back
+    seqs = [int(n) for n in re.findall(r"[TE]#(\d+)", out)]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs
 
 
 def test_night_scenario_exercises_a_stale_valve_and_reopens_it(tmp_path):
