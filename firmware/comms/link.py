@@ -148,6 +148,7 @@ class MqttLink:
         self._next_report = 0
         self._last_ping = 0
         self._inbox = []
+        self._replies = []        # acks waiting for a connection
         self.cmd_n = self._load_n()
         # counters, for the simulator display, the bench and the REPL
         self.sent = 0
@@ -289,11 +290,31 @@ class MqttLink:
 
     def _on_message(self, topic, msg):
         # Called by umqtt from inside check_msg/publish/subscribe: only queue.
+        # umqtt sends the PUBACK after this returns, so a message that finds
+        # no room must raise here: unacknowledged, the broker keeps it and
+        # delivers it again after the reconnect (a dropped one would be a
+        # top-up acknowledged to the broker and never applied).
         self.received += 1
-        if len(self._inbox) < MAX_INBOX:
-            self._inbox.append((bytes(topic), bytes(msg)))
-        else:
+        if len(self._inbox) >= MAX_INBOX:
             self.rejected += 1
+            raise OSError(105)    # ENOBUFS
+        self._inbox.append((bytes(topic), bytes(msg)))
+
+    def _process_inbox(self):
+        while self._inbox:
+            topic, msg = self._inbox.pop(0)
+            self._show("in", topic, msg)
+            self._handle(topic, msg)
+
+    def _reply(self, payload):
+        # acks of commands handled while the link is down wait for the next
+        # connection (bounded: the head-end re-sends, and a re-sent top-up
+        # answers USED)
+        if self.client is None:
+            if len(self._replies) < MAX_INBOX:
+                self._replies.append(payload)
+            return
+        self._publish(self.t_ack, payload)
 
     # ---------------- the step ----------------
     def step(self):
@@ -302,6 +323,13 @@ class MqttLink:
         now = rt.ticks_ms()
         self._report_due()
         if self.client is None:
+            # commands that were received (and acknowledged to the broker)
+            # before the link dropped are carried out now, not lost
+            if self._inbox:
+                try:
+                    self._process_inbox()
+                except Exception as e:  # noqa: BLE001
+                    self.last_error = repr(e)
             if rt.ticks_diff(now, self._next_try) < 0:
                 return
             try:
@@ -316,10 +344,10 @@ class MqttLink:
                 self.client.check_msg()
                 if tr is None or tr.rx == before:
                     break
-            while self._inbox:
-                topic, msg = self._inbox.pop(0)
-                self._show("in", topic, msg)
-                self._handle(topic, msg)
+            while self._replies:
+                self._publish(self.t_ack, self._replies[0])
+                self._replies.pop(0)
+            self._process_inbox()
             t0 = rt.ticks_ms()
             for _ in range(BATCHES_PER_STEP):
                 if not self._drain_one() or rt.ticks_diff(rt.ticks_ms(), t0) > DRAIN_MS:
@@ -349,11 +377,11 @@ class MqttLink:
     def _handle(self, topic, msg):
         if topic == self.t_cmd:
             n, code, val, detail = self._command(msg)
-            self._publish(self.t_ack, codec.ack(n, code, val, detail))
+            self._reply(codec.ack(n, code, val, detail))
         elif topic == self.t_tariff:
             code, val = self._region_tariff(msg)
             if code == codes.ACCEPTED:
-                self._publish(self.t_ack, codec.ack(0, code, val))
+                self._reply(codec.ack(0, code, val))
 
     def _region_tariff(self, msg):
         code, body = codec.unseal(self._region_key, self.t_tariff, msg)
