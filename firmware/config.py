@@ -8,7 +8,8 @@ import json
 DEFAULTS = {
     "meter_id": "M000001",
     "region": 1,
-    "account": 0,                # bound by the installation card
+    "account": 0,                # bound by the installation card ...
+    "install_seq": 0,            # ... whose sequence must be newer each time
     "k": [1, 1],                 # K-factor, pulses per litre, as num/den
     "debounce_us": 0,            # minimum pulse interval on the IRQ path
     "tariff": {"v": 1, "at": 0, "b": [[0, 350_000]], "sc": 0},
@@ -83,6 +84,8 @@ def _check_loaded(key, value, cfg):
         except (ValueError, TypeError, IndexError, KeyError):
             return "not a valid K-factor"
         return None if len(value) == 2 else "not a valid K-factor"
+    if key == "install_seq":     # read-only at the REPL, but it must survive a reboot
+        return None if isinstance(value, int) and 0 <= value < 1_000_000_000 else "out of range"
     if key == "tariff":
         from metering import tariff
         code, t = tariff.parse(value)
@@ -100,11 +103,11 @@ RANGES = {
     "emergency": (0, 100_000_000), "max_balance": (0, 1_000_000_000),
     "max_topup": (0, 1_000_000_000), "save_l": (1, 1000), "save_s": (5, 86400),
     "poll_ms": (100, 10_000), "report_s": (10, 86400),
-    "account": (0, 1_000_000_000), "leak_gap_s": (60, 86400), "leak_window_s": (0, 2_592_000),
+    "account": (0, 1_000_000_000), "install_seq": (0, 1_000_000_000), "leak_gap_s": (60, 86400), "leak_window_s": (0, 2_592_000),
     "burst_lph": (0, 100_000), "burst_s": (10, 3600), "closed_flow_ml": (0, 1_000_000),
     "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000), "batt_grace_s": (0, 7_776_000),
 }
-READ_ONLY = ("tariff", "k")
+READ_ONLY = ("tariff", "k", "install_seq")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS
 RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production")
 KEEP_ON_RESET = ("meter_id", "region", "mqtt", "k", "production")

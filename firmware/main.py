@@ -218,8 +218,12 @@ def boot(board_name, **board_opts):
             print("Meter NOT started; outputs left undriven. Fix board.txt, then reboot.")
             return None
         sec = service.load_secrets(board_opts.get("state_dir", "/data"))
-        if getattr(mod, "HAS_WIFI", False) and "wifi" in sec and "wifi" not in board_opts:
-            board_opts["wifi"] = (sec["wifi"].get("ssid", ""), sec["wifi"].get("pw", ""))
+        w = sec.get("wifi")
+        if getattr(mod, "HAS_WIFI", False) and "wifi" not in board_opts:
+            if isinstance(w, dict) and isinstance(w.get("ssid", ""), str) and isinstance(w.get("pw", ""), str):
+                board_opts["wifi"] = (w.get("ssid", ""), w.get("pw", ""))
+            elif w is not None:
+                print("secrets.json: 'wifi' is not {ssid, pw}; starting without Wi-Fi")
         hw = mod.build(**board_opts)
         meter = assemble(hw)
         link = None

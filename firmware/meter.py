@@ -20,6 +20,7 @@ CLOSED = const(0)
 # restarts in 2000: until the time is set, no standing charge, period
 # rollover or tariff activation is based on it.
 TIME_MIN = const(1735689600)
+_KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 
 WHY_NONE = const(0)
 WHY_CREDIT = const(1)
@@ -380,8 +381,8 @@ class Meter:
         """The one entry point for every credit. Durable before it says ACCEPTED."""
         if not (isinstance(amount, int) and isinstance(seq, int) and isinstance(account, int)):
             return self._reject(codes.FORMAT)
-        if amount <= 0 or seq < 0 or account < 0:
-            return self._reject(codes.RANGE)
+        if amount <= 0 or not 0 <= seq < _KEY_MAX or not 0 <= account < _KEY_MAX:
+            return self._reject(codes.RANGE)      # an absurd seq would block the account
         code = self.ledger.check(source, account, seq)
         if code == codes.USED:
             return code  # acknowledged again, not applied again
@@ -440,16 +441,20 @@ class Meter:
         """Let cards, MQTT and the REPL log an event of their own."""
         return self.log.add(code, arg)
 
-    def install(self, account, region):
-        """An installation card binds the meter to its account and region."""
+    def install(self, account, region, seq=0):
+        """An installation card binds the meter to its account and region.
+        Each card is good once: its sequence must be newer than the last."""
         if not (isinstance(account, int) and isinstance(region, int)) or not 0 <= region <= 65535:
             return codes.RANGE
-        self.cfg["account"] = account
-        self.cfg["region"] = region
+        if seq <= self.cfg.get("install_seq", 0):
+            return codes.OLD if seq < self.cfg.get("install_seq", 0) else codes.USED
+        before = (self.cfg["account"], self.cfg["region"], self.cfg.get("install_seq", 0))
+        self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = account, region, seq
         if self.persist_config is not None:
             try:
                 self.persist_config()
-            except OSError:
+            except Exception:  # noqa: BLE001 - not saved, so not applied
+                self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = before
                 return codes.STORAGE
         self.log.add(codes.EV_CONFIG, region)
         return codes.ACCEPTED
@@ -473,7 +478,7 @@ class Meter:
         self.clock.set_time(secs)
         if secs < old:
             self.period_end = timeutil.next_month_day(secs, self.cfg["period_day"], self.cfg["tz"])
-        self.log.add(codes.EV_TIME_SET, secs - old)
+        self.log.add(codes.EV_TIME_SET, max(-(1 << 30), min(secs - old, 1 << 30)))
         self.save()
         return codes.ACCEPTED
 
@@ -489,8 +494,13 @@ class Meter:
         if t.version < current:
             self.log.add(codes.EV_TARIFF_REJECTED, codes.OLD)
             return codes.OLD
+        before = self.staged
         self.staged = t
-        self.save()
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - not durable, so not staged
+            self.staged = before
+            return codes.STORAGE
         self.poll()  # activation time may already have passed
         return codes.ACCEPTED
 

@@ -43,8 +43,12 @@ class Session:
     def poll(self):
         """Look for a card; run a tap if one is there. Returns a result code,
         or None when no card is present (the usual, cheap case)."""
-        if not self.reader.request(False):
-            return None
+        try:
+            if not self.reader.request(False):
+                return None
+        except mfrc522.CardError as e:
+            # noise or a card half in the field: a result, not an exception
+            return e.code
         if self.locked():
             self.card.halt()
             return codes.LOCKED_OUT
@@ -170,7 +174,7 @@ class Session:
             fn = getattr(self.meter, "install", None)
             if fn is None:
                 return codes.UNKNOWN, t
-            code = fn(account, region)
+            code = fn(account, region, seq)
             if code == codes.ACCEPTED:
                 self.region = region
             return code, t

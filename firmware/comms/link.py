@@ -462,10 +462,9 @@ class MqttLink:
                 return codes.FORMAT, 0, None
             if not TIME_MIN <= t < TIME_MAX:
                 return codes.RANGE, 0, None
-            delta = t - self.clock.time()
-            self.clock.set_time(t)
-            m.log.add(codes.EV_TIME_SET, max(-(1 << 30), min(delta, 1 << 30)))
-            return codes.ACCEPTED, t, None
+            # the meter's own clock setting: a step back re-derives the
+            # billing period's end, and the change is saved
+            return m.set_time(t), t, None
         if op == "tariff":
             tar = d["tar"]
             return m.stage_tariff(tar), tar.get("v", 0), None
@@ -483,6 +482,11 @@ class MqttLink:
         # the same rules as the technician's REPL (e.g. low2 <= low1)
         if config.validate(key, value, self.meter.cfg) is not None:
             return codes.RANGE
+        # saved first, applied after: a STORAGE answer means nothing changed
+        try:
+            self._persist_cfg(key, value)
+        except Exception:  # noqa: BLE001
+            return codes.STORAGE
         fn = getattr(self.meter, "configure", None)
         if fn is not None:
             code = fn(key, value)
@@ -494,10 +498,6 @@ class MqttLink:
         self.cfg[key] = value
         if key == "report_s":
             self._next_report = min(self._next_report, self.clock.time() + value)
-        try:
-            self._persist_cfg(key, value)
-        except OSError:
-            return codes.STORAGE
         return codes.ACCEPTED
 
     def _persist_cfg(self, key, value):

@@ -223,7 +223,7 @@ def test_valve_test_and_install_cards_dispatch():
     r = fake_rig()
     calls = []
     r.meter.valve_test = lambda: calls.append("valve")
-    r.meter.install = lambda acct, region: calls.append((acct, region)) or codes.ACCEPTED
+    r.meter.install = lambda acct, region, seq: calls.append((acct, region, seq)) or codes.ACCEPTED
     c, _ = service_card(R.CARD_VALVE)
     assert rig_tap(r, c) == codes.ACCEPTED
     uid = b"\x71\x72\x73\x74"
@@ -233,7 +233,7 @@ def test_valve_test_and_install_cards_dispatch():
     apply_plan(inst, R.plan_issue(ISSUER, uid, h, R.pack_install(key, uid, 1, "M000001", 4242, 5, 1)))
     r.model.remove()
     assert rig_tap(r, inst) == codes.ACCEPTED
-    assert calls == ["valve", (4242, 5)]
+    assert calls == ["valve", (4242, 5, 1)]      # the card's sequence goes to the meter
     assert r.session.region == 5
 
 
@@ -296,3 +296,13 @@ def test_a_failing_meter_call_becomes_a_result_code():
     c, _ = user_card(amount=500, seq=1)
     assert rig_tap(r, c) == codes.UNKNOWN
     assert r.meter.events[-1] == (codes.EV_CARD_REJECTED, codes.UNKNOWN)
+
+
+def test_rf_noise_on_the_first_answer_is_a_result_not_an_exception():
+    r = fake_rig()
+    c, _ = user_card()
+    for kind in ("parity", "protocol"):
+        r.model.inject_rf_error(kind)
+        got = rig_tap(r, c)
+        assert isinstance(got, int), (kind, got)      # a result code, the loop never sees a raise
+        r.model.remove()

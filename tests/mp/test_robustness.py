@@ -192,3 +192,67 @@ def test_emergency_refused_when_it_would_not_bring_water_back():
     m.balance = -20_000
     assert m.request_emergency() == codes.REFUSED
     assert m.emergency_owed == 0
+
+
+def test_oversized_credit_keys_are_refused():
+    m, hw = make_meter()
+    assert m.apply_credit("mqtt", 1, 10 ** 300, 1000) == codes.RANGE
+    assert m.apply_credit("mqtt", 1 << 32, 1, 1000) == codes.RANGE
+    assert m.apply_credit("mqtt", 1, 1, 1000) == codes.ACCEPTED   # the account still works
+
+
+def test_an_install_card_binds_once():
+    m, hw = make_meter()
+    assert m.install(4242, 5, 1) == codes.ACCEPTED
+    assert m.install(77, 1, 2) == codes.ACCEPTED
+    assert m.install(4242, 5, 1) == codes.OLD          # the previous tenant's card again
+    assert m.install(77, 1, 2) == codes.USED
+    assert (m.cfg["account"], m.cfg["region"]) == (77, 1)
+    m2 = main.assemble(boards.load("unix").build(state_dir=hw.state_dir), config.load(hw.state_dir))
+    assert m2.install(4242, 5, 1) == codes.OLD, "the binding survives a reboot"
+
+
+def test_tariff_not_staged_when_it_cannot_be_saved():
+    m, hw = make_meter()
+
+    def boom(state):
+        raise OSError(28)
+    real = m.store.save
+    m.store.save = boom
+    assert m.stage_tariff({"v": 2, "at": hw.clock.time() + 3600, "b": [[0, 1]]}) == codes.STORAGE
+    assert m.staged is None
+    m.store.save = real
+
+
+def test_clock_set_back_over_mqtt_keeps_periods_right():
+    from commskit import make_link, command, send
+    link, m, hw, b, rt = make_link()
+    now = hw.clock.time()
+    send(link, b, command(link, 1, "time", t=now + 5 * 365 * 86400))
+    m.poll()
+    send(link, b, command(link, 2, "time", t=now))
+    assert hw.clock.time() == now
+    assert m.period_end - now <= 31 * 86400, "a period must not be skipped for five years"
+
+
+def test_wifi_secrets_of_the_wrong_shape_do_not_stop_the_boot():
+    import sys
+    import boards.unix as unix_board
+
+    class WifiBoard:                 # the simulator, posing as a board with Wi-Fi
+        HAS_WIFI = True
+        seen = []
+
+        @staticmethod
+        def build(wifi=("", ""), **opts):
+            WifiBoard.seen.append(wifi)
+            return unix_board.build(**opts)
+    boards.wifiboard = WifiBoard
+    sys.modules["boards.wifiboard"] = WifiBoard
+    d = fresh_dir("wifi")
+    with open(d + "/secrets.json", "w") as f:
+        f.write('{"wifi": "myssid"}')
+    s = main.boot("wifiboard", state_dir=d)
+    assert s is not None, "the meter must start without Wi-Fi rather than not at all"
+    assert WifiBoard.seen == [("", "")]
+    s.stop() if hasattr(s, "stop") else None
