@@ -57,6 +57,7 @@ class Sim:
         self.cards = main.attach_card(self.meter, self.hw, keystore.load(opts["state"]))
         self.on_reader = None     # (name, ClassicCard) on the reader now
         self._release_at = None   # when the held button is let go
+        self._tap_before = None   # the card session's last tap before this card
         self.link = main.make_link(self.meter, self.hw)     # keys from the provisioned secrets
         self.link.on_traffic = self._traffic
         self.meter.log.listeners.append(self._event)
@@ -96,6 +97,7 @@ class Sim:
                 self.say("card   no card image %r" % arg)
                 return
             self.on_reader = (arg, c)
+            self._tap_before = self.cards.last if self.cards else None
             self.hw.world.reader.place(c)
             self.say("card   %s card placed on the reader" % arg)
         elif action == "remove":
@@ -116,9 +118,9 @@ class Sim:
                 m.valve.last_move = self.hw.clock.time() - arg * 86400
                 self.say("valve  last moved %d days ago: due for its anti-seize exercise" % arg)
         elif action == "emergency":
-            # the customer holds the button down for 4 s
+            # the customer holds the button down until the meter answers
             self.hw.button.drive(0)
-            self._release_at = self.now() + 4
+            self._release_at = self.now() + 60
             self.say("user   holds the button for emergency credit")
         elif action == "flow":
             self.hw.world.flow.set_rate_lph(arg)
@@ -157,10 +159,16 @@ class Sim:
         for at, action, arg in steps:
             while self.now() - t0 < at or self.now() - last < 3:
                 await self.hw.clock.sleep_ms(250)
+            if action == "remove" and self.cards is not None:
+                # a person lifts the card once the meter has beeped
+                give_up = self.now() + 60
+                while self.cards.last is self._tap_before and self.now() < give_up:
+                    await self.hw.clock.sleep_ms(250)
             last = self.now()
             self.act(action, arg)
             if self._release_at is not None:
-                while self.now() < self._release_at:
+                # the customer holds on until the meter answers (or gives up)
+                while self.meter.emergency_owed == 0 and self.now() < self._release_at:
                     await self.hw.clock.sleep_ms(250)
                 self.hw.button.drive(1)
                 self._release_at = None

@@ -41,7 +41,7 @@ def test_unknown_scenario_is_a_clear_error(tmp_path):
 
 
 def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
-    out = run_sim("day", "--speed", "600", "--state", str(tmp_path / "s"))
+    out = run_sim("day", "--state", str(tmp_path / "s"))       # the default speed, as make sim
     assert "user card removed (last tap: accepted)" in out
     assert "clone card removed (last tap: used)" in out, "a replayed card must not credit again"
     assert "foreign card removed (last tap: wrong-region)" in out

@@ -10,14 +10,20 @@ import asyncio
 
 
 def _press(pin, clock, b, ms):
+    """Hold for ms, then release; every report seen, in order."""
     pin.drive(0)
-    got = None
+    got = []
     for _ in range(ms // 10):
         clock.advance(10)
-        got = b.poll() or got
+        r = b.poll()
+        if r:
+            got.append((r, "held"))
     pin.drive(1)
     clock.advance(10)
-    return b.poll() or got
+    r = b.poll()
+    if r:
+        got.append((r, "released"))
+    return got
 
 
 def test_short_long_and_bounce():
@@ -25,9 +31,10 @@ def test_short_long_and_bounce():
     pin = SimPin("btn", IN, PULL_UP)
     b = Button(pin, clock)
     assert b.poll() is None
-    assert _press(pin, clock, b, 200) == SHORT
-    assert _press(pin, clock, b, 3500) == LONG
-    assert _press(pin, clock, b, 20) is None       # contact bounce
+    assert _press(pin, clock, b, 200) == [(SHORT, "released")]
+    # a long press is reported once, while still held (the meter can beep)
+    assert _press(pin, clock, b, 6000) == [(LONG, "held")]
+    assert _press(pin, clock, b, 20) == []          # contact bounce
     assert b.poll() is None
 
 
