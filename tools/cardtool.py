@@ -25,6 +25,7 @@ meter outside a test build accepts.
 import argparse
 import binascii
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -156,10 +157,41 @@ class PcscReader(Reader):
 
 # -- the station -----------------------------------------------------------------
 
+class OfficeBook:
+    """The office's record of the sequence numbers it has issued: per account
+    for credits, per meter for installation cards. The meter applies each
+    (account, seq) once, so a number must never be issued twice, not even on
+    a second or replacement card of the same account; a card alone cannot
+    know what the account's other cards were given. A JSON file, rewritten
+    atomically (new file, then rename)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.d = {"credit": {}, "install": {}}
+        if self.path.exists():
+            try:
+                d = json.loads(self.path.read_text())
+            except ValueError as e:
+                raise CardIOError(f"office book {self.path} is damaged: {e}") from None
+            for kind in self.d:
+                self.d[kind].update(d.get(kind, {}))
+
+    def next(self, kind, key, at_least=0):
+        return max(int(self.d[kind].get(str(key), 0)), at_least) + 1
+
+    def record(self, kind, key, seq):
+        k = str(key)
+        self.d[kind][k] = max(int(self.d[kind].get(k, 0)), seq)
+        tmp = self.path.with_name(self.path.name + ".new")
+        tmp.write_text(json.dumps(self.d, indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
 class Station:
-    def __init__(self, issuer, reader):
+    def __init__(self, issuer, reader, book=None):
         self.issuer = issuer
         self.reader = reader
+        self.book = book
 
     def _auth_b(self, uid, sector):
         self.reader.auth(sector, self.issuer.key_b(uid, sector), True)
@@ -240,18 +272,22 @@ class Station:
             raise CardIOError("the previous credit (seq {}) has not been applied by the meter yet".format(
                 info["credit"]["seq"]))
         uid = bytes.fromhex(info["uid"])
+        hd = info["header"]
         last = max((info["credit"] or {}).get("seq", 0),
                    (info["returned"] or {}).get("last_seq", 0))
+        if self.book is not None:
+            last = self.book.next("credit", hd["account"], last) - 1
         seq = last + 1 if seq is None else seq
         if seq <= last:
             raise CardIOError(f"sequence {seq} is not new (last {last})")
-        hd = info["header"]
         h = R.Header(R.CARD_USER, hd["region"], hd["meter"], hd["account"], hd["card_no"],
                      hd["key_rev"])
         c = R.Credit(seq, h.account, h.region, amount, flags, h.card_no)
         self._auth_b(uid, R.S_PAYLOAD)
         for blk, data in R.plan_credit(self.issuer, uid, h, c):
             self.reader.write(blk, data)
+        if self.book is not None:
+            self.book.record("credit", h.account, seq)
         return seq
 
     def audit(self):
@@ -321,6 +357,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="cardtool", description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", help="issuer key file (JSON)")
     ap.add_argument("--test-keys", action="store_true", help="use the public test masters")
+    ap.add_argument("--book", help="office book of issued sequence numbers "
+                                   "(default: office-book.json beside the card image)")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("new", help="create a blank card image")
@@ -359,7 +397,8 @@ def main(argv=None):
 
     issuer = load_issuer(args)
     reader = ImageReader(args.image)
-    st = Station(issuer, reader)
+    book = OfficeBook(args.book or Path(args.image).resolve().parent / "office-book.json")
+    st = Station(issuer, reader, book)
     try:
         if args.cmd == "issue":
             ctype = {"user": R.CARD_USER, "install": R.CARD_INSTALL, "tariff": R.CARD_TARIFF,
@@ -372,17 +411,22 @@ def main(argv=None):
             uid = reader.card.uid
             keys = R.card_keys(R.header_key(issuer, h), uid)
             payload = None
+            seq = None
             if ctype == R.CARD_USER and args.amount:
-                payload = R.pack_credit(keys, uid, R.Credit(1, h.account, h.region, args.amount,
+                seq = ("credit", h.account, book.next("credit", h.account))
+                payload = R.pack_credit(keys, uid, R.Credit(seq[2], h.account, h.region, args.amount,
                                                             0, h.card_no, issuer.rev))
             elif ctype == R.CARD_INSTALL:
-                payload = R.pack_install(keys[1], uid, 1, args.meter, args.account, args.region,
+                seq = ("install", args.meter, book.next("install", args.meter))
+                payload = R.pack_install(keys[1], uid, seq[2], args.meter, args.account, args.region,
                                          issuer.rev)
             elif ctype == R.CARD_TARIFF:
                 if not args.tariff:
                     raise SystemExit("--tariff is required for tariff cards")
                 payload = R.pack_tariff(keys[1], uid, args.tariff, issuer.rev)
             st.issue(h, payload)
+            if seq is not None:
+                book.record(*seq)
             print(f"issued {args.type} card {uid.hex()}")
         elif args.cmd == "topup":
             seq = st.topup(args.amount, args.seq, R.F_EMERGENCY if args.emergency else 0,

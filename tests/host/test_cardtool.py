@@ -145,3 +145,36 @@ def test_diversified_keys_differ_per_uid_and_sector():
     ks = {i.key_a(u, s) for u in (b"\x01\x02\x03\x04", b"\x01\x02\x03\x05") for s in range(5)}
     assert len(ks) == 10
     assert i.key_a(b"\x01\x02\x03\x04", 1) != i.key_b(b"\x01\x02\x03\x04", 1)
+
+
+TAP_BOTH = """
+from test_card_rig import fake_rig, rig_tap, ClassicCard
+r = fake_rig()
+codes = []
+for path in PATHS:
+    c = ClassicCard.load(path)
+    codes.append(rig_tap(r, c))
+    r.model.remove(c)
+print(" ".join(str(x) for x in codes), r.meter.balance)
+"""
+
+
+def test_a_second_card_of_the_same_account_gets_new_sequence_numbers(tmp_path):
+    # The office book, not the card, knows which numbers the account has had:
+    # a replacement card must not repeat seq 1, or the meter answers USED and
+    # the customer's paid credit is never applied.
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    for p, uid in ((a, "11223344"), (b, "55667788")):
+        assert tool("new", p, "--uid", uid) == 0
+        assert tool("issue", p, "user", "--meter", "M000001", "--region", 1, "--account", 42,
+                    "--card-no", 1 if p == a else 2, "--amount", 1000 if p == a else 5000) == 0
+    assert station(a).read()["credit"]["seq"] == 1
+    assert station(b).read()["credit"]["seq"] == 2
+    src = TAP_BOTH.replace("PATHS", repr([str(a), str(b)]))
+    out = subprocess.run([MP, "-c", src], env=dict(os.environ, MICROPYPATH=MPPATH), capture_output=True,
+                         text=True, timeout=60, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    c1, c2, balance = out.stdout.split()
+    assert (int(c1), int(c2), int(balance)) == (0, 0, 6000), "both cards' credit applied"
+    book = json.loads((tmp_path / "office-book.json").read_text())
+    assert book["credit"]["42"] == 2
