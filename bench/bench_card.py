@@ -19,27 +19,17 @@ for p in ("firmware", ".", "tests/mp"):
     if p not in sys.path:
         sys.path.append(p)
 
-from boards.unix.clock import SimClock
-from boards.unix.spi import SimSPI
-from boards.unix.pins import SimPin
-from boards.unix.mfrc522_model import MFRC522Model
 from boards.unix.mifare_card import ClassicCard, value_block
-from card.mfrc522 import MFRC522
-from test_card_rig import FakeMeter, user_card, testing_meter_keys
+from test_card_rig import FakeMeter, Rig, user_card, testing_meter_keys
 from card.session import Session
 
 BOARD_SPI = 4_000_000  # boards/unix SPI_BAUD (and the ESP32 boards' card bus)
 FF = b"\xff" * 6
 
 
-class Bench:
-    def __init__(self, baud):
-        self.clock = SimClock()
-        self.spi = SimSPI(1, baud, self.clock)
-        self.cs = SimPin("card_cs", SimPin.OUT, value=1)
-        self.model = MFRC522Model(self.clock)
-        self.spi.attach(self.cs, self.model)
-        self.rc = MFRC522(self.spi, self.cs, clock=self.clock)
+class Bench(Rig):
+    """The card tests' rig (reader model on a SimSPI bus, the driver on top),
+    plus a measuring helper."""
 
     def measure(self, fn):
         t, b, us = self.spi.transfers, self.spi.bytes, self.clock.now_us()
