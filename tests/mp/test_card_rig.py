@@ -163,11 +163,9 @@ class FileMeter(FakeMeter):
     def apply_credit(self, source, account, seq, amount):
         import json
         import codes
-        code = self.ledger.check(source, account, seq)
+        code = FakeMeter.apply_credit(self, source, account, seq, amount)
         if code != codes.ACCEPTED:
             return code
-        self.balance += amount
-        self.ledger.record(source, account, seq)
         with open(self.path, "w") as f:
             json.dump({"b": self.balance, "l": self.ledger.to_state()}, f)
         return codes.ACCEPTED
