@@ -6,7 +6,7 @@ MODULES = (
     "codes", "config", "timeutil", "ledger", "metering.tariff", "metering.billing",
     "metering.volume", "metering.pulses", "metering.detect", "storage.state",
     "storage.eventlog", "meter", "valve.controller", "card.records", "card.mfrc522",
-    "card.mifare", "card.session", "comms.codec", "comms.outbox", "comms.link",
+    "card.mifare", "card.session", "comms.codec", "comms.outbox", "comms.commands", "comms.link",
     "service", "main",
 )
 gc.collect()
