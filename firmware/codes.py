@@ -97,3 +97,15 @@ EVENT_NAMES = EVENT_NAMES + ("command-rejected",)  # type: ignore[assignment]
 # -- the meter loop itself (firmware/main.py) --
 EV_INTERNAL = const(34)        # a poll raised (a bug); arg: consecutive failures, logged on the first
 EVENT_NAMES = EVENT_NAMES + ("internal-error",)  # type: ignore[assignment]
+
+# -- power-safe state and the clock (firmware/storage, meter.py, docs/METERING.md) --
+EV_STATE_ROLLBACK = const(35)  # a state copy is missing or older than its twin; arg: STATE_* below
+EV_STATE_LOST = const(36)      # no usable state although the meter ran before; arg: evidence bits
+EV_CLOCK_UNTRUSTED = const(37)  # clock unset or behind the time floor; arg: CLOCK_* below
+EV_STORAGE_FAILED = const(38)  # a periodic save failed; arg: mL metered since the last good save
+EVENT_NAMES = EVENT_NAMES + ("state-rollback", "state-lost", "clock-untrusted",  # type: ignore[assignment]
+                             "storage-failed")
+STATE_COPY_MISSING = const(1)  # EV_STATE_ROLLBACK: only one copy, though two were written
+STATE_GEN_GAP = const(2)       # EV_STATE_ROLLBACK: the two copies' generations are not consecutive
+CLOCK_UNSET = const(1)         # EV_CLOCK_UNTRUSTED: before 2025-01-01 (an RTC that lost power)
+CLOCK_BEHIND = const(2)        # EV_CLOCK_UNTRUSTED: behind the persisted time floor
