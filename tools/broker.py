@@ -20,6 +20,10 @@ Secured mode (Mosquitto only), as a utility would run it for meters:
 - Per-user passwords: a Mosquitto password file (salted SHA-512, "$6$").
 - ACL: `meter_acl` gives each meter its own topics only (pattern lines with
   %u) and read access to its region's tariff; admins may use everything.
+- Client ids: with passwords, each listener replaces a client's id by its
+  user name (`use_username_as_clientid`), so no client can take over
+  another's id; the head-end's sessions are named "headend" too.
+- Packets larger than MAX_PACKET bytes are refused (`max_packet_size`).
 - Persistence (on by default when secured): sessions and queued QoS 1
   messages survive a restart.
 
@@ -39,6 +43,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Largest MQTT packet (fixed header included) the broker passes on; the same
+# limit as the meter's comms.net.MAX_PACKET.
+MAX_PACKET = 4096
 
 
 def free_port() -> int:
@@ -135,7 +143,9 @@ class Broker:
     def _mosquitto_conf(self) -> str:
         d = self.dir
         lines = ["log_dest stderr", "log_type error", "log_type warning", "log_type notice",
-                 "max_packet_size 4096"]
+                 # the meter refuses anything larger itself (docs/PROTOCOL.md §1);
+                 # the broker disconnects a publisher of a larger packet first
+                 f"max_packet_size {MAX_PACKET}"]
         if self.persistence:
             # sessions and queued QoS 1 messages survive a restart, as in production
             lines += ["persistence true", f"persistence_location {d}/", "autosave_interval 1"]
@@ -152,6 +162,10 @@ class Broker:
             (d / "acl").write_text(self.acl)
             lines.append("acl_file %s" % (d / "acl"))
         lines.append(f"listener {self.port} {self.host}")
+        if self.users is not None:
+            # a client's id is its user name: one meter's credentials cannot
+            # connect as another meter and push it off the broker
+            lines.append("use_username_as_clientid true")
         if self.tls:
             if self.ca_file is None:
                 ca, _cert, _key = make_test_pki(d)
