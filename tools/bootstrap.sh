@@ -1,9 +1,37 @@
 #!/usr/bin/env bash
 # Set-up for `make test` and `make sim`: idempotent, installs only what is missing.
+#  - Debian packages the suite needs from the system: mosquitto (the MQTT tests run a real
+#    broker with TLS and ACLs), python3-venv where the Python has no ensurepip. As root they
+#    are installed with apt-get (one `apt-get update` first); otherwise the script names the
+#    package and fails, so no test is skipped for want of it.
 #  - .venv from requirements-dev.txt (every package pinned), rebuilt when that file changes
 #  - umqtt.simple for the unix port in build/lib (tools/fetch_umqtt.py)
+# The serial port of the simulated meter is tools/ptyrelay.py (standard library): no socat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# where Debian puts daemons; tools/broker.py looks in the same places (SBIN_DIRS: for tests)
+SBIN_DIRS=${SBIN_DIRS-/usr/sbin:/usr/local/sbin}
+has_mosquitto() { PATH="$PATH:$SBIN_DIRS" command -v mosquitto >/dev/null; }
+
+need=()
+has_mosquitto || need+=(mosquitto)
+if [ ! -x .venv/bin/python ] && ! python3 -c "import ensurepip" 2>/dev/null; then
+    need+=("python3-venv")
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing ${need[*]} (apt-get)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+        has_mosquitto || { echo "bootstrap: apt-get installed mosquitto but no mosquitto binary found" >&2; exit 1; }
+    else
+        echo "bootstrap: the tests need the Debian package(s): ${need[*]}" >&2
+        echo "bootstrap: not root, so not installing them; run as root:" >&2
+        echo "    apt-get update && apt-get install ${need[*]}" >&2
+        exit 1
+    fi
+fi
 
 want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then

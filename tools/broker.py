@@ -56,9 +56,10 @@ def free_port() -> int:
 
 
 def mosquitto_path():
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
-    )
+    """The broker binary: on PATH or where Debian puts daemons (the places
+    tools/bootstrap.sh checks and installs to; SBIN_DIRS overrides them in tests)."""
+    sbin = os.environ.get("SBIN_DIRS", "/usr/sbin:/usr/local/sbin")
+    return shutil.which("mosquitto", path=os.pathsep.join([os.environ.get("PATH", ""), sbin]))
 
 
 def meter_acl(meters: dict, admins=("headend",)) -> str:

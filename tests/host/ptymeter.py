@@ -1,7 +1,7 @@
 """A unix-port meter on a pseudo-terminal, the way a technician meets one.
 
-socat makes a pty (the "serial port") and runs `micropython -i main.py` on
-it; tests drive it with mpremote (connect <pty> resume exec ...) or pexpect.
+tools/ptyrelay.py makes a pty (the "serial port") and runs `micropython -i
+main.py` on it (pure Python, no socat); tests drive it with mpremote (connect <pty> resume exec ...) or pexpect.
 Every wait is bounded and the process group is always killed.
 """
 
@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def write_device(root, board="unix", speed=20, opts=None, config=None, secrets=N
 
 
 class PtyMeter:
-    """socat PTY <-> micropython -i <script>, cwd = the device root."""
+    """tools/ptyrelay.py: a pty <-> micropython -i <script>, cwd = the device
+    root; everything the meter prints is also in <root>/pty.log."""
 
     def __init__(self, root, script="main", app_dirs=None):
         # script: "main" (the repo's firmware/main.py), a path, or None for a
@@ -54,11 +56,11 @@ class PtyMeter:
         self.tty = str(self.root / "tty-meter")
         if script == "main":
             script = str(ROOT / "firmware" / "main.py")
-        cmd = "{} -i{}".format(MICROPYTHON, " " + str(script) if script else "")
-        self.log = open(self.root / "socat.log", "wb")  # noqa: SIM115 - closed in close()
+        cmd = [MICROPYTHON, "-i"] + ([str(script)] if script else [])
+        self.log = open(self.root / "relay.log", "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            ["socat", f"PTY,link={self.tty},raw,echo=0",
-             f'EXEC:"{cmd}",pty,raw,echo=0,stderr'],
+            [sys.executable, str(ROOT / "tools" / "ptyrelay.py"), self.tty,
+             "--log", str(self.root / "pty.log"), "--", *cmd],
             cwd=str(self.root), env=mp_env(app_dirs), stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -66,7 +68,7 @@ class PtyMeter:
         while not os.path.exists(self.tty):
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 self.close()
-                raise RuntimeError(f"socat did not make {self.tty}")
+                raise RuntimeError(f"ptyrelay did not make {self.tty}")
             time.sleep(0.05)
 
     def mpremote(self, *args, timeout=30, check=True):

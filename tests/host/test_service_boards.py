@@ -88,8 +88,9 @@ def test_bad_board_txt_gives_a_clear_error_and_a_live_repl(tmp_path):
         assert "None" in out
         out = pm.mpremote("exec", "status()", check=False)
         assert "no meter attached" in out, out
-    log = (tmp_path / "socat.log").read_bytes()
-    assert not log or b"Traceback" not in log
+    # what the meter printed on its port before the first mpremote command
+    boot = (tmp_path / "pty.log").read_bytes().split(b"raw REPL")[0]
+    assert b"pin.led" in boot and b"Traceback" not in boot, boot
 
 
 def test_unknown_board_name_is_a_clear_error(tmp_path):

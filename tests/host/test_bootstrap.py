@@ -1,0 +1,71 @@
+"""tools/bootstrap.sh on a machine without Mosquitto: as root it installs the
+Debian package with apt-get (one update first), otherwise it names the
+package and fails. apt-get and id are stand-ins on PATH; the real broker is
+hidden by a PATH and SBIN_DIRS without it."""
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool(d, name, body):
+    p = d / name
+    p.write_text("#!/bin/sh\n" + body + "\n")
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+
+
+def _machine(tmp_path, uid):
+    """A PATH whose first folder has `id` printing uid and an apt-get that logs
+    its arguments and 'installs' mosquitto into that folder."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    _tool(fake, "id", f"echo {uid}")
+    _tool(fake, "apt-get", f'echo "$*" >> {tmp_path}/apt.log\n'
+          f'case "$1" in install) printf "#!/bin/sh\\n" > {fake}/mosquitto; '
+          f'chmod +x {fake}/mosquitto;; esac')
+    env = dict(os.environ, PATH=f"{fake}:/usr/bin:/bin", SBIN_DIRS=str(tmp_path / "nosbin"))
+    return env
+
+
+def _bootstrap(env):
+    return subprocess.run(["bash", str(ROOT / "tools" / "bootstrap.sh")], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def _apt_log(tmp_path):
+    log = tmp_path / "apt.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_not_root_names_the_package_and_fails(tmp_path):
+    env = _machine(tmp_path, 1000)
+    assert subprocess.run(["sh", "-c", "command -v mosquitto"], env=env,
+                          capture_output=True, check=False).returncode != 0   # hidden
+    p = _bootstrap(env)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "apt-get install mosquitto" in p.stderr, p.stderr
+    assert _apt_log(tmp_path) == []                    # nothing run as a non-root user
+
+
+def test_root_installs_mosquitto_once(tmp_path):
+    env = _machine(tmp_path, 0)
+    p = _bootstrap(env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _apt_log(tmp_path) == ["update -qq", "install -y -qq --no-install-recommends mosquitto"]
+    p = _bootstrap(env)                                # now present: nothing to install
+    assert p.returncode == 0 and len(_apt_log(tmp_path)) == 2, p.stdout + p.stderr
+
+
+def test_broker_lookup_agrees_with_bootstrap(tmp_path, monkeypatch):
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    from broker import mosquitto_path
+    env = _machine(tmp_path, 0)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("SBIN_DIRS", env["SBIN_DIRS"])
+    assert mosquitto_path() is None
+    assert _bootstrap(env).returncode == 0
+    assert mosquitto_path() == str(tmp_path / "bin" / "mosquitto")
