@@ -484,7 +484,7 @@ class Meter:
 
     def stage_tariff(self, d):
         """Accept a tariff in wire form; it takes effect at its activation time."""
-        code, t = tariffs.parse(d)
+        code, t = tariffs.parse(d, True)
         if t is None:
             self.log.add(codes.EV_TARIFF_REJECTED, code)
             return code

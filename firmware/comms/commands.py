@@ -77,6 +77,126 @@ def validate(key, value):
     return codes.ACCEPTED
 
 
+# Field kinds of a command body. A value of the wrong JSON type is FORMAT (a
+# boolean is not an int, "0" is not 0); a value of the right type outside
+# its range is RANGE.
+_U32 = const(1)    # int, 0 .. 2^32-1
+_BIT = const(2)    # int, 0 or 1
+_INT = const(3)    # int; the op checks its range
+_STR = const(4)
+_OBJ = const(5)    # JSON object
+_ANY = const(6)    # a setting's value: config checks it against the key
+
+# op -> ((field, kind, required), ...), docs/PROTOCOL.md §4.4. Fields other
+# than these and the envelope's are FORMAT: a misspelt "f" must not pass
+# for an absent one.
+OPS = {
+    "topup": (("a", _U32, True), ("s", _U32, True), ("v", _INT, True)),
+    "valve": (("o", _BIT, True), ("f", _BIT, False)),
+    "valvetest": (("f", _BIT, False),),
+    "cfg": (("k", _STR, True), ("v", _ANY, True)),
+    "time": (("t", _INT, True),),
+    "tariff": (("tar", _OBJ, True),),
+    "emergency": (),
+    "get": (("w", _STR, False), ("f", _U32, False)),
+}
+_ENVELOPE = ("n", "op", "x")
+
+
+def _kind_ok(kind, v):
+    if kind == _STR:
+        return isinstance(v, str)
+    if kind == _OBJ:
+        return isinstance(v, dict)
+    return kind == _ANY or _is_int(v)
+
+
+def check_fields(op, d):
+    """Result code of the fields of a command body d (a dict) for op:
+    UNKNOWN op, FORMAT (a field missing, unexpected or of the wrong type;
+    before any RANGE), RANGE, or ACCEPTED."""
+    spec = OPS.get(op)
+    if spec is None:
+        return codes.UNKNOWN
+    for k in d:
+        if k not in _ENVELOPE and not any(k == f[0] for f in spec):
+            return codes.FORMAT
+    code = codes.ACCEPTED
+    for name, kind, required in spec:
+        if name not in d:
+            if required:
+                return codes.FORMAT
+            continue
+        v = d[name]
+        if not _kind_ok(kind, v):
+            return codes.FORMAT
+        if kind == _U32 and not 0 <= v <= 0xFFFFFFFF or kind == _BIT and v not in (0, 1):
+            code = codes.RANGE
+    return code
+
+
+def check_envelope(d):
+    """Result code of a command body's envelope: n (1 .. 2^32-1), op (a
+    string), x (optional expiry, 0 .. 2^32-1)."""
+    if not isinstance(d, dict):
+        return codes.FORMAT
+    n, op, x = d.get("n"), d.get("op"), d.get("x", 0)
+    if not (_is_int(n) and isinstance(op, str) and _is_int(x)):
+        return codes.FORMAT
+    return codes.ACCEPTED if 0 < n <= 0xFFFFFFFF and 0 <= x <= 0xFFFFFFFF else codes.RANGE
+
+
+def duplicate_keys(text):
+    """True if a JSON object anywhere in text (valid JSON: json.loads took
+    it) names a key twice. MicroPython's json has no object_pairs_hook and
+    keeps the last value silently, so the text is scanned: a stack with,
+    per open object, the keys seen so far (None for an array); a string
+    right after "{" or after a "," inside an object is a key."""
+    stack = []
+    want_key = False
+    i = 0
+    end = len(text)
+    while i < end:
+        c = text[i]
+        if c == 0x22:                         # '"': skip the string, escapes included
+            j = i + 1
+            while text[j] != 0x22:
+                j += 2 if text[j] == 0x5C else 1
+            if want_key:
+                key = bytes(text[i + 1:j])
+                if 0x5C in key:               # "\u0061" and "a" are the same key
+                    key = json.loads(text[i:j + 1]).encode()
+                if key in stack[-1]:
+                    return True
+                stack[-1].append(key)
+                want_key = False
+            i = j + 1
+            continue
+        if c == 0x7B:                         # {
+            stack.append([])
+            want_key = True
+        elif c == 0x5B:                       # [
+            stack.append(None)
+        elif c == 0x7D or c == 0x5D:          # } ]
+            stack.pop()
+        elif c == 0x2C:                       # ,
+            want_key = stack[-1] is not None
+        i += 1
+    return False
+
+
+def parse_body(body):
+    """(code, dict or None) of a signed message's JSON body: FORMAT if it is
+    not JSON, not an object, or names a key twice."""
+    try:
+        d = json.loads(body)
+    except ValueError:
+        return codes.FORMAT, None
+    if not isinstance(d, dict) or duplicate_keys(body):
+        return codes.FORMAT, None
+    return codes.ACCEPTED, d
+
+
 def _echo_n(msg):
     """The counter of a command whose signature failed, only to let the
     sender match the ack; nothing else of it is trusted."""
@@ -137,95 +257,85 @@ class Commands:
 
     def _region_tariff(self, msg):
         code, body = codec.unseal(self._region_key, self.t_tariff, msg)
+        if code == codes.ACCEPTED:
+            code, d = parse_body(body)
         if code != codes.ACCEPTED:
             self.meter.log.add(codes.EV_TARIFF_REJECTED, code)
             return code, 0
-        try:
-            d = json.loads(body)
-            return self.meter.stage_tariff(d), d.get("v", 0)
-        except (ValueError, TypeError, AttributeError):
-            self.meter.log.add(codes.EV_TARIFF_REJECTED, codes.FORMAT)
-            return codes.FORMAT, 0
+        code = self.meter.stage_tariff(d)
+        return code, d["v"] if code == codes.ACCEPTED else 0
 
     def _command(self, msg):
-        """(n, code, val, detail) of one signed command."""
+        """(n, code, val, detail) of one signed command, in the order of
+        docs/PROTOCOL.md §4.4: envelope, counter, expiry, fields, action."""
         code, body = codec.unseal(self._meter_key, self.t_cmd, msg)
-        n = 0
-        d = None
-        if code == codes.ACCEPTED:
-            try:
-                d = json.loads(body)
-                n = d["n"]
-                op = d["op"]
-            except (ValueError, TypeError, KeyError, IndexError):
-                code = codes.FORMAT
-        if code == codes.ACCEPTED and not (_is_int(n) and 0 < n <= 0xFFFFFFFF and isinstance(op, str)):
-            code, n = codes.RANGE, 0
-        if code == codes.ACCEPTED and n <= self.cmd_n:
-            self._rejected(codes.OLD)
-            return n, codes.OLD, self.cmd_n, None
-        if code == codes.ACCEPTED:
-            x = d.get("x", 0)
-            if _is_int(x) and x and self.clock.time() > x:
-                code = codes.OLD
         if code == codes.SIGNATURE:
-            n = _echo_n(msg)
+            return self._refuse(_echo_n(msg), code)
+        if code == codes.ACCEPTED:
+            code, d = parse_body(body)
+        if code == codes.ACCEPTED:
+            code = check_envelope(d)
         if code != codes.ACCEPTED:
-            self._rejected(code)
-            return n, code, self.cmd_n, None
+            return self._refuse(0, code)
+        n = d["n"]
+        if n <= self.cmd_n:
+            return self._refuse(n, codes.OLD)
+        x = d.get("x", 0)
+        if x and self.clock.time() > x:
+            return self._refuse(n, codes.OLD)
         try:
             self._save_n(n)   # before acting: a replay after a crash is still refused
         except OSError:
             return n, codes.STORAGE, 0, None
-        try:
-            code, val, detail = self._dispatch(op, d)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            code, val, detail = codes.FORMAT, 0, None
+        op = d["op"]
+        code = check_fields(op, d)
+        val, detail = 0, None
+        if code == codes.ACCEPTED:
+            try:
+                code, val, detail = self._dispatch(op, d)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                # a nested value the checks above do not see into: refused,
+                # and the link and the ack survive it
+                code, val, detail = codes.FORMAT, 0, None
         if code not in (codes.ACCEPTED, codes.USED):
             self._rejected(code)
         return n, code, val, detail
+
+    def _refuse(self, n, code):
+        self._rejected(code)
+        return n, code, self.cmd_n, None
 
     def _rejected(self, code):
         self.rejected += 1
         self.meter.log.add(codes.EV_COMMAND_REJECTED, code)
 
     def _dispatch(self, op, d):
+        """(code, val, detail) of a command whose fields check_fields passed."""
         m = self.meter
         if op == "topup":
             code = m.apply_credit("mqtt", d["a"], d["s"], d["v"])
             return code, m.balance, None
         if op == "valve":
-            fn = getattr(m, "request_valve", None)
-            if fn is None:
-                # TODO(valve): Meter.request_valve(open, source, override) is
-                # being added by the valve work; until then remote valve
-                # commands are refused, never half-applied.
-                return codes.REFUSED, 0, None
-            code = fn(bool(d["o"]), "mqtt", bool(d.get("f", 0)))
+            code = m.request_valve(d["o"] == 1, "mqtt", d.get("f", 0) == 1)
             return code, 1 if m.want_open else 0, None
         if op == "valvetest":
-            fn = getattr(m, "valve_test", None)
-            return (fn("mqtt", bool(d.get("f", 0))) if fn else codes.UNKNOWN), 0, None
+            return m.valve_test("mqtt", d.get("f", 0) == 1), 0, None
         if op == "cfg":
             return self._configure(d["k"], d["v"]), 0, None
         if op == "time":
             t = d["t"]
-            if not _is_int(t):
-                return codes.FORMAT, 0, None
             if not TIME_MIN <= t < TIME_MAX:
                 return codes.RANGE, 0, None
             # the meter's own clock setting: a step back re-derives the
             # billing period's end, and the change is saved
             return m.set_time(t), t, None
         if op == "tariff":
-            tar = d["tar"]
-            return m.stage_tariff(tar), tar.get("v", 0), None
+            code = m.stage_tariff(d["tar"])
+            # the version is echoed only once stage_tariff found it an int
+            return code, d["tar"]["v"] if code in (codes.ACCEPTED, codes.USED) else 0, None
         if op == "emergency":
-            fn = getattr(m, "request_emergency", None)
-            return (fn() if fn else codes.UNKNOWN), m.balance, None
-        if op == "get":
-            return self._get(d.get("w", "state"), d)
-        return codes.UNKNOWN, 0, None
+            return m.request_emergency(), m.balance, None
+        return self._get(d.get("w", "state"), d)
 
     def _configure(self, key, value):
         code = validate(key, value)
@@ -273,8 +383,11 @@ class Commands:
             s["n"] = self.cmd_n
             return codes.ACCEPTED, m.balance, s
         if what == "log":
-            f = d.get("f", 0)
-            evs = [list(e) for e in m.log.since(f)][:32]
+            evs = []
+            for e in m.log.since(d.get("f", 0)):
+                if len(evs) == 32:
+                    break
+                evs.append(list(e))
             return codes.ACCEPTED, m.log.seq, evs
         if what == "cfg":
             return codes.ACCEPTED, 0, {k: m.cfg[k] for k in CONFIG_KEYS if k in m.cfg}

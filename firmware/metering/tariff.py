@@ -63,13 +63,18 @@ def flat(version, price, standing=0, activate_at=0):
     return Tariff(version, [(0, price)], standing, activate_at)
 
 
-def parse(d):
-    """Validate a tariff in wire form. Returns (code, Tariff or None)."""
+def parse(d, received=False):
+    """Validate a tariff in wire form. Returns (code, Tariff or None). A
+    received tariff (MQTT, card: Meter.stage_tariff) must name all four
+    fields, else FORMAT; config.json's and the state's may leave out sc and
+    at (0)."""
     try:
         version = d["v"]
         raw = d["b"]
-        standing = d.get("sc", 0)
-        at = d.get("at", 0)
+        if received:
+            standing, at = d["sc"], d["at"]
+        else:
+            standing, at = d.get("sc", 0), d.get("at", 0)
     except (KeyError, TypeError, AttributeError):
         return codes.FORMAT, None
     if not (_is_int(version) and _is_int(standing) and _is_int(at)):

@@ -58,7 +58,7 @@ def test_staged_tariff_activates_at_its_time_on_the_meter():
     m, hw = make_meter(reopen="auto", tariff={"v": 1, "at": 0, "b": [[0, 100_000]], "sc": 0})
     m.apply_credit("card", 1, 1, 50_000_000)
     now = hw.clock.time()
-    assert m.stage_tariff({"v": 2, "at": now + 600, "b": [[0, 1_000_000]]}) == codes.ACCEPTED
+    assert m.stage_tariff({"v": 2, "at": now + 600, "b": [[0, 1_000_000]], "sc": 0}) == codes.ACCEPTED
     assert m.billing.tariff.version == 1
     hw.world.flow.set_rate_lph(1800)                  # 0.5 L/s, K=1 (below the burst limit)
     run(m, hw, 600)
@@ -69,9 +69,9 @@ def test_staged_tariff_activates_at_its_time_on_the_meter():
     # 300 L at 100 000/m3, then 50 L at 1 000 000/m3
     assert 50_000_000 - before == 30_000
     assert spent_after == 50_000
-    assert m.stage_tariff({"v": 2, "at": 0, "b": [[0, 1]]}) == codes.USED
-    assert m.stage_tariff({"v": 1, "at": 0, "b": [[0, 1]]}) == codes.OLD
-    assert m.stage_tariff({"v": 9, "b": [[5, 1]]}) == codes.RANGE
+    assert m.stage_tariff({"v": 2, "at": 0, "b": [[0, 1]], "sc": 0}) == codes.USED
+    assert m.stage_tariff({"v": 1, "at": 0, "b": [[0, 1]], "sc": 0}) == codes.OLD
+    assert m.stage_tariff({"v": 9, "at": 0, "b": [[5, 1]], "sc": 0}) == codes.RANGE
     assert m.billing.tariff.version == 2
 
 

@@ -219,7 +219,7 @@ def test_tariff_not_staged_when_it_cannot_be_saved():
         raise OSError(28)
     real = m.store.save
     m.store.save = boom
-    assert m.stage_tariff({"v": 2, "at": hw.clock.time() + 3600, "b": [[0, 1]]}) == codes.STORAGE
+    assert m.stage_tariff({"v": 2, "at": hw.clock.time() + 3600, "b": [[0, 1]], "sc": 0}) == codes.STORAGE
     assert m.staged is None
     m.store.save = real
 
