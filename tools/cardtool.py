@@ -216,7 +216,8 @@ class Station:
         return uid
 
     def header(self, uid):
-        self.reader.auth(R.S_HEADER, self.issuer.key_a(uid, R.S_HEADER))
+        # the office reads with key B: key A of a user card is its meter's
+        self._auth_b(uid, R.S_HEADER)
         raw = self._read(4, 2)
         h = R.peek_header(raw)
         R.verify_header(raw, R.card_keys(R.header_key(self.issuer, h), uid)[1], uid)
@@ -232,7 +233,7 @@ class Station:
                          "key_rev": h.key_rev}
         if h.card_type == R.CARD_USER:
             keys = R.card_keys(self.issuer.meter_key(h.meter_id), uid)
-            self.reader.auth(R.S_PAYLOAD, self.issuer.key_a(uid, R.S_PAYLOAD))
+            self._auth_b(uid, R.S_PAYLOAD)
             raw = self._read(8, 2)
             try:
                 c = R.unpack_credit(raw, keys, uid)
@@ -241,7 +242,7 @@ class Station:
                 out["credit"] = None if e.code == R.BLANK else {"error": e.code}
             copies = []
             for s in (R.S_STATUS_A, R.S_STATUS_B):
-                self.reader.auth(s, self.issuer.key_a(uid, s))
+                self._auth_b(uid, s)
                 copies.append(R.unpack_status(self._read(s * 4, 3), keys[1], uid))
             out["status"] = [_status_dict(x) for x in copies]
             newest = R.newest_status(copies)[1]
@@ -252,7 +253,7 @@ class Station:
         elif h.card_type == R.CARD_CHECK:
             readings = []
             for s in R.CHECK_SLOTS:
-                self.reader.auth(s, self.issuer.key_a(uid, s))
+                self._auth_b(uid, s)
                 raw = self._read(s * 4, 3)
                 if raw[0] != R.MAGIC:
                     continue

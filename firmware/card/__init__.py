@@ -9,8 +9,10 @@ def attach(hw, meter, keys):
     caller logs it). Call session.poll() from the meter loop."""
     from card.mfrc522 import MFRC522, NoChip
     from card.session import Session
+    from storage.state import StateStore
     try:
         reader = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock)
     except NoChip:
         return None
-    return Session(reader, meter, keys, hw.clock)
+    # the lockout's counts survive a power cut (card/lockout.py)
+    return Session(reader, meter, keys, hw.clock, lock_store=StateStore(hw.state_dir, "cardlock"))

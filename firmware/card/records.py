@@ -409,10 +409,17 @@ def header_key(issuer, h):
     return issuer.meter_key(h.meter_id)
 
 
-def sector_trailer(issuer, uid, sector):
+def card_meter(h):
+    """The meter whose secret keys a card: user and install cards are bound
+    to one meter; multi-meter cards to none (empty)."""
+    return "" if h.card_type in SERVICE_CARDS else h.meter_id
+
+
+def sector_trailer(issuer, uid, sector, meter_id=""):
     from card.mifare import access_bytes, trailer
     acc = ACC_ISSUER if sector in (0, S_HEADER, S_PAYLOAD) else ACC_METER
-    return trailer(issuer.key_a(uid, sector), access_bytes(*acc), issuer.key_b(uid, sector))
+    return trailer(issuer.key_a(uid, sector, meter_id), access_bytes(*acc),
+                   issuer.key_b(uid, sector))
 
 
 def _blocks(first, data):
@@ -434,7 +441,7 @@ def plan_issue(issuer, uid, h, payload=None):
         plan += _blocks(s * 4, bytes(48))
     plan += _blocks(1, bytes(32))
     for s in (0, S_HEADER, S_PAYLOAD) + tuple(slots):
-        plan.append((s * 4 + 3, sector_trailer(issuer, uid, s)))
+        plan.append((s * 4 + 3, sector_trailer(issuer, uid, s, card_meter(h))))
     return plan
 
 

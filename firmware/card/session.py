@@ -13,19 +13,18 @@ import codes
 from card import records as R
 from card.mifare import Classic
 from card import mfrc522
+from card.lockout import Lockout
 
 FW_VERSION = 0x0100
-LOCK_AFTER = 3            # consecutive bad cards before a lockout
-LOCK_BASE_MS = 30_000     # first lockout; doubles each further bad card
-LOCK_MAX_MS = 3_600_000
 
-# results that count towards the lockout (RF trouble and USED do not)
-_BAD = (codes.FOREIGN, codes.BLANK, codes.SIGNATURE, codes.WRONG_METER, codes.WRONG_REGION,
-        codes.FORMAT, codes.KEY_EXPIRED, codes.OLD, codes.AUTH, codes.UNKNOWN, codes.RANGE)
+# results that are authentication failures, the only ones the lockout counts:
+# no key of ours opens the card, a forged MAC, a sector key that fails mid-tap
+_AUTH_FAILURES = (codes.FOREIGN, codes.SIGNATURE, codes.AUTH)
 
 
 class Session:
-    def __init__(self, reader, meter, keys, clock, meter_id=None, region=None, fw=FW_VERSION):
+    def __init__(self, reader, meter, keys, clock, meter_id=None, region=None, fw=FW_VERSION,
+                 lock_store=None):
         self.reader = reader
         self.card = Classic(reader)
         self.meter = meter
@@ -34,10 +33,10 @@ class Session:
         self.meter_id = meter_id if meter_id is not None else meter.cfg["meter_id"]
         self.region = region if region is not None else meter.cfg["region"]
         self.fw = fw
-        self.fails = 0
-        self._lock_until = None
+        self.lockout = Lockout(clock, lock_store)
         self.last = None          # (code, card_type, uid) of the last tap, for UI/REPL
         self._blk = bytearray(16)
+        self._key_a = keys.key_a  # the key A family of the card being tapped
 
     # -- called by the meter loop ------------------------------------------
     def poll(self):
@@ -49,16 +48,23 @@ class Session:
         except mfrc522.CardError as e:
             # noise or a card half in the field: a result, not an exception
             return e.code
-        if self.locked():
-            self.card.halt()
-            return codes.LOCKED_OUT
         uid = None
         ctype = 0
         try:
             uid = bytes(self.reader.uid[: self.reader.select()])
+            if self.lockout.locked(uid):
+                self.card.halt()
+                self.last = (codes.LOCKED_OUT, 0, uid)
+                return codes.LOCKED_OUT
             code, ctype = self._tap(uid)
         except mfrc522.Unsupported:
             code = codes.FOREIGN
+        except mfrc522.AuthFailed:
+            code = codes.AUTH                 # a sector key failed mid-tap ...
+            try:
+                self._reselect()
+            except mfrc522.CardError:
+                code = codes.CARD_GONE        # ... or the card was pulled away
         except mfrc522.CardError as e:
             code = e.code
         except R.RecordError as e:
@@ -66,28 +72,15 @@ class Session:
         except Exception:  # a bug here must not reach the meter loop
             code = codes.UNKNOWN
         self.card.halt()
-        self._account(code)
+        if uid is not None and code in _AUTH_FAILURES:
+            self.lockout.failed(uid)
+        if code not in (codes.ACCEPTED, codes.USED):
+            self._event(codes.EV_CARD_REJECTED, code)
         self.last = (code, ctype, uid)
         return code
 
-    def locked(self):
-        if self._lock_until is None:
-            return False
-        if self.clock.ticks_diff(self._lock_until, self.clock.ticks_ms()) > 0:
-            return True
-        self._lock_until = None
-        return False
-
-    def _account(self, code):
-        if code in _BAD:
-            self.fails += 1
-            if self.fails >= LOCK_AFTER:
-                ms = LOCK_BASE_MS << min(self.fails - LOCK_AFTER, 7)
-                self._lock_until = self.clock.ticks_add(self.clock.ticks_ms(), min(ms, LOCK_MAX_MS))
-        elif code in (codes.ACCEPTED, codes.USED):
-            self.fails = 0
-        if code not in (codes.ACCEPTED, codes.USED):
-            self._event(codes.EV_CARD_REJECTED, code)
+    def locked(self, uid):
+        return self.lockout.locked(uid)
 
     def _event(self, ev, arg=0):
         m = self.meter
@@ -98,7 +91,7 @@ class Session:
 
     # -- the tap -----------------------------------------------------------
     def _auth(self, sector, uid, rev):
-        self.card.auth(sector, self.keys.key_a(uid, sector, rev))
+        self.card.auth(sector, self._key_a(uid, sector, rev))
 
     def _read(self, first, n):
         out = b""
@@ -106,26 +99,48 @@ class Session:
             out += bytes(self.card.read(b, self._blk))
         return out
 
-    def _open(self, uid):
-        """Authenticate the header sector with our key A. Returns the key
-        revision that opened it. Tells a blank card from a foreign one."""
-        for i, rev in enumerate(self.keys.order):
+    def _try(self, uid, key_a, revs):
+        # authenticate the header sector with each revision of one key family;
+        # a failed try leaves the card idle, so it is selected again
+        for rev in revs:
             try:
-                if i:
-                    self.card.connect(True)
-                self._auth(R.S_HEADER, uid, rev)
+                self.card.auth(R.S_HEADER, key_a(uid, R.S_HEADER, rev))
+                self._key_a = key_a
                 return rev
             except mfrc522.AuthFailed:
-                continue
-        self.card.connect(True)
+                self._reselect()
+        return None
+
+    def _reselect(self):
+        # After a failed authentication: a card that no longer answers left
+        # the field (a wrong key and a card pulled away look the same to the
+        # reader), which is RF trouble, not a failure of the card's keys.
+        if self.card.connect(True) is None:
+            raise mfrc522.CardGone("card left during authentication")
+
+    def _open(self, uid):
+        """Authenticate the header sector. Returns (rev, own): the key
+        revision that opened it, and whether it is one of this meter's own
+        cards (keyed by its card secret) or a multi-meter card. A card that
+        opens only with a retired revision is KEY_EXPIRED; one that opens
+        with the transport key BLANK; one that opens with nothing FOREIGN."""
+        k = self.keys
+        for own, key_a in ((True, k.key_a), (False, k.service_key_a)):
+            rev = self._try(uid, key_a, k.order)
+            if rev is not None:
+                return rev, own
+        if k.retired and (self._try(uid, k.key_a, k.retired) is not None
+                          or self._try(uid, k.service_key_a, k.retired) is not None):
+            raise R.RecordError(codes.KEY_EXPIRED, "retired key revision")
         try:
             self.card.auth(R.S_HEADER, b"\xff" * 6)
         except mfrc522.AuthFailed:
+            self._reselect()
             raise R.RecordError(codes.FOREIGN, "no key opens the card")
         raise R.RecordError(codes.BLANK, "transport keys")
 
     def _tap(self, uid):
-        rev = self._open(uid)
+        rev, own = self._open(uid)
         raw = self._read(4, 2)
         try:
             h = R.peek_header(raw)
@@ -135,7 +150,9 @@ class Session:
             raise
         if h.key_rev != rev or not self.keys.accepts(h.key_rev):
             raise R.RecordError(codes.KEY_EXPIRED, "key revision")
-        if h.card_type in R.SERVICE_CARDS:
+        if own != (h.card_type not in R.SERVICE_CARDS):
+            raise R.RecordError(codes.SIGNATURE, "card type does not match its keys")
+        if not own:
             if h.region != self.region:  # another region's key: say why, not "forged"
                 raise R.RecordError(codes.WRONG_REGION, "region %d" % h.region)
             if h.meter_id:
@@ -144,9 +161,11 @@ class Session:
         elif h.meter_id == self.meter_id:
             rkey = self.keys.record_key(rev)
         else:
-            raise R.RecordError(codes.WRONG_METER, "card of meter %s" % h.meter_id)
+            # our card secret opened it, so only a forger can have written this
+            raise R.RecordError(codes.SIGNATURE, "card of meter %s" % h.meter_id)
         enc_mac = R.card_keys(rkey, uid)
         h = R.verify_header(raw, enc_mac[1], uid)
+        self.lockout.passed(uid)
         if h.card_type != R.CARD_INSTALL and h.region != self.region:
             raise R.RecordError(codes.WRONG_REGION, "region %d" % h.region)
         t = h.card_type

@@ -78,7 +78,7 @@ def test_topup_waits_for_the_meter_then_follows(user_image, capsys):
 
 
 def test_image_tap_on_wrong_meter(user_image):
-    assert meter_tap(user_image, "M000002")[0] == R.WRONG_METER
+    assert meter_tap(user_image, "M000002")[0] == R.FOREIGN   # one card per meter: its keys are not ours
 
 
 def test_audit_finds_tampering(user_image):
@@ -140,11 +140,27 @@ def test_test_keys_need_the_flag():
         cardtool.main(["read", "x.json"])
 
 
-def test_diversified_keys_differ_per_uid_and_sector():
+def test_diversified_keys_differ_per_uid_sector_and_meter():
     i = K.testing_issuer()
-    ks = {i.key_a(u, s) for u in (b"\x01\x02\x03\x04", b"\x01\x02\x03\x05") for s in range(5)}
-    assert len(ks) == 10
-    assert i.key_a(b"\x01\x02\x03\x04", 1) != i.key_b(b"\x01\x02\x03\x04", 1)
+    uids = (b"\x01\x02\x03\x04", b"\x01\x02\x03\x05")
+    ks = {i.key_a(u, s, m) for u in uids for s in range(5) for m in ("", "M1", "M2")}
+    assert len(ks) == 30
+    assert i.key_a(uids[0], 1, "M1") != i.key_b(uids[0], 1)
+
+
+def test_a_meters_secrets_give_no_key_of_another_meters_cards():
+    # what a dump of meter M1 holds: its provisioning entry, nothing else
+    i = K.testing_issuer()
+    m1 = K.MeterKeys.from_secrets(i.meter_secrets("M1", 1), allow_test=True)
+    held = set()
+    for rev, (ma, rec, reg) in m1.revs.items():
+        held |= {ma, rec, reg}
+    assert i.mr not in held and i.mb not in held
+    for uid in (b"\x01\x02\x03\x04", b"\x04\x5a\x6b\x7c\x8d\x9e\x80"):
+        for s in R.SECTORS_USED:
+            assert m1.key_a(uid, s, 1) == i.key_a(uid, s, "M1")
+            assert m1.key_a(uid, s, 1) != i.key_a(uid, s, "M2")
+    assert m1.record_key(1) == i.meter_key("M1") != i.meter_key("M2")
 
 
 TAP_BOTH = """

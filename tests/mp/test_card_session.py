@@ -2,8 +2,8 @@
 import codes
 from test_card_rig import (fake_rig, rig_tap, user_card, service_card, card_status, load_credit,
                            apply_plan, ISSUER, UID7, R, ClassicCard)
-from card import session as S
-from card.keys import testing_meter_keys, MeterKeys
+from card import lockout as L
+from card.keys import testing_meter_keys, testing_issuer, MeterKeys
 from card.session import Session
 
 
@@ -65,18 +65,18 @@ def test_clone_on_other_uid_is_foreign_or_forged():
     c, h = user_card(amount=1_000_000, seq=1)
     clone = c.clone_to(b"\x99\x88\x77\x66")
     _rejected(r, clone, codes.FOREIGN)          # keys are diversified per UID
-    # an attacker who extracted MA from a meter re-keys the clone: the MACs,
-    # bound to the UID and keyed by what no meter can forge for another card, fail
+    # an attacker who extracted this meter's card secret re-keys the clone:
+    # the records' MACs are bound to the UID, so they fail
     for s in R.SECTORS_USED:
-        clone.blocks[s * 4 + 3] = bytearray(R.sector_trailer(ISSUER, clone.uid, s))
+        clone.blocks[s * 4 + 3] = bytearray(R.sector_trailer(ISSUER, clone.uid, s, "M000001"))
     _rejected(r, clone, codes.SIGNATURE)
     assert r.meter.balance == 0
 
 
-def test_wrong_meter_and_wrong_region():
+def test_another_meters_card_does_not_open_and_wrong_region():
     r = fake_rig()
     c, _ = user_card(meter_id="M000002")
-    _rejected(r, c, codes.WRONG_METER)
+    _rejected(r, c, codes.FOREIGN)              # one card per meter: its keys are not ours
     c, _ = user_card(region=2)
     _rejected(r, c, codes.WRONG_REGION)
     assert r.meter.balance == 0
@@ -133,10 +133,12 @@ def test_replayed_old_credit_is_rejected():
 def test_key_revision_expired():
     r = fake_rig()
     c, h = user_card()
-    keys = testing_meter_keys("M000001", 1)
-    keys.min_rev = 2
-    r.session.keys = keys
+    i2 = testing_issuer(2)
+    keys = MeterKeys({1: (ISSUER.ma, ISSUER.meter_key("M000001"), ISSUER.region_key(1)),
+                      2: (i2.ma, i2.meter_key("M000001"), i2.region_key(1))}, 2, allow_test=True)
+    r.session = Session(r.rc, r.meter, keys, r.clock)
     _rejected(r, c, codes.KEY_EXPIRED)
+    assert r.session.lockout.fails(c.uid) == 0      # a genuine old card is not a guess
 
 
 def test_test_keys_refused_outside_test_build():
@@ -149,24 +151,26 @@ def test_test_keys_refused_outside_test_build():
         raise AssertionError("test keys accepted")
 
 
-def test_lockout_grows_and_expires():
+def test_lockout_grows_and_expires_per_card():
     r = fake_rig()
-    bad, _ = user_card(meter_id="M000009")
+    bad, _ = user_card(meter_id="M000009")               # another meter's: no key opens it
     good, _ = user_card(uid=b"\x21\x22\x23\x24", amount=500, seq=1)
-    for _ in range(3):
-        _rejected(r, bad, codes.WRONG_METER)
+    for _ in range(L.LOCK_AFTER):
+        _rejected(r, bad, codes.FOREIGN)
     r.model.remove()
-    assert rig_tap(r, good) == codes.LOCKED_OUT          # even a good card waits
-    assert r.meter.balance == 0
-    r.clock.advance(S.LOCK_BASE_MS + 1)
-    _rejected(r, bad, codes.WRONG_METER)                 # 4th failure: 2x delay
+    assert rig_tap(r, bad) == codes.LOCKED_OUT
     r.model.remove()
-    r.clock.advance(S.LOCK_BASE_MS + 1)
-    assert rig_tap(r, good) == codes.LOCKED_OUT
+    assert rig_tap(r, good) == codes.ACCEPTED             # another card does not wait
+    r.clock.advance(L.LOCK_BASE_MS + 1)
+    _rejected(r, bad, codes.FOREIGN)                     # 4th failure: 2x delay
     r.model.remove()
-    r.clock.advance(S.LOCK_BASE_MS)
-    assert rig_tap(r, good) == codes.ACCEPTED
-    assert r.session.fails == 0
+    r.clock.advance(L.LOCK_BASE_MS + 1)
+    assert rig_tap(r, bad) == codes.LOCKED_OUT
+    r.model.remove()
+    r.clock.advance(L.LOCK_BASE_MS)
+    _rejected(r, bad, codes.FOREIGN)
+    assert r.session.lockout.fails(bad.uid) == L.LOCK_AFTER + 2
+    assert r.session.lockout.fails(good.uid) == 0
 
 
 def test_rf_trouble_does_not_count_towards_lockout():
@@ -178,7 +182,7 @@ def test_rf_trouble_does_not_count_towards_lockout():
         r.model.inject_rf_error(kind, after=3)   # REQA, anticollision, SELECT pass
         got = r.session.poll()
         assert got in (codes.CRC, codes.TIMEOUT, codes.CARD_GONE), (kind, got)
-    assert r.session.fails == 0
+    assert r.session.lockout.fails(c.uid) == 0
     assert r.meter.balance == 0
     r.model.remove()
     assert rig_tap(r, c) == codes.ACCEPTED
@@ -256,11 +260,11 @@ def test_meter_cannot_write_issuer_sectors():
     for sector in (R.S_HEADER, R.S_PAYLOAD):
         r.rc.request(True)
         r.rc.select()
-        r.rc.auth(sector * 4 + 3, ISSUER.key_a(c.uid, sector))
+        r.rc.auth(sector * 4 + 3, ISSUER.key_a(c.uid, sector, "M000001"))
         raises(mfrc522.NAK, r.rc.write, sector * 4, bytes(16))
     r.rc.request(True)
     r.rc.select()
-    r.rc.auth(R.S_STATUS_A * 4 + 3, ISSUER.key_a(c.uid, R.S_STATUS_A))
+    r.rc.auth(R.S_STATUS_A * 4 + 3, ISSUER.key_a(c.uid, R.S_STATUS_A, "M000001"))
     r.rc.write(R.S_STATUS_A * 4, bytes(16))
     raises(mfrc522.NAK, r.rc.write, R.S_STATUS_A * 4 + 3, bytes(16))  # trailer: key B only
 

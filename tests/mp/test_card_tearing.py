@@ -78,7 +78,7 @@ def test_card_pulled_at_every_transfer():
         assert m.balance == b0 + AMOUNT
     # the tearing really hit every phase of the tap
     assert outcomes.get(codes.CARD_GONE, 0) + outcomes.get(codes.TIMEOUT, 0) > n // 2, outcomes
-    assert s.fails == 0
+    assert s.lockout.fails(c.uid) == 0     # a torn tap is not an authentication failure
 
 
 def test_power_cut_at_every_transfer():
