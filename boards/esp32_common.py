@@ -2,6 +2,10 @@
 import time
 import asyncio
 
+# The meter thread's stack (boards/ticker.py): the size of the main task's
+# (ports/esp32 MICROPY_TASK_STACK_SIZE, 16 KiB), taken from the IDF heap.
+METER_STACK = const(16 * 1024)
+
 # Ports before 1.22 count from 2000; the firmware always works in Unix seconds.
 _EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
@@ -107,14 +111,14 @@ def pulse_counter(unit, pulse_gpio, direction_pin=None):
                            edge=machine.Counter.RISING, direction=d, filter_ns=12_000)
 
 
-def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud, timer_id,
+def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
                    state_dir, wifi, pins=None, valve=None):
     """The Hardware of an ESP32 meter board from its pin map and settings.
     counter_unit None: the chip has no PCNT, so pulses are counted by IRQ."""
     import machine
     from machine import Pin
     from boards import Hardware, validate
-    from boards.ticker import TimerTicker
+    from boards.ticker import ThreadTicker
     p = validate.merged(pins_map, pins)
     vcfg = dict(valve_cfg)
     vcfg.update(valve or {})
@@ -145,5 +149,5 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud, ti
         battery=Battery(p["battery"]) if p["battery"] is not None else None,
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),
-        ticker=TimerTicker(timer_id),
+        ticker=ThreadTicker(METER_STACK),
     )

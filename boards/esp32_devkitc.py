@@ -18,7 +18,6 @@ HAS_WIFI = True
 SPI_ID = const(2)             # VSPI: its IO_MUX pins are 18/23/19
 SPI_BAUD = const(4_000_000)   # MFRC522 allows 10 MHz; 4 MHz is safe on 20 cm leads
 COUNTER_UNIT = 0              # PCNT unit of machine.Counter
-TIMER_ID = 0                  # hardware timer of the service tick
 PINS = {
     "pulse": 34, "direction": 35, "sensor": 39,
     "valve_open": 25, "valve_close": 26, "fb_open": 32, "fb_closed": 33,
@@ -32,5 +31,5 @@ VALVE = {"type": "latching", "pulse_ms": 50, "settle_ms": 200, "retries": 2,
 
 
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
-    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD, TIMER_ID,
+    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD,
                           state_dir, wifi, pins, valve)

@@ -19,7 +19,6 @@ HAS_WIFI = True
 SPI_ID = const(1)             # SPI2_HOST, the C3's one general-purpose SPI
 SPI_BAUD = const(4_000_000)
 COUNTER_UNIT = None           # no PCNT on the C3: IRQ counting
-TIMER_ID = 0                  # the C3 has timers 0 and 1
 PINS = {
     "pulse": 1, "direction": None, "sensor": 10,
     "valve_open": 6, "valve_close": 7, "fb_open": None, "fb_closed": None,
@@ -30,5 +29,5 @@ VALVE = {"type": "latching", "pulse_ms": 50}
 
 
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
-    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD, TIMER_ID,
+    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD,
                           state_dir, wifi, pins, valve)

@@ -18,7 +18,6 @@ HAS_WIFI = True
 SPI_ID = const(1)             # machine.SPI(1) is SPI2_HOST (FSPI) on the S3
 SPI_BAUD = const(4_000_000)
 COUNTER_UNIT = 0
-TIMER_ID = 0
 PINS = {
     "pulse": 4, "direction": 5, "sensor": 18,
     "valve_open": 6, "valve_close": 7, "fb_open": 15, "fb_closed": 16,
@@ -29,5 +28,5 @@ VALVE = {"type": "latching", "pulse_ms": 50}
 
 
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
-    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD, TIMER_ID,
+    return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD,
                           state_dir, wifi, pins, valve)

@@ -1,26 +1,25 @@
-# Background tick: drives the meter while the REPL prompt is free.
+# The meter's thread: drives the firmware behind the REPL, on every port.
 #
-# The technician's REPL is the port's own REPL (so mpremote, Ctrl-C, raw
-# paste and every terminal program work unchanged). The meter runs behind it
-# on a periodic tick; each tick advances the firmware's asyncio tasks by one
-# slice (see service.Session.tick). How the tick is produced differs by port,
-# which is why it lives in boards/:
+# One model everywhere (docs/RUNTIME.md has the reasons and the port sources
+# they come from): the port's own REPL keeps the main thread; the meter runs
+# on a second _thread that advances the firmware's asyncio tasks by one slice
+# per period (service.Session.tick) while holding a lock. The same class runs
+# on the ESP32 (a GIL build) and on the unix port (no GIL).
 #
-# TimerTicker (ESP32, S3, C3): machine.Timer. Its callback is a soft IRQ: the
-#   port queues it with mp_sched_schedule and runs it in the main context
-#   between bytecodes, also while the REPL waits for a key. Ctrl-C is masked
-#   (micropython.kbd_intr(-1)) during a tick, so a KeyboardInterrupt can only
-#   land in the technician's command, never half-way through a meter poll.
+# Why a thread and not a machine.Timer callback: a Timer callback is a soft
+# IRQ, and while one runs the port's scheduler is locked, so on a board that
+# counts pulses by Pin.irq (ESP32-C3) every edge of a slice waits in the
+# 8-slot schedule queue and the ninth is dropped. On the thread a slice is
+# ordinary bytecode: the port runs pending pin callbacks between its
+# bytecodes, and only C code that never reaches a pending check (a TLS key
+# exchange, a GC pass) holds them back.
 #
-# ThreadTicker (unix port): the unix REPL blocks in read() and runs no
-#   scheduled callbacks while idle, and the port has no machine.Timer, so a
-#   thread calls the tick. The unix port has no GIL: the tick runs under a
-#   lock and every service command that touches the meter takes the same lock
-#   (Ticker.hold()).
-#
-# hold() is the one rule for both: inside it no tick runs. Keep it short;
-# pulses are counted by hardware (or the IRQ path) meanwhile and are folded in
-# by the next tick, so nothing is lost.
+# hold() is the one rule for touching the meter from outside the thread: no
+# slice runs inside it. Keep it short; pulses are counted by hardware (or the
+# IRQ path) meanwhile and folded in by the next slice. KeyboardInterrupt is
+# only ever raised in the main thread (py/scheduler.c, mp_sched_exception), so
+# it cannot land in a slice; hold() masks it so that it cannot land half-way
+# through a command's change to the meter either.
 import micropython
 
 
@@ -29,75 +28,27 @@ class _Hold:
         self._t = ticker
 
     def __enter__(self):
-        self._t._enter()
+        self._t._enter(True)
         return self
 
     def __exit__(self, *exc):
-        self._t._exit()
+        self._t._exit(True)
         return False
 
 
-class TimerTicker:
-    def __init__(self, timer_id=0):
-        self._id = timer_id
-        self._timer = None
-        self._fn = None
-        self._held = 0
-        self._cb = self._irq  # bound once: the callback must not allocate one
-        self.ticks = 0
-        self.skipped = 0
-        self.running = False
-
-    def start(self, fn, period_ms):
-        import machine
-        self._fn = fn
-        self._timer = machine.Timer(self._id)
-        self._timer.init(period=period_ms, mode=machine.Timer.PERIODIC, callback=self._cb)
-        self.running = True
-
-    def stop(self):
-        if self._timer is not None:
-            self._timer.deinit()
-        self._timer = None
-        self.running = False
-
-    def _irq(self, _t):
-        if self._held:
-            self.skipped += 1
-            return
-        self._held = 1
-        micropython.kbd_intr(-1)
-        try:
-            self._fn()
-            self.ticks += 1
-        finally:
-            micropython.kbd_intr(3)
-            self._held = 0
-
-    def hold(self):
-        return _Hold(self)
-
-    def _enter(self):
-        self._held += 1
-        micropython.kbd_intr(-1)
-
-    def _exit(self):
-        self._held -= 1
-        if not self._held:
-            micropython.kbd_intr(3)
-
-
 class ThreadTicker:
-    def __init__(self):
+    def __init__(self, stack=0):
+        # stack: bytes for the thread's stack, 0 for the port's default. On
+        # the ESP32 it is a FreeRTOS task stack taken from the IDF heap.
         import _thread
         self._thread = _thread
         self._lock = _thread.allocate_lock()
+        self._stack = stack
         self._fn = None
         self._period = 100
         self._owner = None
         self._depth = 0
         self.ticks = 0
-        self.skipped = 0
         self.errors = 0
         self.running = False
 
@@ -105,47 +56,60 @@ class ThreadTicker:
         self._fn = fn
         self._period = period_ms
         self.running = True
-        self._thread.start_new_thread(self._loop, ())
+        t = self._thread
+        old = t.stack_size(self._stack) if self._stack else 0
+        try:
+            t.start_new_thread(self._loop, ())
+        finally:
+            if self._stack:
+                t.stack_size(old)
 
     def stop(self):
         self.running = False
         with self.hold():
-            pass  # returns once the current tick, if any, is over
+            pass  # returns once the current slice, if any, is over
 
     def _loop(self):
         import time
         while self.running:
-            with self.hold():
+            self._enter(False)   # Ctrl-C never reaches this thread: nothing to mask
+            try:
                 if self.running:
-                    try:
-                        self._fn()
-                        self.ticks += 1
-                    except Exception:  # noqa: BLE001 - the tick records its own errors
-                        self.errors += 1
+                    self._fn()
+                    self.ticks += 1
+            except Exception:  # noqa: BLE001 - the slice records its own errors
+                self.errors += 1
+            finally:
+                self._exit(False)
             time.sleep_ms(self._period)
 
     def hold(self):
         return _Hold(self)
 
     # re-entrant for the thread that holds it (a command calling a command)
-    def _enter(self):
+    def _enter(self, mask):
         me = self._thread.get_ident()
         if self._owner == me:
             self._depth += 1
             return
+        if mask:
+            micropython.kbd_intr(-1)   # before the lock: an interrupt cannot strand it
         self._lock.acquire()
         self._owner = me
         self._depth = 1
 
-    def _exit(self):
+    def _exit(self, mask):
         self._depth -= 1
         if not self._depth:
             self._owner = None
             self._lock.release()
+            if mask:
+                micropython.kbd_intr(3)
 
 
 class ManualTicker:
-    """No background at all: tests call tick() themselves (virtual clock)."""
+    """No thread at all: tests call tick() themselves, on the virtual clock.
+    Same fn, same hold() rule: a tick that finds the meter held is skipped."""
 
     def __init__(self):
         self._fn = None
@@ -171,25 +135,18 @@ class ManualTicker:
     def hold(self):
         return _Hold(self)
 
-    def _enter(self):
+    def _enter(self, _mask):
         self._held += 1
 
-    def _exit(self):
+    def _exit(self, _mask):
         self._held -= 1
 
 
 def for_board(hw):
-    """The board's ticker if it names one, else what this port offers."""
+    """The board's ticker if it names one, else a thread with the port's
+    default stack."""
     t = getattr(hw, "ticker", None)
-    if t is not None:
-        return t
-    try:
-        import machine
-        if hasattr(machine, "Timer"):
-            return TimerTicker(0)
-    except ImportError:
-        pass
-    return ThreadTicker()
+    return t if t is not None else ThreadTicker()
 
 
 def on_exit(fn):

@@ -12,6 +12,8 @@ from boards.unix.pins import SimPin, OUT, IN, PULL_UP
 from boards.unix.spi import SimSPI
 from boards.unix.flow import FlowSensor
 from boards.unix.valve_model import LatchingValveModel, MotorValveModel
+from boards.unix.softirq import SoftIrq
+from boards.ticker import ThreadTicker
 
 NAME = "unix"
 SPI_BAUD = const(4_000_000)
@@ -20,11 +22,12 @@ SPI_BAUD = const(4_000_000)
 class World:
     """The device models of one simulated meter."""
 
-    def __init__(self, clock, flow, valve, reader=None):
+    def __init__(self, clock, flow, valve, reader=None, softirq=None):
         self.clock = clock
         self.flow = flow
         self.valve = valve
         self.reader = reader
+        self.softirq = softirq    # the ESP32 port's schedule queue, modelled
 
 
 class HostNet:
@@ -83,10 +86,11 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
     # "both", "open", "closed" or "none"; valve_cfg: overrides of the board's
     # valve timings (firmware/valve DEFAULTS for the keys).
     clock = SimClock(start, speed)
+    irq = SoftIrq()     # one schedule queue for every pin, as on the chip
     vo = SimPin("valve_open", OUT)
     vc = SimPin("valve_close", OUT)
-    fbo = SimPin("valve_fb_open", IN, PULL_UP) if feedback in ("both", "open") else None
-    fbc = SimPin("valve_fb_closed", IN, PULL_UP) if feedback in ("both", "closed") else None
+    fbo = SimPin("valve_fb_open", IN, PULL_UP, softirq=irq) if feedback in ("both", "open") else None
+    fbc = SimPin("valve_fb_closed", IN, PULL_UP, softirq=irq) if feedback in ("both", "closed") else None
     if valve == "motor":
         valve = MotorValveModel(clock, vo, vc, travel_ms=travel_ms or 5000,
                                 start=1 if valve_open else 0, fb_open=fbo, fb_closed=fbc)
@@ -96,8 +100,8 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
                                    start=1 if valve_open else 0, fb_open=fbo, fb_closed=fbc)
         vcfg = {"type": "latching", "pulse_ms": 50, "settle_ms": 200}
     vcfg.update(valve_cfg or {})
-    fpin = SimPin("flow_pulse", IN)
-    dpin = SimPin("flow_dir", IN)
+    fpin = SimPin("flow_pulse", IN, softirq=irq)
+    dpin = SimPin("flow_dir", IN, softirq=irq)
     flow = FlowSensor(clock, valve, k[0], k[1], pin=fpin, direction_pin=dpin, bounce=bounce)
     spi = SimSPI(1, SPI_BAUD, clock)
     cs = SimPin("card_cs", OUT, value=1)
@@ -130,9 +134,10 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         card_rst=rst,
         led=SimPin("led", OUT),
         buzzer=SimPin("buzzer", OUT),
-        button=SimPin("button", IN, PULL_UP),
+        button=SimPin("button", IN, PULL_UP, softirq=irq),
         net=HostNet(),
         wdt=SimWDT(30_000),
-        world=World(clock, flow, valve, reader),
+        world=World(clock, flow, valve, reader, irq),
+        ticker=ThreadTicker(),   # the ESP32 boards' ticker, with the port's default stack
         test_build=True,     # the simulator is a test build: test keys accepted
     )

@@ -1,8 +1,9 @@
 # Simulated GPIO with the machine.Pin surface the firmware uses.
 #
 # Outputs notify watchers (device models) on every write; inputs are driven by
-# models through drive(), which fires the IRQ handler on a matching edge just
-# as the ESP32 port's soft IRQ would (the handler receives the pin).
+# models through drive(). A matching edge hands (handler, pin) to the board's
+# soft-IRQ scheduler model (boards/unix/softirq.py), as the ESP32 port's GPIO
+# ISR does, so a handler runs later, or never when the queue is full.
 
 IN = 1
 OUT = 3
@@ -11,6 +12,18 @@ PULL_UP = 1
 PULL_DOWN = 2
 IRQ_FALLING = 2
 IRQ_RISING = 1
+
+_loose = None
+
+
+def _loose_pins():
+    # pins made outside a board (unit tests) share one scheduler, as all pins
+    # of a chip do
+    global _loose
+    if _loose is None:
+        from boards.unix.softirq import SoftIrq
+        _loose = SoftIrq()
+    return _loose
 
 
 class SimPin:
@@ -22,8 +35,9 @@ class SimPin:
     IRQ_RISING = IRQ_RISING
     IRQ_FALLING = IRQ_FALLING
 
-    def __init__(self, name, mode=IN, pull=None, value=0):
+    def __init__(self, name, mode=IN, pull=None, value=0, softirq=None):
         self.name = name
+        self._softirq = softirq
         self._mode = mode
         self._pull = pull
         self._v = 1 if pull == PULL_UP and mode == IN else value
@@ -59,7 +73,10 @@ class SimPin:
     def off(self):
         self.value(0)
 
-    def irq(self, handler=None, trigger=IRQ_RISING | IRQ_FALLING, hard=False):
+    def irq(self, handler=None, trigger=IRQ_RISING | IRQ_FALLING):
+        # the ESP32's Pin.irq takes handler, trigger, wake: no hard IRQs
+        if self._softirq is None:
+            self._softirq = _loose_pins()
         self._handler = handler
         self._trigger = trigger if handler else 0
 
@@ -75,7 +92,7 @@ class SimPin:
         self._v = v
         if self._handler is not None and old != v:
             if (v and self._trigger & IRQ_RISING) or (not v and self._trigger & IRQ_FALLING):
-                self._handler(self)
+                self._softirq.schedule(self._handler, self)
 
     def __repr__(self):
         return "SimPin(%s=%d)" % (self.name, self._v)
