@@ -2,6 +2,14 @@
 # event log. Numbered in the spirit of STS (IEC 62055-41) result codes; the
 # numbers are part of the contract (docs/PROTOCOL.md, docs/CARD.md) and never
 # change meaning once released.
+#
+# CPython tools import this file too (tools/headend.py), so it is the one
+# source of the numbers on both sides.
+try:
+    from micropython import const
+except ImportError:         # CPython
+    def const(x):
+        return x
 
 # -- results of a request (credit, tariff, command) --
 ACCEPTED = const(0)
@@ -109,3 +117,22 @@ STATE_COPY_MISSING = const(1)  # EV_STATE_ROLLBACK: only one copy, though two we
 STATE_GEN_GAP = const(2)       # EV_STATE_ROLLBACK: the two copies' generations are not consecutive
 CLOCK_UNSET = const(1)         # EV_CLOCK_UNTRUSTED: before 2025-01-01 (an RTC that lost power)
 CLOCK_BEHIND = const(2)        # EV_CLOCK_UNTRUSTED: behind the persisted time floor
+
+# -- why the valve is closed (Meter.why_closed; telemetry flags bits 1-4,
+#    `get state` "why", event 8's argument; docs/PROTOCOL.md §3.3) --
+WHY_NONE = const(0)       # not closed: the valve should be open
+WHY_CREDIT = const(1)     # credit exhausted
+WHY_COMMAND = const(2)    # closed by a command (head-end, technician)
+WHY_FAULT = const(3)      # reserved: this firmware reports a valve fault as event 9
+WHY_LEAK = const(4)
+WHY_BURST = const(5)
+WHY_TAMPER = const(6)
+WHY_BATTERY = const(7)    # battery too low to keep working
+WHY_SENSOR = const(8)     # flow sensor cable cut
+WHY_OVERRIDE = const(9)   # open by an authorised override with no credit (not closed)
+WHY_NAMES = ("none", "credit", "command", "fault", "leak", "burst", "tamper", "battery",
+             "sensor", "override")
+
+
+def why_name(why):
+    return WHY_NAMES[why] if 0 <= why < len(WHY_NAMES) else "why-%d" % why

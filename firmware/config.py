@@ -5,6 +5,8 @@
 # separate file (see provisioning) and never in this one.
 import json
 
+import codes
+
 DEFAULTS = {
     "meter_id": "M000001",
     "region": 1,
@@ -64,19 +66,27 @@ def load(directory):
     if not isinstance(raw, dict):
         cfg["_error"] = "config.json is not an object; defaults in force"
         return cfg
+    # each setting on its own first, then the rules between two settings
+    # against the file's other settings, so the file's order does not matter
     bad = []
     for k, v in raw.items():
-        why = _check_loaded(k, v, cfg)
+        why = _check_loaded(k, v)
         if why is None:
             cfg[k] = v
         else:
             bad.append("%s (%s)" % (k, why))
+    for k in PAIRED:
+        if k in raw and cfg[k] is raw[k]:
+            why = _check_pair(k, raw[k], cfg)[1]
+            if why is not None:
+                bad.append("%s (%s)" % (k, why))
+                cfg[k] = DEFAULTS[k]
     if bad:
         cfg["_error"] = "config.json: defaults kept for " + ", ".join(bad)
     return cfg
 
 
-def _check_loaded(key, value, cfg):
+def _check_loaded(key, value):
     if key == "k":
         from metering.volume import check_k
         try:
@@ -90,79 +100,137 @@ def _check_loaded(key, value, cfg):
         from metering import tariff
         code, t = tariff.parse(value)
         return None if t is not None else "invalid tariff"
-    return validate(key, value, cfg)
+    return check(key, value, pair=False)[1]
 
 
-# -- validation and saving of single settings (the REPL's cfg(), provisioning) --
-# Integer settings and their allowed ranges. Settings not listed here must
-# have the type of their default; "tariff" and "k" cannot be set this way
-# (a tariff comes signed from the head-end, K from calibration).
+# -- the one table of settings (the REPL's cfg(), MQTT cfg, config.load) --
+# Integer settings and their allowed ranges; for a list setting, the range
+# of its items. docs/PROTOCOL.md §4.5 states the same numbers, and
+# tests/mp/test_contract.py reads them from there and compares. Settings not
+# listed must have the type of their default; "tariff" and "k" cannot be set
+# this way (a tariff comes signed from the head-end, K from calibration).
 RANGES = {
     "region": (0, 65535), "debounce_us": (0, 200_000), "period_day": (1, 28),
-    "tz": (-43200, 50400), "low1": (0, 100_000_000), "low2": (0, 100_000_000),
-    "emergency": (0, 100_000_000), "max_balance": (0, 1_000_000_000),
-    "max_topup": (0, 1_000_000_000), "save_l": (1, 1000), "save_s": (5, 86400),
+    "tz": (-43200, 50400), "low1": (0, 2_000_000_000), "low2": (0, 2_000_000_000),
+    "emergency": (0, 100_000_000), "max_balance": (0, 2_000_000_000),
+    "max_topup": (1, 2_000_000_000), "save_l": (1, 1000), "save_s": (10, 3600),
     "poll_ms": (100, 10_000), "report_s": (10, 86400),
-    "account": (0, 1_000_000_000), "install_seq": (0, 1_000_000_000), "leak_gap_s": (60, 86400), "leak_window_s": (0, 2_592_000),
-    "burst_lph": (0, 100_000), "burst_s": (10, 3600), "closed_flow_ml": (0, 1_000_000),
-    "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000), "batt_grace_s": (0, 7_776_000),
+    "account": (0, 1_000_000_000), "install_seq": (0, 1_000_000_000), "leak_gap_s": (60, 86400),
+    "leak_window_s": (0, 2_592_000), "burst_lph": (0, 100_000), "burst_s": (10, 3600),
+    "closed_flow_ml": (0, 1_000_000), "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000),
+    "batt_grace_s": (0, 7_776_000),
+    "friendly_hours": (0, 23), "friendly_days": (0, 6),
 }
+# list settings: key -> (least, most) items
+ITEMS = {"friendly_hours": (2, 2), "friendly_days": (0, 7), "friendly_dates": (0, 24)}
+# What a head-end may set over MQTT, numbered (the number is EV_CONFIG's
+# argument when one of them changes; the order never changes).
+REMOTE = ("report_s", "low1", "low2", "emergency", "max_balance", "max_topup", "save_l",
+          "save_s", "tz", "period_day", "friendly_hours", "friendly_days",
+          "friendly_dates", "reopen")
 READ_ONLY = ("tariff", "k", "install_seq")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS
 RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production")
 KEEP_ON_RESET = ("meter_id", "region", "mqtt", "k", "production")
 
 
+def number(key):
+    """EV_CONFIG's argument for a change of key: its number in REMOTE (from
+    1), or 0 for a setting only the REPL changes."""
+    return REMOTE.index(key) + 1 if key in REMOTE else 0
+
+
 def validate(key, value, cfg=None):
     """None if `value` is acceptable for `key`, else the reason."""
+    return check(key, value, cfg)[1]
+
+
+def check(key, value, cfg=None, remote=False, pair=True):
+    """(result code, reason or None) of setting key to value: UNKNOWN (no
+    such setting; with remote, one a head-end may not set), REFUSED
+    (read-only), FORMAT (wrong JSON type), RANGE (out of range, or, with
+    pair, against another setting in cfg), ACCEPTED."""
+    if remote and key not in REMOTE:
+        return codes.UNKNOWN, "not settable remotely"
     if key in READ_ONLY:
-        return "read-only here"
+        return codes.REFUSED, "read-only here"
     if key in DEFAULTS:
         default = DEFAULTS[key]
     elif key in EXTRA:
         default = EXTRA[key]
     else:
-        return "unknown setting"
+        return codes.UNKNOWN, "unknown setting"
     if not _same_type(value, default):
-        return "must be %s" % type(default).__name__
+        return codes.FORMAT, "must be %s" % type(default).__name__
+    if key in ITEMS:
+        return _check_list(key, value)
     if key in RANGES:
         lo, hi = RANGES[key]
         if not lo <= value <= hi:
-            return "must be in %d..%d" % (lo, hi)
-    cfg = cfg or dict(DEFAULTS)
-    if key == "low2" and value > cfg["low1"] or key == "low1" and value < cfg["low2"]:
-        return "low2 must not exceed low1"
-    if key == "max_topup" and value > cfg["max_balance"]:
-        return "max_topup must not exceed max_balance"
+            return codes.RANGE, "must be in %d..%d" % (lo, hi)
     if key == "meter_id":
         if not 1 <= len(value) <= 16 or not all(c.isalpha() or c.isdigit() or c in "-_" for c in value):
-            return "1..16 letters, digits, - or _"
+            return codes.RANGE, "1..16 letters, digits, - or _"
     elif key == "reopen" and value not in ("confirm", "auto"):
-        return "'confirm' or 'auto'"
-    elif key == "friendly_hours":
-        if len(value) != 2 or not all(isinstance(h, int) and 0 <= h <= 23 for h in value):
-            return "[start, end] hours 0..23"
-    elif key == "friendly_days":
-        if not all(isinstance(d, int) and 0 <= d <= 6 for d in value):
-            return "weekdays 0 (Monday)..6"
-    elif key == "friendly_dates":
+        return codes.RANGE, "'confirm' or 'auto'"
+    elif key == "mqtt":
+        return _check_mqtt(value)
+    return _check_pair(key, value, cfg or DEFAULTS) if pair else (codes.ACCEPTED, None)
+
+
+PAIRED = ("low1", "low2", "max_balance", "max_topup")   # settings bound to another
+
+
+def _check_pair(key, value, cfg):
+    # rules between two settings, against the values in force in cfg
+    if key == "low2" and value > cfg["low1"] or key == "low1" and value < cfg["low2"]:
+        return codes.RANGE, "low2 must not exceed low1"
+    if key == "max_topup" and value > cfg["max_balance"] or \
+            key == "max_balance" and value < cfg["max_topup"]:
+        return codes.RANGE, "max_topup must not exceed max_balance"
+    return codes.ACCEPTED, None
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_list(key, value):
+    least, most = ITEMS[key]
+    if key == "friendly_dates":
         for d in value:
             if not (isinstance(d, str) and len(d) == 5 and d[2] == "-"
-                    and d[:2].isdigit() and d[3:].isdigit()
-                    and 1 <= int(d[:2]) <= 12 and 1 <= int(d[3:]) <= 31):
-                return "list of 'MM-DD'"
-    elif key == "mqtt":
-        if not isinstance(value.get("host"), str) or not value["host"]:
-            return "needs a host"
-        p = value.get("port")
-        if not isinstance(p, int) or not 1 <= p <= 65535:
-            return "port 1..65535"
-        if not isinstance(value.get("tls", False), bool):
-            return "tls true/false"
-        ka = value.get("keepalive", 60)
-        if not isinstance(ka, int) or not 10 <= ka <= 3600:
-            return "keepalive 10..3600 s"
-    return None
+                    and d[:2].isdigit() and d[3:].isdigit()):
+                return codes.FORMAT, "list of 'MM-DD'"
+    elif not all(_is_int(v) for v in value):
+        return codes.FORMAT, "list of integers"
+    if key == "friendly_hours" and len(value) != 2:
+        return codes.FORMAT, "[start, end] hours"
+    if not least <= len(value) <= most:
+        return codes.RANGE, "%d..%d items" % (least, most)
+    if key == "friendly_dates":
+        for d in value:
+            if not (1 <= int(d[:2]) <= 12 and 1 <= int(d[3:]) <= 31):
+                return codes.RANGE, "month 01..12, day 01..31"
+        return codes.ACCEPTED, None
+    lo, hi = RANGES[key]
+    if not all(lo <= v <= hi for v in value):
+        return codes.RANGE, "items in %d..%d" % (lo, hi)
+    return codes.ACCEPTED, None
+
+
+def _check_mqtt(value):
+    if not isinstance(value.get("host"), str) or not value["host"]:
+        return codes.FORMAT, "needs a host"
+    p = value.get("port")
+    if not _is_int(p) or not 1 <= p <= 65535:
+        return codes.RANGE, "port 1..65535"
+    if not isinstance(value.get("tls", False), bool):
+        return codes.FORMAT, "tls true/false"
+    ka = value.get("keepalive", 60)
+    if not _is_int(ka) or not 10 <= ka <= 3600:
+        return codes.RANGE, "keepalive 10..3600 s"
+    return codes.ACCEPTED, None
 
 
 def _same_type(a, b):

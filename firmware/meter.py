@@ -5,6 +5,9 @@
 # State is saved at once on every credit, tariff and valve change, and while
 # water flows at most every `save_l` litres or `save_s` seconds.
 import codes
+import config
+from codes import (WHY_NONE, WHY_CREDIT, WHY_COMMAND, WHY_LEAK, WHY_BURST, WHY_TAMPER,
+                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE)
 import ledger
 import timeutil
 from metering import detect
@@ -15,23 +18,13 @@ from metering.volume import Volume
 OPEN = const(1)
 CLOSED = const(0)
 
-# why the valve is closed (or 0 if it should be open)
 # Earliest believable wall time (2025-01-01). An ESP32 whose RTC lost power
 # restarts in 2000: until the time is set, no standing charge, period
 # rollover or tariff activation is based on it.
 TIME_MIN = const(1735689600)
 _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
+FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
 
-WHY_NONE = const(0)
-WHY_CREDIT = const(1)
-WHY_COMMAND = const(2)
-WHY_FAULT = const(3)
-WHY_LEAK = const(4)
-WHY_BURST = const(5)
-WHY_TAMPER = const(6)
-WHY_BATTERY = const(7)
-WHY_SENSOR = const(8)
-WHY_OVERRIDE = const(9)   # open by an authorised override with no credit (valve policy)
 
 # findings that close the valve (detect bit, config key or None = always, reason)
 _CLOSERS = (
@@ -216,10 +209,10 @@ class Meter:
         self.save()
 
     def _measure_rate(self, ml):
-        # Flow over a window of about 60 s, in mL/h, for display/telemetry.
+        # Flow over a window of FLOW_WINDOW_S, in mL/h, for display/telemetry.
         t = self.clock.ticks_ms()
         dt = self.clock.ticks_diff(t, self._rate_ms)
-        if dt >= 60_000:
+        if dt >= FLOW_WINDOW_S * 1000:
             self.flow_mlph = (ml - self._rate_ml) * 3_600_000 // dt
             self._rate_ml = ml
             self._rate_ms = t
@@ -458,6 +451,28 @@ class Meter:
                 return codes.STORAGE
         self.log.add(codes.EV_CONFIG, region)
         return codes.ACCEPTED
+
+    def configure(self, key, value, source):
+        """The one way to change a setting (REPL "repl", head-end "mqtt"):
+        checked against config's one table (a head-end may set config.REMOTE
+        only), saved to config.json, then in force, then logged (EV_CONFIG,
+        arg config.number(key)). Returns (result code, reason or None)."""
+        code, why = config.check(key, value, self.cfg, source == "mqtt")
+        if code != codes.ACCEPTED:
+            return code, why
+        had, old = key in self.cfg, self.cfg.get(key)
+        self.cfg[key] = value
+        if self.persist_config is not None:
+            try:
+                self.persist_config()
+            except Exception:  # noqa: BLE001 - not saved, so not in force
+                if had:
+                    self.cfg[key] = old
+                else:
+                    del self.cfg[key]
+                return codes.STORAGE, "not saved"
+        self.log.add(codes.EV_CONFIG, config.number(key))
+        return codes.ACCEPTED, None
 
     def set_k_factor(self, num, den):
         """Technician calibration. Volume measured so far is kept as it is."""

@@ -536,20 +536,17 @@ def cfg(key=None, value=_NOTHING):
             _p("cfg: unknown setting %r" % key)
             return None
         return m.cfg[key]
-    err = config.validate(key, value, m.cfg)
-    if err:
-        _p("cfg %s: refused: %s" % (key, err))
+    code, why = config.check(key, value, m.cfg)
+    if code != codes.ACCEPTED:
+        _p("cfg %s: refused: %s" % (key, why))
         return None
     if key not in _FREE and not s.allowed("cfg %s" % key):
         return None
     with s.ticker.hold():
-        m.cfg[key] = value
-        try:
-            config.save(s.hw.state_dir, m.cfg)
-        except OSError as e:
-            _p("cfg %s: set for now, NOT saved: %r" % (key, e))
-            return None
-        m.log.add(codes.EV_CONFIG, 1)
+        code, why = m.configure(key, value, "repl")
+    if code != codes.ACCEPTED:
+        _p("cfg %s: refused: %s" % (key, why))
+        return None
     if key in config.RESTART:
         _p("cfg %s: saved; takes effect after reboot()" % key)
     else:

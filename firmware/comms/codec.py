@@ -37,14 +37,14 @@ ACK_SIZE = struct.calcsize(FMT_ACK)
 MAX_DOWNLINK = 1024   # bytes; longer commands/tariffs are refused (FORMAT)
 MAC_HEX = 64
 
-# telemetry flag bits
+# telemetry flag bits (docs/PROTOCOL.md §3.3)
 F_VALVE_OPEN = 0x01   # valve intent: open
-# bits 1-2: why closed (0 none, 1 credit, 2 command, 3 fault)
-# bits 3-4: credit level (0 fine, 1 below low1, 2 below low2, 3 exhausted)
-F_CONFIRM = 0x20      # credit back, waiting for the user to confirm reopening
-F_STAGED = 0x40       # a tariff is staged for later activation
-F_EMERGENCY = 0x80    # emergency credit is owed
-F_OUTBOX_LOSS = 0x100  # the outbox has summarised records since boot
+# bits 1-4: why closed, every reason of codes.WHY_* (0 none ... 9 override)
+# bits 5-6: credit level (0 fine, 1 below low1, 2 below low2, 3 exhausted)
+F_CONFIRM = 0x80      # credit back, waiting for the user to confirm reopening
+F_STAGED = 0x100      # a tariff is staged for later activation
+F_EMERGENCY = 0x200   # emergency credit is owed
+F_OUTBOX_LOSS = 0x400  # the outbox has summarised records since boot
 
 
 def topics(meter_id, region):
@@ -54,7 +54,7 @@ def topics(meter_id, region):
 
 
 def flags(valve_open, why, low, confirm=False, staged=False, emergency=False, loss=False):
-    f = (F_VALVE_OPEN if valve_open else 0) | (why & 3) << 1 | (low & 3) << 3
+    f = (F_VALVE_OPEN if valve_open else 0) | (why & 15) << 1 | (low & 3) << 5
     if confirm:
         f |= F_CONFIRM
     if staged:
@@ -123,8 +123,8 @@ def decode_record(buf, off=0):
     if kind == TELE:
         f = d["flags"]
         d["valve"] = f & 1
-        d["why"] = (f >> 1) & 3
-        d["low"] = (f >> 3) & 3
+        d["why"] = (f >> 1) & 15
+        d["low"] = (f >> 5) & 3
         if d["rssi"] == -128:
             d["rssi"] = None
     return d, SIZES[kind]

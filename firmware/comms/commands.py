@@ -9,72 +9,12 @@ import codes
 import config
 from comms import codec
 
-# Settings a head-end may change: key -> (kind, low, high).
-#   "i": int in [low, high]; "hours": [start, end] hours; "days": weekdays;
-#   "dates": ["MM-DD", ...]; "reopen": "confirm" or "auto".
-SETTABLE = {
-    "report_s": ("i", 60, 86400),
-    "low1": ("i", 0, 2_000_000_000),
-    "low2": ("i", 0, 2_000_000_000),
-    "emergency": ("i", 0, 100_000_000),
-    "max_balance": ("i", 0, 2_000_000_000),
-    "max_topup": ("i", 1, 2_000_000_000),
-    "save_l": ("i", 1, 1000),
-    "save_s": ("i", 10, 3600),
-    "tz": ("i", -50400, 50400),
-    "period_day": ("i", 1, 28),
-    "friendly_hours": ("hours", 0, 23),
-    "friendly_days": ("days", 0, 6),
-    "friendly_dates": ("dates", 0, 24),
-    "reopen": ("reopen", 0, 0),
-}
-CONFIG_KEYS = ("report_s", "low1", "low2", "emergency", "max_balance", "max_topup", "save_l",
-               "save_s", "tz", "period_day", "friendly_hours", "friendly_days",
-               "friendly_dates", "reopen")
-
 TIME_MIN = 1577836800   # 2020-01-01
 TIME_MAX = 4102444800   # 2100-01-01
 
 
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def validate(key, value):
-    """Result code of setting config key to value."""
-    spec = SETTABLE.get(key)
-    if spec is None:
-        return codes.UNKNOWN
-    kind, lo, hi = spec
-    if kind == "i":
-        if not _is_int(value):
-            return codes.FORMAT
-        return codes.ACCEPTED if lo <= value <= hi else codes.RANGE
-    if kind == "reopen":
-        return codes.ACCEPTED if value in ("confirm", "auto") else codes.RANGE
-    if not isinstance(value, list):
-        return codes.FORMAT
-    if kind == "hours":
-        if len(value) != 2 or not (_is_int(value[0]) and _is_int(value[1])):
-            return codes.FORMAT
-        return codes.ACCEPTED if lo <= value[0] <= hi and lo <= value[1] <= hi else codes.RANGE
-    if kind == "days":
-        if len(value) > 7 or not all(_is_int(d) for d in value):
-            return codes.FORMAT
-        return codes.ACCEPTED if all(lo <= d <= hi for d in value) else codes.RANGE
-    # dates
-    if len(value) > hi:
-        return codes.RANGE
-    for d in value:
-        if not isinstance(d, str) or len(d) != 5 or d[2] != "-":
-            return codes.FORMAT
-        try:
-            mo, day = int(d[:2]), int(d[3:])
-        except ValueError:
-            return codes.FORMAT
-        if not (1 <= mo <= 12 and 1 <= day <= 31):
-            return codes.RANGE
-    return codes.ACCEPTED
 
 
 # Field kinds of a command body. A value of the wrong JSON type is FORMAT (a
@@ -338,42 +278,10 @@ class Commands:
         return self._get(d.get("w", "state"), d)
 
     def _configure(self, key, value):
-        code = validate(key, value)
-        if code != codes.ACCEPTED:
-            return code
-        # the same rules as the technician's REPL (e.g. low2 <= low1)
-        if config.validate(key, value, self.meter.cfg) is not None:
-            return codes.RANGE
-        # saved first, applied after: a STORAGE answer means nothing changed
-        try:
-            self._persist_cfg(key, value)
-        except Exception:  # noqa: BLE001
-            return codes.STORAGE
-        fn = getattr(self.meter, "configure", None)
-        if fn is not None:
-            code = fn(key, value)
-            if code != codes.ACCEPTED:
-                return code
-        else:
-            self.meter.cfg[key] = value
-            self.meter.log.add(codes.EV_CONFIG, CONFIG_KEYS.index(key) + 1)
-        self.cfg[key] = value
-        if self.on_config is not None:
+        code = self.meter.configure(key, value, "mqtt")[0]
+        if code == codes.ACCEPTED and self.on_config is not None:
             self.on_config(key, value)
-        return codes.ACCEPTED
-
-    def _persist_cfg(self, key, value):
-        # Overrides live in <state_dir>/config.json (config.load reads them).
-        p = (self.state_dir or ".") + "/config.json"
-        try:
-            with open(p) as f:
-                d = json.load(f)
-        except (OSError, ValueError):
-            d = {}
-        d[key] = value
-        with open(p + ".new", "w") as f:
-            json.dump(d, f)
-        os.rename(p + ".new", p)
+        return code
 
     def _get(self, what, d):
         m = self.meter
@@ -390,5 +298,5 @@ class Commands:
                 evs.append(list(e))
             return codes.ACCEPTED, m.log.seq, evs
         if what == "cfg":
-            return codes.ACCEPTED, 0, {k: m.cfg[k] for k in CONFIG_KEYS if k in m.cfg}
+            return codes.ACCEPTED, 0, {k: m.cfg[k] for k in config.REMOTE if k in m.cfg}
         return codes.UNKNOWN, 0, None
