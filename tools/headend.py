@@ -46,19 +46,18 @@ import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
+import codes
 from comms import (
     codec,
     sign,
 )
 
-RESULTS = ("accepted", "used", "format", "range", "old", "signature", "over-limit",
-           "wrong-meter", "wrong-region", "key-expired", "locked-out", "refused",
-           "storage", "unknown", "crc", "timeout", "card-gone", "auth", "blank", "foreign")
 # events that count as alarms in `meters`
-ALARMS = {5: "low-credit-2", 6: "credit-exhausted", 9: "valve-fault", 12: "tamper", 13: "leak",
-          14: "burst", 15: "reverse-flow", 17: "state-corrupt", 22: "low-battery",
-          23: "sensor-fault", 24: "outbox-overflow", 26: "flow-while-closed",
-          33: "command-rejected"}
+ALARMS = {c: codes.event_name(c) for c in (
+    codes.EV_LOW_CREDIT_2, codes.EV_CREDIT_EXHAUSTED, codes.EV_VALVE_FAULT, codes.EV_TAMPER,
+    codes.EV_LEAK, codes.EV_BURST, codes.EV_REVERSE_FLOW, codes.EV_STATE_CORRUPT,
+    codes.EV_LOW_BATTERY, codes.EV_SENSOR_FAULT, codes.EV_OUTBOX_OVERFLOW,
+    codes.EV_FLOW_WHILE_CLOSED, codes.EV_COMMAND_REJECTED)}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -91,10 +90,6 @@ class HeadEndError(Exception):
 
 class NoAck(HeadEndError):
     pass
-
-
-def result_name(code):
-    return RESULTS[code] if 0 <= code < len(RESULTS) else f"code-{code}"
 
 
 def new_master(path):
@@ -381,7 +376,7 @@ class HeadEnd:
                     raise NoAck(f"no ack from {meter} for command {n} within {timeout}s")
                 self._cond.wait(left)
             a = dict(self._acks[(meter, n)])
-        a["result"] = result_name(a["code"])
+        a["result"] = codes.result_name(a["code"])
         return a
 
     def command(self, meter, op, timeout=10, **args):
