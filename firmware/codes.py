@@ -8,7 +8,7 @@
 try:
     from micropython import const
 except ImportError:         # CPython
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 # -- results of a request (credit, tariff, command) --
