@@ -52,6 +52,14 @@ class WifiLink:
     def isconnected(self):
         return self._sta.isconnected()
 
+    def dns(self):
+        """The DNS server DHCP gave the station (comms.dns asks it itself:
+        the port's getaddrinfo would block the loop)."""
+        try:
+            return self._sta.ifconfig()[3]
+        except (OSError, IndexError):
+            return None
+
     def rssi(self):
         try:
             return self._sta.status("rssi")
@@ -70,7 +78,10 @@ class WifiLink:
         setattr(ctx, "verify_mode", ssl.CERT_REQUIRED)
         if cadata:
             ctx.load_verify_locations(cadata=cadata)
-        return ctx.wrap_socket(sock, server_hostname=server_hostname)
+        # the link drives the handshake on its non-blocking socket: each
+        # write() takes it one step further (comms/net.py)
+        return ctx.wrap_socket(sock, server_hostname=server_hostname,
+                               do_handshake_on_connect=False)
 
 
 class Battery:

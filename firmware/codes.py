@@ -136,3 +136,8 @@ WHY_NAMES = ("none", "credit", "command", "fault", "leak", "burst", "tamper", "b
 
 def why_name(why):
     return WHY_NAMES[why] if 0 <= why < len(WHY_NAMES) else "why-%d" % why
+
+# -- MQTT transport and its guards (firmware/comms/net.py, link.py, docs/LINK.md) --
+EV_MESSAGE_TOO_LONG = const(39)  # a packet over net.MAX_PACKET, discarded unread; arg: its length
+EV_BAD_SIGNATURES = const(40)    # commands with a bad signature in one window; arg: how many
+EVENT_NAMES = EVENT_NAMES + ("message-too-long", "bad-signatures")  # type: ignore[assignment]

@@ -46,6 +46,19 @@ class HostNet:
         return -55 if self.up else None
 
     @staticmethod
+    def dns():
+        """The host's first name server, as a board's DHCP would give it."""
+        try:
+            with open("/etc/resolv.conf") as f:
+                for line in f:
+                    w = line.split()
+                    if len(w) >= 2 and w[0] == "nameserver" and "." in w[1]:
+                        return w[1]
+        except OSError:
+            pass
+        return None
+
+    @staticmethod
     def wrap_tls(sock, server_hostname, cadata):
         """TLS client over a connected socket, verifying the server's
         certificate against cadata (DER). The unix port has ssl, not ussl."""
@@ -56,7 +69,10 @@ class HostNet:
         setattr(ctx, "verify_mode", ssl.CERT_REQUIRED)
         if cadata:
             ctx.load_verify_locations(cadata=cadata)
-        return ctx.wrap_socket(sock, server_hostname=server_hostname)
+        # the link drives the handshake on its non-blocking socket: each
+        # write() takes it one step further (comms/net.py)
+        return ctx.wrap_socket(sock, server_hostname=server_hostname,
+                               do_handshake_on_connect=False)
 
 
 class SimWDT:

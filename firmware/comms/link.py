@@ -1,20 +1,23 @@
-# MQTT link of the meter, on micropython-lib's umqtt.simple (docs/PROTOCOL.md).
+# MQTT link of the meter (docs/PROTOCOL.md), over comms.net: umqtt.simple
+# encodes and decodes, comms.net moves the bytes without ever waiting.
 #
-# umqtt.simple blocks, so this link keeps every call short and bounded:
-#   - the client runs on comms.net.Transport: connect, TLS and every read and
-#     write have a deadline, so no call waits longer than timeout_ms;
-#   - incoming messages are only queued by the umqtt callback and handled
-#     afterwards, so an ack published from a handler can never nest inside
-#     umqtt's wait for another PUBACK;
+#   - step() is one short turn (docs/LINK.md): it polls the
+#     connection for at most net.STEP_BUDGET_MS, handles received commands
+#     for at most INBOX_BUDGET_MS, and queues acks and one outbox batch;
+#     nothing in it waits for the network;
+#   - a command is taken off the socket only when the inbox has room, so a
+#     burst queued by the broker waits in TCP (flow control), never in RAM,
+#     and never breaks the connection;
 #   - keepalive pings run on real time (time.ticks_ms), not on the meter's
 #     clock, which the simulator may run fast; a broker silent for a whole
-#     keepalive means a dead link;
+#     keepalive plus timeout_ms means a dead link (half-open TCP);
 #   - any error drops the connection; reconnects back off exponentially with
-#     jitter, and every connect subscribes again;
-#   - telemetry and events go into the flash outbox first and leave in order,
-#     a few records per QoS 1 publish, whenever the link is up.
+#     jitter, and every connection subscribes again;
+#   - acks stay queued until the broker has them, and go again after a
+#     reconnect; telemetry and events go into the flash outbox first and
+#     leave in order, one batch in flight at a time.
 # Metering never waits on it: the meter task runs whatever state this link is
-# in, and each step() does a bounded amount of work.
+# in.
 import os
 import time
 
@@ -25,10 +28,11 @@ from comms.outbox import Outbox
 from keystore import load as load_secrets
 
 BACKOFF_MIN_MS = 1000
-MAX_INBOX = 8          # messages queued per step; more wait in the socket
-MAX_IN_PER_STEP = 8
-BATCHES_PER_STEP = 16   # at most, and for at most DRAIN_MS of real time
-DRAIN_MS = 100
+MAX_INBOX = 8          # commands received and not yet handled; more wait in the socket
+INBOX_BUDGET_MS = 30   # per step: the first command always, more while time is left
+MAX_ACKS = 16          # acks kept until the broker has them; the oldest goes first
+MAX_BACKLOG = 2048     # bytes queued on the connection before acks and batches wait
+BATCHES_PER_STEP = 4   # outbox batches per step, one in flight at a time
 BATCH_RECORDS = 16
 
 
@@ -60,19 +64,22 @@ class MqttLink:
         self.t_ack = tp["a"].encode()
         self.t_tariff = tp["tariff"].encode()
         self.client = None
-        self.connected = False
+        self.connected = False           # subscribed: commands can arrive
         self.backoff_ms = BACKOFF_MIN_MS
         self._next_try = self.rt.ticks_ms()
         self._next_report = 0
         self._last_ping = 0
+        self._subs = None                # packet ids of this connection's SUBSCRIBEs
         self._inbox = []
-        self._replies = []        # acks waiting for a connection
+        self._acks = []                  # [payload, packet id or 0 if not sent on this connection]
+        self._batch = None               # (packet id, records) of the outbox batch in flight
         # counters, for the simulator display, the bench and the REPL
         self.sent = 0
         self.received = 0
         self.connects = 0
         self.failures = 0
-        self.refused = 0          # messages that found the inbox full
+        self.acks_dropped = 0     # acks that found MAX_ACKS queued
+        self.oversized = 0        # packets over net.MAX_PACKET, discarded unread
         self.last_error = None
         self.on_traffic = None   # fn(direction, topic, text bytes) for the simulator display
         if outbox is None:
@@ -96,8 +103,8 @@ class MqttLink:
 
     @property
     def rejected(self):
-        """Messages refused: the inbox was full, or the command was not carried out."""
-        return self.refused + self.commands.rejected
+        """Messages refused: too long, or the command was not carried out."""
+        return self.oversized + self.commands.rejected
 
     # ---------------- outbox feeding (runs inside the meter task) ----------------
     def _on_event(self, ev):
@@ -145,27 +152,29 @@ class MqttLink:
                           self.user, self.password)
         self.client = c
         c.set_callback(self._on_message)
+        c.on_refused = self._too_long
         c.set_last_will(self.t_status, b"0", retain=True, qos=1)
         # A persistent session: commands published while the meter was
-        # offline are queued by the broker and delivered now.
-        c.connect(False)
-        c.subscribe(self.t_cmd, 1)
-        c.subscribe(self.t_tariff, 1)
-        self.connected = True
-        self._publish(self.t_status, b"1", retain=True)
-        self.backoff_ms = BACKOFF_MIN_MS
-        self.connects += 1
+        # offline are queued by the broker and delivered after the CONNACK.
+        c.open(False)
+        self._subs = None
         self._last_ping = now
+
+    def _session(self, c):
+        """The broker accepted the connection: subscribe, announce, and send
+        again what the last connection left unacknowledged."""
+        self._subs = (c.subscribe(self.t_cmd, 1), c.subscribe(self.t_tariff, 1))
+        self._publish(self.t_status, b"1", retain=True)
+        for a in self._acks:
+            a[1] = 0
+        self._batch = None
 
     def _close(self):
         c = self.client
         self.client = None
         self.connected = False
-        if c is not None and c.sock is not None:
-            try:
-                c.sock.close()
-            except Exception:  # noqa: BLE001
-                pass
+        if c is not None:
+            c.close()
 
     def _fail(self, e):
         self._close()
@@ -179,18 +188,20 @@ class MqttLink:
 
     def disconnect(self):
         """Clean shutdown (the Last Will is not sent: status goes to "0" here)."""
-        if self.client is not None:
+        c = self.client
+        if c is not None and c.up:
             try:
                 self._publish(self.t_status, b"0", retain=True)
-                self.client.disconnect()
+                c.disconnect()
             except Exception:  # noqa: BLE001
                 pass
         self._close()
 
     def _publish(self, topic, payload, retain=False, qos=1):
-        self.client.publish(topic, payload, retain, qos)
+        pid = self.client.publish(topic, payload, retain, qos)
         self.sent += 1
         self._show("out", topic, payload)
+        return pid
 
     def _show(self, direction, topic, payload):
         if self.on_traffic:
@@ -200,32 +211,64 @@ class MqttLink:
                 pass
 
     def _on_message(self, topic, msg):
-        # Called by umqtt from inside check_msg/publish/subscribe: only queue.
-        # umqtt sends the PUBACK after this returns, so a message that finds
-        # no room must raise here: unacknowledged, the broker keeps it and
-        # delivers it again after the reconnect (a dropped one would be a
-        # top-up acknowledged to the broker and never applied).
+        # Called by umqtt's decoder inside Conn.poll, which hands over a
+        # PUBLISH only while the inbox has room: only queue here, so an ack
+        # is never published from inside the decoder.
         self.received += 1
-        if len(self._inbox) >= MAX_INBOX:
-            self.refused += 1
-            raise OSError(105)    # ENOBUFS
         self._inbox.append((bytes(topic), bytes(msg)))
 
+    def _too_long(self, kind, length):
+        # discarded unread by comms.net (and acknowledged, so the broker does
+        # not deliver it again): the head-end learns it from this event
+        self.oversized += 1
+        self.meter.log.add(codes.EV_MESSAGE_TOO_LONG, length)
+
     def _process_inbox(self):
+        rt = self.rt
+        t0 = rt.ticks_ms()
         while self._inbox:
             topic, msg = self._inbox.pop(0)
             self._show("in", topic, msg)
             self._handle(topic, msg)
+            if rt.ticks_diff(rt.ticks_ms(), t0) >= INBOX_BUDGET_MS:
+                break
 
     def _reply(self, payload):
-        # acks of commands handled while the link is down wait for the next
-        # connection (bounded: the head-end re-sends, and a re-sent top-up
-        # answers USED)
-        if self.client is None:
-            if len(self._replies) < MAX_INBOX:
-                self._replies.append(payload)
-            return
-        self._publish(self.t_ack, payload)
+        # sent when the link is up, kept until the broker has it (bounded:
+        # the head-end re-sends, and a re-sent top-up answers USED)
+        self._acks.append([payload, 0])
+        if len(self._acks) > MAX_ACKS:
+            self._acks.pop(0)
+            self.acks_dropped += 1
+
+    def _send_acks(self, c):
+        keep = []
+        for a in self._acks:
+            if not a[1]:
+                if c.backlog() > MAX_BACKLOG:
+                    keep.append(a)
+                    continue
+                a[1] = self._publish(self.t_ack, a[0])
+            if a[1] in c.unacked:
+                keep.append(a)
+        self._acks = keep
+
+    def _drain(self, c):
+        for _ in range(BATCHES_PER_STEP):
+            if self._batch is not None:
+                pid, recs = self._batch
+                if pid in c.unacked:
+                    return
+                self.outbox.ack(recs)
+                self._batch = None
+            if c.backlog() > MAX_BACKLOG:
+                return
+            recs = self.outbox.peek(BATCH_RECORDS)
+            if not recs:
+                return
+            topic = self.t_events if codec.channel(recs[0][0]) == "e" else self.t_tele
+            self._batch = (self._publish(topic, codec.batch(recs)), recs)
+            c.poll(0)   # out now; on a near broker its PUBACK is back by the next turn
 
     # ---------------- the step ----------------
     def step(self):
@@ -248,41 +291,33 @@ class MqttLink:
             except Exception as e:  # noqa: BLE001 - OSError, MQTTException, AssertionError ...
                 self._fail(e)
                 return
+        c = self.client
         try:
-            tr = self.transport
-            for _ in range(MAX_IN_PER_STEP):
-                before = tr.rx if tr is not None else 0
-                self.client.check_msg()
-                if tr is None or tr.rx == before:
-                    break
-            while self._replies:
-                self._publish(self.t_ack, self._replies[0])
-                self._replies.pop(0)
+            c.poll(MAX_INBOX - len(self._inbox))
+            if not c.up:
+                return
+            if self._subs is None:
+                self._session(c)
+            if not self.connected and not (self._subs[0] in c.unacked
+                                           or self._subs[1] in c.unacked):
+                self.connected = True
+                self.connects += 1
+                self.backoff_ms = BACKOFF_MIN_MS
             self._process_inbox()
-            t0 = rt.ticks_ms()
-            for _ in range(BATCHES_PER_STEP):
-                if not self._drain_one() or rt.ticks_diff(rt.ticks_ms(), t0) > DRAIN_MS:
-                    break
+            self._send_acks(c)
+            if self.connected:
+                self._drain(c)
             ka = self.cfg["mqtt"].get("keepalive", 60) * 1000
             if ka:
-                if tr is not None and rt.ticks_diff(now, tr.last_rx) > ka + tr.timeout_ms:
+                tmo = self.transport.timeout_ms if self.transport is not None else 5000
+                if rt.ticks_diff(now, c.last_rx) > ka + tmo:
                     raise OSError(codes.TIMEOUT)  # broker silent for a whole keepalive
                 if rt.ticks_diff(now, self._last_ping) >= ka // 2:
-                    self.client.ping()
+                    c.ping()
                     self._last_ping = now
-            if tr is not None:
-                tr.flush()
+            c.poll(MAX_INBOX - len(self._inbox))
         except Exception as e:  # noqa: BLE001
             self._fail(e)
-
-    def _drain_one(self):
-        recs = self.outbox.peek(BATCH_RECORDS)
-        if not recs:
-            return False
-        topic = self.t_events if codec.channel(recs[0][0]) == "e" else self.t_tele
-        self._publish(topic, codec.batch(recs))   # QoS 1: returns after PUBACK
-        self.outbox.ack(recs)
-        return True
 
     # ---------------- incoming ----------------
     def _handle(self, topic, msg):
@@ -322,7 +357,7 @@ def _no_tls(sock, host, cadata):
 def build_link(meter, hw, region_key=None):
     """The link for a meter on a board: keys, credentials and the broker's CA
     from <state_dir>/secrets.json (written at provisioning)."""
-    from comms.net import Transport, umqtt_factory
+    from comms.net import Dialer
     cfg = meter.cfg
     sec = load_secrets(hw.state_dir)
     m = cfg["mqtt"]
@@ -331,8 +366,16 @@ def build_link(meter, hw, region_key=None):
     if m.get("tls"):
         tls = getattr(hw.net, "wrap_tls", None) or _no_tls
         cadata = pem_to_der(sec.get("ca"))
-    tr = Transport(m.get("tls_host", m["host"]), m.get("timeout_ms", 5000), tls, cadata)
+    dns = m.get("dns")
+    if dns is None and hasattr(hw.net, "dns"):
+        dns = hw.net.dns()
+    dialer = Dialer(m["host"], m["port"], m.get("timeout_ms", 5000), tls, cadata,
+                    m.get("tls_host"), dns)
     if region_key is None:
         region_key = _unhex(sec.get("rk"))
-    return MqttLink(cfg, meter, hw.net, hw.clock, umqtt_factory(tr), region_key,
-                    _unhex(sec.get("mk")), sec.get("user"), sec.get("pw"), hw.state_dir, tr)
+
+    def factory(client_id, _host, _port, keepalive, user=None, password=None):
+        return dialer.client(client_id, keepalive, user, password)
+
+    return MqttLink(cfg, meter, hw.net, hw.clock, factory, region_key,
+                    _unhex(sec.get("mk")), sec.get("user"), sec.get("pw"), hw.state_dir, dialer)

@@ -31,19 +31,13 @@ class FakeRT:
         return a + d
 
 
-class FakeSock:
-    def __init__(self):
-        self.closed = False
-
-    def close(self):
-        self.closed = True
-
-
 class Broker:
     """What the fake clients publish to, and what they receive."""
 
-    def __init__(self):
+    def __init__(self, rt):
+        self.rt = rt
         self.up = True
+        self.silent = False     # takes everything, answers nothing (a half-open link)
         self.published = []     # (topic, payload, retain, qos)
         self.pending = []       # (topic, payload) to deliver to the meter
         self.connects = 0
@@ -57,12 +51,21 @@ class Broker:
 
 
 class FakeClient:
+    """comms.net.Conn's surface: open/poll/subscribe/publish/ping; packet ids
+    are acknowledged at once, unless the broker is silent."""
+
     def __init__(self, broker, client_id, host, port, keepalive, user, password):
         self.b = broker
         self.cb = None
-        self.sock = None
         self.keepalive = keepalive
         self.user = user
+        self.up = False
+        self.closed = False
+        self.unacked = {}
+        self.on_refused = None
+        self.last_rx = broker.rt.ms
+        self._pid = 0
+        self._ping_due = False
 
     def set_callback(self, f):
         self.cb = f
@@ -70,21 +73,28 @@ class FakeClient:
     def set_last_will(self, topic, msg, retain=False, qos=0):
         self.b.wills.append((topic, msg, retain, qos))
 
-    def connect(self, clean_session=True):
+    def open(self, clean_session=True):
         if not self.b.up:
             raise OSError(111)
-        self.sock = FakeSock()
         self.b.connects += 1
         self.clean = clean_session
-        return 0
+        self.up = True
+        self.last_rx = self.b.rt.ms
 
     def _alive(self):
-        if not self.b.up or self.sock is None or self.sock.closed:
+        if not self.b.up or self.closed:
             raise OSError(104)
+
+    def _next_pid(self):
+        self._pid += 1
+        if self.b.silent:
+            self.unacked[self._pid] = 0
+        return self._pid
 
     def subscribe(self, topic, qos=0):
         self._alive()
         self.b.subs.append((topic, qos))
+        return self._next_pid()
 
     def publish(self, topic, msg, retain=False, qos=0):
         self._alive()
@@ -92,27 +102,42 @@ class FakeClient:
             self.b.fail_publish -= 1
             raise OSError(110)
         self.b.published.append((bytes(topic), bytes(msg), retain, qos))
+        return self._next_pid() if qos else 0
 
-    def check_msg(self):
+    def poll(self, room=8):
         self._alive()
-        if self.b.pending:
+        if self.b.silent:
+            return
+        if self._ping_due:
+            self._ping_due = False
+            self.last_rx = self.b.rt.ms
+        while room > 0 and self.b.pending:
             t, m = self.b.pending.pop(0)
+            self.last_rx = self.b.rt.ms
             self.cb(t, m)
+            room -= 1
+
+    def backlog(self):
+        return 0
 
     def ping(self):
         self._alive()
         self.b.pings += 1
+        self._ping_due = True
 
     def disconnect(self):
-        self.sock.close()
+        self.closed = True
+
+    def close(self):
+        self.closed = True
 
 
 def make_link(state_dir=None, region_key=RK, meter_key=MK, outbox=None, **cfg_over):
     cfg_over.setdefault("report_s", 3600)
     cfg_over.setdefault("mqtt", {"host": "x", "port": 1, "tls": False, "keepalive": 60})
     m, hw = make_meter(state_dir, **cfg_over)
-    b = Broker()
     rt = FakeRT()
+    b = Broker(rt)
 
     def factory(cid, host, port, ka, user=None, pw=None):
         return FakeClient(b, cid, host, port, ka, user, pw)
