@@ -39,7 +39,7 @@ class Bench:
         self.hepw = secrets.token_hex(8)
         users["headend"] = self.hepw
         self.broker = Broker(tls=True, users=users, acl=meter_acl(self.meters)).start()
-        self.he = HeadEnd(self.tmp / "he.sqlite", self.master, self.broker.host, self.broker.port,
+        self.he = HeadEnd(self.tmp / "he.sqlite", self.master, self.broker.host, self.broker.admin_port,
                           "headend", self.hepw, self.broker.ca_file, "bench-headend", True).connect()
         self.procs = []
 

@@ -20,9 +20,10 @@ Secured mode (Mosquitto only), as a utility would run it for meters:
 - Per-user passwords: a Mosquitto password file (salted SHA-512, "$6$").
 - ACL: `meter_acl` gives each meter its own topics only (pattern lines with
   %u) and read access to its region's tariff; admins may use everything.
-- Client ids: with passwords, each listener replaces a client's id by its
-  user name (`use_username_as_clientid`), so no client can take over
-  another's id; the head-end's sessions are named "headend" too.
+- Client ids: with passwords, meters and the head-end get separate
+  listeners (b.port and b.admin_port) with separate users; the meters'
+  listener replaces a client's id by its user name
+  (`use_username_as_clientid`), so no meter can take over another's id.
 - Packets larger than MAX_PACKET bytes are refused (`max_packet_size`).
 - Persistence (on by default when secured): sessions and queued QoS 1
   messages survive a restart.
@@ -124,13 +125,17 @@ def make_test_pki(d: Path, hostname: str = "localhost"):
 
 class Broker:
     def __init__(self, kind: str | None = None, port: int | None = None, tls: bool = False,
-                 users: dict | None = None, acl: str | None = None, persistence: bool | None = None):
+                 users: dict | None = None, acl: str | None = None, persistence: bool | None = None,
+                 admins=("headend",)):
         self.kind = kind or ("mosquitto" if mosquitto_path() else "amqtt")
         secured = tls or users is not None or acl is not None
         if secured and self.kind != "mosquitto":
             raise RuntimeError("TLS, passwords and ACLs need Mosquitto (apt-get install mosquitto)")
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        # with passwords, the head-end has a listener of its own (see _mosquitto_conf)
+        self.admins = tuple(admins)
+        self.admin_port = free_port() if users is not None else self.port
         self.tls = tls
         self.users = users
         self.acl = acl
@@ -154,28 +159,43 @@ class Broker:
             lines.append("persistence false")
         if os.geteuid() == 0:
             lines.append("user root")  # keep access to the files in our temp dir
-        if self.users is not None:
-            (d / "passwd").write_text("".join(password_line(u, p) + "\n" for u, p in self.users.items()))
-            lines += ["allow_anonymous false", "password_file %s" % (d / "passwd")]
+        if self.tls and self.ca_file is None:
+            ca, _cert, _key = make_test_pki(d)
+            self.ca_file = str(ca)
+            self.ca_pem = ca.read_text()
+        if self.users is None:
+            lines += ["allow_anonymous true", f"listener {self.port} {self.host}"]
+            lines += self._tls_lines()
         else:
-            lines.append("allow_anonymous true")
+            # Meters and the head-end on separate listeners, each with its own
+            # users. On the meters' listener a client's id is its user name,
+            # so one meter's credentials cannot connect as another meter and
+            # push it off; the head-end's listener (the back office's network
+            # in production) knows only the admins, whose several clients
+            # (service, CLI) keep ids of their own.
+            meters = {u: p for u, p in self.users.items() if u not in self.admins}
+            admins = {u: p for u, p in self.users.items() if u in self.admins}
+            lines.append("per_listener_settings true")
+            for port, users, name in ((self.port, meters, "passwd"),
+                                      (self.admin_port, admins, "passwd.admin")):
+                (d / name).write_text("".join(password_line(u, p) + "\n" for u, p in users.items()))
+                lines += [f"listener {port} {self.host}", "allow_anonymous false",
+                          f"password_file {d / name}"]
+                if port == self.port:
+                    lines.append("use_username_as_clientid true")
+                if self.acl is not None:
+                    lines.append(f"acl_file {d / 'acl'}")
+                lines += self._tls_lines()
         if self.acl is not None:
             (d / "acl").write_text(self.acl)
-            lines.append("acl_file %s" % (d / "acl"))
-        lines.append(f"listener {self.port} {self.host}")
-        if self.users is not None:
-            # a client's id is its user name: one meter's credentials cannot
-            # connect as another meter and push it off the broker
-            lines.append("use_username_as_clientid true")
-        if self.tls:
-            if self.ca_file is None:
-                ca, _cert, _key = make_test_pki(d)
-                self.ca_file = str(ca)
-                self.ca_pem = ca.read_text()
-            lines += [f"cafile {self.ca_file}", "certfile %s" % (d / "server.pem"),
-                      "keyfile %s" % (d / "server.key"), "tls_version tlsv1.2"]
-        # global options must come before the listener in per-listener mode
         return "\n".join(lines) + "\n"
+
+    def _tls_lines(self):
+        if not self.tls:
+            return []
+        d = self.dir
+        return [f"cafile {self.ca_file}", f"certfile {d / 'server.pem'}",
+                f"keyfile {d / 'server.key'}", "tls_version tlsv1.2"]
 
     def start(self):
         d = self.dir
@@ -198,8 +218,10 @@ class Broker:
             if self.proc.poll() is not None:
                 raise RuntimeError("{} exited: {}".format(self.kind, (d / "broker.log").read_text()))
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
+                for port in {self.port, self.admin_port}:
+                    with socket.create_connection((self.host, port), timeout=0.2):
+                        pass
+                return self
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.kind} did not start listening on {self.port}")

@@ -130,7 +130,7 @@ class World:
         return self
 
     def headend(self, db="he.sqlite", client_id="headend-main"):
-        return HeadEnd(self.tmp / db, self.master, self.broker.host, self.broker.port, "headend",
+        return HeadEnd(self.tmp / db, self.master, self.broker.host, self.broker.admin_port, "headend",
                        self.he_password, self.broker.ca_file, client_id, persistent=True)
 
     def start_meter(self, meter_id, speed=60, report_s=60, keepalive=10, flow=0, credit=None,

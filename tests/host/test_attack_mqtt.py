@@ -9,14 +9,14 @@ import paho.mqtt.client as mqtt
 from comms import sign
 
 
-def _rogue(w, user, client_id):
+def _rogue(w, user, client_id, port=None):
     """A client with `user`'s genuine credentials, asking for `client_id`."""
     up = threading.Event()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     c.username_pw_set(user, sign.mqtt_password(w.master, user))
     c.tls_set(ca_certs=w.broker.ca_file)
     c.on_connect = lambda cl, ud, flags, reason, props=None: up.set() if reason == 0 else None
-    c.connect(w.broker.host, w.broker.port)
+    c.connect(w.broker.host, port or w.broker.port)
     c.loop_start()
     return c, up
 
@@ -39,3 +39,12 @@ def test_attack_client_id_takeover_cannot_push_another_meter_off(mqtt_world):
     assert s["connected"] and s["connects"] == before, (
         f"M3 was pushed off the broker by a client using M4's credentials: {s!r}")
     m3.stop()
+
+
+def test_attack_meter_credentials_are_refused_on_the_head_end_listener(mqtt_world):
+    # the head-end's listener keeps client ids as given: a meter there could
+    # take over any id, so it knows the admins only
+    w = mqtt_world
+    c, up = _rogue(w, "M4", "M3", port=w.broker.admin_port)
+    assert not up.wait(3), "a meter's credentials opened a session on the head-end listener"
+    c.loop_stop()

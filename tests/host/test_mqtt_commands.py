@@ -113,7 +113,7 @@ def test_cli(mqtt_world, m1, tmp_path):
     master = tmp_path / "hd.master"
     master.write_text(w.master.hex())
     base = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", str(w.tmp / "he.sqlite"),
-            "--master", str(master), "--broker", f"{w.broker.host}:{w.broker.port}",
+            "--master", str(master), "--broker", f"{w.broker.host}:{w.broker.admin_port}",
             "--ca", w.broker.ca_file, "--user", "headend", "--password", w.he_password]
 
     def cli(*args):
