@@ -115,6 +115,7 @@ EVENT_NAMES = EVENT_NAMES + ("state-rollback", "state-lost", "clock-untrusted", 
                              "storage-failed")
 STATE_COPY_MISSING = const(1)  # EV_STATE_ROLLBACK: only one copy, though two were written
 STATE_GEN_GAP = const(2)       # EV_STATE_ROLLBACK: the two copies' generations are not consecutive
+STATE_BEHIND_LOG = const(3)    # EV_STATE_ROLLBACK: older than the generation a previous boot restored
 CLOCK_UNSET = const(1)         # EV_CLOCK_UNTRUSTED: before 2025-01-01 (an RTC that lost power)
 CLOCK_BEHIND = const(2)        # EV_CLOCK_UNTRUSTED: behind the persisted time floor
 

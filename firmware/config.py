@@ -26,6 +26,7 @@ DEFAULTS = {
     "friendly_hours": [20, 8],   # local hours [start, end) when no cut-off happens
     "friendly_days": [5, 6],     # weekdays (0=Monday) with no cut-off
     "friendly_dates": [],        # ["MM-DD", ...] holidays with no cut-off
+    "friendly_debt_max": 500_000,  # debt allowed in a friendly period (5.00); then the valve closes
     "save_l": 10,                # save state at least every this many litres of flow
     "save_s": 60,                # ... or this many seconds while water flows
     "poll_ms": 1000,             # meter loop period
@@ -118,7 +119,7 @@ RANGES = {
     "account": (0, 1_000_000_000), "install_seq": (0, 1_000_000_000), "leak_gap_s": (60, 86400),
     "leak_window_s": (0, 2_592_000), "burst_lph": (0, 100_000), "burst_s": (10, 3600),
     "closed_flow_ml": (0, 1_000_000), "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000),
-    "batt_grace_s": (0, 7_776_000),
+    "batt_grace_s": (0, 7_776_000), "friendly_debt_max": (0, 100_000_000),
     "friendly_hours": (0, 23), "friendly_days": (0, 6),
 }
 # list settings: key -> (least, most) items

@@ -25,6 +25,18 @@ TIME_MIN = const(1735689600)
 _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
 
+# snapshot()["sf"], state flags: what a head-end must know before trusting the figures
+SF_CLOCK_UNTRUSTED = const(1)  # clock unset or behind the time floor: no friendly hours
+SF_STATE_ROLLBACK = const(2)   # a state copy was missing or rolled back at this boot
+SF_STATE_LOST = const(4)       # both copies lost: card credits wait for a signed floor
+SF_STORAGE = const(8)          # saves failing: volume since the last good save is in RAM only
+# identity, kept in the state (config.json is only its first source)
+IDENTITY = ("meter_id", "region", "account", "install_seq")
+# evidence that a meter without state ran before (EV_STATE_LOST arg bits)
+_LOST_LOG = const(1)           # the event log has history
+_LOST_CORRUPT = const(2)       # a state copy is there but damaged
+_LOST_COUNTER = const(4)       # the old firmware's command counter file is there
+_LOST_INSTALLED = const(8)     # config.json says the meter was installed
 
 # findings that close the valve (detect bit, config key or None = always, reason)
 _CLOSERS = (
@@ -76,15 +88,33 @@ class Meter:
         self._rate_ms = 0
         self._v_ml = 0                # valve exercise: volume and time of the last flow seen
         self._v_still = now
+        self.cmd_counter = 0          # highest MQTT command counter accepted (anti-replay)
+        self.time_floor = 0           # last trusted wall time: the clock never runs behind it
+        self.clock_trusted = now >= TIME_MIN
+        self.state_lost = False       # set at restore on a total loss, cleared by a signed floor
+        self.rollback = 0             # STATE_COPY_MISSING / STATE_GEN_GAP seen at this boot
+        self.save_failing = False     # the last periodic save failed; retried every poll
 
     # ---------------- state ----------------
     def restore(self):
         """Load the newest usable state; returns True if one was found. A
         copy that passes its CRC but cannot be applied (a format this
         firmware does not know) is skipped for the older copy, and logged."""
-        copies = self.store.load_all()
-        for slot in self.store.corrupt:
+        had_history = self.log.seq > 1        # events before this boot's power-up
+        store = self.store
+        copies = store.load_all()
+        for slot in store.corrupt:
             self.log.add(codes.EV_STATE_CORRUPT, slot)
+        anomaly = store.anomaly
+        if copies and copies[0][0] < self.log.restored_gen:
+            anomaly = codes.STATE_BEHIND_LOG
+        if anomaly:
+            self.rollback = anomaly
+            self.log.add(codes.EV_STATE_ROLLBACK, anomaly)
+        # generations go on above any the log has seen, so a loss or a
+        # rollback is not reported again at every boot
+        store.generation = max(store.generation, self.log.restored_gen)
+        legacy_n = store.legacy_counter()
         for gen, s in copies:
             try:
                 self._apply_state(s)
@@ -92,8 +122,35 @@ class Meter:
                 self.log.add(codes.EV_STATE_CORRUPT, 2 + (gen & 1))
                 continue
             self.log.add(codes.EV_STATE_RESTORED, gen)
+            if "cmdn" not in s:
+                # first boot of this firmware: identity came from config.json,
+                # the command counter from its old file; from now on both
+                # live in the state
+                self.cmd_counter = legacy_n or 0
+                if self._try_save():
+                    store.drop_legacy_counter()
+            self._check_clock()
             return True
+        evidence = ((_LOST_LOG if had_history else 0) | (_LOST_CORRUPT if store.corrupt or copies else 0)
+                    | (_LOST_COUNTER if legacy_n is not None else 0)
+                    | (_LOST_INSTALLED if self.cfg["account"] or self.cfg["install_seq"] else 0))
+        if evidence:
+            # the meter ran before and its state is gone: the ledger is
+            # empty, so card credits wait for the office's signed floor
+            self.state_lost = True
+            self.log.add(codes.EV_STATE_LOST, evidence)
+        self.cmd_counter = legacy_n or 0
+        self._check_clock()
+        self._try_save()
+        self._try_save()        # both slots written: a missing twin means something
         return False
+
+    def _try_save(self):
+        try:
+            self.save()
+            return True
+        except Exception:  # noqa: BLE001 - OSError, MemoryError: the next save retries
+            return False
 
     def _apply_state(self, s):
         # Core fields are required; fields added later default, so a state
@@ -119,6 +176,15 @@ class Meter:
         self.why_closed = s.get("vwhy", WHY_CREDIT)
         self.awaiting_confirm = bool(s.get("vcf", 0))
         self.low_level = s.get("low", 0)
+        self.cmd_counter = _uint(s.get("cmdn", 0))
+        self.time_floor = _uint(s.get("tf", 0))
+        self.clock_trusted = not s.get("tu", 0)
+        self.state_lost = bool(s.get("lost", 0))
+        idn = s.get("idn")
+        if idn is not None:
+            _check_identity(idn)
+            for k, v in zip(IDENTITY, idn):
+                self.cfg[k] = v
         if self.valve is not None:
             self.valve.last_move = s.get("vmv", 0)
         ml = volume.ml()
@@ -133,6 +199,7 @@ class Meter:
             self.detector.restart(self.clock.time(), ml)
 
     def save(self):
+        now = self.clock.time()
         s = {
             "bal": self.balance,
             "vol": self.volume.to_state(),
@@ -149,10 +216,47 @@ class Meter:
             "vcf": 1 if self.awaiting_confirm else 0,
             "low": self.low_level,
             "vmv": self.valve.last_move if self.valve is not None else 0,
+            "idn": [self.cfg[k] for k in IDENTITY],
+            "cmdn": self.cmd_counter,
+            # an untrusted clock was raised to the floor and runs from there,
+            # so it is still a lower bound of the true time
+            "tf": max(self.time_floor, now) if now >= TIME_MIN else self.time_floor,
+            "tu": 0 if self.clock_trusted else 1,
+            "lost": 1 if self.state_lost else 0,
         }
         self.store.save(s)
+        self.time_floor = s["tf"]
         self._last_save_ml = self.volume.ml()
-        self._last_save_t = self.clock.time()
+        self._last_save_t = now
+
+    def _persist(self):
+        # Saves the loop makes on its own (valve moves, rollover, the volume
+        # rule): a failing flash must not stop metering. The state stays in
+        # RAM, the failure is logged once, and every poll retries.
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - OSError (flash full), MemoryError
+            if not self.save_failing:
+                self.save_failing = True
+                self.log.add(codes.EV_STORAGE_FAILED,
+                             min(self.volume.ml() - self._last_save_ml, 1 << 30))
+            return
+        self.save_failing = False
+
+    def _check_clock(self):
+        # A clock that is unset (an RTC that lost power restarts in 2000) or
+        # behind the last trusted time is not believed. It is raised to the
+        # floor, so nothing time-based runs backwards, and friendly hours
+        # wait for a trusted set_time (technician, or the head-end's signed
+        # time command).
+        now = self.clock.time()
+        floor = self.time_floor
+        why = codes.CLOCK_UNSET if now < TIME_MIN else codes.CLOCK_BEHIND if now < floor else 0
+        if why:
+            if floor >= TIME_MIN:
+                self.clock.set_time(floor)
+            self.clock_trusted = False
+            self.log.add(codes.EV_CLOCK_UNTRUSTED, why)
 
     # ---------------- the loop ----------------
     def poll(self):
@@ -167,6 +271,9 @@ class Meter:
                 self._reversing = True
                 self.log.add(codes.EV_REVERSE_FLOW, -n)
         now = self.clock.time()
+        if now < self.time_floor:
+            self._check_clock()
+            now = self.clock.time()
         ml = self.volume.ml()
         self._measure_rate(ml)
         if now < TIME_MIN:
@@ -181,21 +288,21 @@ class Meter:
                 self.balance -= self.billing.roll_period(ml, self.period_end)
                 self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
                 self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
-                self.save()
+                self._persist()
             if self.staged is not None and now >= self.staged.activate_at:
                 self.balance -= self.billing.change_tariff(self.staged, ml, now)
                 self.log.add(codes.EV_TARIFF, self.staged.version)
                 self.staged = None
-                self.save()
+                self._persist()
             self.balance -= self.billing.step(ml, now)
         if self.detector is not None:
             self.detector.step(now, ml, n > 0, not self.want_open)
             self._act_on_findings()
         self._policy(now)
         self._valve_step(now, ml)
-        if (ml - self._last_save_ml >= self.cfg["save_l"] * 1000
+        if (self.save_failing or ml - self._last_save_ml >= self.cfg["save_l"] * 1000
                 or (ml != self._last_save_ml and now - self._last_save_t >= self.cfg["save_s"])):
-            self.save()
+            self._persist()
 
     def _anchor_time(self, now):
         # First valid wall time after running on an unset clock: time-based
@@ -206,7 +313,7 @@ class Meter:
         if b.period_start_s < TIME_MIN:
             b.period_start_s = now
         self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
-        self.save()
+        self._persist()
 
     def _measure_rate(self, ml):
         # Flow over a window of FLOW_WINDOW_S, in mL/h, for display/telemetry.
@@ -219,6 +326,10 @@ class Meter:
 
     # ---------------- credit policy ----------------
     def friendly(self, now):
+        """True inside a friendly period. Never on an untrusted clock: an RTC
+        that lost power reads a Saturday in 2000."""
+        if not self.clock_trusted:
+            return False
         c = self.cfg
         _, mo, d, h, _, wd = timeutil.local_parts(now, c["tz"])
         if wd in c["friendly_days"]:
@@ -229,6 +340,10 @@ class Meter:
         if start == end:
             return False
         return start <= h < end if start < end else (h >= start or h < end)
+
+    def _may_owe(self, now):
+        # no cut-off for lack of credit: friendly period, debt below its cap
+        return self.friendly(now) and self.balance > -self.cfg["friendly_debt_max"]
 
     def _policy(self, now):
         b = self.balance
@@ -241,9 +356,9 @@ class Meter:
             self.indicators.show(level)
         if level == 3:
             if self.want_open and self.why_closed == WHY_NONE:
-                if self.friendly(now):
+                if self._may_owe(now):
                     # no cut-off in friendly hours: the water is still
-                    # charged, and the debt is recorded
+                    # charged, and the debt is recorded up to its cap
                     if not self.in_debt and b < 0:
                         self.in_debt = True
                         self.log.add(codes.EV_FRIENDLY_DEBT, b)
@@ -254,7 +369,7 @@ class Meter:
                 self._set_valve(True, WHY_NONE)
             elif not self.awaiting_confirm:
                 self.awaiting_confirm = True
-                self.save()
+                self._persist()
 
     def _act_on_findings(self):
         found = self.detector.active
@@ -268,7 +383,7 @@ class Meter:
                 if self.why_closed == why and not found & bit:
                     # condition gone: hand the valve back to the credit policy
                     self.why_closed = WHY_CREDIT
-                    self.save()
+                    self._persist()
 
     def confirm(self):
         """The user tapped the card or pressed the button: reopen if credit allows."""
@@ -287,7 +402,7 @@ class Meter:
             else:
                 self.valve.close()
         self.log.add(codes.EV_VALVE_OPEN if want_open else codes.EV_VALVE_CLOSED, why)
-        self.save()
+        self._persist()
 
     def reconcile_valve(self):
         """At boot: settle the valve from the stored intent, the credit and the
@@ -304,7 +419,7 @@ class Meter:
         changed = False
         if self.want_open:
             if (self.balance <= 0 and self.why_closed != WHY_OVERRIDE
-                    and not self.friendly(now)):
+                    and not self._may_owe(now)):
                 self.want_open = False
                 self.why_closed = WHY_CREDIT
                 changed = True
@@ -316,7 +431,7 @@ class Meter:
             self.log.add(codes.EV_VALVE_OPEN if self.want_open else codes.EV_VALVE_CLOSED,
                          self.why_closed)
         if changed:
-            self.save()
+            self._persist()
 
     def _valve_step(self, now, ml):
         # From poll(): the controller's retries, tamper watch and exercise.
@@ -332,10 +447,10 @@ class Meter:
         v.step(now, hour, now - self._v_still)
         if self.why_closed == WHY_OVERRIDE and self.balance > 0:
             self.why_closed = WHY_NONE    # credit is back: the override has done its job
-            self.save()
+            self._persist()
         if v.dirty:
             v.dirty = False
-            self.save()
+            self._persist()
 
     def request_valve(self, want_open, source, override=False):
         """Remote or technician command (source: "mqtt", "repl", ...). A remote
@@ -443,12 +558,16 @@ class Meter:
             return codes.OLD if seq < self.cfg.get("install_seq", 0) else codes.USED
         before = (self.cfg["account"], self.cfg["region"], self.cfg.get("install_seq", 0))
         self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = account, region, seq
+        try:
+            self.save()       # identity lives in the CRC-checked state
+        except Exception:  # noqa: BLE001 - not saved, so not applied
+            self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = before
+            return codes.STORAGE
         if self.persist_config is not None:
             try:
-                self.persist_config()
-            except Exception:  # noqa: BLE001 - not saved, so not applied
-                self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = before
-                return codes.STORAGE
+                self.persist_config()     # config.json's copy is informative only
+            except Exception:  # noqa: BLE001
+                pass
         self.log.add(codes.EV_CONFIG, region)
         return codes.ACCEPTED
 
@@ -493,9 +612,64 @@ class Meter:
         self.clock.set_time(secs)
         if secs < old:
             self.period_end = timeutil.next_month_day(secs, self.cfg["period_day"], self.cfg["tz"])
+        # an authority set it: the clock is trusted again, and the floor
+        # follows it, backwards too (a clock that ran ahead is corrected)
+        self.time_floor = secs
+        self.clock_trusted = secs >= TIME_MIN
         self.log.add(codes.EV_TIME_SET, max(-(1 << 30), min(secs - old, 1 << 30)))
         self.save()
         return codes.ACCEPTED
+
+    # ---------------- anti-replay and identity (stored in the state) ----------------
+    @property
+    def command_counter(self):
+        """The highest MQTT command counter accepted so far."""
+        return self.cmd_counter
+
+    def accept_command(self, n):
+        """The link's replay check: a signed command's counter must exceed
+        every one accepted before. ACCEPTED only once the new counter is
+        saved, so a replay after a power cut is still refused; OLD for a
+        counter not above it, STORAGE if it could not be saved."""
+        if not isinstance(n, int) or isinstance(n, bool):
+            return codes.FORMAT
+        if not 0 < n < _KEY_MAX:
+            return codes.RANGE
+        if n <= self.cmd_counter:
+            return codes.OLD
+        before = self.cmd_counter
+        self.cmd_counter = n
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - not durable, so not accepted
+            self.cmd_counter = before
+            return codes.STORAGE
+        return codes.ACCEPTED
+
+    def set_identity(self, key, value):
+        """A technician's or the office's change of meter_id or region (the
+        caller validates the value): saved in the state, which config.json
+        damage cannot reset. ACCEPTED, RANGE, or STORAGE."""
+        if key not in ("meter_id", "region"):
+            return codes.RANGE
+        before = self.cfg[key]
+        self.cfg[key] = value
+        try:
+            _check_identity([self.cfg[k] for k in IDENTITY])
+            self.save()
+        except ValueError:
+            self.cfg[key] = before
+            return codes.RANGE
+        except Exception:  # noqa: BLE001 - not durable, so not applied
+            self.cfg[key] = before
+            return codes.STORAGE
+        return codes.ACCEPTED
+
+    def clear_state_lost(self):
+        """Called once the office's signed per-account floor is in the
+        ledger: card credits are safe again. Saved at once."""
+        self.state_lost = False
+        self.save()
 
     def stage_tariff(self, d):
         """Accept a tariff in wire form; it takes effect at its activation time."""
@@ -532,4 +706,29 @@ class Meter:
             "low": self.low_level,
             "tv": self.billing.tariff.version,
             "evs": self.log.seq,
+            "sf": self.state_flags(),
         }
+
+    def state_flags(self):
+        """SF_* bits: the clock, the state's history and the flash."""
+        return ((0 if self.clock_trusted else SF_CLOCK_UNTRUSTED)
+                | (SF_STATE_ROLLBACK if self.rollback else 0)
+                | (SF_STATE_LOST if self.state_lost else 0)
+                | (SF_STORAGE if self.save_failing else 0))
+
+
+def _uint(v):
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < _KEY_MAX:
+        raise ValueError("not a 32-bit unsigned int")
+    return v
+
+
+def _check_identity(idn):
+    # [meter_id, region, account, install_seq] as stored; raises ValueError
+    mid, region, account, seq = idn
+    if not isinstance(mid, str) or not 1 <= len(mid) <= 16:
+        raise ValueError("meter_id")
+    if not 0 <= _uint(region) <= 65535:
+        raise ValueError("region")
+    _uint(account)
+    _uint(seq)

@@ -164,25 +164,11 @@ class Commands:
         self.outbox = outbox            # only read: its count goes into get state
         self.on_config = None           # fn(key, value) after a setting changed
         self.rejected = 0
-        self.cmd_n = self._load_n()
 
-    # ---------------- persistence of the command counter ----------------
-    def _n_path(self):
-        return (self.state_dir or ".") + "/cmd_n"
-
-    def _load_n(self):
-        try:
-            with open(self._n_path()) as f:
-                return int(f.read())
-        except (OSError, ValueError):
-            return 0
-
-    def _save_n(self, n):
-        p = self._n_path()
-        with open(p + ".new", "w") as f:
-            f.write("%d" % n)
-        os.rename(p + ".new", p)
-        self.cmd_n = n
+    @property
+    def cmd_n(self):
+        # the replay counter lives in the meter's CRC-checked state
+        return self.meter.command_counter
 
     # ---------------- incoming ----------------
     def handle(self, topic, msg):
@@ -223,10 +209,9 @@ class Commands:
         x = d.get("x", 0)
         if x and self.clock.time() > x:
             return self._refuse(n, codes.OLD)
-        try:
-            self._save_n(n)   # before acting: a replay after a crash is still refused
-        except OSError:
-            return n, codes.STORAGE, 0, None
+        code = self.meter.accept_command(n)   # saved before acting: a replay after a crash is refused
+        if code != codes.ACCEPTED:
+            return n, code, 0, None
         op = d["op"]
         code = check_fields(op, d)
         val, detail = 0, None

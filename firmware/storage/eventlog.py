@@ -6,6 +6,8 @@
 # (new file, then rename). A torn last line after a power cut is skipped.
 import os
 
+from codes import EV_STATE_RESTORED
+
 RAM_EVENTS = const(64)
 FILE_EVENTS = const(512)
 
@@ -17,6 +19,7 @@ class EventLog:
         self._ring = []
         self._lines = 0
         self.seq = 0
+        self.restored_gen = 0  # arg of the newest state-restored event in the file: a rollback witness
         self.listeners = []   # fn(event) called for each new event
         self._load()
 
@@ -30,6 +33,8 @@ class EventLog:
                         continue
                     self._lines += 1
                     self.seq = max(self.seq, ev[0])
+                    if ev[2] == EV_STATE_RESTORED:
+                        self.restored_gen = ev[3]
                     self._keep(ev)
         except OSError:
             pass

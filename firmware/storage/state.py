@@ -3,21 +3,35 @@
 # Two slots, <name>.0 and <name>.1. Generation g goes to slot g % 2, written
 # as a new file and renamed over the slot (LittleFS renames atomically), so
 # the other slot always holds the previous good copy. Each copy starts with a
-# header line "MS1 <gen hex> <crc32 hex> <length>" and a JSON body. On load
-# the newest copy whose CRC and length check out wins; a torn or corrupt copy
-# is reported and skipped.
+# header line "MS2 <gen hex> <crc32 hex> <length>" and a JSON body; the CRC
+# covers the generation and the length as well as the body, so a flipped bit
+# in the generation cannot make an older copy win. On load the newest copy
+# whose CRC, length and slot parity check out wins; a torn or corrupt copy is
+# reported and skipped, and a missing twin or a gap between the two
+# generations (a copy deleted, or an older one put back) is reported as
+# `anomaly`. Copies of the first format (MS1, generation outside the CRC) are
+# read only while no MS2 copy exists: the migration of a meter in the field.
 import json
 import os
 from binascii import crc32
 
-_MAGIC = b"MS1"
+from codes import STATE_COPY_MISSING, STATE_GEN_GAP
+
+_MAGIC = b"MS2"
+_LEGACY = b"MS1"
+
+
+def _crc(gen, body):
+    return crc32(body, crc32(b"%x %d\n" % (gen, len(body))))
 
 
 class StateStore:
     def __init__(self, directory, name="state"):
+        self._dir = directory
         self._base = directory + "/" + name
         self.generation = 0
         self.corrupt = []   # slots found bad by the last load()
+        self.anomaly = 0    # STATE_COPY_MISSING / STATE_GEN_GAP from the last load(), or 0
         self.writes = 0
 
     def _slot(self, i):
@@ -33,22 +47,38 @@ class StateStore:
         first; the caller falls back to the older one if the newer cannot
         be used. Sets `generation` to the newest, so saves go on from it."""
         found = []
+        legacy = []
+        present = 0
         self.corrupt = []
         for i in (0, 1):
-            got = self._read(self._slot(i))
+            got = self._read(i)
+            if got is None:
+                continue
+            present += 1
             if got is False:
                 self.corrupt.append(i)
-            elif got is not None:
-                found.append(got)
+            elif got[2]:
+                legacy.append(got[:2])
+            else:
+                found.append(got[:2])
         found.sort(key=lambda c: -c[0])
+        legacy.sort(key=lambda c: -c[0])
+        self.anomaly = 0
         if found:
-            self.generation = found[0][0]
+            newest = found[0][0]
+            if present == 1 and newest > 1:
+                self.anomaly = STATE_COPY_MISSING
+            elif len(found) == 2 and newest - found[1][0] != 1:
+                self.anomaly = STATE_GEN_GAP
+        found += legacy     # an MS1 copy is older than any MS2 copy
+        if found:
+            self.generation = max(g for g, _ in found)
         return found
 
-    def _read(self, path):
-        # None: no file; False: present but invalid; else (gen, dict)
+    def _read(self, i):
+        # None: no file; False: present but invalid; else (gen, dict, legacy)
         try:
-            with open(path, "rb") as f:
+            with open(self._slot(i), "rb") as f:
                 raw = f.read()
         except OSError:
             return None
@@ -56,21 +86,59 @@ class StateStore:
             nl = raw.index(b"\n")
             magic, gen, crc, length = raw[:nl].split()
             body = raw[nl + 1:]
-            if magic != _MAGIC or int(length) != len(body) or int(crc, 16) != crc32(body):
+            gen = int(gen, 16)
+            if int(length) != len(body) or gen & 1 != i:
                 return False
-            return int(gen, 16), json.loads(body)
-        except (ValueError, TypeError):
+            if magic == _MAGIC:
+                ok = int(crc, 16) == _crc(gen, body)
+            else:
+                ok = magic == _LEGACY and int(crc, 16) == crc32(body)
+            if not ok:
+                return False
+            return gen, json.loads(body), magic == _LEGACY
+        except (ValueError, TypeError, MemoryError):
             return False
 
     def save(self, state):
         body = json.dumps(state).encode()
         gen = self.generation + 1
-        head = b"%s %x %x %d\n" % (_MAGIC, gen, crc32(body), len(body))
+        head = b"%s %x %x %d\n" % (_MAGIC, gen, _crc(gen, body), len(body))
         slot = self._slot(gen & 1)
         tmp = slot + ".new"
-        with open(tmp, "wb") as f:
-            f.write(head)
-            f.write(body)
+        try:
+            _write(tmp, head, body)
+        except OSError:
+            # A full flash: the copy this save replaces is the older one.
+            # Freeing it leaves the newest intact and makes room.
+            _remove(tmp)
+            _remove(slot)
+            _write(tmp, head, body)
         os.rename(tmp, slot)
         self.generation = gen
         self.writes += 1
+
+    def legacy_counter(self):
+        """The MQTT command counter of firmware that kept it in its own file
+        (<dir>/cmd_n, no CRC), or None: read once, at migration."""
+        try:
+            with open(self._dir + "/cmd_n") as f:
+                n = int(f.read())
+        except (OSError, ValueError):
+            return None
+        return n if 0 <= n <= 0xFFFFFFFF else None
+
+    def drop_legacy_counter(self):
+        _remove(self._dir + "/cmd_n")
+
+
+def _write(path, head, body):
+    with open(path, "wb") as f:
+        f.write(head)
+        f.write(body)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
