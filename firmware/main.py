@@ -197,13 +197,15 @@ def read_board_txt(path="board.txt"):
     return name, opts
 
 
-def boot(board_name, **board_opts):
+def boot(board_name, ready=None, **board_opts):
     """Power-up with the technician's REPL: validate the board, build the
     meter, start its tasks and return with the meter running behind the
     prompt. A production meter first runs in the foreground until a
     technician opens the REPL. Never raises: a board or state that cannot
     run gives a clear message and a safe state (outputs undriven, watchdog
-    fed), not a reset loop. Returns the service session, or None."""
+    fed), not a reset loop. Returns the service session, or None.
+    ready(session), when given, runs before the meter's thread starts: the
+    simulator attaches its displays there, so it misses no event."""
     import boards
     import service
     from boards import validate
@@ -234,6 +236,9 @@ def boot(board_name, **board_opts):
         session = attach_card(meter, hw, sec)
         spawn(meter, hw, link, user_tasks(meter, hw, session))
         s = service.attach(meter, hw, link, FIRMWARE_VERSION)
+        s.cards = session
+        if ready is not None:
+            ready(s)
         if s.production:
             s.gate()
         s.background()

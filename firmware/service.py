@@ -39,6 +39,7 @@ class Session:
         self.meter = meter
         self.hw = hw
         self.link = link
+        self.cards = None      # the card reader's session, when boot() attached one
         self.version = version
         if ticker is None:
             from boards import ticker as tk

@@ -6,7 +6,8 @@ Starts Mosquitto (or amqtt when Mosquitto is absent) on a free loopback
 port; provisions a simulated meter with the reference head-end
 (tools/headend.py: keys, broker settings) and the vending tool
 (tools/cardtool.py: card keys and the scenario's cards); runs
-boards/unix/simrun.py in the MicroPython unix port; prints what the meter
+boards/unix/simrun.py in the MicroPython unix port, which boots the meter
+with main.boot() as a board does; prints what the meter
 does; and plays the utility's side when the scenario asks: a signed region
 tariff, an online top-up, a broker outage, a card top-up at the office.
 """
@@ -55,6 +56,10 @@ def provision(state, broker):
                  client_id="sim-headend", persistent=True)
     he.provision(METER_ID, REGION, state, {"host": broker.host, "port": broker.port, "tls": False,
                                            "keepalive": 60})
+    cp = Path(state) / "config.json"
+    cfg = json.loads(cp.read_text())
+    cfg["report_s"] = 900              # a telemetry record every 15 simulated minutes
+    cp.write_text(json.dumps(cfg))
     sp = Path(state) / "secrets.json"
     secrets = json.loads(sp.read_text())
     secrets["card"] = testing_issuer().meter_secrets(METER_ID, REGION)
@@ -125,7 +130,7 @@ def main(argv=None):
         print("[office] meter provisioned; cards issued: user (5.00), a clone of it, "
               "a foreign-region user card, a check card", flush=True)
         cmd = [str(ROOT / ".venv" / "bin" / "micropython"), str(ROOT / "boards" / "unix" / "simrun.py"),
-               args.scenario, "--port", str(broker.port), "--speed", str(args.speed),
+               args.scenario, "--speed", str(args.speed),
                "--state", args.state]
         if args.interactive:
             cmd.append("--interactive")

@@ -1,36 +1,45 @@
 # The simulator: the firmware, unchanged, on the unix board at accelerated time.
 #
-#   micropython boards/unix/simrun.py SCENARIO --port P [--speed N]
-#       [--interactive] [--state DIR]
+#   micropython boards/unix/simrun.py SCENARIO [--speed N] [--interactive]
+#       [--state DIR]
 #
-# It assembles the meter exactly as main.py does on a board, runs main.run()
-# with two extra tasks (the scenario player and a live display) and prints a
-# summary. Requests for the head-end are printed as "!headend ..." lines for
-# tools/sim.py, which plays the utility's side over MQTT.
+# It starts the meter exactly as main.py does on a board: main.boot() builds
+# it from DIR (config.json, secrets.json as provisioned) and leaves it running
+# on the board's thread. This process's main thread then plays the world in
+# front of it, as a person at the meter would: the scenario, the keyboard in
+# --interactive mode, a status line every five simulated minutes. Whatever
+# it does to the meter or the device models it does inside ticker.hold(), as
+# a technician's command does. Requests for the head-end are printed as
+# "!headend ..." lines for tools/sim.py, which plays the utility's side over
+# MQTT.
 import sys
 import json
-import asyncio
+import time
 import select
 
-import boards
 import codes
-import config
 import main
 import units
 from boards.unix import scenarios
 
+PAUSE_MS = 20           # the world's pace, in real time
+DISPLAY_S = 300         # status line period, in simulated time
+
+
+class _Quit(Exception):
+    pass
+
 
 def _args(argv):
-    opts = {"scenario": "day", "port": 1883, "speed": 120, "interactive": False,
-            "state": "sim-state"}
+    opts = {"scenario": "day", "speed": 120, "interactive": False, "state": "sim-state"}
     i = 1
     while i < len(argv):
         a = argv[i]
         if a == "--interactive":
             opts["interactive"] = True
-        elif a in ("--port", "--speed"):
+        elif a == "--speed":
             i += 1
-            opts[a[2:]] = int(argv[i])
+            opts["speed"] = int(argv[i])
         elif a == "--state":
             i += 1
             opts["state"] = argv[i]
@@ -38,6 +47,11 @@ def _args(argv):
             opts["scenario"] = a
         i += 1
     return opts
+
+
+def _say_line(line):
+    # one write per line: the meter thread prints too
+    sys.stdout.write(line + "\n")
 
 
 def _clock_str(t):
@@ -48,29 +62,37 @@ class Sim:
     def __init__(self, opts):
         self.opts = opts
         start = scenarios.SCENARIOS[opts["scenario"]][0]
-        self.hw = boards.load("unix").build(state_dir=opts["state"], speed=opts["speed"], start=start)
-        cfg = config.load(opts["state"])
-        cfg["mqtt"] = {"host": "127.0.0.1", "port": opts["port"], "tls": False, "keepalive": 60}
-        cfg["report_s"] = 900
-        self.meter = main.assemble(self.hw, cfg)
-        import keystore
-        self.cards = main.attach_card(self.meter, self.hw, keystore.load(opts["state"]))
+        self.t0 = start
+        self.credited = 0
+        self.link = None
+        self.session = s = main.boot("unix", ready=self._attach, state_dir=opts["state"],
+                                     speed=opts["speed"], start=start)
+        if s is None:
+            raise SystemExit(1)      # boot() has said why
+        if s.link is None:
+            s.ticker.stop()
+            raise SystemExit("the simulated meter has no MQTT link (see above)")
+        self.hold = s.ticker.hold
         self.on_reader = None     # (name, ClassicCard) on the reader now
         self._release_at = None   # when the held button is let go
         self._tap_before = None   # the card session's last tap before this card
-        self.link = main.make_link(self.meter, self.hw)     # keys from the provisioned secrets
-        self.link.on_traffic = self._traffic
-        self.meter.log.listeners.append(self._event)
-        self.t0 = start
-        self.credited = 0
         self.done = False
         self._seq = 100
+        self._next_display = 0
+        self._poller = None
+
+    def _attach(self, s):
+        # called by boot() before the meter's thread starts
+        self.hw, self.meter, self.link, self.cards = s.hw, s.meter, s.link, s.cards
+        if s.link is not None:
+            s.link.on_traffic = self._traffic
+        s.meter.log.listeners.append(self._event)
 
     def now(self):
         return self.hw.clock.time() - self.t0
 
     def say(self, msg):
-        print("[%s] %s" % (_clock_str(self.hw.clock.time()), msg))
+        _say_line("[%s] %s" % (_clock_str(self.hw.clock.time()), msg))
 
     def _traffic(self, direction, topic, payload):
         arrow = "mqtt >>" if direction == "out" else "mqtt <<"
@@ -87,10 +109,17 @@ class Sim:
         return "%s/cards/%s.json" % (self.opts["state"], name)
 
     def act(self, action, arg):
+        if action in ("vend", "outage", "headend", "note", "end"):
+            self._request(action, arg)      # the world outside: the meter runs on
+        else:
+            with self.hold():
+                self._touch(action, arg)
+
+    def _touch(self, action, arg):
         m = self.meter
         if action == "card":
             from boards.unix.mifare_card import ClassicCard
-            self.act("remove", 0)
+            self._touch("remove", 0)
             try:
                 c = ClassicCard.load(self._card_path(arg))
             except OSError:
@@ -109,10 +138,6 @@ class Sim:
                 last = self.cards.last if self.cards else None
                 self.say("card   %s card removed (last tap: %s)" % (
                     name, codes.result_name(last[0]) if last else "none"))
-        elif action == "vend":
-            # the office: tools/sim.py runs the vending tool, then answers "ok"
-            print("!vend %s" % arg)
-            sys.stdin.readline()
         elif action == "stale":
             if m.valve is not None:
                 m.valve.last_move = self.hw.clock.time() - arg * 86400
@@ -132,15 +157,25 @@ class Sim:
             self.say("credit %s -> %s" % (units.money(arg), codes.result_name(r)))
         elif action == "tap":
             self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
+        elif action == "release":
+            self.hw.button.drive(1)
+
+    def _request(self, action, arg):
+        m = self.meter
+        if action == "vend":
+            # the office: tools/sim.py runs the vending tool, then answers "ok"
+            _say_line("!vend %s" % arg)
+            sys.stdin.readline()
         elif action == "outage":
-            print("!outage %s" % arg)
+            _say_line("!outage %s" % arg)
         elif action == "headend" and arg.startswith("topup "):
-            print("!headend %s" % arg)
+            _say_line("!headend %s" % arg)
         elif action == "headend":
             if arg == "tariff":
-                t = {"v": m.billing.tariff.version + 1, "at": self.hw.clock.time() + 3600,
-                     "b": [[1000, 350_000], [0, 700_000]], "sc": 50_000}
-                print("!headend tariff %d %s" % (m.cfg["region"], json.dumps(t)))
+                with self.hold():
+                    t = {"v": m.billing.tariff.version + 1, "at": self.hw.clock.time() + 3600,
+                         "b": [[1000, 350_000], [0, 700_000]], "sc": 50_000}
+                _say_line("!headend tariff %d %s" % (m.cfg["region"], json.dumps(t)))
         elif action == "note":
             self.say("note   " + arg)
         elif action == "end":
@@ -149,7 +184,20 @@ class Sim:
             else:
                 self.done = True
 
-    async def scenario(self):
+    def pause(self):
+        """The world's idle step: real time passes, the meter runs on its
+        thread meanwhile. Shows the status line when due, reads the keyboard
+        in --interactive mode. Raises _Quit once the run is over."""
+        time.sleep_ms(PAUSE_MS)
+        if self.now() >= self._next_display:
+            self._next_display = self.now() + DISPLAY_S
+            self.display()
+        if self._poller is not None:
+            self.console()
+        if self.done:
+            raise _Quit()
+
+    def scenario(self):
         steps = scenarios.SCENARIOS[self.opts["scenario"]][1]
         # times count from when the scenario starts, and a step that falls
         # due late (the host was busy) still leaves the meter a few seconds
@@ -158,70 +206,70 @@ class Sim:
         last = -5
         for at, action, arg in steps:
             while self.now() - t0 < at or self.now() - last < 3:
-                await self.hw.clock.sleep_ms(250)
+                self.pause()
             if action == "remove" and self.cards is not None:
                 # a person lifts the card once the meter has beeped
                 give_up = self.now() + 60
                 while self.cards.last is self._tap_before and self.now() < give_up:
-                    await self.hw.clock.sleep_ms(250)
+                    self.pause()
             last = self.now()
             self.act(action, arg)
             if self._release_at is not None:
                 # the customer holds on until the meter answers (or gives up)
                 while self.meter.emergency_owed == 0 and self.now() < self._release_at:
-                    await self.hw.clock.sleep_ms(250)
-                self.hw.button.drive(1)
+                    self.pause()
+                self.act("release", 0)
                 self._release_at = None
             if self.done and not self.opts["interactive"]:
                 break
 
-    async def display(self):
-        while True:
+    def display(self):
+        with self.hold():
             m = self.meter
             price = m.billing.tariff.price_at(m.billing.period_ml(m.volume.ml()))
-            self.say("status flow %7s L/h  vol %s m3  bal %8s  price %s/m3  valve %s%s" % (
+            line = "status flow %7s L/h  vol %s m3  bal %8s  price %s/m3  valve %s%s" % (
                 units.rate(m.flow_mlph), units.volume(m.volume.ml()), units.money(m.balance),
                 units.money(price),
                 "OPEN  " if m.want_open else "CLOSED",
-                "  (tap to reopen)" if m.awaiting_confirm else ""))
-            await self.hw.clock.sleep_ms(300_000)
+                "  (tap to reopen)" if m.awaiting_confirm else "")
+        self.say(line)
 
-    async def console(self):
-        poller = select.poll()
-        poller.register(sys.stdin, select.POLLIN)
-        print("interactive: flow <L/h> | topup <units> | tap | card <user|clone|foreign|check> | remove")
-        print("             emergency | tariff | status | quit")
-        while not self.done:
-            if poller.poll(0):
-                line = sys.stdin.readline().split()
-                if not line:
-                    continue
-                cmd, arg = line[0], (line[1] if len(line) > 1 else "0")
-                if cmd == "quit":
-                    self.done = True
-                elif cmd in ("flow", "topup"):
-                    self.act(cmd, int(arg))
-                elif cmd == "tap":
-                    self.act("tap", 0)
-                elif cmd in ("card", "remove", "emergency"):
-                    self.act(cmd, arg)
-                elif cmd == "tariff":
-                    self.act("headend", "tariff")
-                elif cmd == "status":
-                    print(json.dumps(self.meter.snapshot()))
-                else:
-                    print("unknown command:", cmd)
-            await asyncio.sleep_ms(50)
+    def console(self):
+        if not self._poller.poll(0):
+            return
+        line = sys.stdin.readline().split()
+        if not line:
+            return
+        cmd, arg = line[0], (line[1] if len(line) > 1 else "0")
+        if cmd == "quit":
+            self.done = True
+        elif cmd in ("flow", "topup"):
+            self.act(cmd, int(arg))
+        elif cmd == "tap":
+            self.act("tap", 0)
+        elif cmd in ("card", "remove", "emergency"):
+            self.act(cmd, arg)
+        elif cmd == "tariff":
+            self.act("headend", "tariff")
+        elif cmd == "status":
+            with self.hold():
+                snap = self.meter.snapshot()
+            _say_line(json.dumps(snap))
+        else:
+            _say_line("unknown command: %s" % cmd)
 
-    async def main(self):
-        extra = [self.scenario(), self.display()]
-        extra += main.user_tasks(self.meter, self.hw, self.cards)
+    def play(self):
         if self.opts["interactive"]:
-            extra.append(self.console())
-        task = asyncio.create_task(main.run(self.meter, self.hw, self.link, extra))
-        while not self.done:
-            await asyncio.sleep_ms(50)
-        task.cancel()
+            self._poller = select.poll()
+            self._poller.register(sys.stdin, select.POLLIN)
+            _say_line("interactive: flow <L/h> | topup <units> | tap | card <user|clone|foreign|check> | remove")
+            _say_line("             emergency | tariff | status | quit")
+        try:
+            self.scenario()
+            while self.opts["interactive"]:
+                self.pause()
+        except _Quit:
+            pass
 
     def summary(self):
         m, w = self.meter, self.hw.world
@@ -248,11 +296,13 @@ def run():
         sys.exit(2)
     sim = Sim(opts)
     try:
-        asyncio.run(sim.main())
+        sim.play()
     except KeyboardInterrupt:
         pass
-    sim.hw.clock.sync()
-    sim.hw.clock.speed = 0    # stop the simulated world, then close the books
+    sim.session.ticker.stop()     # the meter thread ends after its slice
+    clock = sim.hw.clock
+    clock.sync()
+    clock.speed = 0               # stop the simulated world, then close the books
     sim.meter.poll()
     sim.meter.save()
     sim.summary()
