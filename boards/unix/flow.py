@@ -42,12 +42,20 @@ class FlowSensor:
         self.bounce = bounce          # extra edges per pulse (reed-switch chatter)
         self.reversed = False
         self._acc = 0                 # integral of rate over time, (mL/h)*us
+        self._stop_at = None          # _acc at which a pour() ends
         self.emitted = 0              # pulses produced in total
         self.reverse_pulses = 0       # of which while running backwards
         clock.attach(self)
 
     def set_rate_lph(self, lph):
         self.rate_mlph = int(lph * 1000)
+        self._stop_at = None
+
+    def pour(self, ml, lph):
+        """Run at lph until exactly ml more have passed (a technician filling
+        a calibrated measure), then stop, at that instant of virtual time."""
+        self.set_rate_lph(lph)
+        self._stop_at = self._acc + ml * 3_600_000_000
 
     def set_reversed(self, rev):
         self.reversed = rev
@@ -64,14 +72,24 @@ class FlowSensor:
         return self.pin is not None and self.pin._handler is not None
 
     def next_event_us(self, now):
-        if not (self._flowing() and self._irq_wired()):
+        if not self._flowing():
             return None
-        need = -((-(self.emitted + 1) * self.k_den * _US_PER_H_ML_PER_L) // self.k_num)
-        return now + max(1, -((-(need - self._acc)) // self.rate_mlph))
+        nxt = None
+        if self._stop_at is not None:
+            nxt = now + max(1, -((-(self._stop_at - self._acc)) // self.rate_mlph))
+        if self._irq_wired():
+            need = -((-(self.emitted + 1) * self.k_den * _US_PER_H_ML_PER_L) // self.k_num)
+            t = now + max(1, -((-(need - self._acc)) // self.rate_mlph))
+            nxt = t if nxt is None or t < nxt else nxt
+        return nxt
 
     def advance(self, t0, t1):
         if self._flowing():
             self._acc += self.rate_mlph * (t1 - t0)
+            if self._stop_at is not None and self._acc >= self._stop_at:
+                self._acc = self._stop_at   # the measure is full: the tap closes
+                self.rate_mlph = 0
+                self._stop_at = None
 
     def at(self, t):
         total = (self._acc * self.k_num) // (self.k_den * _US_PER_H_ML_PER_L)

@@ -120,12 +120,13 @@ def test_guided_calibration_with_ctrl_c_and_then_for_real(tmp_path):
         child.expect(r"ticks=(\d+) k=(\d+)")
         assert int(child.match.group(1)) > t1
         assert int(child.match.group(2)) == 400
-        # a tap that lets exactly 10 L through once counting has started
+        # the technician fills an exactly 10 L measure once counting has
+        # started (a thread of its own: the REPL is busy in calibrate())
         child.sendline(
-            "exec(\"import asyncio\\nasync def tap(f, c):\\n"
-            "    while _session.cal is None: await asyncio.sleep_ms(5)\\n"
-            "    f.set_rate_lph(360)\\n    await c.sleep_ms(100_000)\\n    f.set_rate_lph(0)\\n"
-            "asyncio.create_task(tap(_session.hw.world.flow, _session.hw.clock))\")")
+            "exec(\"import _thread, time\\ndef tap(s):\\n"
+            "    while s.cal is None: time.sleep_ms(5)\\n"
+            "    with s.ticker.hold(): s.hw.world.flow.pour(10_000, 360)\\n"
+            "_thread.start_new_thread(tap, (_session,))\")")
         child.expect(">>> ")
         child.sendline("calibrate(10)")
         child.expect("Press Enter")
