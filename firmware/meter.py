@@ -23,6 +23,8 @@ CLOSED = const(0)
 # rollover or tariff activation is based on it.
 TIME_MIN = const(1735689600)
 _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
+# the MQTT command counter is (epoch << 32 | n), epoch < 2^31 (docs/LINK.md §7)
+_COUNTER_MAX = 1 << 63
 FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
 
 # snapshot()["sf"], state flags: what a head-end must know before trusting the figures
@@ -176,7 +178,7 @@ class Meter:
         self.why_closed = s.get("vwhy", WHY_CREDIT)
         self.awaiting_confirm = bool(s.get("vcf", 0))
         self.low_level = s.get("low", 0)
-        self.cmd_counter = _uint(s.get("cmdn", 0))
+        self.cmd_counter = _uint(s.get("cmdn", 0), _COUNTER_MAX)
         self.time_floor = _uint(s.get("tf", 0))
         self.clock_trusted = not s.get("tu", 0)
         self.state_lost = bool(s.get("lost", 0))
@@ -633,7 +635,7 @@ class Meter:
         counter not above it, STORAGE if it could not be saved."""
         if not isinstance(n, int) or isinstance(n, bool):
             return codes.FORMAT
-        if not 0 < n < _KEY_MAX:
+        if not 0 < n < _COUNTER_MAX:
             return codes.RANGE
         if n <= self.cmd_counter:
             return codes.OLD
@@ -717,9 +719,9 @@ class Meter:
                 | (SF_STORAGE if self.save_failing else 0))
 
 
-def _uint(v):
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < _KEY_MAX:
-        raise ValueError("not a 32-bit unsigned int")
+def _uint(v, limit=_KEY_MAX):
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < limit:
+        raise ValueError("not an unsigned int below its limit")
     return v
 
 

@@ -5,6 +5,8 @@
 import json
 import os
 
+from micropython import const
+
 import codes
 import config
 from comms import codec
@@ -40,7 +42,12 @@ OPS = {
     "emergency": (),
     "get": (("w", _STR, False), ("f", _U32, False)),
 }
-_ENVELOPE = ("n", "op", "x")
+_ENVELOPE = ("n", "op", "x", "e")
+# The replay counter is (epoch << 32) | n: n runs 1 .. 2^32-1 within an
+# epoch, and a command may move to the next epoch only (e = E or E + 1), so
+# 2^32-1 never locks the channel and one signed command cannot burn the
+# epochs either (docs/LINK.md §7).
+_EPOCH_SHIFT = const(32)
 
 
 def _kind_ok(kind, v):
@@ -77,13 +84,15 @@ def check_fields(op, d):
 
 def check_envelope(d):
     """Result code of a command body's envelope: n (1 .. 2^32-1), op (a
-    string), x (optional expiry, 0 .. 2^32-1)."""
+    string), x (optional expiry, 0 .. 2^32-1), e (optional counter epoch,
+    0 .. 2^31-1: the counter (e << 32 | n) fits the ack's signed 64-bit val)."""
     if not isinstance(d, dict):
         return codes.FORMAT
-    n, op, x = d.get("n"), d.get("op"), d.get("x", 0)
-    if not (_is_int(n) and isinstance(op, str) and _is_int(x)):
+    n, op, x, e = d.get("n"), d.get("op"), d.get("x", 0), d.get("e", 0)
+    if not (_is_int(n) and isinstance(op, str) and _is_int(x) and _is_int(e)):
         return codes.FORMAT
-    return codes.ACCEPTED if 0 < n <= 0xFFFFFFFF and 0 <= x <= 0xFFFFFFFF else codes.RANGE
+    return (codes.ACCEPTED if 0 < n <= 0xFFFFFFFF and 0 <= x <= 0xFFFFFFFF
+            and 0 <= e <= 0x7FFFFFFF else codes.RANGE)
 
 
 def duplicate_keys(text):
@@ -137,16 +146,6 @@ def parse_body(body):
     return codes.ACCEPTED, d
 
 
-def _echo_n(msg):
-    """The counter of a command whose signature failed, only to let the
-    sender match the ack; nothing else of it is trusted."""
-    try:
-        n = json.loads(msg[:-65])["n"]
-        return n if _is_int(n) and 0 < n <= 0xFFFFFFFF else 0
-    except (ValueError, TypeError, KeyError, IndexError):
-        return 0
-
-
 class Commands:
     """The meter's side of the command topics: handle(topic, msg) returns the
     ack payload to publish, or None."""
@@ -163,6 +162,7 @@ class Commands:
         self.state_dir = state_dir
         self.outbox = outbox            # only read: its count goes into get state
         self.on_config = None           # fn(key, value) after a setting changed
+        self.on_bad_signature = None    # fn() -> False: refuse this forgery silently
         self.rejected = 0
 
     @property
@@ -173,7 +173,10 @@ class Commands:
     # ---------------- incoming ----------------
     def handle(self, topic, msg):
         if topic == self.t_cmd:
-            n, code, val, detail = self._command(msg)
+            r = self._command(msg)
+            if r is None:
+                return None
+            n, code, val, detail = r
             return codec.ack(n, code, val, detail)
         if topic == self.t_tariff:
             code, val = self._region_tariff(msg)
@@ -196,7 +199,12 @@ class Commands:
         docs/PROTOCOL.md §4.4: envelope, counter, expiry, fields, action."""
         code, body = codec.unseal(self._meter_key, self.t_cmd, msg)
         if code == codes.SIGNATURE:
-            return self._refuse(_echo_n(msg), code)
+            # nothing of a forgery is trusted or echoed: not its counter (the
+            # forger could match acks to guesses), not ours
+            if self.on_bad_signature is not None and not self.on_bad_signature():
+                return None       # over the window's allowance: counted, no ack, no event
+            self._rejected(code)
+            return 0, code, 0, None
         if code == codes.ACCEPTED:
             code, d = parse_body(body)
         if code == codes.ACCEPTED:
@@ -204,12 +212,16 @@ class Commands:
         if code != codes.ACCEPTED:
             return self._refuse(0, code)
         n = d["n"]
-        if n <= self.cmd_n:
+        e = d.get("e", 0)
+        if (e << _EPOCH_SHIFT | n) <= self.cmd_n:
             return self._refuse(n, codes.OLD)
+        if e > (self.cmd_n >> _EPOCH_SHIFT) + 1:
+            return self._refuse(n, codes.RANGE)   # epochs advance one at a time
         x = d.get("x", 0)
         if x and self.clock.time() > x:
             return self._refuse(n, codes.OLD)
-        code = self.meter.accept_command(n)   # saved before acting: a replay after a crash is refused
+        # saved before acting: a replay after a crash is refused
+        code = self.meter.accept_command(e << _EPOCH_SHIFT | n)
         if code != codes.ACCEPTED:
             return n, code, 0, None
         op = d["op"]

@@ -34,6 +34,12 @@ MAX_ACKS = 16          # acks kept until the broker has them; the oldest goes fi
 MAX_BACKLOG = 2048     # bytes queued on the connection before acks and batches wait
 BATCHES_PER_STEP = 4   # outbox batches per step, one in flight at a time
 BATCH_RECORDS = 16
+# Forged commands: per window, the first SIG_ALLOWANCE get an ack and an
+# event each; the rest are only counted, and one EV_BAD_SIGNATURES event
+# closes the window. A window that saw more doubles the next one.
+SIG_ALLOWANCE = 3
+SIG_WINDOW_MS = 60_000
+SIG_WINDOW_MAX_MS = 3_600_000
 
 
 def _unhex(s):
@@ -73,6 +79,9 @@ class MqttLink:
         self._inbox = []
         self._acks = []                  # [payload, packet id or 0 if not sent on this connection]
         self._batch = None               # (packet id, records) of the outbox batch in flight
+        self._sig_bad = 0                # bad signatures in the current window
+        self._sig_until = None           # ticks_ms the window ends, None: no window open
+        self._sig_window = SIG_WINDOW_MS
         # counters, for the simulator display, the bench and the REPL
         self.sent = 0
         self.received = 0
@@ -96,6 +105,7 @@ class MqttLink:
         self.commands = Commands(cfg, meter, clock, self.t_cmd, self.t_tariff, region_key,
                                  meter_key, state_dir, outbox)
         self.commands.on_config = self._config_changed
+        self.commands.on_bad_signature = self._bad_signature
 
     @property
     def cmd_n(self):
@@ -270,12 +280,33 @@ class MqttLink:
             self._batch = (self._publish(topic, codec.batch(recs)), recs)
             c.poll(0)   # out now; on a near broker its PUBACK is back by the next turn
 
+    # ---------------- forged commands ----------------
+    def _bad_signature(self):
+        """One command failed its MAC: True while the window's allowance of
+        acks and events lasts."""
+        if self._sig_until is None:
+            self._sig_until = self.rt.ticks_add(self.rt.ticks_ms(), self._sig_window)
+        self._sig_bad += 1
+        return self._sig_bad <= SIG_ALLOWANCE
+
+    def _sig_tick(self, now):
+        if self._sig_until is None or self.rt.ticks_diff(now, self._sig_until) < 0:
+            return
+        if self._sig_bad > SIG_ALLOWANCE:
+            self.meter.log.add(codes.EV_BAD_SIGNATURES, self._sig_bad)
+            self._sig_window = min(self._sig_window * 2, SIG_WINDOW_MAX_MS)
+        else:
+            self._sig_window = SIG_WINDOW_MS
+        self._sig_bad = 0
+        self._sig_until = None
+
     # ---------------- the step ----------------
     def step(self):
         """One short, bounded turn of the link; called from the comms task."""
         rt = self.rt
         now = rt.ticks_ms()
         self._report_due()
+        self._sig_tick(now)
         if self.client is None:
             # commands that were received (and acknowledged to the broker)
             # before the link dropped are carried out now, not lost
@@ -361,6 +392,10 @@ def build_link(meter, hw, region_key=None):
     cfg = meter.cfg
     sec = load_secrets(hw.state_dir)
     m = cfg["mqtt"]
+    if cfg.get("production") and not m.get("tls"):
+        # credentials, commands and acks in clear: a production meter refuses
+        # to start its link rather than run it so (docs/SECURITY.md, MQTT)
+        raise ValueError("mqtt.tls is required in production")
     tls = None
     cadata = None
     if m.get("tls"):
