@@ -3,7 +3,6 @@
 # Meter. The transport (comms/link.py) hands each message here and publishes
 # the ack it gets back; nothing here touches a socket.
 import json
-import os
 
 from micropython import const
 
