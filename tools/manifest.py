@@ -1,31 +1,52 @@
-# Freeze the meter app into a custom MicroPython build (manufacturing).
+# Freeze the meter app into a MicroPython firmware image (docs/BUILD.md).
 #
 #   cd micropython/ports/esp32
-#   make BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/repo/tools/manifest.py \
-#        METER_BOARD=esp32_devkitc
+#   METER_BOARD=esp32_devkitc make BOARD=ESP32_GENERIC FROZEN_MANIFEST=$REPO/tools/manifest.py
 #
-# Frozen modules run from flash: their bytecode, constant strings and qstrs
-# are not copied into the heap when imported, and nothing is compiled on the
-# device. Then only the app's objects (meter state, buffers, the event ring)
-# use the heap. See docs/SERVICE.md, "RAM", for the figures. On the
-# filesystem stay main.py, board.txt and the state directory.
+#   cd micropython/ports/unix                    # the 32-bit RAM build (make ram32)
+#   METER_BOARD=unix make MICROPY_FORCE_32BIT=1 FROZEN_MANIFEST=$REPO/tools/manifest.py ...
 #
-# The functions used here (include, freeze, require, module) are provided by
-# MicroPython's build (tools/manifestfile.py); this file is not run by Python.
+# Frozen modules run from flash: their bytecode, constant strings and qstrs are
+# not copied into the heap when imported, and nothing is compiled on the
+# device; only the app's objects use the heap. main.py stays a file on the
+# device (MicroPython runs /main.py at boot), with board.txt and the state.
+#
+# MicroPython's build runs this file with tools/manifestfile.py, not as a
+# script: there is no __file__, and the working directory is this file's
+# folder while it runs, so every path below is relative to tools/. The
+# functions (include, require, module, package) come from that loader.
 import os
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BOARD = os.environ.get("METER_BOARD", "esp32_devkitc")
+_FW = "../firmware"
 
-include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821 - the port's own frozen modules
-require("umqtt.simple")  # noqa: F821 - from micropython-lib
-_FW = os.path.join(_REPO, "firmware")
+if _BOARD == "unix":
+    # the unix port's own manifest pulls micropython-lib tools the meter does
+    # not use; asyncio is the one frozen module the firmware needs from it
+    include("$(MPY_DIR)/extmod/asyncio")  # noqa: F821
+else:
+    include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821 - the port's own frozen modules
+
+# umqtt.simple: the copy the test suite runs (tools/fetch_umqtt.py put it in
+# build/lib), else micropython-lib's from the MicroPython tree being built
+if os.path.isfile("../build/lib/umqtt/simple.py"):
+    package("umqtt", files=["simple.py"], base_path="../build/lib")  # noqa: F821
+else:
+    require("umqtt.simple")  # noqa: F821
+
 for _name in sorted(os.listdir(_FW)):
     if _name.endswith(".py") and _name != "main.py":
         module(_name, base_path=_FW)  # noqa: F821
     elif os.path.isfile(os.path.join(_FW, _name, "__init__.py")):
         package(_name, base_path=_FW)  # noqa: F821
-package("boards", files=["__init__.py", "ticker.py", "validate.py", "esp32_common.py",  # noqa: F821
-                         f"{_BOARD}.py"], base_path=_REPO)
-# main.py stays a file on the device (copy it and board.txt with mpremote,
-# or run flash.py deploy): MicroPython runs /main.py as __main__ at boot.
+
+_BOARD_FILES = ["__init__.py", "ticker.py", "validate.py"]
+if _BOARD == "unix":
+    # the simulated board; simrun.py is the simulator's script and stays a file
+    _BOARD_FILES += ["unix/" + n for n in sorted(os.listdir("../boards/unix"))
+                     if n.endswith(".py") and n != "simrun.py"]
+elif os.path.isfile(f"../boards/{_BOARD}.py"):
+    _BOARD_FILES += ["esp32_common.py", _BOARD + ".py"]
+else:
+    raise ValueError(f"METER_BOARD={_BOARD}: no boards/{_BOARD}.py")
+package("boards", files=_BOARD_FILES, base_path="..")  # noqa: F821

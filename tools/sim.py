@@ -118,6 +118,12 @@ def main(argv=None):
     ap.add_argument("--interactive", action="store_true")
     ap.add_argument("--speed", type=int, default=300, help="simulated seconds per real second")
     ap.add_argument("--state", default=str(ROOT / "sim-state"))
+    ap.add_argument("--micropython",
+                    default=os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython")),
+                    help="the unix port to run (e.g. a 32-bit frozen build, bench/bench_ram.py)")
+    ap.add_argument("--heap", help="the unix port's heap size, e.g. 96K (-X heapsize)")
+    ap.add_argument("--ram-probe", action="store_true",
+                    help="sample the live heap while it runs (bench/mp_ramprobe.py)")
     ap.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
                     help="auto: Mosquitto when installed, else amqtt from PyPI")
     args = ap.parse_args(argv)
@@ -129,9 +135,11 @@ def main(argv=None):
         he.connect()
         print("[office] meter provisioned; cards issued: user (5.00), a clone of it, "
               "a foreign-region user card, a check card", flush=True)
-        cmd = [str(ROOT / ".venv" / "bin" / "micropython"), str(ROOT / "boards" / "unix" / "simrun.py"),
-               args.scenario, "--speed", str(args.speed),
-               "--state", args.state]
+        cmd = [args.micropython] + (["-X", "heapsize=" + args.heap] if args.heap else [])
+        if args.ram_probe:
+            cmd.append(str(ROOT / "bench" / "mp_ramprobe.py"))
+        cmd += [str(ROOT / "boards" / "unix" / "simrun.py"), args.scenario,
+                "--speed", str(args.speed), "--state", args.state]
         if args.interactive:
             cmd.append("--interactive")
         proc = subprocess.Popen(
