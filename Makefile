@@ -2,12 +2,13 @@
 # make sim    run the meter firmware on the simulated board with a real broker
 #             make sim SCENARIO=day   make sim INTERACTIVE=1
 # make bench  print the benchmark figures
+# make ram32 MPY_SRC=DIR   build a 32-bit unix port with the app frozen in, print its RAM figures
 VENV := .venv
 PY := $(VENV)/bin/python
 SCENARIO ?= day
 JOBS ?= 2
 
-.PHONY: setup test sim bench lint clean
+.PHONY: setup test sim bench lint clean ram32
 
 setup:
 	@tools/bootstrap.sh
@@ -24,6 +25,10 @@ bench: setup
 	  if head -8 $$b | grep -q "bin/micropython bench/"; then \
 	    MICROPYPATH=.frozen:firmware:.:tests/mp:build/lib $(VENV)/bin/micropython $$b || exit 1; \
 	  else $(PY) $$b || exit 1; fi; done
+
+ram32: setup
+	@test -n "$(MPY_SRC)" || { echo 'make ram32 MPY_SRC=/path/to/micropython (v1.28.0 source tree)'; exit 2; }
+	tools/ram32.sh $(MPY_SRC)
 
 lint: setup
 	$(VENV)/bin/ruff check tools

@@ -6,8 +6,24 @@
 #    asyncio.sleep_ms, gc.collect() then gc.mem_alloc(), printed as
 #    "[ram] live=N", and micropython.mem_info(), whose "max blk sz" is the
 #    largest block alive then (tools/sim.py passes these lines through).
+# With RAMPROBE_ROMFS=IMAGE in the environment, the app is imported from that
+# ROMFS image (mpremote romfs build: .mpy run in place) mounted at /rom, as a
+# stand-in for frozen modules on a port without a frozen build
+# (tests/host/test_ram_budget.py). The image's bytes sit in the heap: the
+# probe prints "[ram] romfs=N" so they can be told apart.
 import sys
 import gc
+import os
+
+_img = os.getenv("RAMPROBE_ROMFS")
+if _img:
+    import vfs
+    with open(_img, "rb") as f:
+        _rom = f.read()
+    vfs.mount(vfs.VfsRom(_rom), "/rom")
+    sys.path.insert(0, "/rom")
+    print("[ram] romfs=%d" % len(_rom))
+
 import asyncio
 import micropython
 
@@ -53,6 +69,17 @@ def _sampled_sleep_ms(ms):
 
 
 asyncio.sleep_ms = _sampled_sleep_ms
+
+
+def _task_died(loop, context):
+    # a task that raised (a MemoryError in the meter or in the simulator's
+    # models) ends the run at once instead of leaving the day to hang
+    print("[ram] task died:")
+    sys.print_exception(context["exception"])
+    sys.exit(3)
+
+
+asyncio.get_event_loop().set_exception_handler(_task_died)
 with open(script) as f:
     _code = compile(f.read(), script, "exec")    # the source is not kept, as on a device
 gc.collect()

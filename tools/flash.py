@@ -2,6 +2,9 @@
 
   flash.py firmware  --port P --chip esp32 --image ESP32_GENERIC.bin [--dry-run]
       erase, write and verify a MicroPython image with esptool
+  flash.py firmware  --port P --board esp32_devkitc --mpy-src MICROPYTHON_TREE
+      the same with the board's frozen build of tools/manifest.py (docs/BUILD.md),
+      then `deploy --frozen` copies only main.py and board.txt
   flash.py deploy    --port P --board esp32_devkitc [--opt k=v ...] [--source] [--dry-run]
       compile the app with mpy-cross for the board's CPU, copy it with
       mpremote, install umqtt.simple, write board.txt, verify every file by hash
@@ -40,6 +43,13 @@ CHIPS = {
     "esp32c6": ("esp32c6", 0x0, 13),
 }
 CHIP_BY_ID = {v[2]: k for k, v in CHIPS.items()}
+
+# board -> MicroPython's esp32 port BOARD of its frozen build (docs/BUILD.md)
+IDF_BOARDS = {
+    "esp32_devkitc": "ESP32_GENERIC",
+    "esp32s3_devkitc": "ESP32_GENERIC_S3",
+    "esp32c3_devkitm": "ESP32_GENERIC_C3",
+}
 
 # board -> (chip, mpy-cross -march, default state dir)
 BOARDS = {
@@ -93,7 +103,27 @@ def image_chip(path: Path) -> str | None:
     return CHIP_BY_ID.get(head[12] | head[13] << 8, f"chip-id-{head[12] | head[13] << 8}")
 
 
+def frozen_image(board: str, mpy_src: str) -> Path:
+    """The image tools/manifest.py's frozen build leaves in a MicroPython tree."""
+    if board not in IDF_BOARDS:
+        raise Fail("no frozen build for board {!r} (one of {})".format(board, ", ".join(IDF_BOARDS)))
+    img = Path(mpy_src) / "ports" / "esp32" / f"build-{IDF_BOARDS[board]}" / "firmware.bin"
+    if not img.is_file():
+        raise Fail(f"{img} not found: build it first (docs/BUILD.md):\n"
+                   f"  cd {Path(mpy_src) / 'ports' / 'esp32'} && METER_BOARD={board} make "
+                   f"BOARD={IDF_BOARDS[board]} FROZEN_MANIFEST={ROOT / 'tools' / 'manifest.py'}")
+    return img
+
+
 def cmd_firmware(a: argparse.Namespace) -> int:
+    if a.board:
+        # the frozen build for this board: its image, and the chip it is for
+        if a.image or not a.mpy_src:
+            raise Fail("--board takes --mpy-src (the tree of the frozen build), not --image")
+        a.image = str(frozen_image(a.board, a.mpy_src))
+        a.chip = a.chip or BOARDS[a.board][0]
+    elif not (a.chip and a.image):
+        raise Fail("give --chip and --image, or --board and --mpy-src for the frozen build")
     if a.chip not in CHIPS:
         raise Fail("unknown chip {!r} (one of {})".format(a.chip, ", ".join(CHIPS)))
     img = Path(a.image)
@@ -126,14 +156,20 @@ def cmd_firmware(a: argparse.Namespace) -> int:
                 raise Fail(f"{name} failed: the connected chip is not a {a.chip} ({last})")
             raise Fail(f"{name} failed: {last}")
     print("firmware: {} on {} {}".format(img.name, a.port, "(dry run)" if a.dry_run else "written and verified"))
+    if a.board:
+        print(f"firmware: the app is frozen in; next: flash.py deploy --port {a.port} --board {a.board} --frozen")
     return 0
 
 
 # --------------------------------------------------------------- deploy
-def app_files(board: str) -> list[tuple[Path, str]]:
-    """(local source, device path) of everything the app needs on a board."""
+def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
+    """(local source, device path) of everything the app needs on a board;
+    with the app frozen into the firmware, only main.py (board.txt is added
+    by deploy)."""
     out = []
     fw = ROOT / "firmware"
+    if frozen:
+        return [(fw / "main.py", "main.py")]
     for p in sorted(fw.rglob("*.py")):
         rel = p.relative_to(fw).as_posix()
         out.append((p, rel if rel in SOURCE_ONLY else "lib/" + rel))
@@ -148,14 +184,14 @@ def app_files(board: str) -> list[tuple[Path, str]]:
     return out
 
 
-def build_app(board: str, out: Path, source: bool, umqtt: str) -> list[str]:
+def build_app(board: str, out: Path, source: bool, umqtt: str, frozen: bool = False) -> list[str]:
     """Compile into out/ (the device tree); returns the device paths."""
     march = BOARDS[board][1]
     if out.exists():
         shutil.rmtree(out)
     mpy_cross = tool("mpy-cross")
     paths = []
-    files = app_files(board)
+    files = app_files(board, frozen)
     if umqtt == "local":
         local = ROOT / "build" / "lib" / "umqtt" / "simple.py"
         if not local.exists():
@@ -267,9 +303,13 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     t0 = time.monotonic()
     out = Path(a.build_dir) if a.build_dir else ROOT / "build" / "deploy" / a.board
     umqtt = a.umqtt
-    if umqtt == "auto":
+    if a.frozen:
+        if a.board not in IDF_BOARDS:
+            raise Fail(f"--frozen: no frozen build for board {a.board!r}")
+        umqtt = "skip"      # frozen in with the app
+    elif umqtt == "auto":
         umqtt = "local" if (ROOT / "build" / "lib" / "umqtt" / "simple.py").exists() else "mip"
-    paths = build_app(a.board, out, a.source, umqtt)
+    paths = build_app(a.board, out, a.source, umqtt, a.frozen)
     (out / "board.txt").write_text(board_txt(a.board, a.opt))
     paths.append("board.txt")
     how = "source" if a.source else ("mpy-cross -march=" + BOARDS[a.board][1]
@@ -441,8 +481,11 @@ def main(argv: list[str] | None = None) -> int:
 
     f = sub.add_parser("firmware", help="flash a MicroPython image with esptool")
     f.add_argument("--port", required=True)
-    f.add_argument("--chip", required=True, choices=sorted(CHIPS))
-    f.add_argument("--image", required=True)
+    f.add_argument("--chip", choices=sorted(CHIPS))
+    f.add_argument("--image")
+    f.add_argument("--board", choices=sorted(IDF_BOARDS),
+                   help="flash this board's frozen build (tools/manifest.py) from --mpy-src")
+    f.add_argument("--mpy-src", help="the MicroPython tree the frozen image was built in")
     f.add_argument("--baud", type=int, default=460800)
     f.add_argument("--dry-run", action="store_true")
     f.set_defaults(fn=cmd_firmware)
@@ -452,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--board", required=True)
     d.add_argument("--opt", action="append", default=[], help="board.txt option key=value")
     d.add_argument("--source", action="store_true", help="copy .py instead of .mpy")
+    d.add_argument("--frozen", action="store_true",
+                   help="the firmware has the app frozen in: copy only main.py and board.txt")
     d.add_argument("--umqtt", choices=("auto", "mip", "local", "skip"), default="auto")
     d.add_argument("--verify-only", action="store_true", help="only compare hashes with a build")
     d.add_argument("--build-dir", help="where to compile (default build/deploy/<board>)")

@@ -61,17 +61,28 @@ class EventLog:
         return ev
 
     def _compact(self):
-        keep = []
+        # two passes with one line in RAM at a time: reading all 512 lines
+        # into a list took some 30 kB at once (32-bit), more than a busy
+        # ESP32 heap has in one piece. Count the good lines, then copy the
+        # newest half.
+        good = 0
         with open(self._path, "rb") as f:
             for line in f:
                 if _parse(line) is not None:
-                    keep.append(line)
-        keep = keep[-(FILE_EVENTS // 2):]
-        with open(self._path + ".new", "wb") as f:
-            for line in keep:
-                f.write(line)
+                    good += 1
+        skip = good - FILE_EVENTS // 2
+        kept = 0
+        with open(self._path, "rb") as f, open(self._path + ".new", "wb") as out:
+            for line in f:
+                if _parse(line) is None:
+                    continue
+                if skip > 0:
+                    skip -= 1
+                    continue
+                out.write(line)
+                kept += 1
         os.rename(self._path + ".new", self._path)
-        self._lines = len(keep)
+        self._lines = kept
 
     def recent(self, n=20):
         return self._ring[-n:]

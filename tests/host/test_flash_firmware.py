@@ -109,3 +109,44 @@ def test_dry_run_calls_nothing(fake, tmp_path):
     p, calls = fake("--chip", "esp32", "--image", str(img), "--dry-run")
     assert p.returncode == 0 and calls == []
     assert p.stdout.count("[dry-run]") == 3 and "erase-flash" in p.stdout
+
+
+def _frozen_tree(tmp_path, idf_board, chip_id):
+    """A MicroPython tree after `make BOARD=... FROZEN_MANIFEST=...` (docs/BUILD.md)."""
+    out = tmp_path / "mpy" / "ports" / "esp32" / f"build-{idf_board}"
+    out.mkdir(parents=True)
+    return image(out / "firmware.bin", chip_id)
+
+
+def test_frozen_build_of_a_board_is_flashed_for_its_chip(fake, tmp_path):
+    img = _frozen_tree(tmp_path, "ESP32_GENERIC", 0)
+    p, calls = fake("--board", "esp32_devkitc", "--mpy-src", str(tmp_path / "mpy"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "--chip esp32 --port /dev/ttyUSB9" in calls[0]
+    assert "write-flash -z 0x1000 " + str(img) in calls[1]
+    assert "deploy --port /dev/ttyUSB9 --board esp32_devkitc --frozen" in p.stdout
+
+
+def test_frozen_build_not_built_names_the_make_command(fake, tmp_path):
+    (tmp_path / "mpy" / "ports" / "esp32").mkdir(parents=True)
+    p, calls = fake("--board", "esp32s3_devkitc", "--mpy-src", str(tmp_path / "mpy"))
+    assert p.returncode == 2 and calls == []
+    assert "METER_BOARD=esp32s3_devkitc make BOARD=ESP32_GENERIC_S3 FROZEN_MANIFEST=" in p.stderr
+    assert "tools/manifest.py" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_frozen_build_for_the_wrong_chip_is_refused(fake, tmp_path):
+    _frozen_tree(tmp_path, "ESP32_GENERIC_C3", 0)          # an esp32 image in the C3's build dir
+    p, calls = fake("--board", "esp32c3_devkitm", "--mpy-src", str(tmp_path / "mpy"))
+    assert p.returncode == 2 and "built for esp32, not esp32c3" in p.stderr
+    assert calls == []
+
+
+def test_deploy_frozen_copies_only_main_and_board_txt(tmp_path):
+    p = subprocess.run(FLASH + ["deploy", "--port", "x", "--board", "esp32_devkitc", "--frozen",
+                                "--build-dir", str(tmp_path / "b"), "--dry-run"],
+                       capture_output=True, text=True, timeout=60, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    files = sorted(str(f.relative_to(tmp_path / "b")) for f in (tmp_path / "b").rglob("*") if f.is_file())
+    assert files == ["board.txt", "main.py"], files
+    assert "mip" not in p.stdout                              # umqtt is frozen in too
