@@ -115,6 +115,7 @@ def test_cli(mqtt_world, m1, tmp_path):
     w = mqtt_world
     master = tmp_path / "hd.master"
     master.write_text(w.master.hex())
+    w.office.save(str(w.tmp / "he.sqlite") + ".office.pem")   # where the CLI looks for it
     base = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", str(w.tmp / "he.sqlite"),
             "--master", str(master), "--broker", f"{w.broker.host}:{w.broker.admin_port}",
             "--ca", w.broker.ca_file, "--user", "headend", "--password", w.he_password]
