@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "firmware"))
 from broker import Broker, meter_acl, mosquitto_path
 from comms import sign
 from headend import HeadEnd
+from office import OfficeKey
 
 MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
 ENV = dict(os.environ, MICROPYPATH=":".join(
@@ -40,7 +41,8 @@ class Bench:
         users["headend"] = self.hepw
         self.broker = Broker(tls=True, users=users, acl=meter_acl(self.meters)).start()
         self.he = HeadEnd(self.tmp / "he.sqlite", self.master, self.broker.host, self.broker.admin_port,
-                          "headend", self.hepw, self.broker.ca_file, "bench-headend", True).connect()
+                          "headend", self.hepw, self.broker.ca_file, "bench-headend", True,
+                          office=OfficeKey.generate()).connect()
         self.procs = []
 
     def meter(self, mid, speed=1, **cfg):

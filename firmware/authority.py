@@ -4,7 +4,7 @@
 # only the public keys, so a dump of one meter signs nothing.
 #
 # Signed message: SHA-256 over  b"wm1/" + purpose + b"/" + payload
-# (docs/PROTOCOL.md, "Office signatures"). The purpose tag ("tariff", "card",
+# (docs/PROTOCOL.md §4.7). The purpose tag ("tariff", "card",
 # "fleet", ...) keeps a signature made for one use from being replayed as
 # another; it never contains "/", so the split is unambiguous.
 #
@@ -15,6 +15,10 @@ import hashlib
 from crypto import p256
 
 _DOMAIN = b"wm1/"
+# The test office key: its private scalar is SHA-256(b"wm1 test office key")
+# mod n, public in the tests, so a meter refuses it outside a test build.
+_TEST_PUB = ("9c970ff8546c5997db1f52370a4fdb443dd04353155222ab21401a3f809f55dc"
+             "18d89e248a6809066ee193b220243215ef3cbebef3d71058416d38370363d6c6")
 
 
 class Keys:
@@ -40,10 +44,11 @@ class Keys:
         return False
 
 
-def load(secrets):
+def load(secrets, allow_test=False):
     """Keys from the provisioning secrets, or None when the meter has no
     office key (it then refuses everything that needs one). Malformed
-    entries raise ValueError, so bad provisioning is seen at boot."""
+    entries, and the test key outside a test build, raise ValueError, so
+    bad provisioning is seen at boot."""
     d = secrets.get("office")
     if not d:
         return None
@@ -53,6 +58,8 @@ def load(secrets):
         min_rev = int(secrets.get("office_min_rev", 1))
     except (AttributeError, TypeError, ValueError):
         raise ValueError("office keys: want {\"<rev>\": \"<128 hex>\"}")
+    if not allow_test and binascii.unhexlify(_TEST_PUB) in revs.values():
+        raise ValueError("test office key refused outside a test build")
     return Keys(revs, min_rev)
 
 

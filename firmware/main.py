@@ -47,8 +47,24 @@ def assemble(hw, cfg=None):
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore():
         meter.save()
+    attach_office(meter, hw)
     meter.reconcile_valve()
     return meter
+
+
+def attach_office(meter, hw):
+    """The office public keys from secrets.json (authority.py). None or bad
+    keys give a meter that refuses every office-signed document, and says
+    so in its log; metering goes on."""
+    import keystore
+    sec = keystore.load(hw.state_dir)
+    if "office" not in sec:
+        return
+    import authority
+    try:
+        meter.attach_office(authority.load(sec, hw.test_build))
+    except ValueError:
+        meter.log.add(codes.EV_CONFIG, codes.SIGNATURE)
 
 
 async def meter_task(meter, hw):
@@ -134,11 +150,10 @@ def user_tasks(meter, hw, session):
     return tasks
 
 
-def make_link(meter, hw, region_key=None):
-    # keys, broker credentials and CA come from <state_dir>/secrets.json;
-    # region_key, when given, overrides the provisioned one (simulator)
+def make_link(meter, hw):
+    # keys, broker credentials and CA come from <state_dir>/secrets.json
     from comms.link import build_link
-    return build_link(meter, hw, region_key)
+    return build_link(meter, hw)
 
 
 async def run(meter, hw, link=None, extra=()):

@@ -26,6 +26,7 @@ _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 # the MQTT command counter is (epoch << 32 | n), epoch < 2^31 (docs/LINK.md §7)
 _COUNTER_MAX = 1 << 63
 FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
+TARIFF_STEP = const(1000)     # a tariff version rises by at most this much at a time
 
 # snapshot()["sf"], state flags: what a head-end must know before trusting the figures
 SF_CLOCK_UNTRUSTED = const(1)  # clock unset or behind the time floor: no friendly hours
@@ -75,6 +76,8 @@ class Meter:
         self.billing = Billing(t, now, 0)
         self.period_end = timeutil.next_month_day(now, cfg["period_day"], cfg["tz"])
         self.staged = None            # Tariff waiting for its activation time
+        self.office = None            # office public keys (attach_office)
+        self.office_seq = {}          # "f" fleet, "c" card sequences, "kr" retired below
         self.balance = 0
         self.ledger = ledger.Ledger()
         self.emergency_owed = 0       # emergency credit to repay from the next top-up
@@ -173,6 +176,7 @@ class Meter:
         self.in_debt = bool(s.get("debt", 0))
         self.period_end = s.get("pend", self.period_end)
         self.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
+        self.office_seq = dict(s.get("ofc", {}))
         self.emergency_owed = s.get("emo", 0)
         self.want_open = bool(s.get("vw", 0))
         self.why_closed = s.get("vwhy", WHY_CREDIT)
@@ -211,6 +215,7 @@ class Meter:
             "bill": self.billing.to_state(),
             "pend": self.period_end,
             "stg": self.staged.to_dict() if self.staged else None,
+            "ofc": self.office_seq,
             "led": self.ledger.to_state(),
             "emo": self.emergency_owed,
             "vw": 1 if self.want_open else 0,
@@ -673,18 +678,37 @@ class Meter:
         self.state_lost = False
         self.save()
 
-    def stage_tariff(self, d):
-        """Accept a tariff in wire form; it takes effect at its activation time."""
-        code, t = tariffs.parse(d, True)
-        if t is None:
-            self.log.add(codes.EV_TARIFF_REJECTED, code)
-            return code
-        current = self.staged.version if self.staged else self.billing.tariff.version
-        if t.version == current:
-            return codes.USED
-        if t.version < current:
-            self.log.add(codes.EV_TARIFF_REJECTED, codes.OLD)
+    def tariff_verdict(self, t, office=False):
+        """What stage_tariff would answer for the parsed tariff t, without
+        staging it; cheap, so a signed tariff is judged before its (slow)
+        signature is checked. Within an epoch the version must rise by 1 to
+        TARIFF_STEP: a version far ahead (2^31 - 1) cannot block the ones to
+        come. A higher epoch is the office's signed reset: any version."""
+        cur = self.staged if self.staged is not None else self.billing.tariff
+        if t.epoch > cur.epoch:
+            return codes.ACCEPTED if office else codes.REFUSED
+        if t.epoch < cur.epoch or t.version < cur.version:
             return codes.OLD
+        if t.version == cur.version:
+            return codes.USED
+        if t.version - cur.version > TARIFF_STEP:
+            return codes.RANGE
+        return codes.ACCEPTED
+
+    def stage_tariff(self, d, office=False):
+        """Accept a tariff in wire form; it takes effect at its activation
+        time. office: it carries a verified office signature (region
+        tariff, tariff card), which alone may raise the tariff epoch. A
+        per-meter tariff without "e" belongs to the epoch in force."""
+        code, t = tariffs.parse(d, received=True)
+        if t is not None and not office and "e" not in d:
+            t.epoch = (self.staged or self.billing.tariff).epoch
+        if t is not None:
+            code = self.tariff_verdict(t, office)
+        if code != codes.ACCEPTED:
+            if code != codes.USED:
+                self.log.add(codes.EV_TARIFF_REJECTED, code)
+            return code
         before = self.staged
         self.staged = t
         try:
@@ -694,6 +718,46 @@ class Meter:
             return codes.STORAGE
         self.poll()  # activation time may already have passed
         return codes.ACCEPTED
+
+    # ---------------- office authority (authority.py, signed.py) ----------------
+    def office_fresh(self, kind, n, equal_ok):
+        """Is sequence n new for kind ("f" fleet commands: strictly above the
+        last; "c" cards: not below it, so one card serves until a newer one
+        is issued and tapped)?"""
+        last = self.office_seq.get(kind, 0)
+        return n > last or (equal_ok and n == last)
+
+    def office_note(self, kind, n):
+        """Make sequence n of kind durable (before acting on it)."""
+        before = self.office_seq.get(kind, 0)
+        if n == before:
+            return codes.ACCEPTED
+        self.office_seq[kind] = n
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - not durable, so not taken
+            self.office_seq[kind] = before
+            return codes.STORAGE
+        return codes.ACCEPTED
+
+    def retire_office_keys(self, rev):
+        """Refuse office key revisions below rev from now on (persisted; the
+        provisioned office_min_rev can only be raised)."""
+        if self.office is None or rev > max(self.office.revs):
+            return codes.RANGE   # never retire every key the meter has
+        if rev <= self.office.min_rev:
+            return codes.USED
+        code = self.office_note("kr", rev)
+        if code == codes.ACCEPTED:
+            self.office.retire_below(rev)
+        return code
+
+    def attach_office(self, keys):
+        """The office public keys (authority.load), with the revisions this
+        meter has retired since provisioning applied."""
+        self.office = keys
+        if keys is not None:
+            keys.retire_below(self.office_seq.get("kr", 0))
 
     # ---------------- views ----------------
     def snapshot(self):

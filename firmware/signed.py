@@ -1,6 +1,6 @@
 # Office-signed documents: what the office tells more than one meter (region
 # tariffs, fleet commands, tariff / check / valve-test cards). The contract
-# is docs/PROTOCOL.md §6 "Office signatures"; the signature is authority.py's.
+# is docs/PROTOCOL.md §4.7; the signature is authority.py's.
 #
 # A document is compact JSON, signed whole; its fields:
 #   "k"  kind: "tariff", "fleet", "check", "valve"

@@ -6,14 +6,19 @@ because it imports the firmware's own codec and HMAC (firmware/comms/).
     headend.py [--db FILE] [--master FILE] [--broker HOST:PORT] [--ca FILE]
                [--user NAME] [--password PW] COMMAND ...
 
-    init                                  new master key (file, mode 0600) and database
+    init                                  new master key and office signing key (files, mode
+                                          0600) and database
     provision METER --region R [--state DIR] [--tls]
                                           derive the meter's keys; write DIR/secrets.json
                                           and DIR/config.json for the meter
     broker-files DIR [--headend-password PW]
                                           Mosquitto password and ACL files for all meters
     tariff (--region R | --meter ID) --version V --block UPTO_L:PRICE ... [--at EPOCH]
-           [--standing UNITS_PER_DAY]     publish a signed tariff (region: retained)
+           [--standing UNITS_PER_DAY] [--epoch E]
+                                          publish a tariff: a region's is office-signed and
+                                          retained; a higher --epoch is the signed reset
+    fleet (--region R | --meters ID,ID) valvetest|retire [--rev R] [--days D]
+                                          an office-signed fleet command (PROTOCOL.md §6)
     topup METER AMOUNT [--account A] [--seq S]      online top-up, waits for the ack
     retry METER                           re-send unacknowledged top-ups (same keys)
     valve METER open|close [--override]
@@ -46,11 +51,13 @@ import paho.mqtt.client as mqtt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(ROOT / "tools"))
 import codes
 from comms import (
     codec,
     sign,
 )
+from office import OfficeKey, office_secrets
 
 # events that count as alarms in `meters`
 ALARMS = {c: codes.event_name(c) for c in (
@@ -81,6 +88,8 @@ CREATE TABLE IF NOT EXISTS commands (
     PRIMARY KEY (meter, n));
 CREATE TABLE IF NOT EXISTS tariffs (
     scope TEXT, version INTEGER, body TEXT, published REAL);
+CREATE TABLE IF NOT EXISTS fleet (
+    n INTEGER PRIMARY KEY, region INTEGER, body TEXT, published REAL);
 """
 
 
@@ -126,9 +135,13 @@ def parse_blocks(specs):
 
 class HeadEnd:
     def __init__(self, db, master, host="127.0.0.1", port=1883, user=None, password=None,
-                 ca_file=None, client_id=None, persistent=False):
+                 ca_file=None, client_id=None, persistent=False, office=None):
         self.db_path = str(db)
         self.master = master if isinstance(master, bytes) else read_master(master)
+        # the office's P-256 signing key (tools/office.py): region tariffs and
+        # fleet commands; meters get only its public half at provisioning
+        self.office = office if office is None or isinstance(office, OfficeKey) \
+            else OfficeKey.load(office)
         self.host, self.port = host, port
         self.user, self.password, self.ca_file = user, password, ca_file
         # persistent: a fixed client id and a broker-side session, so that
@@ -151,8 +164,15 @@ class HeadEnd:
     def meter_key(self, meter_id):
         return sign.meter_key(self.master, meter_id)
 
-    def region_key(self, region):
-        return sign.region_key(self.master, region)
+    def _need_office(self):
+        if self.office is None:
+            raise HeadEndError("no office signing key (run `headend.py init`, or pass office=)")
+        return self.office
+
+    def sign_doc(self, purpose, doc):
+        """An office-signed document (PROTOCOL.md §6): b"<json>|<128 hex>"."""
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        return body + b"|" + self._need_office().sign(purpose, body).hex().encode()
 
     def mqtt_password(self, meter_id):
         return sign.mqtt_password(self.master, meter_id)
@@ -169,9 +189,9 @@ class HeadEnd:
             self.db.execute("INSERT INTO meters (id, region) VALUES (?, ?) ON CONFLICT(id) DO "
                             "UPDATE SET region = excluded.region", (meter_id, int(region)))
             self.db.commit()
-        sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(),
-               "rk": self.region_key(int(region)).hex(), "user": meter_id,
+        sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(), "user": meter_id,
                "pw": self.mqtt_password(meter_id), "ca": ca_pem}
+        sec.update(office_secrets([self._need_office()]))
         if state_dir is not None:
             d = Path(state_dir)
             d.mkdir(parents=True, exist_ok=True)
@@ -324,20 +344,38 @@ class HeadEnd:
 
     # ---------------- tariffs ----------------
     def publish_tariff(self, tariff, region=None, meter=None, timeout=10):
-        """Signed tariff {"v", "at", "b", "sc"}: retained on the region's topic,
-        or as a command to one meter (returns its ack)."""
-        body = json.dumps(tariff, separators=(",", ":")).encode()
+        """Tariff {"v", "at", "b", "sc"[, "e"]}: office-signed and retained on
+        the region's topic, or as a command to one meter (returns its ack)."""
         if meter is not None:
             return self.command(meter, "tariff", timeout=timeout, tar=tariff)
         if region is None:
             raise HeadEndError("a tariff needs --region or --meter")
         topic = f"r/{region}/tariff"
-        payload = codec.seal(self.region_key(region), topic, body)
+        payload = self.sign_doc(b"tariff", dict(tariff, k="tariff", r=int(region)))
         self._need_client().publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout)
         with self._lock:
             self.db.execute("INSERT INTO tariffs VALUES (?, ?, ?, ?)",
-                            (f"region/{region}", tariff.get("v"), body.decode(), time.time()))
+                            (f"region/{region}", tariff.get("v"), payload.decode(), time.time()))
             self.db.commit()
+        return payload
+
+    def publish_fleet(self, op, region, meters=None, days=7, timeout=10, **args):
+        """An office-signed fleet command to the meters of a region (all of
+        them, or those listed), valid for `days`. Its sequence n is the
+        current Unix second, above every earlier one."""
+        with self._lock:
+            last = self.db.execute("SELECT MAX(n) FROM fleet").fetchone()[0] or 0
+            n = max(last + 1, int(time.time()))
+            doc = dict(args, k="fleet", op=op, n=n, x=int(time.time()) + days * 86400)
+            if meters:
+                doc["m"] = list(meters)
+            else:
+                doc["r"] = int(region)
+            payload = self.sign_doc(b"fleet", doc)
+            self.db.execute("INSERT INTO fleet VALUES (?, ?, ?, ?)",
+                            (n, int(region), payload.decode(), time.time()))
+            self.db.commit()
+        self._need_client().publish(f"r/{region}/fleet", payload, qos=1).wait_for_publish(timeout)
         return payload
 
     # ---------------- commands ----------------
@@ -504,6 +542,13 @@ def main(argv=None):
     p.add_argument("--block", action="append", required=True, metavar="UPTO_L:PRICE")
     p.add_argument("--at", type=int, default=0, help="activation time, Unix seconds")
     p.add_argument("--standing", type=int, default=0)
+    p.add_argument("--epoch", type=int, help="tariff epoch: higher than the meters' is the reset")
+    p = sub.add_parser("fleet")
+    p.add_argument("--region", type=int, required=True)
+    p.add_argument("--meters", help="comma-separated meter ids (default: the whole region)")
+    p.add_argument("op", choices=["valvetest", "retire"])
+    p.add_argument("--rev", type=int, help="retire: office key revisions below this one")
+    p.add_argument("--days", type=int, default=7, help="days the command stays valid")
     p = sub.add_parser("topup")
     p.add_argument("meter")
     p.add_argument("amount", type=int)
@@ -541,10 +586,15 @@ def main(argv=None):
 
 def _run(args):
     master = args.master or args.db + ".master"
+    office = args.db + ".office.pem"
     if args.cmd == "init":
         p = new_master(master)
+        if Path(office).exists():
+            raise HeadEndError(f"{office} exists; refusing to replace the office key")
+        OfficeKey.generate(rev=1).save(office)
         sqlite3.connect(args.db).executescript(SCHEMA)
-        print(f"master key written to {p} (keep it secret); database {args.db}")
+        print(f"master key written to {p}, office signing key to {office} (keep both "
+              f"secret); database {args.db}")
         return 0
     host, _, port = args.broker.rpartition(":")
     try:
@@ -552,7 +602,7 @@ def _run(args):
     except ValueError:
         raise HeadEndError(f"--broker wants HOST:PORT, got {args.broker!r}") from None
     he = HeadEnd(args.db, read_master(master), host or "127.0.0.1", port, args.user,
-                 args.password, args.ca)
+                 args.password, args.ca, office=office if Path(office).exists() else None)
     if args.cmd == "provision":
         if args.tls and not args.ca:
             raise HeadEndError("--tls needs --ca (the CA that signed the broker's certificate)")
@@ -596,11 +646,21 @@ def _run(args):
             return 0
         if args.cmd == "tariff":
             t = {"v": args.version, "at": args.at, "b": parse_blocks(args.block), "sc": args.standing}
+            if args.epoch is not None:
+                t["e"] = args.epoch
             if args.region is not None:
                 he.publish_tariff(t, region=args.region)
                 print(f"published tariff v{args.version} to region {args.region} (retained, signed)")
                 return 0
             return _ack_exit(he.publish_tariff(t, meter=args.meter, timeout=args.timeout))
+        if args.cmd == "fleet":
+            extra = {"rev": args.rev} if args.op == "retire" else {}
+            if args.op == "retire" and args.rev is None:
+                raise HeadEndError("fleet retire needs --rev")
+            meters = args.meters.split(",") if args.meters else None
+            he.publish_fleet(args.op, args.region, meters, args.days, args.timeout, **extra)
+            print(f"published fleet command {args.op} to region {args.region} (signed)")
+            return 0
         if args.cmd == "topup":
             return _ack_exit(he.topup(args.meter, args.amount, args.account, args.seq, args.timeout))
         if args.cmd == "retry":

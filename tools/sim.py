@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "firmware"))
 from broker import Broker
 from headend import HeadEnd, HeadEndError
+from office import OfficeKey
 
 # The simulated utility's master key. It exists only in this simulated
 # world: a real meter gets its keys at provisioning and accepts no built-in key.
@@ -52,8 +53,11 @@ def provision(state, broker):
     the scenario's cards issued by the vending tool as the office would."""
     from card.keys import testing_issuer
 
+    office = Path(state) / "office.pem"      # the office's signing key stays host-side
+    if not office.exists():
+        OfficeKey.generate().save(office)
     he = HeadEnd(Path(state) / "headend.db", SIM_MASTER, broker.host, broker.port,
-                 client_id="sim-headend", persistent=True)
+                 client_id="sim-headend", persistent=True, office=office)
     he.provision(METER_ID, REGION, state, {"host": broker.host, "port": broker.port, "tls": False,
                                            "keepalive": 60})
     cp = Path(state) / "config.json"

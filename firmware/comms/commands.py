@@ -149,14 +149,14 @@ class Commands:
     """The meter's side of the command topics: handle(topic, msg) returns the
     ack payload to publish, or None."""
 
-    def __init__(self, cfg, meter, clock, t_cmd, t_tariff, region_key=None, meter_key=None,
+    def __init__(self, cfg, meter, clock, t_cmd, t_tariff, t_fleet=None, meter_key=None,
                  state_dir=None, outbox=None):
         self.cfg = cfg
         self.meter = meter
         self.clock = clock
         self.t_cmd = t_cmd
         self.t_tariff = t_tariff
-        self._region_key = region_key
+        self.t_fleet = t_fleet
         self._meter_key = meter_key
         self.state_dir = state_dir
         self.outbox = outbox            # only read: its count goes into get state
@@ -178,20 +178,38 @@ class Commands:
             n, code, val, detail = r
             return codec.ack(n, code, val, detail)
         if topic == self.t_tariff:
-            code, val = self._region_tariff(msg)
+            code, val = self._office(msg, b"tariff", "tariff")
+            if code == codes.ACCEPTED:
+                return codec.ack(0, code, val)
+        if topic == self.t_fleet:
+            code, val = self._office(msg, b"fleet", "fleet")
             if code == codes.ACCEPTED:
                 return codec.ack(0, code, val)
         return None
 
-    def _region_tariff(self, msg):
-        code, body = codec.unseal(self._region_key, self.t_tariff, msg)
+    def _office(self, msg, purpose, kind):
+        """A region tariff or fleet command: an office-signed document
+        (signed.py, docs/PROTOCOL.md §4.7). (code, value for the ack)."""
+        import signed
+        m = self.meter
+        code, body, sig = signed.split(msg)
         if code == codes.ACCEPTED:
-            code, d = parse_body(body)
-        if code != codes.ACCEPTED:
-            self.meter.log.add(codes.EV_TARIFF_REJECTED, code)
-            return code, 0
-        code = self.meter.stage_tariff(d)
-        return code, d["v"] if code == codes.ACCEPTED else 0
+            code = parse_body(body)[0]    # the same JSON rules as commands
+        if code == codes.ACCEPTED:
+            judge = signed.tariff_judge(m) if kind == "tariff" else signed.fleet_judge(m)
+            code, d, rev = signed.admit(m.office, purpose, body, sig, kind, self.cfg["meter_id"],
+                                        self.cfg["region"], self.clock.time(), judge)
+        if code == codes.ACCEPTED:
+            if kind == "tariff":
+                code = signed.apply_tariff(m, d)
+                return code, d["v"] if code == codes.ACCEPTED else 0
+            code = signed.apply_fleet(m, d, rev)
+            if code == codes.ACCEPTED:
+                return code, d["n"]
+        if code != codes.USED:
+            m.log.add(codes.EV_TARIFF_REJECTED if kind == "tariff" else codes.EV_COMMAND_REJECTED,
+                      code)
+        return code, 0
 
     def _command(self, msg):
         """(n, code, val, detail) of one signed command, in the order of

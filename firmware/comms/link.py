@@ -47,7 +47,7 @@ def _unhex(s):
 
 
 class MqttLink:
-    def __init__(self, cfg, meter, net, clock, client_factory, region_key=None, meter_key=None,
+    def __init__(self, cfg, meter, net, clock, client_factory, meter_key=None,
                  user=None, password=None, state_dir=None, transport=None, rt=None,
                  outbox=None):
         self.cfg = cfg
@@ -69,6 +69,7 @@ class MqttLink:
         self.t_cmd = tp["c"].encode()
         self.t_ack = tp["a"].encode()
         self.t_tariff = tp["tariff"].encode()
+        self.t_fleet = tp["fleet"].encode()
         self.client = None
         self.connected = False           # subscribed: commands can arrive
         self.backoff_ms = BACKOFF_MIN_MS
@@ -102,7 +103,7 @@ class MqttLink:
         for ev in log.since(outbox.ev_seen):
             self._on_event(ev)
         log.listeners.append(self._on_event)
-        self.commands = Commands(cfg, meter, clock, self.t_cmd, self.t_tariff, region_key,
+        self.commands = Commands(cfg, meter, clock, self.t_cmd, self.t_tariff, self.t_fleet,
                                  meter_key, state_dir, outbox)
         self.commands.on_config = self._config_changed
         self.commands.on_bad_signature = self._bad_signature
@@ -173,7 +174,8 @@ class MqttLink:
     def _session(self, c):
         """The broker accepted the connection: subscribe, announce, and send
         again what the last connection left unacknowledged."""
-        self._subs = (c.subscribe(self.t_cmd, 1), c.subscribe(self.t_tariff, 1))
+        self._subs = (c.subscribe(self.t_cmd, 1), c.subscribe(self.t_tariff, 1),
+                      c.subscribe(self.t_fleet, 1))
         self._publish(self.t_status, b"1", retain=True)
         for a in self._acks:
             a[1] = 0
@@ -329,8 +331,7 @@ class MqttLink:
                 return
             if self._subs is None:
                 self._session(c)
-            if not self.connected and not (self._subs[0] in c.unacked
-                                           or self._subs[1] in c.unacked):
+            if not self.connected and not any(p in c.unacked for p in self._subs):
                 self.connected = True
                 self.connects += 1
                 self.backoff_ms = BACKOFF_MIN_MS
@@ -385,7 +386,7 @@ def _no_tls(sock, host, cadata):
     raise OSError(-3)  # TLS configured but this board's network has no TLS
 
 
-def build_link(meter, hw, region_key=None):
+def build_link(meter, hw):
     """The link for a meter on a board: keys, credentials and the broker's CA
     from <state_dir>/secrets.json (written at provisioning)."""
     from comms.net import Dialer
@@ -406,11 +407,9 @@ def build_link(meter, hw, region_key=None):
         dns = hw.net.dns()
     dialer = Dialer(m["host"], m["port"], m.get("timeout_ms", 5000), tls, cadata,
                     m.get("tls_host"), dns)
-    if region_key is None:
-        region_key = _unhex(sec.get("rk"))
 
     def factory(client_id, _host, _port, keepalive, user=None, password=None):
         return dialer.client(client_id, keepalive, user, password)
 
-    return MqttLink(cfg, meter, hw.net, hw.clock, factory, region_key,
-                    _unhex(sec.get("mk")), sec.get("user"), sec.get("pw"), hw.state_dir, dialer)
+    return MqttLink(cfg, meter, hw.net, hw.clock, factory, _unhex(sec.get("mk")),
+                    sec.get("user"), sec.get("pw"), hw.state_dir, dialer)

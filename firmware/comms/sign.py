@@ -1,5 +1,6 @@
-# Keys of the MQTT contract, derived per meter and per region from master
-# keys with HMAC-SHA256 (mac.py, shared with the cards).
+# Keys of the MQTT contract, derived per meter from the head-end's master key
+# with HMAC-SHA256 (mac.py, shared with the cards). Nothing region- or
+# fleet-wide is symmetric: the office signs those (authority.py).
 #
 # Plain Python on purpose (no const()): tools/headend.py imports this very
 # file under CPython, so the meter and the head-end sign the same way.
@@ -14,11 +15,6 @@ def derive(master, label):
 def meter_key(master, meter_id):
     """Key that signs the commands of one meter."""
     return derive(master, "meter/" + meter_id)
-
-
-def region_key(master, region):
-    """Key that signs the tariff broadcasts of one region."""
-    return derive(master, "region/%d" % region)
 
 
 def mqtt_password(master, meter_id):

@@ -11,7 +11,10 @@
 #
 # Wire/state form (compact, JSON):
 #   {"v": version, "at": activation epoch s, "b": [[upto_litres, price], ...],
-#    "sc": standing units/day}
+#    "sc": standing units/day, "e": tariff epoch}
+# "e" (0 when absent) is the tariff epoch: only an office-signed tariff may
+# raise it, and a higher epoch restarts the version order (the signed reset,
+# Meter.stage_tariff, docs/PROTOCOL.md "Tariff versions").
 # Block limits are cumulative litres in the period; the last block has
 # upto 0, meaning unbounded. A flat tariff is one block.
 import codes
@@ -23,8 +26,9 @@ _ML_PER_M3 = const(1_000_000)
 
 
 class Tariff:
-    def __init__(self, version, blocks, standing=0, activate_at=0):
+    def __init__(self, version, blocks, standing=0, activate_at=0, epoch=0):
         self.version = version
+        self.epoch = epoch
         self.blocks = blocks          # list of (upper_ml or 0, price)
         self.standing = standing
         self.activate_at = activate_at
@@ -56,6 +60,7 @@ class Tariff:
             "at": self.activate_at,
             "b": [[u // 1000, p] for u, p in self.blocks],
             "sc": self.standing,
+            "e": self.epoch,
         }
 
 
@@ -81,7 +86,12 @@ def parse(d, received=False):
         return codes.FORMAT, None
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_BLOCKS:
         return codes.FORMAT, None
+    epoch = d.get("e", 0)
+    if not _is_int(epoch):
+        return codes.FORMAT, None
     if not 0 < version < (1 << 31) or at < 0 or not 0 <= standing <= MAX_STANDING:
+        return codes.RANGE, None
+    if not 0 <= epoch < (1 << 31):
         return codes.RANGE, None
     blocks = []
     prev = 0
@@ -99,7 +109,7 @@ def parse(d, received=False):
             return codes.RANGE, None      # limits strictly increasing, <= 1000 m^3
         blocks.append((upto * 1000, price))
         prev = upto
-    return codes.ACCEPTED, Tariff(version, blocks, standing, at)
+    return codes.ACCEPTED, Tariff(version, blocks, standing, at, epoch)
 
 
 def _is_int(x):

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from broker import Broker, meter_acl, mosquitto_path
 from headend import HeadEnd
+from office import OfficeKey
 
 # the unix port and its import path, as tests/conftest.py sets them up
 MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
@@ -113,6 +114,7 @@ class World:
     def __init__(self, tmp, meters=METERS):
         self.tmp = Path(tmp)
         self.master = secrets.token_bytes(32)
+        self.office = OfficeKey.generate()    # the office's signing key: host only
         self.he_password = secrets.token_hex(8)
         self.meters = dict(meters)
         from comms import sign
@@ -131,7 +133,8 @@ class World:
 
     def headend(self, db="he.sqlite", client_id="headend-main"):
         return HeadEnd(self.tmp / db, self.master, self.broker.host, self.broker.admin_port, "headend",
-                       self.he_password, self.broker.ca_file, client_id, persistent=True)
+                       self.he_password, self.broker.ca_file, client_id, persistent=True,
+                       office=self.office)
 
     def start_meter(self, meter_id, speed=60, report_s=60, keepalive=10, flow=0, credit=None,
                     state_dir=None, ca_pem=None, **cfg):

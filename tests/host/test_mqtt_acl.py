@@ -65,11 +65,9 @@ def test_a_meter_cannot_command_another_meter(mqtt_world, m2):
 def test_a_meter_cannot_publish_a_tariff(mqtt_world, m2):
     w = mqtt_world
     c, _rc, _ = client(w, "M1", sign.mqtt_password(w.master, "M1"))
-    # with the region key it would be valid, so only the ACL stops it
-    from comms import codec
-    body = b'{"v":77,"at":0,"b":[[0,1]],"sc":0}'
-    c.publish("r/1/tariff", codec.seal(w.he.region_key(1), "r/1/tariff", body), qos=1,
-              retain=True).wait_for_publish(5)
+    # a genuine office-signed tariff (as a meter could relay one): only the ACL stops it
+    doc = w.he.sign_doc(b"tariff", {"k": "tariff", "r": 1, "v": 77, "at": 0, "b": [[0, 1]], "sc": 0})
+    c.publish("r/1/tariff", doc, qos=1, retain=True).wait_for_publish(5)
     time.sleep(1.0)
     assert m2.status()["tv"] != 77
     # nothing retained either: a head-end subscriber sees no v77

@@ -2,7 +2,10 @@
 the region (also one that comes online later: retained), not the meters of
 another region, and a forged broadcast changes nothing."""
 
+import json
+
 from comms import codec
+from office import OfficeKey
 
 TARIFF = {"v": 5, "at": 0, "b": [[1000, 400_000], [0, 800_000]], "sc": 20_000}
 
@@ -38,14 +41,22 @@ def test_forged_or_stale_broadcast_changes_nothing(mqtt_world):
     m = w.start_meter("M6")
     m.wait(lambda s: s["connected"] and s["tv"] == 5, what="M6 on the retained tariff")
     topic = "r/1/tariff"
-    body = b'{"v":9,"at":0,"b":[[0,1]],"sc":0}'
-    forged = codec.seal(b"x" * 32, topic, body)
+    doc = {"k": "tariff", "r": 1, "v": 9, "at": 0, "b": [[0, 1]], "sc": 0}
+    body = json.dumps(doc).encode()
+    # signed with a key that is not the office's
+    forged = body + b"|" + OfficeKey.generate().sign(b"tariff", body).hex().encode()
     w.he.client.publish(topic, forged, qos=1).wait_for_publish(5)
-    m.wait(lambda s: s["evs"] >= 1)
-    # an older tariff, correctly signed: refused as old
+    # the old symmetric format (a region key's HMAC) is no longer understood
+    w.he.client.publish(topic, codec.seal(b"x" * 32, topic, body), qos=1).wait_for_publish(5)
+    m.wait(lambda s: s["evs"] >= 2)
+    # genuine but older, or too far ahead: refused as old, and range
     w.he.publish_tariff({"v": 4, "at": 0, "b": [[0, 1]], "sc": 0}, region=1)
-    log = w.he.get("M6", "log")["detail"]
-    rejected = [e[3] for e in log if e[2] == 11]
-    assert 5 in rejected and 4 in rejected      # signature, old
+    w.he.publish_tariff({"v": 2**31 - 1, "at": 0, "b": [[0, 1]], "sc": 0}, region=1)
+    from conftest import wait_for
+    wait_for(lambda: {5, 2, 4, 3} <= {e[3] for e in w.he.get("M6", "log")["detail"] if e[2] == 11},
+             what="signature, format, old and range rejections in M6's log")
     assert m.status()["tv"] == 5
+    # the office's signed reset: a higher tariff epoch, any version
+    w.he.publish_tariff({"v": 1, "at": 0, "b": [[0, 300_000]], "sc": 0, "e": 1}, region=1)
+    m.wait(lambda s: s["tv"] == 1, what="M6 on the reset tariff (epoch 1, v1)")
     m.stop()

@@ -8,9 +8,9 @@ from comms import codec
 from comms.link import MqttLink
 from comms.outbox import Outbox
 from simkit import make_meter
+import officekit
 
 MK = b"meter-key-for-tests-0123456789ab"
-RK = b"region-key-for-tests-0123456789a"
 
 
 class FakeRT:
@@ -132,19 +132,26 @@ class FakeClient:
         self.closed = True
 
 
-def make_link(state_dir=None, region_key=RK, meter_key=MK, outbox=None, **cfg_over):
+def make_link(state_dir=None, meter_key=MK, outbox=None, **cfg_over):
     cfg_over.setdefault("report_s", 3600)
     cfg_over.setdefault("mqtt", {"host": "x", "port": 1, "tls": False, "keepalive": 60})
     m, hw = make_meter(state_dir, **cfg_over)
+    m.attach_office(officekit.keys())   # the test office key (officekit signs with it)
     rt = FakeRT()
     b = Broker(rt)
 
     def factory(cid, host, port, ka, user=None, pw=None):
         return FakeClient(b, cid, host, port, ka, user, pw)
 
-    link = MqttLink(m.cfg, m, hw.net, hw.clock, factory, region_key, meter_key, "u", "p",
+    link = MqttLink(m.cfg, m, hw.net, hw.clock, factory, meter_key, "u", "p",
                     hw.state_dir, None, rt, outbox)
     return link, m, hw, b, rt
+
+
+def region_tariff(region=1, **tariff):
+    """A region tariff as the head-end publishes it: signed by the office."""
+    body = json.dumps(dict(tariff, k="tariff", r=region)).encode()
+    return officekit.message(b"tariff", body)
 
 
 def command(link, n, op, key=MK, **args):

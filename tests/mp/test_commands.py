@@ -4,7 +4,8 @@
 import codes
 from comms import codec
 from comms.commands import duplicate_keys
-from commskit import make_link, command, send, events, MK, RK
+import officekit
+from commskit import make_link, command, send, events, MK
 
 
 def _raw(link, body, key=MK, topic=None):
@@ -102,8 +103,8 @@ def test_tariff_version_of_the_wrong_type_is_answered_and_the_link_stays_up():
         assert a == [{"n": n, "code": codes.FORMAT, "val": 0, "detail": None}], (v, a)
         assert link.connected, v
     # the same on the region topic: refused and logged, the link stays up
-    body = b'{"v":"9","at":0,"b":[[0,1]],"sc":0}'
-    assert send(link, b, _raw(link, body, RK, link.t_tariff), link.t_tariff) == []
+    body = b'{"k":"tariff","r":1,"v":"9","at":0,"b":[[0,1]],"sc":0}'
+    assert send(link, b, officekit.message(b"tariff", body), link.t_tariff) == []
     assert link.connected and events(m, codes.EV_TARIFF_REJECTED)[-1][3] == codes.FORMAT
     assert m.billing.tariff.version == 1
 
@@ -123,8 +124,8 @@ def test_duplicate_keys_are_format():
         assert a[0]["code"] == codes.FORMAT, (body, a)
     assert not m.want_open and m.staged is None and m.billing.tariff.version == 1
     # the region topic too
-    body = b'{"v":2,"at":0,"b":[[0,1]],"sc":0,"sc":5}'
-    send(link, b, _raw(link, body, RK, link.t_tariff), link.t_tariff)
+    body = b'{"k":"tariff","r":1,"v":2,"at":0,"b":[[0,1]],"sc":0,"sc":5}'
+    send(link, b, officekit.message(b"tariff", body), link.t_tariff)
     assert m.billing.tariff.version == 1 and m.staged is None
     # the same key in two different objects, or inside a string, is no duplicate
     body = b'{"n":7,"op":"tariff","tar":{"v":2,"at":0,"b":[[0,1]],"sc":0},"x":0}'

@@ -6,7 +6,8 @@ import json
 import codes
 from comms import codec
 from comms.link import BACKOFF_MIN_MS
-from commskit import make_link, command, send, records, events, RK, MK
+import officekit
+from commskit import make_link, command, send, records, events, region_tariff, MK
 from simkit import run
 
 
@@ -119,17 +120,20 @@ def test_region_tariff_broadcast_is_verified():
     link, m, hw, b, rt = make_link()
     link.step()
     t = {"v": 2, "at": 0, "b": [[0, 500_000]], "sc": 0}
-    body = json.dumps(t).encode()
-    forged = codec.seal(b"wrong-region-key-0123456789abcde", link.t_tariff, body)
+    genuine = region_tariff(**t)
+    forged = officekit.message(b"tariff", genuine[:-129], 12345)   # the body, another key
     send(link, b, forged, link.t_tariff)
     assert m.billing.tariff.version == 1
     assert events(m, codes.EV_TARIFF_REJECTED)[-1][3] == codes.SIGNATURE
-    a = send(link, b, codec.seal(RK, link.t_tariff, body), link.t_tariff)
+    a = send(link, b, genuine, link.t_tariff)
     run(m, hw, 2)
     assert m.billing.tariff.version == 2
     assert a == [{"n": 0, "code": codes.ACCEPTED, "val": 2, "detail": None}]
     # the retained copy comes again on every reconnect: no second ack, no change
-    assert send(link, b, codec.seal(RK, link.t_tariff, body), link.t_tariff) == []
+    assert send(link, b, genuine, link.t_tariff) == []
+    # another region's tariff, though genuine, is not ours
+    send(link, b, region_tariff(region=2, v=3, at=0, b=[[0, 1]], sc=0), link.t_tariff)
+    assert m.staged is None and events(m, codes.EV_TARIFF_REJECTED)[-1][3] == codes.WRONG_REGION
 
 
 def test_per_meter_tariff_command():
@@ -290,7 +294,7 @@ def test_commands_queued_while_offline_are_handled_on_reconnect():
 
 
 def test_meter_without_keys_refuses_every_command():
-    link, m, hw, b, rt = make_link(meter_key=None, region_key=None)
+    link, m, hw, b, rt = make_link(meter_key=None)
     link.step()
     assert send(link, b, command(link, 1, "topup", a=1, s=1, v=5000))[0]["code"] == codes.SIGNATURE
     assert m.balance == 0
