@@ -1,6 +1,7 @@
 """The office's signing key (host side, CPython): ECDSA P-256 over SHA-256,
 in the format firmware/authority.py verifies (docs/PROTOCOL.md §4.7). The
-private key lives only on the head-end and the vending office; meters get the public key (64 bytes x || y) in secrets.json.
+private key lives only on the head-end and the vending office; meters get
+the public key (64 bytes x || y) in secrets.json.
 
     key = OfficeKey.generate(rev=1)      # or OfficeKey.load(path)
     key.save(path)                       # PEM, mode 0600, with the revision
