@@ -264,6 +264,7 @@ class Meter:
                 self.clock.set_time(floor)
             self.clock_trusted = False
             self.log.add(codes.EV_CLOCK_UNTRUSTED, why)
+            self._persist()      # distrust survives the next reboot
 
     # ---------------- the loop ----------------
     def poll(self):
