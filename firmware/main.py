@@ -77,8 +77,11 @@ async def meter_task(meter, hw):
         except Exception as e:  # noqa: BLE001 - metering must outlive any bug
             fails += 1
             if fails == 1:      # once per run of failures: a stuck bug must not fill the flash
-                meter.log.add(codes.EV_INTERNAL, 1)
-                print("meter poll error:", repr(e))
+                meter.log.add(codes.EV_INTERNAL, 1)     # never raises
+                try:
+                    print("meter poll error:", repr(e))
+                except Exception:  # noqa: BLE001 - a MemoryError while reporting one
+                    pass
         if hw.wdt is not None:
             hw.wdt.feed()
         await hw.clock.sleep_ms(period)
