@@ -148,7 +148,7 @@ def test_the_command_counter_is_durable_before_it_is_accepted():
     m.store.save = real
     assert m.accept_command(5) == codes.ACCEPTED
     assert m.accept_command(5) == codes.OLD and m.accept_command(4) == codes.OLD
-    assert m.accept_command(True) == codes.FORMAT and m.accept_command(1 << 32) == codes.RANGE
+    assert m.accept_command(True) == codes.FORMAT and m.accept_command(1 << 63) == codes.RANGE
 
 
 def _ms1(path, gen, state):
