@@ -30,14 +30,33 @@ Secured mode (Mosquitto only), as a utility would run it for meters:
 
 stop() and start() again restart the broker on the same port with the same
 certificates: that is how the tests make outages.
+
+From the command line, a broker configured as the project configures it
+for meters (docs/INTEGRATION.md), in the foreground until Ctrl-C:
+
+    python tools/broker.py --dir DIR [--host H] [--port P] [--admin-port Q]
+                           [--tls [--hostname NAME]] [--admin USER ...]
+                           (--passwd FILE --acl FILE | --anonymous)
+    python tools/broker.py --dir DIR --pki-only [--hostname NAME]
+
+DIR keeps the broker's state across restarts: the CA and server
+certificate (made at the first --tls start, for NAME and 127.0.0.1;
+DIR/ca.pem is what meters and the head-end trust), sessions and queued
+messages. --passwd and --acl are Mosquitto files, as `headend.py
+broker-files` or `simmeter.py --broker-files` write them; the --admin users
+(default: headend) get the head-end's listener (Q, default P + 1), every
+other user the meters' one (P). --anonymous (one listener, no passwords, no
+ACL) is for a plain simulator only.
 """
 
+import argparse
 import base64
 import datetime
 import hashlib
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,16 +145,28 @@ def make_test_pki(d: Path, hostname: str = "localhost"):
 class Broker:
     def __init__(self, kind: str | None = None, port: int | None = None, tls: bool = False,
                  users: dict | None = None, acl: str | None = None, persistence: bool | None = None,
-                 admins=("headend",)):
+                 admins=("headend",), directory: str | None = None, host: str = "127.0.0.1",
+                 passwd_file: str | None = None, admin_port: int | None = None,
+                 hostname: str = "localhost"):
+        # users: {name: password}, or passwd_file: a Mosquitto password file
+        # ("name:hash" lines); directory: kept, its certificates reused
+        # (else a temporary one)
         self.kind = kind or ("mosquitto" if mosquitto_path() else "amqtt")
+        if passwd_file is not None:
+            users = {}
+            for ln in Path(passwd_file).read_text().splitlines():
+                if ln.strip():
+                    users[ln.split(":", 1)[0]] = ln
+        self._hashed = passwd_file is not None
         secured = tls or users is not None or acl is not None
         if secured and self.kind != "mosquitto":
             raise RuntimeError("TLS, passwords and ACLs need Mosquitto (apt-get install mosquitto)")
-        self.host = "127.0.0.1"
+        self.host = host
+        self.hostname = hostname
         self.port = port or free_port()
         # with passwords, the head-end has a listener of its own (see _mosquitto_conf)
         self.admins = tuple(admins)
-        self.admin_port = free_port() if users is not None else self.port
+        self.admin_port = (admin_port or free_port()) if users is not None else self.port
         self.tls = tls
         self.users = users
         self.acl = acl
@@ -143,8 +174,12 @@ class Broker:
         self.proc = None
         self.ca_file = None
         self.ca_pem = None
-        self._dir = tempfile.TemporaryDirectory(prefix="broker-")
-        self.dir = Path(self._dir.name)
+        self._dir = None
+        if directory is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="broker-")
+            directory = self._dir.name
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
 
     def _mosquitto_conf(self) -> str:
         d = self.dir
@@ -160,7 +195,9 @@ class Broker:
         if os.geteuid() == 0:
             lines.append("user root")  # keep access to the files in our temp dir
         if self.tls and self.ca_file is None:
-            ca, _cert, _key = make_test_pki(d)
+            ca = d / "ca.pem"
+            if not all((d / f).exists() for f in ("ca.pem", "server.pem", "server.key")):
+                ca, _cert, _key = make_test_pki(d, self.hostname)
             self.ca_file = str(ca)
             self.ca_pem = ca.read_text()
         if self.users is None:
@@ -178,7 +215,8 @@ class Broker:
             lines.append("per_listener_settings true")
             for port, users, name in ((self.port, meters, "passwd"),
                                       (self.admin_port, admins, "passwd.admin")):
-                (d / name).write_text("".join(password_line(u, p) + "\n" for u, p in users.items()))
+                (d / name).write_text("".join((p if self._hashed else password_line(u, p)) + "\n"
+                                              for u, p in users.items()))
                 lines += [f"listener {port} {self.host}", "allow_anonymous false",
                           f"password_file {d / name}"]
                 if port == self.port:
@@ -245,4 +283,61 @@ class Broker:
 
     def __exit__(self, *exc):
         self.stop()
-        self._dir.cleanup()
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="broker.py", description="An MQTT broker for meters, "
+                                 "configured as the project configures it (Mosquitto).")
+    ap.add_argument("--dir", required=True, help="broker state: certificates, sessions, log")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    ap.add_argument("--port", type=int, help="meters' listener (default 8883 with --tls, else 1883)")
+    ap.add_argument("--admin-port", type=int, help="head-end's listener (default: --port + 1)")
+    ap.add_argument("--tls", action="store_true", help="TLS 1.2 listeners (CA in DIR/ca.pem)")
+    ap.add_argument("--hostname", default="localhost", help="server certificate name")
+    ap.add_argument("--passwd", help="Mosquitto password file (headend.py broker-files)")
+    ap.add_argument("--acl", help="Mosquitto ACL file (headend.py broker-files)")
+    ap.add_argument("--admin", action="append", help="a head-end user (default: headend)")
+    ap.add_argument("--anonymous", action="store_true", help="no passwords and no ACL (simulator only)")
+    ap.add_argument("--pki-only", action="store_true",
+                    help="only make DIR/ca.pem and the server certificate (if absent), then exit")
+    args = ap.parse_args(argv)
+    if args.pki_only:
+        d = Path(args.dir)
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "ca.pem").exists():
+            make_test_pki(d, args.hostname)
+        print(f"CA: {d / 'ca.pem'}")
+        return 0
+    if args.anonymous == bool(args.passwd or args.acl) or not args.anonymous and not (args.passwd and args.acl):
+        ap.error("give --passwd and --acl (as the project runs it), or --anonymous")
+    if mosquitto_path() is None and not (args.anonymous and not args.tls):
+        ap.error("Mosquitto is not installed (apt-get install mosquitto)")
+    port = args.port or (8883 if args.tls else 1883)
+    b = Broker(None, port, args.tls, acl=Path(args.acl).read_text() if args.acl else None,
+               persistence=True, admins=tuple(args.admin or ("headend",)), directory=args.dir,
+               host=args.host, passwd_file=args.passwd, admin_port=args.admin_port or port + 1,
+               hostname=args.hostname)
+    try:
+        b.start()
+    except RuntimeError as e:
+        print(f"broker.py: {e}", file=sys.stderr)
+        return 2
+    who = "anonymous" if args.anonymous else f"meters on {b.port}, head-end on {b.admin_port}"
+    print(f"broker: {b.kind} on {b.host}, {who}, tls {'on, CA ' + b.ca_file if b.tls else 'off'}",
+          flush=True)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)   # a service manager's stop: stop Mosquitto too
+    try:
+        return b.proc.wait()
+    except KeyboardInterrupt:
+        b.stop()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

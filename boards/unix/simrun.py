@@ -3,6 +3,10 @@
 #   micropython boards/unix/simrun.py SCENARIO [--speed N] [--interactive]
 #       [--state DIR]
 #
+# The board's RTC resumes from DIR/rtc, so meter time never runs backwards
+# across runs on the same DIR (boards/unix/rtc.py; tools/sim.py starts each
+# run from a new DIR).
+#
 # It starts the meter exactly as main.py does on a board: main.boot() builds
 # it from DIR (config.json, secrets.json as provisioned) and leaves it running
 # on the board's thread. This process's main thread then plays the world in
@@ -20,7 +24,7 @@ import select
 import codes
 import main
 import units
-from boards.unix import scenarios
+from boards.unix import rtc, scenarios
 
 PAUSE_MS = 20           # the world's pace, in real time
 DISPLAY_S = 300         # status line period, in simulated time
@@ -61,7 +65,7 @@ def _clock_str(t):
 class Sim:
     def __init__(self, opts):
         self.opts = opts
-        start = scenarios.SCENARIOS[opts["scenario"]][0]
+        start = rtc.resume(opts["state"], scenarios.SCENARIOS[opts["scenario"]][0])
         self.t0 = start
         self.credited = 0
         self.link = None
@@ -305,6 +309,7 @@ def run():
     clock.speed = 0               # stop the simulated world, then close the books
     sim.meter.poll()
     sim.meter.save()
+    rtc.save(sim.opts["state"], clock.time())
     sim.summary()
 
 
