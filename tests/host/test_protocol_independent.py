@@ -1,0 +1,229 @@
+"""A second head-end, written from docs/PROTOCOL.md alone, against a
+simulated meter started with the documented command (tools/simmeter.py) on
+the project's broker (Mosquitto with TLS, passwords, ACL).
+
+Nothing here imports tools/headend.py or firmware code: keys, envelopes,
+acks and uplink records are built and parsed from the document's text with
+paho-mqtt, hmac, hashlib, json and struct. What the document left unclear
+was fixed in the document, not worked around here.
+"""
+
+import hashlib
+import hmac
+import json
+import queue
+import secrets
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from broker import Broker, meter_acl  # the project's broker, as it configures it
+
+ROOT = Path(__file__).resolve().parents[2]
+METER, REGION = "IND0001", 3
+
+# -- PROTOCOL.md §5: result codes --
+ACCEPTED, USED, FORMAT, RANGE, OLD = 0, 1, 2, 3, 4
+
+
+# -- PROTOCOL.md §4.2: keys --
+def derive(master, label):
+    return hmac.new(master, label.encode("ascii"), hashlib.sha256).digest()
+
+
+def keys(master, meter_id, region):
+    return {"mk": derive(master, "meter/" + meter_id),
+            "rk": derive(master, f"region/{region}"),
+            "pw": derive(master, "mqtt/" + meter_id)[:16].hex()}
+
+
+def test_key_derivation_matches_the_documented_vector():
+    k = keys(bytes(range(32)), "M000123", 7)
+    assert k["mk"].hex() == "6b3624caff7ac81059b78ee6e124ad2ae0f434f50f9232dd15e888d023640bc2"
+    assert k["rk"].hex() == "109ace156ff628fe4290be679aa5e08f59a08ff3d43f69ddce4ba2ce6fbe4013"
+    assert k["pw"] == "c3674ac9e2f3025b5f58420c57cded38"
+
+
+# -- PROTOCOL.md §4.1: the envelope --
+def seal(key, topic, body: bytes) -> bytes:
+    mac = hmac.new(key, topic.encode() + b"\n" + body, hashlib.sha256).hexdigest()
+    return body + b"|" + mac.encode()
+
+
+# -- PROTOCOL.md §5: acks --
+def parse_ack(p: bytes):
+    ver, n, code, val = struct.unpack(">BIBq", p[:14])
+    assert ver == 1
+    return {"n": n, "code": code, "val": val, "detail": json.loads(p[14:]) if len(p) > 14 else None}
+
+
+# -- PROTOCOL.md §3.2-3.3: uplink batches --
+TELE = (">BIIQqIHIIb", ("kind", "seq", "t", "ml", "bal", "flow", "flags", "tv", "evs", "rssi"))
+EVENT = (">BIIIHq", ("kind", "seq", "evs", "t", "code", "arg"))
+SUMMARY = (">BIIIIIQQqH", ("kind", "seq", "last", "n", "t0", "t1", "ml0", "ml1", "bal", "dropped"))
+KINDS = {1: TELE, 2: EVENT, 3: SUMMARY}
+
+
+def parse_batch(p: bytes):
+    assert p[0] == 1, "batch version"
+    off, out = 1, []
+    while off < len(p):
+        fmt, names = KINDS[p[off]]
+        size = struct.calcsize(fmt)
+        assert size == {1: 40, 2: 23, 3: 47}[p[off]]           # the sizes §3.2 states
+        r = dict(zip(names, struct.unpack_from(fmt, p, off)))
+        if r["kind"] == 1:
+            r["why"], r["low"] = (r["flags"] >> 1) & 15, (r["flags"] >> 5) & 3
+        out.append(r)
+        off += size
+    return out
+
+
+class HeadEnd:
+    """The utility's side, from the document."""
+
+    def __init__(self, host, port, ca, user, password, master):
+        self.k = keys(master, METER, REGION)
+        self.acks, self.records, self.status = queue.Queue(), queue.Queue(), queue.Queue()
+        self.n = 0
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
+        c.username_pw_set(user, password)
+        c.tls_set(ca_certs=ca)
+        c.on_message = self._on_message
+        up = queue.Queue()
+        c.on_connect = lambda cl, ud, fl, rc, pr=None: up.put(rc)
+        c.connect(host, port)
+        c.loop_start()
+        assert up.get(timeout=10) == 0
+        c.subscribe(f"m/{METER}/#", qos=1)
+        self.c = c
+
+    def _on_message(self, cl, ud, msg):
+        kind = msg.topic.rsplit("/", 1)[1]
+        if kind == "a":
+            self.acks.put(parse_ack(msg.payload))
+        elif kind in ("t", "e"):
+            for r in parse_batch(msg.payload):
+                self.records.put(r)
+        elif kind == "s":
+            self.status.put(msg.payload)
+
+    def send(self, body: bytes, timeout=20):
+        topic = f"m/{METER}/c"
+        self.c.publish(topic, seal(self.k["mk"], topic, body), qos=1)
+        return self.acks.get(timeout=timeout)
+
+    def command(self, op, **fields):
+        self.n += 1
+        body = json.dumps(dict(n=self.n, op=op, **fields), separators=(",", ":")).encode()
+        a = self.send(body)
+        assert a["n"] == self.n, a
+        return a
+
+    def wait_record(self, pred, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                r = self.records.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if pred(r):
+                return r
+        raise AssertionError("no such record in time")
+
+
+@pytest.fixture()
+def world(tmp_path):
+    master = secrets.token_bytes(32)
+    k = keys(master, METER, REGION)
+    he_pw = secrets.token_hex(8)
+    b = Broker(tls=True, users={METER: k["pw"], "headend": he_pw},
+               acl=meter_acl({METER: REGION}, ["headend"])).start()
+    he = HeadEnd(b.host, b.port, b.ca_file, "headend", he_pw, master)
+    # provisioning, as §4.2 describes the meter's secrets.json
+    sec = tmp_path / "secrets-in.json"
+    sec.write_text(json.dumps({"id": METER, "mk": k["mk"].hex(), "rk": k["rk"].hex(),
+                               "user": METER, "pw": k["pw"]}))
+    state = tmp_path / "meter"
+    cmd = [sys.executable, str(ROOT / "tools" / "simmeter.py"), "--state", str(state),
+           "--secrets", str(sec), "--region", str(REGION), "--broker", f"{b.host}:{b.port}",
+           "--tls", "--ca", b.ca_file, "--keepalive", "10", "--speed", "60"]
+    procs = []
+
+    def start():
+        log = open(tmp_path / "simmeter.log", "ab")  # noqa: SIM115 - lives with the process
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+
+    def stop():
+        p = procs.pop()
+        p.send_signal(signal.SIGINT)
+        p.wait(20)
+
+    start()
+    yield he, state, start, stop, master
+    while procs:
+        p = procs.pop()
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    he.c.loop_stop()
+    he.c.disconnect()
+    b.stop()
+
+
+def test_an_independent_head_end_interoperates(world):
+    he, _state, start, stop, master = world
+    assert he.status.get(timeout=30) == b"1"                 # §2: online, retained
+    boot = he.wait_record(lambda r: r["kind"] == 1)          # §3.3: one at boot
+    assert boot["bal"] == 0 and boot["flags"] & 1 == 0 and boot["why"] == 1   # closed: no credit
+
+    a = he.command("get", w="state")
+    assert a["code"] == ACCEPTED and a["detail"]["id"] == METER and a["detail"]["n"] == 1
+
+    # a signed top-up, then the same credit again under a new counter
+    a = he.command("topup", a=1, s=1, v=5_000_000)
+    assert (a["code"], a["val"]) == (ACCEPTED, 5_000_000)
+    assert he.command("topup", a=1, s=1, v=5_000_000)["code"] == USED
+    ev = he.wait_record(lambda r: r["kind"] == 2 and r["code"] == 2)   # event 2 credit
+    assert ev["arg"] == 5_000_000
+
+    # a replayed counter is old and answers the meter's counter
+    old = he.send(json.dumps({"n": 1, "op": "get"}, separators=(",", ":")).encode())
+    assert (old["code"], old["val"]) == (OLD, he.n)
+
+    # a setting, read back, then the telemetry it drives (report_s 10 s)
+    assert he.command("cfg", k="report_s", v=10)["code"] == ACCEPTED
+    assert he.command("get", w="cfg")["detail"]["report_s"] == 10
+    t = he.wait_record(lambda r: r["kind"] == 1 and r["bal"] == 5_000_000)
+    assert t["tv"] == 1 and t["low"] == 0
+
+    # typed fields and duplicate keys, end to end (§4.4 checks)
+    assert he.command("valve", o="0")["code"] == FORMAT
+    he.n += 1
+    dup = b'{"n":%d,"op":"valve","o":0,"o":1}' % he.n
+    assert he.send(dup)["code"] == FORMAT
+    assert he.command("valve", o=1)["code"] == ACCEPTED
+
+    # a signed region tariff, retained: acked with n 0 and its version (§4.3)
+    body = json.dumps({"v": 7, "at": 0, "b": [[1000, 400_000], [0, 800_000]], "sc": 0},
+                      separators=(",", ":")).encode()
+    rt = f"r/{REGION}/tariff"
+    he.c.publish(rt, seal(keys(master, METER, REGION)["rk"], rt, body), qos=1, retain=True)
+    a = he.acks.get(timeout=20)
+    assert (a["n"], a["code"], a["val"]) == (0, ACCEPTED, 7)
+    assert he.wait_record(lambda r: r["kind"] == 1 and r["tv"] == 7)
+
+    # a restart keeps the setting and the clock goes on
+    last_t = he.command("get", w="state")["detail"]["t"]
+    stop()
+    start()
+    assert he.command("get", w="cfg")["detail"]["report_s"] == 10
+    s = he.command("get", w="state")["detail"]
+    assert s["t"] >= last_t and s["bal"] <= 5_000_000 and s["tv"] == 7
