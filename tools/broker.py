@@ -213,8 +213,9 @@ class Broker:
             meters = {u: p for u, p in self.users.items() if u not in self.admins}
             admins = {u: p for u, p in self.users.items() if u in self.admins}
             lines.append("per_listener_settings true")
-            for port, users, name in ((self.port, meters, "passwd"),
-                                      (self.admin_port, admins, "passwd.admin")):
+            # (files of their own: an input --passwd/--acl in DIR is never overwritten)
+            for port, users, name in ((self.port, meters, "meters.passwd"),
+                                      (self.admin_port, admins, "admins.passwd")):
                 (d / name).write_text("".join((p if self._hashed else password_line(u, p)) + "\n"
                                               for u, p in users.items()))
                 lines += [f"listener {port} {self.host}", "allow_anonymous false",
@@ -222,10 +223,10 @@ class Broker:
                 if port == self.port:
                     lines.append("use_username_as_clientid true")
                 if self.acl is not None:
-                    lines.append(f"acl_file {d / 'acl'}")
+                    lines.append(f"acl_file {d / 'broker.acl'}")
                 lines += self._tls_lines()
         if self.acl is not None:
-            (d / "acl").write_text(self.acl)
+            (d / "broker.acl").write_text(self.acl)
         return "\n".join(lines) + "\n"
 
     def _tls_lines(self):

@@ -144,7 +144,7 @@ def world(tmp_path):
     he_pw = secrets.token_hex(8)
     b = Broker(tls=True, users={METER: k["pw"], "headend": he_pw},
                acl=meter_acl({METER: REGION}, ["headend"])).start()
-    he = HeadEnd(b.host, b.port, b.ca_file, "headend", he_pw, master)
+    he = HeadEnd(b.host, b.admin_port, b.ca_file, "headend", he_pw, master)   # §1: its own listener
     # provisioning, as §4.2 describes the meter's secrets.json
     sec = tmp_path / "secrets-in.json"
     sec.write_text(json.dumps({"id": METER, "mk": k["mk"].hex(), "rk": k["rk"].hex(),
