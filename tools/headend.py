@@ -181,8 +181,10 @@ class HeadEnd:
         """Register a meter and derive its secrets. With state_dir, write the
         meter's secrets.json (keys, broker credentials, CA) and merge mqtt
         (host/port/tls/keepalive) and the id and region into its config.json."""
-        if not meter_id or "/" in meter_id or "+" in meter_id or "#" in meter_id or len(meter_id) > 32:
-            raise HeadEndError(f"bad meter id {meter_id!r}")
+        # the meter's own rule for its id (docs/PROTOCOL.md §2, config.py)
+        if not 1 <= len(meter_id) <= 16 or not all(c.isascii() and (c.isalnum() or c in "-_")
+                                                   for c in meter_id):
+            raise HeadEndError(f"bad meter id {meter_id!r}: 1..16 letters, digits, - or _")
         if not 0 <= int(region) < 1 << 16:
             raise HeadEndError("region must be 0..65535")
         with self._lock:

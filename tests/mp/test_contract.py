@@ -172,3 +172,11 @@ def test_key_derivation_vector():
     hexd = "".join("%02x" % b for b in sign.meter_key(k, "M000123"))
     assert ("meter key `%s`" % hexd) in text.replace("\n", " ")
     assert ("broker password `%s`" % sign.mqtt_password(k, "M000123")) in text.replace("\n", " ")
+
+
+def test_meter_id_rule_is_the_documented_one():
+    assert "`<id>` is the meter id: 1 to 16 characters, ASCII letters, digits, `-` and\n`_`" in DOC
+    for ok in ("M000123", "a-b_C9", "X" * 16):
+        assert config.check("meter_id", ok)[0] == codes.ACCEPTED, ok
+    for bad in ("", "X" * 17, "m/1", "m+", "m#", "a b", "é"):
+        assert config.check("meter_id", bad)[0] == codes.RANGE, bad
