@@ -180,3 +180,35 @@ def test_meter_id_rule_is_the_documented_one():
         assert config.check("meter_id", ok)[0] == codes.ACCEPTED, ok
     for bad in ("", "X" * 17, "m/1", "m+", "m#", "a b", "é"):
         assert config.check("meter_id", bad)[0] == codes.RANGE, bad
+
+
+def test_command_fields_table_is_the_parsers_table():
+    kinds = {"u32": 1, "0/1": 2, "int": 3, "string": 4, "object": 5, "any": 6}
+    got = {}
+    for row in _rows(_section("### 4.4 Commands"), "op"):
+        fields = []
+        if row[1] != "–":
+            for part in row[1].split(", "):
+                w = part.split()
+                fields.append((w[0].strip("`"), kinds[w[1]], w[-1] == "R"))
+        got[row[0].strip("`")] = tuple(fields)
+    assert got == commands.OPS, got
+
+
+def test_link_limits_are_the_documented_ones():
+    from comms import link, net
+    from comms.outbox import Outbox
+    from mptest import fresh_dir
+    flat = " ".join(DOC.split())
+    ob = Outbox(fresh_dir("ob"))
+    assert "holds %d segments of %d records (%d records" % (
+        ob.max_segs, ob.seg_recs, ob.max_segs * ob.seg_recs) in flat
+    assert "(up to %d records, under 900 bytes)" % link.BATCH_RECORDS in flat
+    assert "at most %d downlink messages per burst" % link.MAX_INBOX in flat
+    assert "Packets: at most %d bytes, fixed header included" % net.MAX_PACKET in flat
+    assert "Only the first %d forgeries in a window (%d s of real time" % (
+        link.SIG_ALLOWANCE, link.SIG_WINDOW_MS // 1000) in flat
+    assert "at most %d h," % (link.SIG_WINDOW_MAX_MS // 3_600_000) in flat
+    assert "Reconnects back off exponentially from %d s" % (link.BACKOFF_MIN_MS // 1000) in flat
+    assert "`mqtt.backoff_max_s` (default %d s)" % config.DEFAULTS["mqtt"]["backoff_max_s"] in flat
+    assert "(`mqtt.timeout_ms`, default %d)" % config.DEFAULTS["mqtt"]["timeout_ms"] in flat
