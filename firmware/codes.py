@@ -32,12 +32,14 @@ CARD_GONE = const(16)
 AUTH = const(17)
 BLANK = const(18)
 FOREIGN = const(19)
+WRONG_ACCOUNT = const(20)  # a credit for another account than the one the meter is bound to
+VOIDED = const(21)       # the office voided this credit key: it never applies (docs/CARD.md)
 
 RESULT_NAMES = (
     "accepted", "used", "format", "range", "old", "signature", "over-limit",
     "wrong-meter", "wrong-region", "key-expired", "locked-out", "refused",
     "storage", "unknown", "crc", "timeout", "card-gone", "auth", "blank",
-    "foreign",
+    "foreign", "wrong-account", "voided",
 )
 
 # -- events in the log (kept separate from results: an event may carry one) --
@@ -142,3 +144,8 @@ def why_name(why):
 EV_MESSAGE_TOO_LONG = const(39)  # a packet over net.MAX_PACKET, discarded unread; arg: its length
 EV_BAD_SIGNATURES = const(40)    # commands with a bad signature in one window; arg: how many
 EVENT_NAMES = EVENT_NAMES + ("message-too-long", "bad-signatures")  # type: ignore[assignment]
+
+# -- the credit ledger (firmware/ledger.py, docs/CARD.md "The ledger") --
+EV_CREDIT_VOID = const(41)     # the office voided a credit key; arg: its seq
+EV_CREDIT_FLOOR = const(42)    # the head-end's signed floor let credits in after a state loss; arg: card floor
+EVENT_NAMES = EVENT_NAMES + ("credit-void", "credit-floor")  # type: ignore[assignment]

@@ -96,7 +96,8 @@ def _check_loaded(key, value):
             return "not a valid K-factor"
         return None if len(value) == 2 else "not a valid K-factor"
     if key == "install_seq":     # read-only at the REPL, but it must survive a reboot
-        return None if isinstance(value, int) and 0 <= value < 1_000_000_000 else "out of range"
+        lo, hi = RANGES[key]
+        return None if isinstance(value, int) and lo <= value <= hi else "out of range"
     if key == "tariff":
         from metering import tariff
         code, t = tariff.parse(value)
@@ -116,7 +117,8 @@ RANGES = {
     "emergency": (0, 100_000_000), "max_balance": (0, 2_000_000_000),
     "max_topup": (1, 2_000_000_000), "save_l": (1, 1000), "save_s": (10, 3600),
     "poll_ms": (100, 10_000), "report_s": (10, 86400),
-    "account": (0, 1_000_000_000), "install_seq": (0, 1_000_000_000), "leak_gap_s": (60, 86400),
+    "account": (0, 0xFFFFFFFF), "install_seq": (0, 0xFFFFFFFF),   # u32, as on the card
+    "leak_gap_s": (60, 86400),
     "leak_window_s": (0, 2_592_000), "burst_lph": (0, 100_000), "burst_s": (10, 3600),
     "closed_flow_ml": (0, 1_000_000), "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000),
     "batt_grace_s": (0, 7_776_000), "friendly_debt_max": (0, 100_000_000),
@@ -132,7 +134,9 @@ REMOTE = ("report_s", "low1", "low2", "emergency", "max_balance", "max_topup", "
 READ_ONLY = ("tariff", "k", "install_seq")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS
 RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production")
-KEEP_ON_RESET = ("meter_id", "region", "mqtt", "k", "production")
+# identity and the installation binding survive a factory reset: clearing
+# account/install_seq would let a previous tenant's installation card rebind
+KEEP_ON_RESET = ("meter_id", "region", "account", "install_seq", "mqtt", "k", "production")
 
 
 def number(key):

@@ -170,7 +170,8 @@ class Meter:
             t = self.billing.tariff
         billing = Billing(t, 0, 0)
         billing.load_state(s["bill"])
-        led = ledger.Ledger(s["led"])
+        # "lg": the ledger as it is now; "led": the first firmware's format
+        led = ledger.Ledger(s["lg"]) if "lg" in s else ledger.Ledger(s["led"], legacy=True)
         self.balance, self.volume, self.billing, self.ledger = balance, volume, billing, led
         self.reverse = Volume.from_state(s["rev"]) if "rev" in s else Volume(volume.k_num, volume.k_den)
         self.in_debt = bool(s.get("debt", 0))
@@ -216,7 +217,7 @@ class Meter:
             "pend": self.period_end,
             "stg": self.staged.to_dict() if self.staged else None,
             "ofc": self.office_seq,
-            "led": self.ledger.to_state(),
+            "lg": self.ledger.to_state(),
             "emo": self.emergency_owed,
             "vw": 1 if self.want_open else 0,
             "vwhy": self.why_closed,
@@ -494,11 +495,19 @@ class Meter:
 
     # ---------------- requests from cards, MQTT, the REPL ----------------
     def apply_credit(self, source, account, seq, amount):
-        """The one entry point for every credit. Durable before it says ACCEPTED."""
+        """The one entry point for every credit. Durable before it says ACCEPTED.
+        A bound meter (account != 0, set by an installation card) takes
+        credits of its own account only; after a total state loss it takes
+        none until the head-end's signed floor (restore_floors)."""
         if not (isinstance(amount, int) and isinstance(seq, int) and isinstance(account, int)):
             return self._reject(codes.FORMAT)
         if amount <= 0 or not 0 <= seq < _KEY_MAX or not 0 <= account < _KEY_MAX:
             return self._reject(codes.RANGE)      # an absurd seq would block the account
+        if self.state_lost:
+            return self._reject(codes.REFUSED)    # the ledger is gone: no key can be trusted new
+        bound = self.cfg["account"]
+        if bound and account != bound:
+            return self._reject(codes.WRONG_ACCOUNT)
         code = self.ledger.check(source, account, seq)
         if code == codes.USED:
             return code  # acknowledged again, not applied again
@@ -521,6 +530,56 @@ class Meter:
             return self._reject(codes.STORAGE)
         self.log.add(codes.EV_CREDIT, amount)
         self._policy(self.clock.time())
+        return codes.ACCEPTED
+
+    def void_credit(self, source, account, seq):
+        """The office's signed void of a credit it will refund or re-issue
+        (head-end command "void"): settles the key without applying it, so
+        it can never apply. ACCEPTED: it had not been applied (and now never
+        will be); USED: it had been applied (nothing is owed); OLD/RANGE
+        below or above the window; STORAGE if it could not be saved."""
+        if not (isinstance(seq, int) and isinstance(account, int)):
+            return codes.FORMAT
+        if not 0 <= seq < _KEY_MAX or not 0 <= account < _KEY_MAX:
+            return codes.RANGE
+        code = self.ledger.check(source, account, seq)
+        if code == codes.VOIDED:
+            return codes.ACCEPTED                 # voided before: the same answer again
+        if code != codes.ACCEPTED:
+            return code
+        before = self.ledger.copy()
+        self.ledger.record(source, account, seq, void=True)
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001
+            self.ledger = before
+            return codes.STORAGE
+        self.log.add(codes.EV_CREDIT_VOID, seq)
+        return codes.ACCEPTED
+
+    def restore_floors(self, account, card_floor, mqtt_floor, install_floor):
+        """The head-end's signed floor after a total state loss or on a
+        replacement meter (command "floor", docs/CARD.md): binds account,
+        raises its card and MQTT floors and the installation sequence
+        (never lowers them) and lets credits in again."""
+        for v in (account, card_floor, mqtt_floor, install_floor):
+            if not isinstance(v, int) or not 0 <= v < _KEY_MAX:
+                return codes.RANGE
+        before = (self.ledger.copy(), self.cfg["account"], self.cfg["install_seq"], self.state_lost)
+        if account:
+            if account != self.cfg["account"]:
+                self.ledger.keep_only(account)
+            self.cfg["account"] = account
+        self.cfg["install_seq"] = max(self.cfg["install_seq"], install_floor)
+        self.ledger.raise_floor("card", account, card_floor)
+        self.ledger.raise_floor("mqtt", account, mqtt_floor)
+        self.state_lost = False
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001
+            self.ledger, self.cfg["account"], self.cfg["install_seq"], self.state_lost = before
+            return codes.STORAGE
+        self.log.add(codes.EV_CREDIT_FLOOR, card_floor)
         return codes.ACCEPTED
 
     def _reject(self, code):
@@ -557,19 +616,32 @@ class Meter:
         """Let cards, MQTT and the REPL log an event of their own."""
         return self.log.add(code, arg)
 
-    def install(self, account, region, seq=0):
+    def install(self, account, region, seq, card_floor=0):
         """An installation card binds the meter to its account and region.
-        Each card is good once: its sequence must be newer than the last."""
-        if not (isinstance(account, int) and isinstance(region, int)) or not 0 <= region <= 65535:
+        Each card is good once: its sequence must be newer than the last.
+        A new account drops the ledger of every other (their credits are
+        refused by the binding from now on); card_floor is the office's
+        floor of the account's card credits (docs/CARD.md)."""
+        for v in (account, seq, card_floor):
+            if not isinstance(v, int) or not 0 <= v < _KEY_MAX:
+                return codes.RANGE
+        if not isinstance(region, int) or not 0 <= region <= 65535 or not account or not seq:
             return codes.RANGE
-        if seq <= self.cfg.get("install_seq", 0):
-            return codes.OLD if seq < self.cfg.get("install_seq", 0) else codes.USED
-        before = (self.cfg["account"], self.cfg["region"], self.cfg.get("install_seq", 0))
+        last = self.cfg["install_seq"]
+        if seq <= last:
+            return codes.OLD if seq < last else codes.USED
+        before = (self.cfg["account"], self.cfg["region"], last, self.ledger.copy())
+        if account != self.cfg["account"]:
+            # a new binding: the other accounts' credits are refused from now
+            # on, and this account's card credits up to the office's floor
+            # are settled (the office re-issued any it had not seen applied)
+            self.ledger.keep_only(account)
+            self.ledger.raise_floor("card", account, card_floor)
         self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = account, region, seq
         try:
             self.save()       # identity lives in the CRC-checked state
         except Exception:  # noqa: BLE001 - not saved, so not applied
-            self.cfg["account"], self.cfg["region"], self.cfg["install_seq"] = before
+            self.cfg["account"], self.cfg["region"], self.cfg["install_seq"], self.ledger = before
             return codes.STORAGE
         if self.persist_config is not None:
             try:

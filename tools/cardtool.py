@@ -247,9 +247,8 @@ class Station:
             out["status"] = [_status_dict(x) for x in copies]
             newest = R.newest_status(copies)[1]
             out["returned"] = _status_dict(newest)
-            cr = out["credit"]
-            out["consumed"] = bool(cr is None or ("seq" in cr and newest is not None
-                                                  and newest.last_seq >= cr["seq"]))
+            out["verdict"] = credit_verdict(out["credit"], newest)
+            out["consumed"] = out["verdict"] in ("none", "applied", "settled", "voided")
         elif h.card_type == R.CARD_CHECK:
             readings = []
             for s in R.CHECK_SLOTS:
@@ -270,12 +269,12 @@ class Station:
         if info["header"]["type"] != "user":
             raise CardIOError("not a user card")
         if not info["consumed"] and not force:
-            raise CardIOError("the previous credit (seq {}) has not been applied by the meter yet".format(
-                info["credit"]["seq"]))
+            raise CardIOError("the meter has not said that it applied the previous credit (seq {}): "
+                              "ask it (headend.py void) before loading another".format(
+                                  info["credit"]["seq"]))
         uid = bytes.fromhex(info["uid"])
         hd = info["header"]
-        last = max((info["credit"] or {}).get("seq", 0),
-                   (info["returned"] or {}).get("last_seq", 0))
+        last = (info["credit"] or {}).get("seq", 0)
         if self.book is not None:
             last = self.book.next("credit", hd["account"], last) - 1
         seq = last + 1 if seq is None else seq
@@ -328,12 +327,28 @@ class Station:
         return problems
 
 
+def credit_verdict(credit, status):
+    """What the office may conclude about a card's credit from the meter's
+    return record (docs/CARD.md §6). Only the meter's final, positive words
+    count: "applied" (ACCEPTED/USED), "voided" (the office's own void) and
+    "settled" (OLD: settled long ago, so applied unless the office voided
+    it). Anything else is "unsettled": a card can never prove that a credit
+    was NOT applied, because an older return record can be put back. A
+    refund or re-issue needs the meter's signed answer to a void (head-end)."""
+    if credit is None:
+        return "none"
+    if "seq" not in credit or status is None or status.credit_seq != credit["seq"]:
+        return "unsettled"
+    return {R.OK: "applied", R.USED: "applied", R.OLD: "settled",
+            R.VOIDED: "voided"}.get(status.verdict, "unsettled")
+
+
 def _status_dict(s):
     if s is None:
         return None
-    return {"gen": s.gen, "meter": s.meter_id, "account": s.account, "last_seq": s.last_seq,
-            "balance": s.balance, "volume_l": s.volume_l, "alarms": s.alarms, "fw": s.fw,
-            "time": s.time}
+    return {"gen": s.gen, "meter": s.meter_id, "account": s.account, "credit_seq": s.credit_seq,
+            "verdict": s.verdict, "balance": s.balance, "volume_l": s.volume_l,
+            "alarms": s.alarms, "fw": s.fw, "time": s.time}
 
 
 # -- command line ------------------------------------------------------------------
@@ -345,6 +360,13 @@ def load_issuer(args):
         raise SystemExit("give --keys FILE (or --test-keys for simulated cards)")
     d = json.loads(Path(args.keys).read_text())
     return K.IssuerKeys(d["ma"], d["mb"], d["mr"], d.get("rev", 1))
+
+
+def _u32(text):
+    v = int(text)
+    if not 0 <= v <= R.SEQ_MAX:
+        raise argparse.ArgumentTypeError(f"0..{R.SEQ_MAX}")
+    return v
 
 
 def _tariff_arg(text):
@@ -372,7 +394,7 @@ def main(argv=None):
     p.add_argument("type", choices=("user", "install", "tariff", "check", "valve-test"))
     p.add_argument("--meter", default="")
     p.add_argument("--region", type=int, required=True)
-    p.add_argument("--account", type=int, default=0)
+    p.add_argument("--account", type=_u32, default=0)
     p.add_argument("--card-no", type=int, default=1)
     p.add_argument("--amount", type=int, default=0, help="first credit, money units")
     p.add_argument("--tariff", type=_tariff_arg, help="tariff card content (JSON)")
@@ -380,7 +402,7 @@ def main(argv=None):
     p = sub.add_parser("topup", help="load a credit onto a user card")
     p.add_argument("image")
     p.add_argument("--amount", type=int, required=True, help="money units (1/1000 minor unit)")
-    p.add_argument("--seq", type=int)
+    p.add_argument("--seq", type=_u32)
     p.add_argument("--emergency", action="store_true", help="also request emergency credit")
     p.add_argument("--force", action="store_true", help="overwrite an unconsumed credit")
 
@@ -419,8 +441,11 @@ def main(argv=None):
                                                             0, h.card_no, issuer.rev))
             elif ctype == R.CARD_INSTALL:
                 seq = ("install", args.meter, book.next("install", args.meter))
-                payload = R.pack_install(keys[1], uid, seq[2], args.meter, args.account, args.region,
-                                         issuer.rev)
+                # every card credit the office issued for the account so far is
+                # settled on this meter from now on: an unapplied one is re-issued
+                floor = book.next("credit", args.account) - 1
+                payload = R.pack_install(keys[1], uid, R.Install(seq[2], args.meter, args.account,
+                                                                 args.region, floor), issuer.rev)
             elif ctype == R.CARD_TARIFF:
                 if not args.tariff:
                     raise SystemExit("--tariff is required for tariff cards")

@@ -13,6 +13,7 @@ OK = 0
 USED = 1
 FORMAT = 2
 RANGE = 3
+OLD = 4
 SIGNATURE = 5
 WRONG_METER = 7
 WRONG_REGION = 8
@@ -20,6 +21,8 @@ KEY_EXPIRED = 9
 UNKNOWN = 13
 BLANK = 18
 FOREIGN = 19
+WRONG_ACCOUNT = 20
+VOIDED = 21
 
 MAGIC = 0x57          # 'W'
 VERSION = 1
@@ -295,23 +298,38 @@ def unpack_credit(b, keys, uid):
     return Credit(seq, account, region, lo | hi << 32, flags, card_no, rev)
 
 
-# -- install (sector 2, blocks 8-9): binds a meter to account and region ----
+# -- install (sector 2, blocks 8-10, 48 bytes): binds a meter to account and region
 # 0-3 prefix (type 4) | 4-7 seq | 8-15 meter_id | 16-19 account | 20-21 region |
-# 22-23 zero | 24-31 MAC
+# 22-23 zero | 24-27 card credit floor of the account | 28-39 zero | 40-47 MAC
 
-def pack_install(mac_key, uid, seq, meter_id, account, region, key_rev):
-    body = struct.pack("<BBBBI8sIHH", MAGIC, VERSION, T_INSTALL, key_rev, seq,
-                       _mid(meter_id), account, region, 0)
+SEQ_MAX = 0xFFFFFFFF   # credit and installation sequences, accounts: u32, 1..SEQ_MAX
+
+
+class Install:
+    def __init__(self, seq, meter_id, account, region, card_floor=0):
+        self.seq = seq
+        self.meter_id = meter_id
+        self.account = account
+        self.region = region
+        self.card_floor = card_floor
+
+
+def pack_install(mac_key, uid, i, key_rev):
+    if not (1 <= i.seq <= SEQ_MAX and 1 <= i.account <= SEQ_MAX and 0 <= i.card_floor <= SEQ_MAX
+            and 0 <= i.region <= 0xFFFF):
+        raise RecordError(RANGE, "install seq/account/floor/region")
+    body = struct.pack("<BBBBI8sIHHI", MAGIC, VERSION, T_INSTALL, key_rev, i.seq,
+                       _mid(i.meter_id), i.account, i.region, 0, i.card_floor) + bytes(12)
     return body + _mac(mac_key, uid, body)
 
 
 def unpack_install(b, mac_key, uid):
     _prefix(b, T_INSTALL)
     b = bytes(b)
-    if len(b) != 32 or not equal(_mac(mac_key, uid, b[:24]), b[24:32]):
+    if len(b) != 48 or not equal(_mac(mac_key, uid, b[:40]), b[40:48]):
         raise RecordError(SIGNATURE, "install MAC")
-    _, _, _, _, seq, mid, account, region, _ = struct.unpack("<BBBBI8sIHH", b[:24])
-    return seq, mid.rstrip(b"\x00").decode(), account, region
+    _, _, _, _, seq, mid, account, region, _, floor = struct.unpack("<BBBBI8sIHHI", b[:28])
+    return Install(seq, mid.rstrip(b"\x00").decode(), account, region, floor)
 
 
 # -- tariff (sector 2, blocks 8-10, 48 bytes), region-keyed -----------------
@@ -348,20 +366,26 @@ def unpack_tariff(b, mac_key, uid):
 
 # -- meter return record (status), 48 bytes ---------------------------------
 # 0-3 prefix (type 0x10) | 4-7 gen | 8-15 meter_id | 16-19 account |
-# 20-23 last applied credit seq | 24-31 balance i64 (money units) |
-# 32-35 volume (litres) | 36-37 alarms | 38-39 firmware version |
-# 40-43 time (unix s) | 44-47 MAC: first 4 bytes of HMAC(mac_key, uid || 0..43)
-# (a status record informs the office; it is never a credit instrument)
+# 20-23 seq of this card's credit record | 24-31 balance i64 (money units) |
+# 32-35 volume (litres) | 36 alarms | 37 verdict on that credit (result code,
+# NO_VERDICT if none) | 38-39 firmware version | 40-43 time (unix s) |
+# 44-47 MAC: first 4 bytes of HMAC(mac_key, uid || 0..43)
+# The meter's statement about this card's credit: ACCEPTED/USED means it was
+# applied, which the office may rely on; nothing on a card proves that a
+# credit was NOT applied (an older record can be put back), docs/CARD.md §6.
 
 STATUS_MAC = 4
+NO_VERDICT = 0xFF
 
 
 class Status:
-    def __init__(self, gen, meter_id, account, last_seq, balance, volume_l, alarms, fw, time):
+    def __init__(self, gen, meter_id, account, credit_seq, verdict, balance, volume_l, alarms,
+                 fw, time):
         self.gen = gen
         self.meter_id = meter_id
         self.account = account
-        self.last_seq = last_seq
+        self.credit_seq = credit_seq
+        self.verdict = verdict
         self.balance = balance
         self.volume_l = volume_l
         self.alarms = alarms
@@ -369,10 +393,14 @@ class Status:
         self.time = time
 
 
+_STATUS = "<BBBBI8sIIqIBBHI"
+
+
 def pack_status(mac_key, uid, s, key_rev):
-    body = struct.pack("<BBBBI8sIIqIHHI", MAGIC, VERSION, T_STATUS, key_rev, s.gen,
-                       _mid(s.meter_id), s.account, s.last_seq, s.balance,
-                       s.volume_l & 0xFFFFFFFF, s.alarms & 0xFFFF, s.fw & 0xFFFF, s.time)
+    body = struct.pack(_STATUS, MAGIC, VERSION, T_STATUS, key_rev, s.gen,
+                       _mid(s.meter_id), s.account, s.credit_seq, s.balance,
+                       s.volume_l & 0xFFFFFFFF, s.alarms & 0xFF, s.verdict & 0xFF, s.fw & 0xFFFF,
+                       s.time)
     return body + hmac_sha256(mac_key, bytes(uid) + body)[:STATUS_MAC]
 
 
@@ -383,8 +411,9 @@ def unpack_status(b, mac_key, uid):
         return None
     if not equal(hmac_sha256(mac_key, bytes(uid) + b[:44])[:STATUS_MAC], b[44:48]):
         return None
-    f = struct.unpack("<BBBBI8sIIqIHHI", b[:44])
-    return Status(f[4], f[5].rstrip(b"\x00").decode(), f[6], f[7], f[8], f[9], f[10], f[11], f[12])
+    f = struct.unpack(_STATUS, b[:44])
+    return Status(f[4], f[5].rstrip(b"\x00").decode(), f[6], f[7], f[11], f[8], f[9], f[10],
+                  f[12], f[13])
 
 
 def newest_status(copies):

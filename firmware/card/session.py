@@ -83,11 +83,7 @@ class Session:
         return self.lockout.locked(uid)
 
     def _event(self, ev, arg=0):
-        m = self.meter
-        if hasattr(m, "event"):
-            m.event(ev, arg)
-        else:
-            m.log.add(ev, arg)
+        self.meter.event(ev, arg)
 
     # -- the tap -----------------------------------------------------------
     def _auth(self, sector, uid, rev):
@@ -187,15 +183,12 @@ class Session:
             return codes.ACCEPTED, t
         if t == R.CARD_INSTALL:
             self._auth(R.S_PAYLOAD, uid, rev)
-            seq, mid, account, region = R.unpack_install(self._read(8, 2), enc_mac[1], uid)
-            if mid != self.meter_id or account != h.account or region != h.region:
+            i = R.unpack_install(self._read(8, 3), enc_mac[1], uid)
+            if i.meter_id != self.meter_id or i.account != h.account or i.region != h.region:
                 return codes.FORMAT, t
-            fn = getattr(self.meter, "install", None)
-            if fn is None:
-                return codes.UNKNOWN, t
-            code = fn(account, region, seq)
+            code = self.meter.install(i.account, i.region, i.seq, i.card_floor)
             if code == codes.ACCEPTED:
-                self.region = region
+                self.region = i.region
             return code, t
         return codes.UNKNOWN, t
 
@@ -205,35 +198,28 @@ class Session:
         if c.account != h.account or c.region != h.region or c.card_no != h.card_no:
             raise R.RecordError(codes.FORMAT, "credit does not match the header")
         code = codes.ACCEPTED
+        verdict = R.NO_VERDICT
         if c.amount:
             # the one entry point: durable before it answers ACCEPTED
-            code = self.meter.apply_credit("card", c.account, c.seq, c.amount)
+            code = verdict = self.meter.apply_credit("card", c.account, c.seq, c.amount)
         if c.flags & R.F_EMERGENCY:
-            fn = getattr(self.meter, "grant_emergency", None)
-            if fn is not None:
-                ec = fn()
-                if not c.amount:
-                    code = ec
-        if code in (codes.ACCEPTED, codes.USED, codes.OLD):
-            self._write_status(uid, rev, h, enc_mac[1])
+            ec = self.meter.grant_emergency()
+            if not c.amount:
+                code = ec
+        if code != codes.STORAGE:
+            # the meter's word on this credit, for the office (docs/CARD.md §4.5)
+            self._write_status(uid, rev, h, enc_mac[1], c.seq, verdict)
         return code
 
-    def _status(self, h):
+    def _status(self, h, credit_seq=0, verdict=R.NO_VERDICT):
         m = self.meter
-        last = 0
-        led = getattr(m, "ledger", None)
-        if led is not None:
-            last = led.last("card", h.account) or 0
-        vol = 0
-        if hasattr(m, "volume"):
-            vol = m.volume.ml() // 1000
-        alarms = getattr(m, "low_level", 0) & 0x0F
-        if not getattr(m, "want_open", True):
+        alarms = m.low_level & 0x0F
+        if not m.want_open:
             alarms |= 0x10
-        return R.Status(0, self.meter_id, h.account, last, m.balance, vol, alarms, self.fw,
-                        self.clock.time())
+        return R.Status(0, self.meter_id, h.account, credit_seq, verdict, m.balance,
+                        m.volume.ml() // 1000, alarms, self.fw, self.clock.time())
 
-    def _write_status(self, uid, rev, h, mac_key):
+    def _write_status(self, uid, rev, h, mac_key, credit_seq, verdict):
         """Two copies in sectors 3 and 4: overwrite the one that is not the
         newest valid copy, so a torn write always leaves one good copy."""
         copies = []
@@ -242,7 +228,7 @@ class Session:
             copies.append(R.unpack_status(self._read(s * 4, 3), mac_key, uid))
         newest, st = R.newest_status(copies)
         target = R.S_STATUS_B if newest == 0 else R.S_STATUS_A
-        s = self._status(h)
+        s = self._status(h, credit_seq, verdict)
         s.gen = (st.gen + 1) if st is not None else 1
         data = R.pack_status(mac_key, uid, s, rev)
         self._auth(target, uid, rev)

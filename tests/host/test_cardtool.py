@@ -67,10 +67,10 @@ def test_issue_read_audit(user_image):
 
 def test_topup_waits_for_the_meter_then_follows(user_image, capsys):
     assert tool("topup", user_image, "--amount", 100) == 2      # seq 1 not applied yet
-    assert "not been applied" in capsys.readouterr().err
+    assert "has not said that it applied" in capsys.readouterr().err
     assert meter_tap(user_image) == (0, 5000)                   # ACCEPTED on the meter
     info = station(user_image).read()
-    assert info["consumed"] and info["returned"]["last_seq"] == 1
+    assert info["consumed"] and info["verdict"] == "applied" and info["returned"]["credit_seq"] == 1
     assert info["returned"]["balance"] == 5000
     assert tool("topup", user_image, "--amount", 100) == 0
     assert station(user_image).read()["credit"]["seq"] == 2

@@ -98,6 +98,11 @@ def tap(hw, s, c):
     return s.poll()
 
 
+class _Litres:
+    def ml(self):
+        return 0
+
+
 class FakeMeter:
     """The meter's card-facing surface, for unit tests of the session: the
     real Ledger, a balance, an event list, a 'durable' dict."""
@@ -110,6 +115,11 @@ class FakeMeter:
         self.events = []
         self.tariffs = []
         self.applied = []
+        self.low_level = 0
+        self.want_open = True
+        self.volume = _Litres()
+        self.installs = []
+        self.emergencies = 0
 
     def apply_credit(self, source, account, seq, amount):
         import codes
@@ -119,6 +129,16 @@ class FakeMeter:
         self.balance += amount
         self.ledger.record(source, account, seq)
         self.applied.append((source, account, seq, amount))
+        return codes.ACCEPTED
+
+    def install(self, account, region, seq, card_floor=0):
+        import codes
+        self.installs.append((account, region, seq, card_floor))
+        return codes.ACCEPTED
+
+    def grant_emergency(self):
+        import codes
+        self.emergencies += 1
         return codes.ACCEPTED
 
     def stage_tariff(self, d):

@@ -19,21 +19,22 @@ def test_user_card_topup_then_used():
     assert rig_tap(r, c) == codes.ACCEPTED
     assert r.meter.balance == 1_000_000
     a, b = card_status(c, h)
-    assert a.last_seq == 1 and a.balance == 1_000_000 and a.gen == 1 and b is None
+    assert (a.credit_seq, a.verdict) == (1, codes.ACCEPTED) and a.balance == 1_000_000 and a.gen == 1
+    assert b is None
     # the card stays on the reader: it was halted, so it is not read again
     assert r.session.poll() is None
     r.model.remove()
     assert rig_tap(r, c) == codes.USED
     assert r.meter.balance == 1_000_000
     a, b = card_status(c, h)
-    assert b.gen == 2 and b.last_seq == 1
+    assert b.gen == 2 and (b.credit_seq, b.verdict) == (1, codes.USED)
     # a new purchase: seq 2
     r.model.remove()
     load_credit(c, h, 250_000, 2)
     assert rig_tap(r, c) == codes.ACCEPTED
     assert r.meter.balance == 1_250_000
     a, b = card_status(c, h)
-    assert a.gen == 3 and a.last_seq == 2
+    assert a.gen == 3 and (a.credit_seq, a.verdict) == (2, codes.ACCEPTED)
 
 
 def test_7_byte_uid_4k_user_card():
@@ -227,26 +228,26 @@ def test_valve_test_and_install_cards_dispatch():
     r = fake_rig()
     calls = []
     r.meter.valve_test = lambda: calls.append("valve")
-    r.meter.install = lambda acct, region, seq: calls.append((acct, region, seq)) or codes.ACCEPTED
     c, _ = service_card(R.CARD_VALVE)
     assert rig_tap(r, c) == codes.ACCEPTED
     uid = b"\x71\x72\x73\x74"
     h = R.Header(R.CARD_INSTALL, 5, "M000001", 4242, 1, ISSUER.rev)
     key = R.card_keys(ISSUER.meter_key("M000001"), uid)[1]
     inst = ClassicCard(uid)
-    apply_plan(inst, R.plan_issue(ISSUER, uid, h, R.pack_install(key, uid, 1, "M000001", 4242, 5, 1)))
+    apply_plan(inst, R.plan_issue(ISSUER, uid, h, R.pack_install(key, uid, R.Install(1, "M000001", 4242, 5, 17), 1)))
     r.model.remove()
     assert rig_tap(r, inst) == codes.ACCEPTED
-    assert calls == ["valve", (4242, 5, 1)]      # the card's sequence goes to the meter
+    assert calls == ["valve"]
+    assert r.meter.installs == [(4242, 5, 1, 17)]   # the card's sequence and floor go to the meter
     assert r.session.region == 5
 
 
 def test_emergency_request_flag():
     r = fake_rig()
-    r.meter.grant_emergency = lambda: codes.ACCEPTED
     c, h = user_card(amount=0, flags=R.F_EMERGENCY)
     assert rig_tap(r, c) == codes.ACCEPTED
-    assert card_status(c, h)[0] is not None
+    assert r.meter.emergencies == 1
+    assert card_status(c, h)[0].verdict == R.NO_VERDICT     # no credit, so no word on one
 
 
 def test_meter_cannot_write_issuer_sectors():
@@ -270,8 +271,8 @@ def test_meter_cannot_write_issuer_sectors():
 
 
 def test_result_codes_match_firmware_codes():
-    for name in ("USED", "FORMAT", "RANGE", "SIGNATURE", "WRONG_METER", "WRONG_REGION",
-                 "KEY_EXPIRED", "UNKNOWN", "BLANK", "FOREIGN"):
+    for name in ("USED", "FORMAT", "RANGE", "OLD", "SIGNATURE", "WRONG_METER", "WRONG_REGION",
+                 "KEY_EXPIRED", "UNKNOWN", "BLANK", "FOREIGN", "WRONG_ACCOUNT", "VOIDED"):
         assert getattr(R, name) == getattr(codes, name), name
 
 

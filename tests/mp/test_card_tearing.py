@@ -72,7 +72,7 @@ def test_card_pulled_at_every_transfer():
         code = _finish(hw, s, c)
         assert code in (codes.ACCEPTED, codes.USED), (k, code)
         assert m.balance == b0 + AMOUNT, (k, m.balance - b0)
-        assert _newest(c, h).last_seq == seq, k
+        assert _newest(c, h).credit_seq == seq, k
         # and once more: never twice
         assert _finish(hw, s, c) == codes.USED
         assert m.balance == b0 + AMOUNT
@@ -114,7 +114,7 @@ def test_power_cut_at_every_transfer():
         code = _finish(hw, s, c)
         assert code in (codes.ACCEPTED, codes.USED), (k, code)
         assert m.balance == b0 + AMOUNT, (k, m.balance - b0)
-        assert _newest(c, h).last_seq == seq, k
+        assert _newest(c, h).credit_seq == seq, k
     # some cuts fell after the credit was made durable, some before
     assert 0 < applied < (n + 1) // 2
 

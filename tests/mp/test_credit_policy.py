@@ -124,10 +124,20 @@ def test_replay_window():
     for seq in (10, 12, 11):
         assert m.apply_credit("mqtt", 3, seq, 100) == codes.ACCEPTED
     assert m.apply_credit("mqtt", 3, 11, 100) == codes.USED
-    assert m.apply_credit("mqtt", 3, 50, 100) == codes.ACCEPTED
-    assert m.apply_credit("mqtt", 3, 12, 100) == codes.OLD       # beyond the 32-wide window
+    # 1..9 are not settled: the 32-wide window never slides over them
+    assert m.apply_credit("mqtt", 3, 41, 100) == codes.RANGE
+    assert m.apply_credit("mqtt", 3, 5, 100) == codes.ACCEPTED   # late, still good
+    for seq in (1, 2, 3, 4, 6, 7, 8, 9):                         # the office voids the others
+        assert m.void_credit("mqtt", 3, seq) == codes.ACCEPTED
+    assert m.void_credit("mqtt", 3, 5) == codes.USED             # applied: nothing owed
+    assert m.void_credit("mqtt", 3, 4) == codes.ACCEPTED         # asked again: the same answer
+    assert m.apply_credit("mqtt", 3, 4, 100) == codes.VOIDED
+    assert m.apply_credit("mqtt", 3, 41, 100) == codes.ACCEPTED  # slides over 1..9 now
+    assert m.apply_credit("mqtt", 3, 12, 100) == codes.USED      # still inside the window
+    assert m.apply_credit("mqtt", 3, 44, 100) == codes.ACCEPTED  # 13 is the oldest unsettled: 44 is its last
+    assert m.apply_credit("mqtt", 3, 12, 100) == codes.OLD       # below the floor: settled long ago
     assert m.apply_credit("card", 3, 12, 100) == codes.ACCEPTED  # another source, another key
-    assert m.balance == 500
+    assert m.balance == 700
 
 
 def test_credit_not_applied_when_it_cannot_be_made_durable():
