@@ -11,7 +11,8 @@
 # below the floor unapplied: a late credit stays good however late it comes.
 # A sequence WINDOW or more above the oldest unsettled one is RANGE until the
 # older ones are settled (the office voids what will never come). At or
-# below the floor is OLD: settled, at least WINDOW sequences ago.
+# below the floor is OLD: settled, at least WINDOW sequences ago. A new
+# account's window starts WINDOW below its first credit.
 #
 # Accounts: a bound meter takes credits of its one account only (the Meter
 # checks), and an installation drops every other account, so the register
@@ -38,9 +39,7 @@ class Ledger:
         RANGE (too far above the oldest unsettled one) or REFUSED (full register)."""
         e = self._acc.get(_key(source, account))
         if e is None:
-            if len(self._acc) >= MAX_ACCOUNTS:
-                return codes.REFUSED
-            e = (0, 0, 0)
+            return codes.REFUSED if len(self._acc) >= MAX_ACCOUNTS else codes.ACCEPTED
         off = seq - e[0] - 1
         if off < 0:
             return codes.OLD
@@ -57,7 +56,9 @@ class Ledger:
         k = _key(source, account)
         e = self._acc.get(k)
         if e is None:
-            e = self._acc[k] = [0, 0, 0]
+            # a new account's window ends at its first credit: the office may
+            # number on from another meter, and the 31 below stay good
+            e = self._acc[k] = [max(seq - WINDOW, 0), 0, 0]
         _slide(e, seq - e[0] - WINDOW)
         bit = 1 << (seq - e[0] - 1)
         e[1] |= bit

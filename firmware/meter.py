@@ -99,6 +99,7 @@ class Meter:
         self.state_lost = False       # set at restore on a total loss, cleared by a signed floor
         self.rollback = 0             # STATE_COPY_MISSING / STATE_GEN_GAP seen at this boot
         self.save_failing = False     # the last periodic save failed; retried every poll
+        self.recovery_nonce = 0       # while state_lost: the value the head-end's floor must carry
 
     # ---------------- state ----------------
     def restore(self):
@@ -172,6 +173,7 @@ class Meter:
         billing.load_state(s["bill"])
         # "lg": the ledger as it is now; "led": the first firmware's format
         led = ledger.Ledger(s["lg"]) if "lg" in s else ledger.Ledger(s["led"], legacy=True)
+        self.recovery_nonce = s.get("rnc", 0)
         self.balance, self.volume, self.billing, self.ledger = balance, volume, billing, led
         self.reverse = Volume.from_state(s["rev"]) if "rev" in s else Volume(volume.k_num, volume.k_den)
         self.in_debt = bool(s.get("debt", 0))
@@ -218,6 +220,7 @@ class Meter:
             "stg": self.staged.to_dict() if self.staged else None,
             "ofc": self.office_seq,
             "lg": self.ledger.to_state(),
+            "rnc": self._nonce(),
             "emo": self.emergency_owed,
             "vw": 1 if self.want_open else 0,
             "vwhy": self.why_closed,
@@ -557,14 +560,31 @@ class Meter:
         self.log.add(codes.EV_CREDIT_VOID, seq)
         return codes.ACCEPTED
 
-    def restore_floors(self, account, card_floor, mqtt_floor, install_floor):
+    def _nonce(self):
+        # A fresh random value per loss, saved before it is shown: the floor
+        # must carry it, so a floor sent after an earlier loss cannot be
+        # replayed (the command counter was lost with the state).
+        if not self.state_lost:
+            self.recovery_nonce = 0
+        elif not self.recovery_nonce:
+            import os
+            self.recovery_nonce = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF or 1
+        return self.recovery_nonce
+
+    def restore_floors(self, account, card_floor, mqtt_floor, install_floor, nonce):
         """The head-end's signed floor after a total state loss or on a
         replacement meter (command "floor", docs/CARD.md): binds account,
         raises its card and MQTT floors and the installation sequence
-        (never lowers them) and lets credits in again."""
-        for v in (account, card_floor, mqtt_floor, install_floor):
+        (never lowers them) and lets credits in again. nonce must be the
+        meter's recovery nonce (snapshot "rn"), else OLD; USED if no loss
+        is pending."""
+        for v in (account, card_floor, mqtt_floor, install_floor, nonce):
             if not isinstance(v, int) or not 0 <= v < _KEY_MAX:
                 return codes.RANGE
+        if not self.state_lost:
+            return codes.USED
+        if not account or nonce != self.recovery_nonce:
+            return codes.OLD if account else codes.RANGE
         before = (self.ledger.copy(), self.cfg["account"], self.cfg["install_seq"], self.state_lost)
         if account:
             if account != self.cfg["account"]:
@@ -846,6 +866,7 @@ class Meter:
             "tv": self.billing.tariff.version,
             "evs": self.log.seq,
             "sf": self.state_flags(),
+            "rn": self.recovery_nonce if self.state_lost else 0,
         }
 
     def state_flags(self):

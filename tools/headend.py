@@ -464,6 +464,47 @@ class HeadEnd:
                                "status = 'pending' ORDER BY created", (meter,)).fetchall()
         return [self.topup(meter, amount, account, seq, timeout) for account, seq, amount in rows]
 
+    def void(self, meter, account, seq, card=False, timeout=10):
+        """The office's only source of a "not applied" verdict (refund, or
+        re-issue under a new seq): the meter settles the credit key without
+        applying it. Ack ACCEPTED: it had not been applied and never will
+        be; USED: it had been applied, nothing is owed (docs/CARD.md §6)."""
+        a = self.command(meter, "void", timeout=timeout, a=account, s=seq, c=1 if card else 0)
+        if not card and a.get("code") in (codes.ACCEPTED, codes.USED):
+            with self._lock:
+                self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ? "
+                                "AND seq = ?", ("void" if a["code"] == codes.ACCEPTED else "applied",
+                                                a["code"], meter, account, seq))
+                self.db.commit()
+        return a
+
+    def restore_floor(self, meter, account, card_floor, install_floor=0, timeout=10):
+        """After a total state loss, or for a replacement meter with the same
+        id: the meter takes no credit until this signed floor, which carries
+        the recovery nonce it reports (get state "rn"). The MQTT floor is the
+        last top-up sequence issued to the account; card_floor and
+        install_floor come from the vending office's book. Top-ups still
+        pending fall below the floor and can never apply: they are re-issued
+        under new sequences once the floor is acknowledged."""
+        rn = (self.get(meter, timeout=timeout).get("detail") or {}).get("rn", 0)
+        if not rn:
+            raise HeadEndError(f"{meter} reports no state loss (no recovery nonce)")
+        with self._lock:
+            row = self.db.execute("SELECT MAX(seq) FROM topups WHERE meter = ? AND account = ?",
+                                  (meter, account)).fetchone()
+            pending = self.db.execute("SELECT seq, amount FROM topups WHERE meter = ? AND account = ? "
+                                      "AND status = 'pending' ORDER BY seq", (meter, account)).fetchall()
+        a = self.command(meter, "floor", timeout=timeout, a=account, c=card_floor, m=row[0] or 0,
+                         i=install_floor, r=rn)
+        if a.get("code") == codes.ACCEPTED:
+            for seq, amount in pending:
+                with self._lock:
+                    self.db.execute("UPDATE topups SET status = 'reissued' WHERE meter = ? AND "
+                                    "account = ? AND seq = ?", (meter, account, seq))
+                    self.db.commit()
+                self.topup(meter, amount, account, timeout=timeout)
+        return a
+
     def valve(self, meter, open_, override=False, timeout=10):
         return self.command(meter, "valve", timeout=timeout, o=1 if open_ else 0, f=1 if override else 0)
 
@@ -558,6 +599,16 @@ def main(argv=None):
     p.add_argument("--seq", type=int)
     p = sub.add_parser("retry")
     p.add_argument("meter")
+    p = sub.add_parser("void", help="settle a credit key without applying it (refund/re-issue verdict)")
+    p.add_argument("meter")
+    p.add_argument("account", type=int)
+    p.add_argument("seq", type=int)
+    p.add_argument("--card", action="store_true", help="a card credit (default: an online top-up)")
+    p = sub.add_parser("floor", help="let a meter take credits again after a state loss / replacement")
+    p.add_argument("meter")
+    p.add_argument("account", type=int)
+    p.add_argument("--card-floor", type=int, required=True, help="last card credit seq issued (office book)")
+    p.add_argument("--install-floor", type=int, default=0, help="last installation card seq issued")
     p = sub.add_parser("valve")
     p.add_argument("meter")
     p.add_argument("action", choices=["open", "close"])
@@ -670,6 +721,11 @@ def _run(args):
             for a in he.retry(args.meter, args.timeout):
                 rc = max(rc, _ack_exit(a))
             return rc
+        if args.cmd == "void":
+            return _ack_exit(he.void(args.meter, args.account, args.seq, args.card, args.timeout))
+        if args.cmd == "floor":
+            return _ack_exit(he.restore_floor(args.meter, args.account, args.card_floor,
+                                              args.install_floor, args.timeout))
         if args.cmd == "valve":
             return _ack_exit(he.valve(args.meter, args.action == "open", args.override, args.timeout))
         if args.cmd == "config":

@@ -8,10 +8,15 @@
 #   genuine tap (USED) with forged ones does not buy more guesses.
 # - The table has _SLOTS entries and never evicts a counting UID. Failures of
 #   UIDs that find it full share one more entry (the overflow gate), so
-#   changing the UID of a magic card buys no guesses either; a card that has
-#   verified on this meter before (a "known" card, the paying customer's)
-#   is never held by that gate. So the guessing rate is bounded by about
-#   (_SLOTS + 1) tries per LOCK_MAX_MS, and no card waits for another's.
+#   changing the UID of a magic card buys no guesses either. While the gate
+#   is shut, a card with no entry of its own is tried with this meter's own
+#   key A only: one of the meter's own cards (the paying customer's, a new
+#   replacement card) opens and is read, anything else waits. A card that
+#   opens with the meter's own key A has the UID of a card the office issued
+#   for this meter (the key is diversified by UID from a secret no card
+#   holds), so MAC guessing only ever happens on such UIDs, each with its own
+#   entry; the guessing rate is bounded by about (_SLOTS + 1) tries per
+#   LOCK_MAX_MS, and no card waits for another's failures.
 # - Counts and known cards are kept in a two-copy state file (written on each
 #   counted failure, at most one per locked-out interval per entry). At boot
 #   every entry at or above LOCK_AFTER is locked again for its full delay:
@@ -23,6 +28,9 @@ FORGET_MS = 86_400_000    # an entry with no failure for a day is dropped
 _SLOTS = 8
 _KNOWN = 4
 _OVERFLOW = b"*"
+FREE = 0
+LOCKED = 1
+OWN_ONLY = 2
 
 
 def delay_ms(fails):
@@ -97,12 +105,16 @@ class Lockout:
             e = self._t[key] = [0, None, now]
         return e
 
-    def locked(self, uid):
-        """True while this card must wait (checked before any key is tried)."""
+    def state(self, uid):
+        """FREE, LOCKED (this card waits), or OWN_ONLY (the overflow gate is
+        shut: try this meter's own key A only). Checked before any key."""
         now = self.clock.ticks_ms()
         self._prune(now)
+        e = self._t.get(uid)
+        if e is not None:
+            return LOCKED if self._entry_locked(e, now) else FREE
         e = self._slot_for(uid, now, False)
-        return e is not None and self._entry_locked(e, now)
+        return OWN_ONLY if e is not None and self._entry_locked(e, now) else FREE
 
     def failed(self, uid):
         """Count an authentication failure of this card."""

@@ -13,6 +13,7 @@ import codes
 from card import records as R
 from card.mifare import Classic
 from card import mfrc522
+from card import lockout
 from card.lockout import Lockout
 
 FW_VERSION = 0x0100
@@ -52,11 +53,12 @@ class Session:
         ctype = 0
         try:
             uid = bytes(self.reader.uid[: self.reader.select()])
-            if self.lockout.locked(uid):
+            gate = self.lockout.state(uid)
+            if gate == lockout.LOCKED:
                 self.card.halt()
                 self.last = (codes.LOCKED_OUT, 0, uid)
                 return codes.LOCKED_OUT
-            code, ctype = self._tap(uid)
+            code, ctype = self._tap(uid, gate == lockout.OWN_ONLY)
         except mfrc522.Unsupported:
             code = codes.FOREIGN
         except mfrc522.AuthFailed:
@@ -72,15 +74,15 @@ class Session:
         except Exception:  # a bug here must not reach the meter loop
             code = codes.UNKNOWN
         self.card.halt()
+        if code == codes.LOCKED_OUT:
+            self.last = (code, 0, uid)
+            return code                       # the overflow gate held it: nothing to count
         if uid is not None and code in _AUTH_FAILURES:
             self.lockout.failed(uid)
         if code not in (codes.ACCEPTED, codes.USED):
             self._event(codes.EV_CARD_REJECTED, code)
         self.last = (code, ctype, uid)
         return code
-
-    def locked(self, uid):
-        return self.lockout.locked(uid)
 
     def _event(self, ev, arg=0):
         self.meter.event(ev, arg)
@@ -114,17 +116,21 @@ class Session:
         if self.card.connect(True) is None:
             raise mfrc522.CardGone("card left during authentication")
 
-    def _open(self, uid):
+    def _open(self, uid, own_only):
         """Authenticate the header sector. Returns (rev, own): the key
         revision that opened it, and whether it is one of this meter's own
         cards (keyed by its card secret) or a multi-meter card. A card that
         opens only with a retired revision is KEY_EXPIRED; one that opens
-        with the transport key BLANK; one that opens with nothing FOREIGN."""
+        with the transport key BLANK; one that opens with nothing FOREIGN.
+        With own_only (the lockout's overflow gate is shut) a card that does
+        not open with the meter's own key A is LOCKED_OUT."""
         k = self.keys
         for own, key_a in ((True, k.key_a), (False, k.service_key_a)):
             rev = self._try(uid, key_a, k.order)
             if rev is not None:
                 return rev, own
+            if own_only:
+                raise R.RecordError(codes.LOCKED_OUT, "overflow gate shut")
         if k.retired and (self._try(uid, k.key_a, k.retired) is not None
                           or self._try(uid, k.service_key_a, k.retired) is not None):
             raise R.RecordError(codes.KEY_EXPIRED, "retired key revision")
@@ -135,8 +141,8 @@ class Session:
             raise R.RecordError(codes.FOREIGN, "no key opens the card")
         raise R.RecordError(codes.BLANK, "transport keys")
 
-    def _tap(self, uid):
-        rev, own = self._open(uid)
+    def _tap(self, uid, own_only=False):
+        rev, own = self._open(uid, own_only)
         raw = self._read(4, 2)
         try:
             h = R.peek_header(raw)

@@ -40,6 +40,9 @@ OPS = {
     "tariff": (("tar", _OBJ, True),),
     "emergency": (),
     "get": (("w", _STR, False), ("f", _U32, False)),
+    "void": (("a", _U32, True), ("s", _U32, True), ("c", _BIT, False)),
+    "floor": (("a", _U32, True), ("c", _U32, True), ("m", _U32, True), ("i", _U32, True),
+              ("r", _U32, True)),
 }
 _ENVELOPE = ("n", "op", "x", "e")
 # The replay counter is (epoch << 32) | n: n runs 1 .. 2^32-1 within an
@@ -289,6 +292,13 @@ class Commands:
             return code, d["tar"]["v"] if code in (codes.ACCEPTED, codes.USED) else 0, None
         if op == "emergency":
             return m.request_emergency(), m.balance, None
+        if op == "void":
+            # the office's refund/re-issue verdict: ACCEPTED = was not applied, never will be
+            src = "card" if d.get("c", 0) == 1 else "mqtt"
+            code = m.void_credit(src, d["a"], d["s"])
+            return code, m.ledger.floor(src, d["a"]), None
+        if op == "floor":
+            return m.restore_floors(d["a"], d["c"], d["m"], d["i"], d["r"]), 0, None
         return self._get(d.get("w", "state"), d)
 
     def _configure(self, key, value):

@@ -151,7 +151,7 @@ def test_time_window_and_counter_range_are_the_documented_ones():
 
 def test_ledger_window_is_the_documented_boundary():
     text = _section("### 4.4 Commands").replace("\n", " ")
-    assert "a sequence 32 or more below the highest is refused as `old`" in text
+    assert "A new account's window starts 32 below its first credit" in text
     assert ledger.WINDOW == 32
     led = ledger.Ledger()
     led.record("mqtt", 1, 40)
