@@ -236,3 +236,19 @@ def test_attack_late_paid_credit_is_applied_not_lost():
     assert site.tap(drawer) == codes.ACCEPTED         # 32 purchases late, still applied
     assert site.tap(daily) in (codes.ACCEPTED, codes.USED)
     assert site.m.balance == 32 * 1000 + 700_000
+
+
+def test_attack_refund_of_a_credit_already_used():
+    # the customer asks for a refund of a credit: the office asks the meter
+    # (void), whose answer is the verdict, never the card
+    site = Site()
+    c, h = user_card(amount=300_000, seq=1)
+    assert site.tap(c) == codes.ACCEPTED
+    assert site.m.void_credit("card", 42, 1) == codes.USED           # applied: no refund
+    load_credit(c, h, 300_000, 2)
+    dump = [bytes(b) for b in c.blocks]
+    assert site.m.void_credit("card", 42, 2) == codes.ACCEPTED       # not applied: refund ...
+    c.blocks = [bytearray(b) for b in dump]
+    assert site.tap(c) == codes.VOIDED                              # ... and it never applies
+    assert site.m.void_credit("card", 42, 2) == codes.ACCEPTED       # asked again: the same
+    assert site.m.balance <= 300_000
