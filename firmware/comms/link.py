@@ -227,6 +227,8 @@ class MqttLink:
         # PUBLISH only while the inbox has room: only queue here, so an ack
         # is never published from inside the decoder.
         self.received += 1
+        if len(self._inbox) >= MAX_INBOX:
+            raise OSError(105)    # ENOBUFS: the connection broke its promise of room
         self._inbox.append((bytes(topic), bytes(msg)))
 
     def _too_long(self, kind, length):
