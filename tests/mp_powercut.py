@@ -1,40 +1,142 @@
 # Meter under power cuts (MicroPython side of tests/host/test_power_cut.py).
-#   micropython tests/mp_powercut.py STATE_DIR START_S ACKED STEPS
-# Restores the meter from STATE_DIR, lets water flow, and offers every credit
-# not yet acknowledged (as a head-end or a re-presented card would). Prints
-#   R <ml> <balance>     after restore
-#   M <ml> <t>           after each poll
-#   A <seq> <code>       when a credit is acknowledged (durable by then)
-#   DONE <ml> <balance>  when STEPS polls are through
-# The host kills it at random moments and starts it again.
+#   micropython tests/mp_powercut.py STATE_DIR START_S STEPS N0
+# Restores the meter from STATE_DIR, lets water flow at 720 L/h (K = 1
+# pulse/L) and offers every credit not yet acknowledged, one every 13 polls,
+# as a re-presented card or a re-sent MQTT command would. They come as the
+# first line of stdin, "card:3,mqtt:2,..." (a long argv crashes the unix
+# port); N0 is the first MQTT command counter of this run.
+#
+# At each point where a cut matters the process stops and waits for the
+# host, which either answers "g" or kills it (SIGKILL) there:
+#   P  before a poll (the poll's pulses are counted, not yet folded in)
+#   S1 after each write() into a state file (header written, body not; or
+#      body written, file not closed)
+#   S2 before the rename of a new state copy, S3 after it
+#   C1 a credit returned from the meter, its ack not yet sent
+#   C2 its ack sent
+# Each stop line is "<tag> <delivered mL> <time>", the flow model's water
+# so far in this run: the host's expected values come from it, not from the
+# meter. Other lines:
+#   R <ml> <balance> <corrupt copies> <rollback> <lost>   after restore
+#   O <path> <seq>                                        a credit offered
+#   A <path> <seq> <code>                                 its ack
+#   DONE <ml> <balance> <valve open>
+# The credits: "card" taps a user card through the MFRC522 model and the
+# card session; "mqtt" hands a signed topup command to the link's command
+# layer (comms/commands.py), as the link does with a received message.
+import json
 import sys
+
 import boards
 import codes
 import main
+import storage.state as st
+from comms import codec
+from comms.commands import Commands
 from simkit import make_cfg
 
-CREDITS = 40
 AMOUNT = 200_000
-state, start, acked, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-acked = [int(s) for s in acked.split(",") if s]
+MK = b"meter-key-for-tests-0123456789ab"
+state, start, steps, n0 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pending = sys.stdin.readline().strip()
+pending = [(p.split(":")[0], int(p.split(":")[1])) for p in pending.split(",") if p]
 hw = boards.load("unix").build(state_dir=state, start=start)
+flow = hw.world.flow
+
+
+def stop(tag):
+    sys.stdout.write("%s %d %d\n" % (tag, flow.delivered_ml(), hw.clock.time()))
+    if sys.stdin.readline().strip() != "g":
+        sys.exit(3)
+
+
+# -- the kill points inside a save, at the filesystem calls the store makes --
+_open = open
+
+
+class _StopFile:
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, b):
+        n = self._f.write(b)
+        if hasattr(self._f, "flush"):
+            self._f.flush()
+        stop("S1")
+        return n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._f.close()
+
+
+def _store_open(path, mode="r"):
+    f = _open(path, mode)
+    return _StopFile(f) if "w" in mode else f
+
+
+class _StopOs:
+    def __init__(self, real):
+        self._os = real
+
+    def rename(self, a, b):
+        stop("S2")
+        self._os.rename(a, b)
+        stop("S3")
+
+    def remove(self, p):
+        self._os.remove(p)
+
+
+st.open = _store_open
+st.os = _StopOs(st.os)
+
 cfg = make_cfg(tariff={"v": 1, "b": [[0, 350_000]]}, reopen="auto", friendly_hours=[0, 24],
                friendly_days=[], max_balance=10 ** 9)   # detection on: a reboot must not look like a burst
 m = main.assemble(hw, cfg)
-print("R", m.volume.ml(), m.balance)
+print("R", m.volume.ml(), m.balance, len(m.store.corrupt), m.rollback, 1 if m.state_lost else 0)
 hw.world.valve.state = 1 if m.want_open else 0
-hw.world.flow.set_rate_lph(720)
-pending = [s for s in range(1, CREDITS + 1) if s not in acked]
+flow.set_rate_lph(720)
+
+# -- the two credit paths --
+tp = codec.topics(m.cfg["meter_id"], m.cfg["region"])
+commands = Commands(m.cfg, m, hw.clock, tp["c"].encode(), tp["tariff"].encode(), meter_key=MK)
+from test_card_rig import user_card, tap         # noqa: E402 - the card rig needs the meter's board
+from card.mfrc522 import MFRC522                 # noqa: E402
+from card.keys import testing_meter_keys         # noqa: E402
+from card.session import Session                 # noqa: E402
+session = Session(MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock), m,
+                  testing_meter_keys(m.cfg["meter_id"], m.cfg["region"]), hw.clock)
+n_next = n0
+
+
+def offer(path, seq):
+    global n_next
+    if path == "card":
+        c, _ = user_card(amount=AMOUNT, seq=seq)
+        code = tap(hw, session, c)
+        hw.world.reader.remove()
+        return code
+    body = codec.command(n_next, "topup", a=9, s=seq, v=AMOUNT)
+    n_next += 1
+    ack = commands.handle(tp["c"].encode(), codec.seal(MK, tp["c"].encode(), body))
+    return codec.parse_ack(ack)["code"]
+
+
 for i in range(steps):
     hw.clock.advance(1000)
+    stop("P")
     m.poll()
-    print("M", m.volume.ml(), hw.clock.time())
-    if pending and i % 7 == 0:
-        seq = pending[0]
-        r = m.apply_credit("mqtt", 9, seq, AMOUNT)
+    if pending and i % 13 == 0:
+        path, seq = pending[0]
+        print("O", path, seq)
+        r = offer(path, seq)
+        stop("C1")
         if r in (codes.ACCEPTED, codes.USED):
-            print("A", seq, r)
+            print("A", path, seq, r)
             pending.pop(0)
+            stop("C2")
 m.save()
-print("DONE", m.volume.ml(), m.balance)
-print("V", 1 if m.want_open else 0, m.why_closed)
+print("DONE", m.volume.ml(), m.balance, 1 if m.want_open else 0)
