@@ -2,7 +2,8 @@
 as a device boots, against a broker and with keys of one's own
 (docs/INTEGRATION.md).
 
-One meter, keys from a secrets file (as `headend.py provision` writes it):
+One meter, keys from a secrets file (as `headend.py provision` writes it;
+--office adds the office's public keys, for office-signed region tariffs):
 
     python tools/simmeter.py --state DIR --secrets FILE --region R \\
         --broker HOST:PORT [--tls --ca CA.pem [--tls-host NAME]] [--speed N] [--flow L/h] [--repl]
@@ -11,7 +12,8 @@ A fleet of N, keys derived from a master key file (docs/PROTOCOL.md §4.2),
 meters PREFIX0001 ... in DIR/PREFIX0001 ...:
 
     python tools/simmeter.py --state DIR --master FILE --fleet N [--prefix SIM] --region R \\
-        --broker HOST:PORT [--tls --ca CA.pem] [--broker-files BDIR --headend-password PW]
+        --broker HOST:PORT [--tls --ca CA.pem] [--office OFFICE.json] \\
+        [--broker-files BDIR --headend-password PW]
 
 A meter's directory keeps its config.json (whatever the head-end changed),
 its state and its clock (DIR/rtc) across restarts; only the broker settings
@@ -40,10 +42,9 @@ def micropython_env():
     return dict(os.environ, MICROPYPATH=":".join(str(p) for p in path))
 
 
-def fleet_secrets(master, meter_id, region):
+def fleet_secrets(master, meter_id):
     """secrets.json of one meter, derived as docs/PROTOCOL.md §4.2 says."""
-    return {"id": meter_id, "mk": sign.meter_key(master, meter_id).hex(),
-            "rk": sign.region_key(master, region).hex(), "user": meter_id,
+    return {"id": meter_id, "mk": sign.meter_key(master, meter_id).hex(), "user": meter_id,
             "pw": sign.mqtt_password(master, meter_id), "ca": None}
 
 
@@ -125,6 +126,8 @@ def main(argv=None):
     g.add_argument("--secrets", help="one meter: its secrets.json (id, mk, rk, user, pw[, ca])")
     g.add_argument("--master", help="a fleet: the master key file (64 hex digits)")
     ap.add_argument("--fleet", type=int, default=0, help="number of meters (with --master)")
+    ap.add_argument("--office", help="JSON merged into each secrets.json: the office's public keys "
+                    '{"office": {"<rev>": "<128 hex>"}, "office_min_rev": r}')
     ap.add_argument("--prefix", default="SIM", help="fleet meter ids: PREFIX0001 ...")
     ap.add_argument("--region", type=int, help="region of a new meter")
     ap.add_argument("--broker", help="HOST:PORT of the broker")
@@ -140,6 +143,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     mqtt = _mqtt_args(args)
     ca_pem = Path(args.ca).read_text() if args.ca else None
+    office = json.loads(Path(args.office).read_text()) if args.office else {}
     dirs = []
     if args.master:
         if args.fleet < 1 or args.region is None:
@@ -148,7 +152,8 @@ def main(argv=None):
         fleet = {}
         for i in range(1, args.fleet + 1):
             mid = f"{args.prefix}{i:04d}"
-            sec = fleet_secrets(master, mid, args.region)
+            sec = fleet_secrets(master, mid)
+            sec.update(office)
             fleet[mid] = (args.region, sec["pw"])
             d = Path(args.state) / mid
             prepare(d, sec, args.region, mqtt, ca_pem)
@@ -161,7 +166,9 @@ def main(argv=None):
     else:
         d = Path(args.state)
         if args.secrets:
-            prepare(d, json.loads(Path(args.secrets).read_text()), args.region, mqtt, ca_pem)
+            sec = json.loads(Path(args.secrets).read_text())
+            sec.update(office)
+            prepare(d, sec, args.region, mqtt, ca_pem)
         elif not (d / "secrets.json").exists():
             ap.error(f"{d} has no secrets.json: give --secrets (or --master and --fleet)")
         elif mqtt:

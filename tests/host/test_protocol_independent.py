@@ -36,16 +36,14 @@ def derive(master, label):
     return hmac.new(master, label.encode("ascii"), hashlib.sha256).digest()
 
 
-def keys(master, meter_id, region):
+def keys(master, meter_id):
     return {"mk": derive(master, "meter/" + meter_id),
-            "rk": derive(master, f"region/{region}"),
             "pw": derive(master, "mqtt/" + meter_id)[:16].hex()}
 
 
 def test_key_derivation_matches_the_documented_vector():
-    k = keys(bytes(range(32)), "M000123", 7)
+    k = keys(bytes(range(32)), "M000123")
     assert k["mk"].hex() == "6b3624caff7ac81059b78ee6e124ad2ae0f434f50f9232dd15e888d023640bc2"
-    assert k["rk"].hex() == "109ace156ff628fe4290be679aa5e08f59a08ff3d43f69ddce4ba2ce6fbe4013"
     assert k["pw"] == "c3674ac9e2f3025b5f58420c57cded38"
 
 
@@ -88,7 +86,7 @@ class HeadEnd:
     """The utility's side, from the document."""
 
     def __init__(self, host, port, ca, user, password, master):
-        self.k = keys(master, METER, REGION)
+        self.k = keys(master, METER)
         self.acks, self.records, self.status = queue.Queue(), queue.Queue(), queue.Queue()
         self.n = 0
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
@@ -140,15 +138,14 @@ class HeadEnd:
 @pytest.fixture()
 def world(tmp_path):
     master = secrets.token_bytes(32)
-    k = keys(master, METER, REGION)
+    k = keys(master, METER)
     he_pw = secrets.token_hex(8)
     b = Broker(tls=True, users={METER: k["pw"], "headend": he_pw},
                acl=meter_acl({METER: REGION}, ["headend"])).start()
     he = HeadEnd(b.host, b.admin_port, b.ca_file, "headend", he_pw, master)   # §1: its own listener
     # provisioning, as §4.2 describes the meter's secrets.json
     sec = tmp_path / "secrets-in.json"
-    sec.write_text(json.dumps({"id": METER, "mk": k["mk"].hex(), "rk": k["rk"].hex(),
-                               "user": METER, "pw": k["pw"]}))
+    sec.write_text(json.dumps({"id": METER, "mk": k["mk"].hex(), "user": METER, "pw": k["pw"]}))
     state = tmp_path / "meter"
     cmd = [sys.executable, str(ROOT / "tools" / "simmeter.py"), "--state", str(state),
            "--secrets", str(sec), "--region", str(REGION), "--broker", f"{b.host}:{b.port}",
@@ -165,7 +162,7 @@ def world(tmp_path):
         p.wait(20)
 
     start()
-    yield he, state, start, stop, master
+    yield he, state, start, stop
     while procs:
         p = procs.pop()
         p.send_signal(signal.SIGINT)
@@ -179,7 +176,7 @@ def world(tmp_path):
 
 
 def test_an_independent_head_end_interoperates(world):
-    he, _state, start, stop, master = world
+    he, _state, start, stop = world
     assert he.status.get(timeout=30) == b"1"                 # §2: online, retained
     boot = he.wait_record(lambda r: r["kind"] == 1)          # §3.3: one at boot
     assert boot["bal"] == 0 and boot["flags"] & 1 == 0 and boot["why"] == 1   # closed: no credit
@@ -211,13 +208,12 @@ def test_an_independent_head_end_interoperates(world):
     assert he.send(dup)["code"] == FORMAT
     assert he.command("valve", o=1)["code"] == ACCEPTED
 
-    # a signed region tariff, retained: acked with n 0 and its version (§4.3)
-    body = json.dumps({"v": 7, "at": 0, "b": [[1000, 400_000], [0, 800_000]], "sc": 0},
-                      separators=(",", ":")).encode()
-    rt = f"r/{REGION}/tariff"
-    he.c.publish(rt, seal(keys(master, METER, REGION)["rk"], rt, body), qos=1, retain=True)
-    a = he.acks.get(timeout=20)
-    assert (a["n"], a["code"], a["val"]) == (0, ACCEPTED, 7)
+    # a tariff for this meter (§4.4 op tariff, §4.3 fields): acked with its version,
+    # in force at once (at 0), then in telemetry; one without sc is format
+    tar = {"v": 7, "at": 0, "b": [[1000, 400_000], [0, 800_000]], "sc": 0}
+    assert he.command("tariff", tar={k: v for k, v in tar.items() if k != "sc"})["code"] == FORMAT
+    a = he.command("tariff", tar=tar)
+    assert (a["code"], a["val"]) == (ACCEPTED, 7)
     assert he.wait_record(lambda r: r["kind"] == 1 and r["tv"] == 7)
 
     # a restart keeps the setting and the clock goes on

@@ -15,6 +15,7 @@ from pathlib import Path
 from broker import free_port
 from conftest import wait_for
 from headend import HeadEnd
+from office import OfficeKey, office_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -34,13 +35,15 @@ def test_fleet_on_a_broker_from_the_command_line(tmp_path):
     bdir, mdir = tmp_path / "broker", tmp_path / "meters"
     master = tmp_path / "master.key"
     master.write_text(secrets.token_hex(32) + "\n")
+    office = OfficeKey.generate(rev=1)
+    (tmp_path / "office.json").write_text(json.dumps(office_secrets([office])))
     port = free_port()
     admin = free_port()
     subprocess.run([PY, "tools/broker.py", "--dir", str(bdir), "--pki-only"], cwd=ROOT, check=True)
     ca = bdir / "ca.pem"
     fleet = [PY, "tools/simmeter.py", "--state", str(mdir), "--master", str(master), "--fleet", "2",
              "--region", "4", "--broker", f"127.0.0.1:{port}", "--tls", "--ca", str(ca),
-             "--keepalive", "15", "--speed", "60"]
+             "--office", str(tmp_path / "office.json"), "--keepalive", "15", "--speed", "60"]
     log = open(tmp_path / "out.log", "ab")  # noqa: SIM115 - closed at the end
     meters = subprocess.Popen(fleet + ["--broker-files", str(bdir), "--headend-password", "hp"],
                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -51,7 +54,7 @@ def test_fleet_on_a_broker_from_the_command_line(tmp_path):
     he = None
     try:
         he = HeadEnd(tmp_path / "he.db", bytes.fromhex(master.read_text().strip()), "127.0.0.1", admin,
-                     "headend", "hp", str(ca), "headend", persistent=True)
+                     "headend", "hp", str(ca), "headend", persistent=True, office=office)
         wait_for(lambda: socket.create_connection(("127.0.0.1", admin), 1).close() or True,
                  what="the broker's head-end listener")
         for mid in ("SIM0001", "SIM0002"):
@@ -62,6 +65,9 @@ def test_fleet_on_a_broker_from_the_command_line(tmp_path):
         for mid in ("SIM0001", "SIM0002"):
             a = he.topup(mid, 1_000_000, timeout=30)
             assert a["result"] == "accepted" and a["val"] == 1_000_000, a
+        # the office's public key came with --office: an office-signed region tariff applies
+        he.publish_tariff({"v": 2, "at": 0, "b": [[0, 500_000]], "sc": 0}, region=4)
+        wait_for(lambda: he.get("SIM0002")["detail"]["tv"] == 2, timeout=30, what="region tariff")
         assert he.configure("SIM0001", "report_s", 120)["result"] == "accepted"
         t1 = he.get("SIM0001")["detail"]["t"]
         _stop(meters)
