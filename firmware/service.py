@@ -217,8 +217,9 @@ def status():
     _p("Valve    %s   position %s   awaiting confirm %s" % (vs, ps, "yes" if confirm else "no"))
     _p("Network  %s" % _net_line(s))
     _p("Alarms   %s" % _alarms(snap, ev))
-    _p("State    generation %d   events %d   config %s" % (
-        gen, snap["evs"], "DEFAULTS (config.json bad)" if "_error" in c else "ok"))
+    _p("State    generation %d   events %d   config %s   %s" % (
+        gen, snap["evs"], "DEFAULTS (config.json bad)" if "_error" in c else "ok",
+        _state_flags(snap["sf"])))
     mode = "production" if s.production else "development"
     if s.unlocked_until is not None and s.now() < s.unlocked_until:
         lk = "unlocked %d s" % (s.unlocked_until - s.now())
@@ -246,6 +247,15 @@ def _net_line(s):
 _ALARM_EVENTS = (codes.EV_LEAK, codes.EV_BURST, codes.EV_TAMPER, codes.EV_REVERSE_FLOW,
                  codes.EV_LOW_BATTERY, codes.EV_SENSOR_FAULT, codes.EV_VALVE_FAULT,
                  codes.EV_STATE_CORRUPT, codes.EV_FLOW_WHILE_CLOSED)
+
+
+_SF_NAMES = ("CLOCK UNTRUSTED", "COPY ROLLED BACK", "STATE LOST", "SAVES FAILING")
+
+
+def _state_flags(sf):
+    # meter.SF_* bits, in their order
+    out = [n for i, n in enumerate(_SF_NAMES) if sf & 1 << i]
+    return ", ".join(out) if out else "sound"
 
 
 def _alarms(snap, evs):

@@ -53,8 +53,10 @@ def topics(meter_id, region):
             "tariff": "r/%d/tariff" % region, "fleet": "r/%d/fleet" % region}
 
 
-def flags(valve_open, why, low, confirm=False, staged=False, emergency=False, loss=False):
-    f = (F_VALVE_OPEN if valve_open else 0) | (why & 15) << 1 | (low & 3) << 5
+def flags(valve_open, why, low, confirm=False, staged=False, emergency=False, loss=False,
+          state=0):
+    # state: meter.state_flags() (clock, state copies, flash), bits 11-14
+    f = (F_VALVE_OPEN if valve_open else 0) | (why & 15) << 1 | (low & 3) << 5 | (state & 15) << 11
     if confirm:
         f |= F_CONFIRM
     if staged:
@@ -125,6 +127,7 @@ def decode_record(buf, off=0):
         d["valve"] = f & 1
         d["why"] = (f >> 1) & 15
         d["low"] = (f >> 5) & 3
+        d["sf"] = (f >> 11) & 15
         if d["rssi"] == -128:
             d["rssi"] = None
     return d, SIZES[kind]

@@ -139,7 +139,8 @@ class MqttLink:
             pass
         fl = codec.flags(s["valve"], s["why"], s["low"], getattr(m, "awaiting_confirm", False),
                          getattr(m, "staged", None) is not None,
-                         getattr(m, "emergency_owed", 0) > 0, self.outbox.summarised > 0)
+                         getattr(m, "emergency_owed", 0) > 0, self.outbox.summarised > 0,
+                         s["sf"])
         rec = codec.tele(s["t"], s["ml"], s["bal"], s["flow"], fl, s["tv"], s["evs"], rssi)
         try:
             return self.outbox.append(rec)

@@ -93,3 +93,13 @@ def test_friendly_debt_cap_is_a_validated_setting():
     assert config.check("friendly_debt_max", "5")[0] == codes.FORMAT
     c = make_cfg()
     assert c["friendly_debt_max"] == config.DEFAULTS["friendly_debt_max"] > 0
+
+
+def test_telemetry_tells_the_head_end_the_clock_is_untrusted():
+    from comms import codec
+    from commskit import make_link, records
+    link, m, hw, b, rt = make_link(board_opts={"start": Y2000})
+    assert not m.clock_trusted
+    link.step()                                   # connects, telemetry at boot
+    tele = [r for r in records(b) if r["kind"] == codec.TELE]
+    assert tele and tele[-1]["sf"] & meter_mod.SF_CLOCK_UNTRUSTED
