@@ -681,15 +681,17 @@ class Meter:
             return code, why
         had, old = key in self.cfg, self.cfg.get(key)
         self.cfg[key] = value
-        if self.persist_config is not None:
-            try:
+        try:
+            if key in IDENTITY:
+                self.save()      # identity lives in the state; config.json keeps a copy
+            if self.persist_config is not None:
                 self.persist_config()
-            except Exception:  # noqa: BLE001 - not saved, so not in force
-                if had:
-                    self.cfg[key] = old
-                else:
-                    del self.cfg[key]
-                return codes.STORAGE, "not saved"
+        except Exception:  # noqa: BLE001 - not saved, so not in force
+            if had:
+                self.cfg[key] = old
+            else:
+                del self.cfg[key]
+            return codes.STORAGE, "not saved"
         self.log.add(codes.EV_CONFIG, config.number(key))
         return codes.ACCEPTED, None
 
@@ -745,31 +747,6 @@ class Meter:
             self.cmd_counter = before
             return codes.STORAGE
         return codes.ACCEPTED
-
-    def set_identity(self, key, value):
-        """A technician's or the office's change of meter_id or region (the
-        caller validates the value): saved in the state, which config.json
-        damage cannot reset. ACCEPTED, RANGE, or STORAGE."""
-        if key not in ("meter_id", "region"):
-            return codes.RANGE
-        before = self.cfg[key]
-        self.cfg[key] = value
-        try:
-            _check_identity([self.cfg[k] for k in IDENTITY])
-            self.save()
-        except ValueError:
-            self.cfg[key] = before
-            return codes.RANGE
-        except Exception:  # noqa: BLE001 - not durable, so not applied
-            self.cfg[key] = before
-            return codes.STORAGE
-        return codes.ACCEPTED
-
-    def clear_state_lost(self):
-        """Called once the office's signed per-account floor is in the
-        ledger: card credits are safe again. Saved at once."""
-        self.state_lost = False
-        self.save()
 
     def tariff_verdict(self, t, office=False):
         """What stage_tariff would answer for the parsed tariff t, without

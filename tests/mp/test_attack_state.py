@@ -110,7 +110,7 @@ def test_total_state_loss_is_flagged_until_the_office_floor_arrives():
     m3, _ = _boot(hw.state_dir, m.cfg)            # a reboot does not forget it
     assert m3.state_lost
     assert not _events(m3, codes.EV_STATE_ROLLBACK), "the new state is no rollback"
-    m3.clear_state_lost()
+    assert m3.restore_floors(1, 1, 0, 0, m3.snapshot()["rn"]) == codes.ACCEPTED   # the office's floor
     m4, _ = _boot(hw.state_dir, m.cfg)
     assert not m4.state_lost and not m4.snapshot()["sf"] & meter_mod.SF_STATE_LOST
 
@@ -134,6 +134,11 @@ def test_damaged_config_json_never_resets_identity_or_sequences():
     os.remove(hw.state_dir + "/config.json")
     m3, _ = _boot(hw.state_dir)
     assert m3.cfg["meter_id"] == "M000123", "the meter never becomes M000001"
+    # a technician's change of identity goes into the state too
+    assert m3.configure("meter_id", "M000124", "repl")[0] == codes.ACCEPTED
+    os.remove(hw.state_dir + "/config.json")
+    m4, _ = _boot(hw.state_dir)
+    assert m4.cfg["meter_id"] == "M000124"
 
 
 def test_the_command_counter_is_durable_before_it_is_accepted():
