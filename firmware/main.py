@@ -2,17 +2,48 @@
 #
 # On a board this file runs at power-up. The simulator and the tests call
 # assemble() and run() with the unix board, so they run exactly this code.
-import asyncio
+#
+# The first statements close the serial console (docs/SECURITY.md, "Serial
+# port, boot and technician access"). The port turns Ctrl-C on for main.py
+# just before its first statement, and a Ctrl-C that ends main.py leaves the
+# port at its REPL, where secrets.json and the state file are open to anyone.
+# So Ctrl-C is masked before any import. A Ctrl-C that reached the port
+# before the mask is still pending: the VM raises it at the next jump, which
+# is the loop inside _mask_ctrl_c(), inside the try below, so it is spent
+# there. No jump comes before the mask, so at most one can be pending.
+# A development meter turns Ctrl-C back on in boot() once it knows it is one.
 
-import codes
-import config
-from indicators import Indicators
-from meter import Meter
-from metering.detect import Detector
-from metering.pulses import CounterSource, IrqSource
-from storage.eventlog import EventLog
-from storage.state import StateStore
-from valve.controller import build_valve
+
+def _mask_ctrl_c():
+    import micropython
+    micropython.kbd_intr(-1)
+    for _ in (0, 1):   # a jump: the VM raises a pending KeyboardInterrupt here
+        pass
+
+
+try:
+    _mask_ctrl_c()
+except BaseException:  # noqa: BLE001 - a Ctrl-C from before the mask, spent
+    try:
+        _mask_ctrl_c()
+    except BaseException:  # noqa: BLE001
+        pass
+
+try:
+    import asyncio
+
+    import codes
+    import config
+    from indicators import Indicators
+    from meter import Meter
+    from metering.detect import Detector
+    from metering.pulses import CounterSource, IrqSource
+    from storage.eventlog import EventLog
+    from storage.state import StateStore
+    from valve.controller import build_valve
+    _import_error = None
+except BaseException as _e:  # noqa: BLE001 - a broken deploy: see __main__ below
+    _import_error = _e
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -215,20 +246,37 @@ def read_board_txt(path="board.txt"):
     return name, opts
 
 
+def _step(name):
+    # boot progress on the console: where a boot stops, for the technician
+    print("boot:", name)
+
+
 def boot(board_name, ready=None, **board_opts):
-    """Power-up with the technician's REPL: validate the board, build the
-    meter, start its tasks and return with the meter running behind the
-    prompt. A production meter first runs in the foreground until a
-    technician opens the REPL. Never raises: a board or state that cannot
-    run gives a clear message and a safe state (outputs undriven, watchdog
-    fed), not a reset loop. Returns the service session, or None.
+    """Power-up: validate the board, build the meter, start its tasks.
+    Development: return with the meter running behind the REPL prompt.
+    Production: run the meter in the foreground with the REPL closed until
+    an office-signed service token opens it (service.Session.gate).
+    Returns the service session, or None (development only). A board or
+    state that cannot run gives a clear message and a safe state: in
+    development the prompt, in production never (hold_closed).
     ready(session), when given, runs before the meter's thread starts: the
     simulator attaches its displays there, so it misses no event."""
-    import boards
-    import service
-    from boards import validate
+    import micropython
     hw = None
+    meter = None
+    production = True   # until config and secrets say otherwise: fail closed
     try:
+        _step("board " + board_name)
+        import boards
+        import keystore
+        import service
+        from boards import validate
+        state_dir = board_opts.get("state_dir", "/data")
+        sec = keystore.load(state_dir)
+        cfg = config.load(state_dir)
+        production = service.is_production(cfg, sec)
+        if not production:
+            micropython.kbd_intr(3)   # development: Ctrl-C interrupts the boot, as always
         mod = boards.load(board_name)
         err = validate.check_module(mod, board_opts.get("pins"))
         if err:
@@ -236,8 +284,9 @@ def boot(board_name, ready=None, **board_opts):
             for e in err:
                 print("  " + e)
             print("Meter NOT started; outputs left undriven. Fix board.txt, then reboot.")
+            if production:
+                hold_closed(None, None, "board config")
             return None
-        sec = service.load_secrets(board_opts.get("state_dir", "/data"))
         w = sec.get("wifi")
         if getattr(mod, "HAS_WIFI", False) and "wifi" not in board_opts:
             if isinstance(w, dict) and isinstance(w.get("ssid", ""), str) and isinstance(w.get("pw", ""), str):
@@ -245,25 +294,33 @@ def boot(board_name, ready=None, **board_opts):
             elif w is not None:
                 print("secrets.json: 'wifi' is not {ssid, pw}; starting without Wi-Fi")
         hw = mod.build(**board_opts)
-        meter = assemble(hw)
+        _step("meter")
+        meter = assemble(hw, cfg)
+        _step("link")
         link = None
         try:
             link = make_link(meter, hw)
         except Exception as e:  # noqa: BLE001 - no MQTT is a degraded meter, not a dead one
             print("MQTT link not started: %r" % e)
+        _step("cards")
         session = attach_card(meter, hw, sec)
         spawn(meter, hw, link, user_tasks(meter, hw, session))
         s = service.attach(meter, hw, link, FIRMWARE_VERSION)
         s.cards = session
         if ready is not None:
             ready(s)
-        if s.production:
+        if production:
+            _step("gate")
             s.gate()
         s.background()
         print("meter %s running; the REPL is free. help() lists the service commands."
               % meter.cfg["meter_id"])
         return s
-    except Exception as e:  # noqa: BLE001 - never a crash loop
+    except BaseException as e:  # noqa: BLE001 - never a crash loop, never an open prompt
+        if production:
+            hold_closed(hw, meter, repr(e))
+        if not isinstance(e, Exception):
+            raise               # development: Ctrl-C at boot gives the prompt, as always
         import sys
         print("METER FAILED TO START:")
         sys.print_exception(e)
@@ -274,7 +331,49 @@ def boot(board_name, ready=None, **board_opts):
         return None
 
 
+def hold_closed(hw, meter, why):
+    """A production boot that failed: never the prompt, never returns. The
+    meter runs where it was built (its loop keeps the valve policy and feeds
+    the watchdog); else the watchdog is fed and the outputs stay undriven.
+    Every failure in here is caught and the loop goes on."""
+    print("METER FAILED TO START (production): %s" % why)
+    print("REPL closed. %s. Call a technician." % (
+        "Metering goes on" if meter is not None else "Metering stopped, outputs undriven"))
+    while True:
+        try:
+            if meter is not None:
+                asyncio.new_event_loop()   # the meter loop alone, not what failed
+                asyncio.run(run(meter, hw))
+            else:
+                import time
+                if hw is not None and hw.wdt is not None:
+                    hw.wdt.feed()
+                time.sleep_ms(1000)
+        except BaseException:  # noqa: BLE001
+            pass
+
+
+def _provisioned(path="board.txt"):
+    # without the app's modules nothing can be read properly: a meter that
+    # has its secrets file is treated as a production meter (fail closed)
+    sd = "/data"
+    try:
+        with open(path) as f:
+            for ln in f.read().split("\n"):
+                if ln.startswith("state_dir="):
+                    sd = ln[10:].strip()
+        with open(sd + "/secrets.json"):
+            return True
+    except OSError:
+        return False
+
+
 if __name__ == "__main__":
-    _board, _opts = read_board_txt()
-    _session = boot(_board, **_opts)
-    from service import *  # noqa: F401,F403 - the technician's commands at the prompt
+    if _import_error is not None:
+        print("METER APP BROKEN: %r" % _import_error)
+        if _provisioned():
+            hold_closed(None, None, "import")
+    else:
+        _board, _opts = read_board_txt()
+        _session = boot(_board, **_opts)
+        from service import *  # noqa: F401,F403 - the technician's commands at the prompt

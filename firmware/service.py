@@ -46,7 +46,7 @@ class Session:
             ticker = tk.for_board(hw)
         self.ticker = ticker
         self.secrets = load_secrets(hw.state_dir)
-        self.production = bool(meter.cfg.get("production", False))
+        self.production = is_production(meter.cfg, self.secrets)
         self.unlocked_until = None
         self.fails = 0
         self.locked_until = 0
@@ -153,6 +153,17 @@ def _session():
 
 # ---------------- secrets ----------------
 from keystore import load as load_secrets  # noqa: E402,F401 - the REPL's name for it
+
+
+def is_production(cfg, secrets):
+    """A production meter keeps its REPL closed. Either store can say so and
+    neither can take it back alone: provisioning writes "production" into
+    secrets.json (written once, never by the firmware), cfg("production",
+    True) into config.json, and a damaged config.json on a provisioned meter
+    counts as production (fail closed)."""
+    if cfg.get("production") is True or secrets.get("production") is True:
+        return True
+    return "_error" in cfg and bool(secrets)
 
 
 def pin_hash(salt, pin):

@@ -59,8 +59,9 @@ BOARDS = {
     "unix": (None, None, "data"),   # the simulator: portable bytecode
 }
 
-# files that stay source on the device: MicroPython runs main.py only as .py
-SOURCE_ONLY = {"main.py"}
+# files that stay source on the device: MicroPython runs boot.py and main.py
+# only as .py, from the root of the filesystem
+SOURCE_ONLY = {"main.py", "boot.py"}
 
 
 class Fail(Exception):

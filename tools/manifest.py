@@ -8,8 +8,9 @@
 #
 # Frozen modules run from flash: their bytecode, constant strings and qstrs are
 # not copied into the heap when imported, and nothing is compiled on the
-# device; only the app's objects use the heap. main.py stays a file on the
-# device (MicroPython runs /main.py at boot), with board.txt and the state.
+# device; only the app's objects use the heap. main.py and boot.py stay files
+# on the device (MicroPython runs /boot.py, then /main.py at boot), with
+# board.txt and the state.
 #
 # MicroPython's build runs this file with tools/manifestfile.py, not as a
 # script: there is no __file__, and the working directory is this file's
@@ -35,7 +36,7 @@ else:
     require("umqtt.simple")  # noqa: F821
 
 for _name in sorted(os.listdir(_FW)):
-    if _name.endswith(".py") and _name != "main.py":
+    if _name.endswith(".py") and _name not in ("main.py", "boot.py"):
         module(_name, base_path=_FW)  # noqa: F821
     elif os.path.isfile(os.path.join(_FW, _name, "__init__.py")):
         package(_name, base_path=_FW)  # noqa: F821

@@ -97,10 +97,11 @@ def _mkdirs(path):
 
 def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="counter",
           travel_ms=None, valve_open=False, bounce=0, valve="latching", feedback="both",
-          valve_cfg=None):
+          valve_cfg=None, flow_lph=0):
     # valve: "latching" or "motor"; feedback: the limit switches wired,
     # "both", "open", "closed" or "none"; valve_cfg: overrides of the board's
-    # valve timings (firmware/valve DEFAULTS for the keys).
+    # valve timings (firmware/valve DEFAULTS for the keys); flow_lph: water
+    # drawn from boot on (a tap left open, for tests that watch from outside).
     clock = SimClock(start, speed)
     irq = SoftIrq()     # one schedule queue for every pin, as on the chip
     vo = SimPin("valve_open", OUT)
@@ -119,6 +120,7 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
     fpin = SimPin("flow_pulse", IN, softirq=irq)
     dpin = SimPin("flow_dir", IN, softirq=irq)
     flow = FlowSensor(clock, valve, k[0], k[1], pin=fpin, direction_pin=dpin, bounce=bounce)
+    flow.set_rate_lph(flow_lph)
     spi = SimSPI(1, SPI_BAUD, clock)
     cs = SimPin("card_cs", OUT, value=1)
     rst = SimPin("card_rst", OUT, value=1)
