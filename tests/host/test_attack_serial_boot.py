@@ -45,7 +45,7 @@ def newest_state(data):
     for slot in data.glob("state.[01]"):
         head, _, body = slot.read_bytes().partition(b"\n")
         parts = head.split()
-        if len(parts) == 4 and parts[0] == b"MS1":
+        if len(parts) == 4 and parts[0].startswith(b"MS"):   # MS<format> gen crc length
             gen = int(parts[1], 16)
             if gen > best[0]:
                 best = (gen, json.loads(body))
