@@ -130,7 +130,7 @@ ITEMS = {"friendly_hours": (2, 2), "friendly_days": (0, 7), "friendly_dates": (0
 # argument when one of them changes; the order never changes).
 REMOTE = ("report_s", "low1", "low2", "emergency", "max_balance", "max_topup", "save_l",
           "save_s", "tz", "period_day", "friendly_hours", "friendly_days",
-          "friendly_dates", "reopen")
+          "friendly_dates", "reopen", "friendly_debt_max")
 READ_ONLY = ("tariff", "k", "install_seq")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS
 RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production")
