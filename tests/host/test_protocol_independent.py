@@ -4,7 +4,8 @@ the project's broker (Mosquitto with TLS, passwords, ACL).
 
 Nothing here imports tools/headend.py or firmware code: keys, envelopes,
 acks and uplink records are built and parsed from the document's text with
-paho-mqtt, hmac, hashlib, json and struct. What the document left unclear
+paho-mqtt, hmac, hashlib, json, struct, and `cryptography` for the office's
+ECDSA P-256 signature (§4.7). What the document left unclear
 was fixed in the document, not worked around here.
 """
 
@@ -23,6 +24,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, meter_acl  # the project's broker, as it configures it
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ROOT = Path(__file__).resolve().parents[2]
 METER, REGION = "IND0001", 3
@@ -51,6 +55,23 @@ def test_key_derivation_matches_the_documented_vector():
 def seal(key, topic, body: bytes) -> bytes:
     mac = hmac.new(key, topic.encode() + b"\n" + body, hashlib.sha256).hexdigest()
     return body + b"|" + mac.encode()
+
+
+# -- PROTOCOL.md §4.7: office-signed documents --
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def office_public_hex(key):
+    n = key.public_key().public_numbers()
+    return (n.x.to_bytes(32, "big") + n.y.to_bytes(32, "big")).hex()
+
+
+def office_doc(key, purpose: bytes, doc: dict) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    r, s = decode_dss_signature(key.sign(b"wm1/" + purpose + b"/" + body, ec.ECDSA(hashes.SHA256())))
+    if s > (P256_N - 1) // 2:
+        s = P256_N - s                       # low s: the one signature the meter takes
+    return body + b"|" + (r.to_bytes(32, "big") + s.to_bytes(32, "big")).hex().encode()
 
 
 # -- PROTOCOL.md §5: acks --
@@ -145,7 +166,9 @@ def world(tmp_path):
     he = HeadEnd(b.host, b.admin_port, b.ca_file, "headend", he_pw, master)   # §1: its own listener
     # provisioning, as §4.2 describes the meter's secrets.json
     sec = tmp_path / "secrets-in.json"
-    sec.write_text(json.dumps({"id": METER, "mk": k["mk"].hex(), "user": METER, "pw": k["pw"]}))
+    office = ec.generate_private_key(ec.SECP256R1())
+    sec.write_text(json.dumps({"id": METER, "mk": k["mk"].hex(), "user": METER, "pw": k["pw"],
+                               "office": {"1": office_public_hex(office)}, "office_min_rev": 1}))
     state = tmp_path / "meter"
     cmd = [sys.executable, str(ROOT / "tools" / "simmeter.py"), "--state", str(state),
            "--secrets", str(sec), "--region", str(REGION), "--broker", f"{b.host}:{b.port}",
@@ -162,7 +185,7 @@ def world(tmp_path):
         p.wait(20)
 
     start()
-    yield he, state, start, stop
+    yield he, office, start, stop
     while procs:
         p = procs.pop()
         p.send_signal(signal.SIGINT)
@@ -176,7 +199,7 @@ def world(tmp_path):
 
 
 def test_an_independent_head_end_interoperates(world):
-    he, _state, start, stop = world
+    he, office, start, stop = world
     assert he.status.get(timeout=30) == b"1"                 # §2: online, retained
     boot = he.wait_record(lambda r: r["kind"] == 1)          # §3.3: one at boot
     assert boot["bal"] == 0 and boot["flags"] & 1 == 0 and boot["why"] == 1   # closed: no credit
@@ -216,10 +239,18 @@ def test_an_independent_head_end_interoperates(world):
     assert (a["code"], a["val"]) == (ACCEPTED, 7)
     assert he.wait_record(lambda r: r["kind"] == 1 and r["tv"] == 7)
 
+    # an office-signed region tariff, retained (§4.3, §4.7): acked with n 0 and its version
+    rt = f"r/{REGION}/tariff"
+    doc = {"k": "tariff", "r": REGION, "v": 8, "at": 0, "b": [[0, 600_000]], "sc": 0}
+    he.c.publish(rt, office_doc(office, b"tariff", doc), qos=1, retain=True)
+    a = he.acks.get(timeout=30)
+    assert (a["n"], a["code"], a["val"]) == (0, ACCEPTED, 8), a
+    assert he.wait_record(lambda r: r["kind"] == 1 and r["tv"] == 8)
+
     # a restart keeps the setting and the clock goes on
     last_t = he.command("get", w="state")["detail"]["t"]
     stop()
     start()
     assert he.command("get", w="cfg")["detail"]["report_s"] == 10
     s = he.command("get", w="state")["detail"]
-    assert s["t"] >= last_t and s["bal"] <= 5_000_000 and s["tv"] == 7
+    assert s["t"] >= last_t and s["bal"] <= 5_000_000 and s["tv"] == 8
