@@ -106,7 +106,6 @@ class Meter:
         """Load the newest usable state; returns True if one was found. A
         copy that passes its CRC but cannot be applied (a format this
         firmware does not know) is skipped for the older copy, and logged."""
-        had_history = self.log.seq > 1        # events before this boot's power-up
         store = self.store
         copies = store.load_all()
         for slot in store.corrupt:
@@ -137,7 +136,7 @@ class Meter:
                     store.drop_legacy_counter()
             self._check_clock()
             return True
-        evidence = ((_LOST_LOG if had_history else 0) | (_LOST_CORRUPT if store.corrupt or copies else 0)
+        evidence = ((_LOST_LOG if self.log.had_history else 0) | (_LOST_CORRUPT if store.corrupt or copies else 0)
                     | (_LOST_COUNTER if legacy_n is not None else 0)
                     | (_LOST_INSTALLED if self.cfg["account"] or self.cfg["install_seq"] else 0))
         if evidence:
@@ -173,6 +172,11 @@ class Meter:
         billing.load_state(s["bill"])
         # "lg": the ledger as it is now; "led": the first firmware's format
         led = ledger.Ledger(s["lg"]) if "lg" in s else ledger.Ledger(s["led"], legacy=True)
+        counter = _uint(s.get("cmdn", 0), _COUNTER_MAX)
+        floor = _uint(s.get("tf", 0))
+        idn = s.get("idn")
+        if idn is not None:
+            _check_identity(idn)
         self.recovery_nonce = s.get("rnc", 0)
         self.balance, self.volume, self.billing, self.ledger = balance, volume, billing, led
         self.reverse = Volume.from_state(s["rev"]) if "rev" in s else Volume(volume.k_num, volume.k_den)
@@ -185,13 +189,11 @@ class Meter:
         self.why_closed = s.get("vwhy", WHY_CREDIT)
         self.awaiting_confirm = bool(s.get("vcf", 0))
         self.low_level = s.get("low", 0)
-        self.cmd_counter = _uint(s.get("cmdn", 0), _COUNTER_MAX)
-        self.time_floor = _uint(s.get("tf", 0))
+        self.cmd_counter = counter
+        self.time_floor = floor
         self.clock_trusted = not s.get("tu", 0)
         self.state_lost = bool(s.get("lost", 0))
-        idn = s.get("idn")
         if idn is not None:
-            _check_identity(idn)
             for k, v in zip(IDENTITY, idn):
                 self.cfg[k] = v
         if self.valve is not None:

@@ -29,6 +29,7 @@ class EventLog:
         self.lost = 0          # events that reached RAM but not the file (flash full or failing)
         self.listeners = []    # fn(event) called for each new event
         self._load()
+        self.had_history = self.seq > 0   # events from before this boot: evidence of a past life
 
     def _load(self):
         # read as bytes: a flipped bit in the file must cost one line, not the meter

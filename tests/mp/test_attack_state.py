@@ -231,3 +231,26 @@ def test_a_flash_too_full_for_the_new_copy_frees_the_one_it_replaces():
     assert writes[0] == 1
     m2, _ = _boot(hw.state_dir, make_cfg())
     assert m2.balance == 8000
+
+
+def test_a_new_meter_with_a_bad_config_json_is_not_a_lost_one():
+    from mptest import fresh_dir
+    d = fresh_dir("newbad")
+    _write(d + "/config.json", b"{broken")
+    m, _ = _boot(d)
+    assert [e for e in m.log.recent(8) if e[2] == codes.EV_CONFIG]
+    assert not m.state_lost
+
+
+def test_a_copy_with_a_bad_identity_applies_nothing_of_itself():
+    m, hw = make_meter()
+    m.apply_credit("card", 1, 1, 7000)           # older copy: 7000
+    s = m.store.load()
+    s["bal"] = 123
+    s["idn"] = ["", -1, 0, 0]                    # passes its CRC, cannot be applied
+    m.store.save(s)
+    m2, _ = _boot(hw.state_dir, m.cfg)
+    assert m2.balance == 7000 and m2.cfg["meter_id"] == m.cfg["meter_id"]
+    os.remove("%s/state.%d" % (hw.state_dir, (m.store.generation - 1) & 1))   # only the bad one left
+    m3, _ = _boot(hw.state_dir, m.cfg)
+    assert m3.state_lost and m3.balance == 0, "half of an unusable copy was applied"
