@@ -298,3 +298,25 @@ def test_meter_without_keys_refuses_every_command():
     link.step()
     assert send(link, b, command(link, 1, "topup", a=1, s=1, v=5000))[0]["code"] == codes.SIGNATURE
     assert m.balance == 0
+
+
+def test_network_flap_comes_back_within_backoff():
+    link, m, hw, b, rt = make_link(mqtt={"host": "x", "port": 1, "tls": False, "keepalive": 60,
+                                         "backoff_max_s": 8})
+    link.step()
+    assert link.connected
+    hw.net.up = False          # Wi-Fi gone: the broker drops us too
+    b.up = False
+    for _ in range(20):        # 20 s of real time without a network
+        rt.ms += 1000
+        link.step()
+    assert not link.connected and link.failures >= 3
+    assert link.backoff_ms <= 8000
+    hw.net.up = True
+    b.up = True
+    t_back = rt.ms
+    while not link.connected and rt.ms - t_back <= 8000 + 1000:
+        rt.ms += 100
+        link.step()
+    assert link.connected, "not back within backoff_max_s after the network returned"
+    assert send(link, b, command(link, 1, "get", w="state"))[0]["code"] == codes.ACCEPTED
