@@ -76,12 +76,11 @@ def load(directory):
             cfg[k] = v
         else:
             bad.append("%s (%s)" % (k, why))
-    for k in PAIRED:
-        if k in raw and cfg[k] is raw[k]:
-            why = _check_pair(k, raw[k], cfg)[1]
-            if why is not None:
-                bad.append("%s (%s)" % (k, why))
-                cfg[k] = DEFAULTS[k]
+    for hi, lo in PAIRS:
+        why = _check_pair(lo, cfg[lo], cfg)[1]
+        if why is not None:        # a pair that contradicts itself: both stay at their defaults
+            bad.append("%s, %s (%s)" % (hi, lo, why))
+            cfg[hi], cfg[lo] = DEFAULTS[hi], DEFAULTS[lo]
     if bad:
         cfg["_error"] = "config.json: defaults kept for " + ", ".join(bad)
     return cfg
@@ -183,7 +182,7 @@ def check(key, value, cfg=None, remote=False, pair=True):
     return _check_pair(key, value, cfg or DEFAULTS) if pair else (codes.ACCEPTED, None)
 
 
-PAIRED = ("low1", "low2", "max_balance", "max_topup")   # settings bound to another
+PAIRS = (("low1", "low2"), ("max_balance", "max_topup"))   # (upper, lower) bound together
 
 
 def _check_pair(key, value, cfg):
