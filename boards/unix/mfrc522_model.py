@@ -27,14 +27,29 @@
 # with 100 % ASK; responses of several cards are merged bit by bit and a
 # disagreement is reported as a collision (ErrorReg.CollErr, CollReg.CollPos,
 # counted from 1 at bit 0 of the first FIFO byte, RxAlign included).
+# MFCrypto1 (Status2Reg bit 3): set by a successful MFAuthent, when the
+# reader and the card start a keystream (mifare_card.Keystream, standing in
+# for Crypto1); while it is set every frame sent is encrypted and every frame
+# received decrypted. Clearing it only stops the reader's end: nothing goes
+# on air, the card stays authenticated, and the next frame, now in clear,
+# is noise to the card, which drops to IDLE. A nested MFAuthent runs under
+# the old session, so it needs MFCrypto1On set and both ends in step.
+#
+# Hard power-down (datasheet 8.6.1, 8.8): NRSTPD low stops the oscillator and
+# the RF field (cards lose power), and the SPI is not served (reads 0). The
+# rising edge is a hard reset: every register back to its reset value, and
+# the chip answers again after t_osc = t_startup + t_d, t_d = 1024 / 27.12 MHz
+# = 37.74 us. t_startup is the crystal's start-up, which the datasheet leaves
+# to the crystal; the model takes STARTUP_US.
+#
 # Test hooks: place(card), remove(card=None) (a card pulled while its answer
 # or its EEPROM write is still in flight gets torn), inject_rf_error(kind)
 # with kind in "crc", "parity", "protocol", "collision", "drop" for the next
 # received frame.
 try:
-    from mifare_card import to_bits, from_bits, crc_a
+    from mifare_card import to_bits, from_bits, crc_a, Keystream
 except ImportError:
-    from boards.unix.mifare_card import to_bits, from_bits, crc_a
+    from boards.unix.mifare_card import to_bits, from_bits, crc_a, Keystream
 
 # registers
 CommandReg = 0x01
@@ -101,6 +116,8 @@ _RESET = {
     0x24: 0x26, 0x26: 0x48, 0x27: 0x88, 0x28: 0x20, 0x29: 0x20,
 }
 _PRESETS = (0x0000, 0x6363, 0xA671, 0xFFFF)
+STARTUP_US = 300          # crystal start-up after a hard power-down (assumed, crystal-dependent)
+T_D_US = 38               # 1024 clocks of 27.12 MHz: the chip's own delay once the clock runs
 
 
 def air_us(nbits):
@@ -135,6 +152,11 @@ class MFRC522Model:
         self._addr = None
         self._read = False
         self._first = False
+        self._crypto = None       # the reader's end of the session while MFCrypto1On
+        self._seeds = 0x2545F491  # session seeds: a new one per authentication
+        self._down = False        # NRSTPD low: hard power-down
+        self._ready_at = 0        # after a hard reset: the chip answers from here
+        self._pending_seed = 0
         # statistics for benchmarks
         self.frames = 0
         self.reg_reads = 0
@@ -181,13 +203,19 @@ class MFRC522Model:
         self._inject_after = after
 
     def attach_rst(self, pin):
-        """Hard reset on the NRSTPD pin: low = power down, rising edge = reset."""
+        """The NRSTPD pin: low = hard power-down, rising edge = hard reset."""
         def edge(p, old, new):
             if new and not old:
+                self._down = False
                 self._soft_reset()
+                self._ready_at = self._now() + STARTUP_US + T_D_US
             elif old and not new:
-                self._antenna(False)
+                self._down = True
+                self._soft_reset()      # oscillator off: nothing runs, nothing is kept
         pin.watch(edge)
+
+    def _serving(self):
+        return not self._down and self._now() >= self._ready_at
 
     attach_reset = attach_rst
 
@@ -200,6 +228,9 @@ class MFRC522Model:
         self._addr = None
 
     def exchange(self, b):
+        if not self._serving():
+            self._addr = None
+            return 0
         if self._first:
             self._first = False
             self._read = bool(b & 0x80)
@@ -288,11 +319,11 @@ class MFRC522Model:
             if v & 0x40:
                 self._start_timer(self._now())
         elif a == Status2Reg:
-            if not v & 0x08 and r[a] & 0x08:
+            if not v & 0x08:
+                # only the reader's end stops: nothing goes on air, so the
+                # card stays authenticated until it hears a frame in clear
                 r[a] &= 0xF7
-                for c in self.cards:  # the next clear-text frame desynchronises the card
-                    if c.state == 2 and c._auth_sector >= 0:
-                        c._reset_to_idle()
+                self._crypto = None
             r[a] = (r[a] & 0x0F) | (v & 0xC0)
         elif a == TxControlReg:
             r[a] = v
@@ -334,6 +365,7 @@ class MFRC522Model:
         self.reg[CommandReg] = 0x20  # RcvOff, Idle
         self.fifo = bytearray()
         self._timer_end = None
+        self._crypto = None
         self._antenna(False)
 
     def _antenna(self, on):
@@ -400,6 +432,9 @@ class MFRC522Model:
         if r[TxModeReg] & 0x80 and last == 0:
             c = crc_a(data)
             bits += to_bits(bytes((c & 0xFF, c >> 8)))
+        ks = self._crypto
+        if ks is not None:
+            bits = ks.xor(bits)     # MFCrypto1On: on air, only ciphertext
         self.frames += 1
         tx_end = now + air_us(len(bits))
         self._schedule(tx_end, "tx", None)
@@ -415,6 +450,8 @@ class MFRC522Model:
                 out = c.rf(bits)
                 if out is not None:
                     resps.append([c, out[0], out[1]])
+        if ks is not None and len(resps) == 1:
+            resps[0][1] = ks.xor(resps[0][1])
         timer = self._timer_us() if r[TModeReg] & 0x80 else None
         timeout_at = tx_end + timer if timer is not None else None
         if timer is not None:
@@ -455,7 +492,17 @@ class MFRC522Model:
             return
         step = card._t(86, 900)
         tx2 = tx1 + step + air_us(32) + air_us(64)
-        ok = card.authenticate(data[0], data[1], data[2:8], data[8:12])
+        # a nested authentication travels under the running session: both
+        # ends must have one, in step; a first one needs neither to have one
+        mine, theirs = self._crypto, card.crypto
+        in_step = (mine is None and theirs is None
+                   or mine is not None and theirs is not None and mine.pos == theirs.pos)
+        self._seeds = (self._seeds * 1103515245 + 12345) & 0x7FFFFFFF
+        seed = self._seeds
+        ok = in_step and card.authenticate(data[0], data[1], data[2:8], data[8:12], Keystream(seed))
+        if not in_step:
+            card._reset_to_idle()   # it heard noise
+        self._pending_seed = seed   # the reader's end starts when the card's answer is in
         if timer is not None and step >= timer:
             self._timer_end = tx1 + timer
             self._schedule(tx1 + timer, "timeout", None)
@@ -482,6 +529,7 @@ class MFRC522Model:
         elif kind == "auth":
             if e[2] is not None and e[2] in self.cards:
                 r[Status2Reg] |= 0x08
+                self._crypto = Keystream(self._pending_seed)
                 r[ComIrqReg] |= IDLE_IRQ
                 r[CommandReg] &= 0xF0
                 self._timer_end = None

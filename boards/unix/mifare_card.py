@@ -3,10 +3,16 @@
 # Runs under MicroPython (tests, `make sim`) and CPython (tools/cardtool.py).
 # It models the card at the ISO/IEC 14443-3 frame level: `rf(bits)` takes the
 # data bits a PCD sent (LSB first per byte, parity not modelled) and returns the
-# bits the card answers with, or None when it stays silent. Crypto1 is modelled
-# as "authenticated or not": the MFRC522 model calls `authenticate()` for its
-# MFAuthent command, after which frames travel in clear. Everything else is
-# enforced as on the real card:
+# bits the card answers with, or None when it stays silent. Crypto1 is
+# modelled by its effect on air, not by its LFSR: at a successful
+# authentication the reader model and the card agree on a keystream
+# (`Keystream`, from a fresh seed), and from then on the card decrypts every
+# bit it hears and encrypts every bit it answers, as both ends of a Crypto1
+# link do. A reader that sends in clear to an authenticated card (or
+# encrypted to a card that is not) is heard as noise: the card answers
+# nothing sensible and drops to IDLE. `authenticate()` without a keystream
+# (tools/cardtool.py's ideal reader) leaves the link transparent. Everything
+# else is enforced as on the real card:
 #   - IDLE / READY / ACTIVE / HALT states, REQA vs WUPA, HLTA;
 #   - anticollision and SELECT at cascade levels 1 and 2 (4- and 7-byte UIDs),
 #     bit-oriented anticollision frames answered from the split bit onwards;
@@ -98,6 +104,35 @@ def from_bits(bits):
         if b:
             out[i >> 3] |= 1 << (i & 7)
     return bytes(out)
+
+
+class Keystream:
+    """One end of an encrypted link: XORs bits with a stream that advances bit
+    by bit from the seed both ends agreed on (xorshift32, one byte per step).
+    Two ends stay in step only while both see every frame."""
+
+    def __init__(self, seed):
+        self._x = (seed & 0xFFFFFFFF) or 1
+        self._byte = 0
+        self._left = 0
+        self.pos = 0
+
+    def xor(self, bits):
+        out = []
+        for b in bits:
+            if not self._left:
+                x = self._x
+                x ^= (x << 13) & 0xFFFFFFFF
+                x ^= x >> 17
+                x ^= (x << 5) & 0xFFFFFFFF
+                self._x = x
+                self._byte = x & 0xFF
+                self._left = 8
+            out.append(b ^ (self._byte & 1))
+            self._byte >>= 1
+            self._left -= 1
+        self.pos += len(bits)
+        return out
 
 
 def _nak(code):
@@ -255,6 +290,7 @@ class ClassicCard:
         self._await = None
         self._tbuf = None
         self._pending = None
+        self.crypto = None     # Keystream while an encrypted session is up
 
     def tear(self):
         """The card lost power during the EEPROM write now in progress."""
@@ -272,6 +308,7 @@ class ClassicCard:
         self._auth_sector = -1
         self._key = 0
         self._await = None
+        self.crypto = None
 
     def _cln(self, level):
         u = self.uid
@@ -290,7 +327,18 @@ class ClassicCard:
 
     # -- the air interface -------------------------------------------------
     def rf(self, bits):
-        """Handle one PCD frame; return (response bits, processing_us) or None."""
+        """Handle one PCD frame; return (response bits, processing_us) or None.
+        While a session is up, what it hears is decrypted and what it answers
+        encrypted with the session's keystream."""
+        ks = self.crypto
+        if ks is None:
+            return self._frame(bits)
+        out = self._frame(ks.xor(bits))
+        if out is None:
+            return None
+        return ks.xor(out[0]), out[1]
+
+    def _frame(self, bits):
         self._pending = None
         n = len(bits)
         if n == 7:
@@ -397,9 +445,12 @@ class ClassicCard:
         self.ops += 1
         return mine[known:], FDT_US
 
-    def authenticate(self, cmd, blk, key, uid4):
-        """MFAuthent: True when the card accepts; on failure it drops to IDLE/HALT."""
+    def authenticate(self, cmd, blk, key, uid4, crypto=None):
+        """MFAuthent: True when the card accepts; on failure it drops to IDLE/HALT.
+        crypto: the card's end of the new session's Keystream (None: a
+        transparent link, for an ideal reader)."""
         if self.state != ACTIVE or blk >= self.nblocks or cmd not in (0x60, 0x61):
+            self._reset_to_idle()
             return False
         sector = self.sector_of(blk)
         t = self.blocks[self.trailer_block(sector)]
@@ -411,6 +462,7 @@ class ClassicCard:
             return False
         self._auth_sector = sector
         self._key = 1 if cmd == 0x60 else 2
+        self.crypto = crypto
         return True
 
     # -- memory rules ------------------------------------------------------

@@ -179,6 +179,7 @@ class MFRC522:
         self.atqa = 0
         self._reload = -1
         self._selected = False
+        self._crypto = False      # MFCrypto1On set by the last authentication
         self.polls = 0            # status polls of the last command
         cs.value(1)
         self.init()
@@ -233,12 +234,21 @@ class MFRC522:
 
     # -- chip set-up -------------------------------------------------------
     def init(self):
+        v = 0
         if self.rst is not None:
+            # hard reset (NRSTPD low >= 100 ns), then wait for the oscillator:
+            # t_osc = crystal start-up + 37.74 us (datasheet 8.8.3), the
+            # crystal's part unknown here, so poll for up to 5 ms
             self.rst.value(0)
             self.clock.delay_us(100)
             self.rst.value(1)
-            self.clock.delay_us(50)  # oscillator start-up (datasheet: ~37.74 us)
-        v = self._rd(_VersionReg)
+            for _ in range(50):
+                self.clock.delay_us(100)
+                v = self._rd(_VersionReg)
+                if v in VERSIONS:
+                    break
+        else:
+            v = self._rd(_VersionReg)
         if v not in VERSIONS:
             raise NoChip("no MFRC522 answers on SPI (VersionReg=0x%02x, expected 0x91/0x92)" % v)
         self.version = v
@@ -352,6 +362,8 @@ class MFRC522:
     def request(self, wake=False):
         """REQA (or WUPA, which also wakes halted cards). Returns ATQA as an
         int, or 0 when no card answers. Allocates nothing when no card is there."""
+        if self._crypto:
+            self.stop_crypto()       # a REQA under MFCrypto1On would go out encrypted
         self.buf[0] = _WUPA if wake else _REQA
         self._selected = False
         bits = self._xfer(1, 7, 0, T_SHORT, 2)
@@ -473,7 +485,10 @@ class MFRC522:
         self.stop_crypto()
 
     def stop_crypto(self):
+        """Clear MFCrypto1On: the reader's end of the Crypto1 session stops
+        (nothing goes on air; the card still expects ciphertext)."""
         self._wr(_Status2Reg, 0x00)
+        self._crypto = False
 
     # -- MIFARE Classic ----------------------------------------------------
     def auth(self, block, key, key_b=False):
@@ -491,6 +506,7 @@ class MFRC522:
         self._wr(_CommandReg, _MF_AUTHENT)
         irq = self._wait(2 * (_air_us(4) + _air_us(8)) + 172, 2 * T_AUTH + 400, _IDLE_IRQ)
         if irq & _IDLE_IRQ and self._rs[5] & 0x08:
+            self._crypto = True
             return
         self._wr(_CommandReg, _IDLE)
         self._selected = False  # the card drops to IDLE/HALT after a failed auth

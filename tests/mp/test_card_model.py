@@ -7,7 +7,7 @@ from boards.unix.clock import SimClock
 from boards.unix.spi import SimSPI
 from boards.unix.pins import SimPin
 from boards.unix.mfrc522_model import MFRC522Model
-from boards.unix.mifare_card import ClassicCard
+from boards.unix.mifare_card import ClassicCard, to_bits, from_bits
 
 
 class Plain:
@@ -133,8 +133,10 @@ def test_plain_driver_with_hardware_crc_and_7_byte_uid():
     # the 7-byte card refuses authentication with the first 4 UID bytes
     p.wr(0x12, 0x00)
     p.wr(0x13, 0x00)
-    p.wr(0x08, 0x00)                          # StopCrypto1: the card is lost to IDLE
-    assert p.transceive(b"\x52", 7)[0] == b"\x44\x00"
+    p.wr(0x08, 0x00)                          # StopCrypto1: only the reader's end stops,
+    assert c.state == 2 and c.crypto is not None   # nothing went on air
+    assert p.transceive(b"\x52", 7)[0] is None    # the card hears noise, drops to IDLE ...
+    assert p.transceive(b"\x52", 7)[0] == b"\x44\x00"   # ... and answers the next WUPA
     _select_level(p, 0x93)
     _select_level(p, 0x95)
     assert not p.auth(4, FF, UID7[0:4])
@@ -148,3 +150,61 @@ def test_version_and_fifo_level():
     assert p.rd(0x0A) == 5
     p.wr(0x0A, 0x80)
     assert p.rd(0x0A) == 0
+
+
+def _auth_4k(p):
+    c = card(b"\xde\xad\xbe\xef")
+    c.blocks[4] = bytearray(b"secret-on-card!!")
+    p.m.place(c)
+    p.transceive(b"\x26", 7)
+    _select_level(p, 0x93)
+    assert p.auth(7, FF, c.uid)
+    return c
+
+
+def test_frames_are_encrypted_while_mfcrypto1on_is_set():
+    p = Plain()
+    c = _auth_4k(p)
+    heard = []
+    real = c.rf
+
+    def spy(bits):
+        heard.append(list(bits))
+        out = real(bits)
+        if out is not None:
+            heard.append(list(out[0]))
+        return out
+    c.rf = spy
+    read = b"\x30\x04" + p.calc_crc(b"\x30\x04")
+    data, err = p.transceive(read)
+    assert err == 0 and data[:16] == b"secret-on-card!!"      # decrypted by the reader
+    assert heard[0] != to_bits(read)                            # on air: not the command
+    assert from_bits(heard[1])[:16] != b"secret-on-card!!"     # nor the data
+    assert c.crypto.pos == p.m._crypto.pos                      # both ends in step
+
+
+def test_a_clear_text_exchange_with_an_authenticated_card_fails():
+    p = Plain()
+    c = _auth_4k(p)
+    p.wr(0x08, 0x00)                          # MFCrypto1On cleared, card still authenticated
+    data, err = p.transceive(b"\x30\x04" + p.calc_crc(b"\x30\x04"))
+    assert data is None or data[:16] != b"secret-on-card!!"
+    assert c.state != 2 and c.crypto is None  # it heard noise and left the session
+
+
+def test_hard_power_down_resets_registers_stops_rf_and_takes_its_start_up_time():
+    from boards.unix.mfrc522_model import STARTUP_US, T_D_US
+    p = Plain()
+    rst = SimPin("rst", SimPin.OUT, value=1)
+    p.m.attach_rst(rst)
+    c = _auth_4k(p)
+    p.wr(0x2B, 0x55)                          # a register away from its reset value
+    rst.value(0)                              # NRSTPD low: hard power-down
+    assert c.state == 0 and c.crypto is None  # no field: the card lost power
+    assert p.rd(0x37) == 0                    # SPI not served
+    p.clock.advance_us(1000)
+    rst.value(1)                              # rising edge: hard reset, oscillator starts
+    assert p.rd(0x37) == 0
+    p.clock.advance_us(STARTUP_US + T_D_US)
+    assert p.rd(0x37) == 0x92 and p.rd(0x2B) == 0x00 and p.rd(0x14) == 0x80
+    assert p.rd(0x08) & 0x08 == 0             # MFCrypto1On cleared by the reset
