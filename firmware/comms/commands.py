@@ -148,6 +148,9 @@ def parse_body(body):
     return codes.ACCEPTED, d
 
 
+_WHILE_LOST = ("floor", "get")    # the only commands acted on after a total state loss
+
+
 class Commands:
     """The meter's side of the command topics: handle(topic, msg) returns the
     ack payload to publish, or None."""
@@ -247,6 +250,12 @@ class Commands:
         op = d["op"]
         code = check_fields(op, d)
         val, detail = 0, None
+        if code == codes.ACCEPTED and self.meter.state_lost and op not in _WHILE_LOST:
+            # the counter was lost with the state: an old signed command
+            # could be replayed, so nothing acts until the floor (sent with
+            # the head-end's newest counter, and bound to this loss by the
+            # recovery nonce) has set the counter above every old one
+            code = codes.REFUSED
         if code == codes.ACCEPTED:
             try:
                 code, val, detail = self._dispatch(op, d)

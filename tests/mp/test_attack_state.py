@@ -254,3 +254,26 @@ def test_a_copy_with_a_bad_identity_applies_nothing_of_itself():
     os.remove("%s/state.%d" % (hw.state_dir, (m.store.generation - 1) & 1))   # only the bad one left
     m3, _ = _boot(hw.state_dir, m.cfg)
     assert m3.state_lost and m3.balance == 0, "half of an unusable copy was applied"
+
+
+def test_after_a_total_loss_old_signed_commands_cannot_be_replayed():
+    # the counter went with the state: until the floor, no command acts, and
+    # the floor (the head-end's newest counter) closes every older one
+    from commskit import make_link, command, send
+    link, m, hw, b, rt = make_link()
+    back = hw.clock.time() - 30 * 86400
+    old = command(link, 5, "time", t=back)       # captured by the customer
+    assert send(link, b, old)[-1]["code"] == codes.ACCEPTED
+    assert send(link, b, command(link, 6, "time", t=back + 30 * 86400))[-1]["code"] == codes.ACCEPTED
+    for i in (0, 1):
+        os.remove("%s/state.%d" % (hw.state_dir, i))
+    link2, m2, hw2, b2, rt2 = make_link(state_dir=hw.state_dir)
+    assert m2.state_lost and m2.command_counter == 0
+    t0 = hw2.clock.time()
+    assert send(link2, b2, old)[-1]["code"] == codes.REFUSED
+    assert hw2.clock.time() - t0 < 86400, "the replayed command set the clock back"
+    rn = m2.snapshot()["rn"]
+    floor = command(link2, 40, "floor", a=1, c=1, m=0, i=0, r=rn)
+    assert send(link2, b2, floor)[-1]["code"] == codes.ACCEPTED
+    assert send(link2, b2, old)[-1]["code"] == codes.OLD
+    assert send(link2, b2, command(link2, 41, "time", t=t0))[-1]["code"] == codes.ACCEPTED
