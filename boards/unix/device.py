@@ -44,10 +44,11 @@ def _keep_time(state, clock, forever):
     # the RTC's backup cell: about once a second of real time
     while True:
         try:
-            rtc.save(state, clock.time())
+            try:
+                rtc.save(state, clock.time())
+            except OSError:
+                pass              # a full disk: the log's newest event still bounds it
             time.sleep(1)
-        except OSError:
-            pass
         except KeyboardInterrupt:
             if not forever:
                 rtc.save(state, clock.time())
@@ -62,7 +63,8 @@ if _session is None:
     sys.exit(1)
 _hw = _session.hw
 if _o["flow"]:
-    _hw.world.flow.set_rate_lph(_o["flow"])
+    with _session.ticker.hold():      # the models change only between the meter's slices
+        _hw.world.flow.set_rate_lph(_o["flow"])
 if _o["repl"]:
     _thread.start_new_thread(_keep_time, (_o["state"], _hw.clock, True))
     from service import *  # noqa: F401,F403 - the technician's commands at the prompt
