@@ -177,10 +177,13 @@ class HeadEnd:
     def mqtt_password(self, meter_id):
         return sign.mqtt_password(self.master, meter_id)
 
-    def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None):
+    def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None, replaces=None):
         """Register a meter and derive its secrets. With state_dir, write the
         meter's secrets.json (keys, broker credentials, CA) and merge mqtt
-        (host/port/tls/keepalive) and the id and region into its config.json."""
+        (host/port/tls/keepalive) and the id and region into its config.json.
+        replaces=(account, install_seq): a replacement for a meter with the
+        same id; its config carries the old binding, so it boots as a state
+        loss and takes no credit before `floor` (docs/CARD.md §5.3)."""
         # the meter's own rule for its id (docs/PROTOCOL.md §2, config.py)
         if not 1 <= len(meter_id) <= 16 or not all(c.isascii() and (c.isalnum() or c in "-_")
                                                    for c in meter_id):
@@ -207,6 +210,8 @@ class HeadEnd:
             cfg["region"] = int(region)
             if mqtt is not None:
                 cfg["mqtt"] = mqtt
+            if replaces is not None:
+                cfg["account"], cfg["install_seq"] = (int(x) for x in replaces)
             cp.write_text(json.dumps(cfg))
         return sec
 
@@ -484,16 +489,19 @@ class HeadEnd:
         the recovery nonce it reports (get state "rn"). The MQTT floor is the
         last top-up sequence issued to the account; card_floor and
         install_floor come from the vending office's book. Top-ups still
-        pending fall below the floor and can never apply: they are re-issued
-        under new sequences once the floor is acknowledged."""
+        pending, or refused while the meter waited for its floor, fall below
+        the floor and can never apply: they are re-issued under new
+        sequences once the floor is acknowledged."""
         rn = (self.get(meter, timeout=timeout).get("detail") or {}).get("rn", 0)
         if not rn:
             raise HeadEndError(f"{meter} reports no state loss (no recovery nonce)")
         with self._lock:
             row = self.db.execute("SELECT MAX(seq) FROM topups WHERE meter = ? AND account = ?",
                                   (meter, account)).fetchone()
+            # unacknowledged, or refused because the meter was waiting for this floor
             pending = self.db.execute("SELECT seq, amount FROM topups WHERE meter = ? AND account = ? "
-                                      "AND status = 'pending' ORDER BY seq", (meter, account)).fetchall()
+                                      "AND (status = 'pending' OR status = 'refused' AND code = ?) "
+                                      "ORDER BY seq", (meter, account, codes.REFUSED)).fetchall()
         a = self.command(meter, "floor", timeout=timeout, a=account, c=card_floor, m=row[0] or 0,
                          i=install_floor, r=rn)
         if a.get("code") == codes.ACCEPTED:
@@ -574,6 +582,8 @@ def main(argv=None):
     p.add_argument("--state", help="the meter's state directory to write")
     p.add_argument("--tls", action="store_true", help="the meter connects with TLS (needs --ca)")
     p.add_argument("--keepalive", type=int, default=60)
+    p.add_argument("--replaces", nargs=2, type=int, metavar=("ACCOUNT", "INSTALL_SEQ"),
+                   help="a replacement meter: the old meter's binding (docs/CARD.md 5.3)")
     p = sub.add_parser("broker-files")
     p.add_argument("dir")
     p.add_argument("--headend-password", required=True)
@@ -662,7 +672,7 @@ def _run(args):
         ca_pem = Path(args.ca).read_text() if args.tls else None
         he.provision(args.meter, args.region, args.state,
                      {"host": he.host, "port": he.port, "tls": bool(args.tls),
-                      "keepalive": args.keepalive}, ca_pem)
+                      "keepalive": args.keepalive}, ca_pem, args.replaces)
         where = f" -> {args.state}" if args.state else ""
         print(f"provisioned {args.meter} in region {args.region}{where}")
         return 0

@@ -7,9 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "host"))
 sys.path.insert(0, str(ROOT / "tools"))
+from headend import HeadEndError
 from test_cardtool import meter_tap, station, tool
 
 
@@ -38,3 +41,32 @@ def test_attack_customer_rolls_back_the_return_record(tmp_path):
     assert not info["consumed"]
     # ... and it does not load another credit over it either
     assert tool("topup", p, "--amount", 100) == 2
+
+
+def test_attack_replacement_meter_takes_no_credit_before_the_signed_floor(mqtt_world):
+    # docs/CARD.md §5.3 end to end: the head-end provisions a replacement for
+    # M5 with the old binding; it refuses credits until the signed floor, and
+    # the refused top-up is re-issued under a new sequence, applied once
+    w = mqtt_world
+    he = w.he
+    d = w.tmp / "M5-replacement"
+    he.provision("M5", 1, d, {"host": w.broker.host, "port": w.broker.port, "tls": True,
+                              "keepalive": 10, "backoff_max_s": 2, "timeout_ms": 3000},
+                 w.broker.ca_pem, replaces=(7, 1))
+    c = json.loads((d / "config.json").read_text())
+    assert (c["account"], c["install_seq"]) == (7, 1)
+    c.update({"report_s": 60, "reopen": "auto", "friendly_hours": [0, 0], "friendly_days": []})
+    (d / "config.json").write_text(json.dumps(c))
+    m = w.start_meter("M5", state_dir=d)
+    try:
+        m.wait(lambda s: s["connected"], what="M5 connected")
+        assert he.get("M5")["detail"]["rn"] != 0                  # a loss is pending
+        assert he.topup("M5", 1_000_000, account=7)["code"] == 11  # refused: no floor yet
+        a = he.restore_floor("M5", 7, card_floor=3, install_floor=1)
+        assert a["code"] == 0, a
+        st = he.get("M5")["detail"]
+        assert st["rn"] == 0 and st["bal"] == 1_000_000            # re-issued once, applied once
+        with pytest.raises(HeadEndError):                           # nothing left to restore
+            he.restore_floor("M5", 7, card_floor=3)
+    finally:
+        m.stop()
