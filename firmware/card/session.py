@@ -3,9 +3,10 @@
 #
 # The meter is the authority. A credit goes through meter.apply_credit(),
 # which makes it durable before it answers ACCEPTED; only then is the return
-# record (with the last applied sequence) written to the card. A tap torn at
-# any point is completed by the next tap: the credit record is still on the
-# card, the ledger answers USED, and the return record is written again.
+# record (the meter's verdict on the card's credit) written to the card. A
+# tap torn at any point is completed by the next tap: the credit record is
+# still on the card, the ledger answers USED, and the return record is
+# written again.
 #
 # Nothing here can stop metering: every failure becomes a result code and an
 # event, and a tap is bounded by the reader's time-outs.
