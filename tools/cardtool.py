@@ -290,6 +290,22 @@ class Station:
             self.book.record("credit", h.account, seq)
         return seq
 
+    def reissue(self, void_code):
+        """Re-issue the card's credit under a new sequence, the same amount.
+        Only on the meter's word that the old one never applies: its answer
+        to the head-end's void of it (`headend.py void METER ACCOUNT SEQ
+        --card`) must be ACCEPTED; USED means it was applied (docs/CARD.md §6)."""
+        info = self.read()
+        cr = info.get("credit")
+        if info["header"]["type"] != "user" or not cr or "seq" not in cr:
+            raise CardIOError("no credit on this card to re-issue")
+        if void_code != R.OK:
+            raise CardIOError(f"the meter answered {void_code} to the void of seq {cr['seq']}: "
+                              "it was applied (or not voided); nothing to re-issue")
+        if info["verdict"] == "applied":
+            raise CardIOError(f"the meter's record on the card says seq {cr['seq']} was applied")
+        return self.topup(cr["amount"], None, cr["flags"], force=True)
+
     def audit(self):
         """A list of findings; empty when the card is sound."""
         problems = []
@@ -406,6 +422,11 @@ def main(argv=None):
     p.add_argument("--emergency", action="store_true", help="also request emergency credit")
     p.add_argument("--force", action="store_true", help="overwrite an unconsumed credit")
 
+    p = sub.add_parser("reissue", help="re-issue a voided credit under a new sequence")
+    p.add_argument("image")
+    p.add_argument("--void-ack", type=int, required=True,
+                   help="the code of the meter's ack to `headend.py void ... --card` (0 = accepted)")
+
     for name in ("read", "audit"):
         p = sub.add_parser(name)
         p.add_argument("image")
@@ -458,6 +479,9 @@ def main(argv=None):
             seq = st.topup(args.amount, args.seq, R.F_EMERGENCY if args.emergency else 0,
                            args.force)
             print(f"credit {args.amount} loaded as seq {seq}")
+        elif args.cmd == "reissue":
+            seq = st.reissue(args.void_ack)
+            print(f"credit re-issued as seq {seq}")
         elif args.cmd == "read":
             print(json.dumps(st.read(), indent=2))
         elif args.cmd == "audit":

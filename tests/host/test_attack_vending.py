@@ -70,3 +70,16 @@ def test_attack_replacement_meter_takes_no_credit_before_the_signed_floor(mqtt_w
             he.restore_floor("M5", 7, card_floor=3)
     finally:
         m.stop()
+
+
+def test_attack_reissue_needs_the_meters_void(tmp_path):
+    # a credit the meter may have applied is never re-issued on the
+    # customer's word: only the meter's ACCEPTED answer to a void counts
+    p = _issue(tmp_path, amount=7000)
+    assert tool("reissue", p, "--void-ack", 1) == 2          # USED: it was applied
+    assert station(p).read()["credit"]["seq"] == 1
+    assert tool("reissue", p, "--void-ack", 0) == 0          # voided: a new key, same amount
+    info = station(p).read()
+    assert info["credit"]["seq"] == 2 and info["credit"]["amount"] == 7000
+    assert meter_tap(p) == (0, 7000)
+    assert tool("reissue", p, "--void-ack", 0) == 2          # the meter's record: applied
