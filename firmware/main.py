@@ -1,7 +1,8 @@
 # Boot: board -> config -> stored state -> meter -> loop.
 #
-# On a board this file runs at power-up. The simulator and the tests call
-# assemble() and run() with the unix board, so they run exactly this code.
+# On a board this file runs at power-up: boot() starts the meter on the
+# board's thread and returns to the REPL. The simulator and the tests boot the
+# unix board the same way, so they run exactly this code (docs/RUNTIME.md).
 #
 # The first statements close the serial console (docs/SECURITY.md, "Serial
 # port, boot and technician access"). The port turns Ctrl-C on for main.py
@@ -188,24 +189,6 @@ def make_link(meter, hw):
     # keys, broker credentials and CA come from <state_dir>/secrets.json
     from comms.link import build_link
     return build_link(meter, hw)
-
-
-async def run(meter, hw, link=None, extra=()):
-    tasks = [asyncio.create_task(meter_task(meter, hw))]
-    if link is not None:
-        tasks.append(asyncio.create_task(comms_task(link, hw)))
-    for coro in extra:
-        tasks.append(asyncio.create_task(coro))
-    await asyncio.gather(*tasks)
-
-
-def start(board_name, **board_opts):
-    import boards
-    hw = boards.load(board_name).build(**board_opts)
-    meter = assemble(hw)
-    import keystore
-    session = attach_card(meter, hw, keystore.load(hw.state_dir))
-    asyncio.run(run(meter, hw, make_link(meter, hw), user_tasks(meter, hw, session)))
 
 
 def spawn(meter, hw, link=None, extra=()):
