@@ -15,6 +15,11 @@
 #   - C code that never reaches a pending check holds the queue the same
 #     way: cpu_bound() stands for such a step (a TLS key exchange, a GC
 #     pass) and advances the clock by its cost with the scheduler held.
+#   - while SPI flash is erased or written the chip runs with its flash cache
+#     off, and interrupts whose handler is not in IRAM wait; the port installs
+#     the GPIO ISR service without the IRAM flag (machine_pin.c,
+#     gpio_install_isr_service(0)), so the pin's interrupt status bit latches
+#     the first edge and later ones are lost: flash_op() models that.
 # Between such steps the firmware's bytecode reaches a pending check within
 # microseconds, so an edge arriving then runs at once.
 _DEPTH = const(8)
@@ -28,12 +33,22 @@ class SoftIrq:
         self._head = 0
         self._len = 0
         self._locked = 0
+        self._masked = False           # GPIO interrupts deferred (flash cache off)
+        self._latched = []             # pins whose status bit holds one edge meanwhile
         self.dropped = 0               # edges lost to a full queue (the chip keeps no count)
+        self.coalesced = 0             # edges lost while the interrupt was deferred
         self.ran = 0
         self.peak = 0                  # most callbacks waiting at once
 
     def schedule(self, fn, arg):
         """The ISR's side: queue fn(arg); False (dropped) when full."""
+        if self._masked:
+            for f, a in self._latched:
+                if a is arg:
+                    self.coalesced += 1
+                    return False
+            self._latched.append((fn, arg))
+            return True
         if self._len == self.depth:
             self.dropped += 1
             return False
@@ -75,5 +90,21 @@ class SoftIrq:
             clock.delay_us(us)
         finally:
             self._locked -= 1
+        if not self._locked:
+            self._run_pending()
+
+    def flash_op(self, clock, us):
+        """An SPI flash erase or write of `us`: the scheduler is held (the
+        call is C) and the GPIO interrupt waits, keeping one edge per pin."""
+        self._locked += 1
+        self._masked = True
+        try:
+            clock.delay_us(us)
+        finally:
+            self._masked = False
+        latched, self._latched = self._latched, []
+        for fn, arg in latched:      # the deferred ISR runs once per pin
+            self.schedule(fn, arg)
+        self._locked -= 1
         if not self._locked:
             self._run_pending()
