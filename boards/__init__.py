@@ -10,6 +10,8 @@ class Hardware:
     state_dir        directory of the state file, event log and config
     pulse_counter    machine.Counter-like (value()), or None
     pulse_pin        input Pin of the flow sensor (for the IRQ path)
+    irq_max_k        on a board that counts by IRQ: the highest K (pulses/L) it
+                     counts without loss at Q3 (docs/BOARDS.md), else None
     direction_pin    input Pin high on reverse flow, or None
     valve_open_pin, valve_close_pin   H-bridge inputs of a latching valve
     valve_cfg        dict: type, pulse_ms, travel_ms, ...
@@ -31,6 +33,7 @@ class Hardware:
         self.pulse_counter = None
         self.pulse_pin = None
         self.pulse_trigger = 1
+        self.irq_max_k = None
         self.direction_pin = None
         self.valve_open_pin = None
         self.valve_close_pin = None

@@ -123,7 +123,7 @@ def pulse_counter(unit, pulse_gpio, direction_pin=None):
 
 
 def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
-                   state_dir, wifi, pins=None, valve=None):
+                   state_dir, wifi, pins=None, valve=None, irq_max_k=None):
     """The Hardware of an ESP32 meter board from its pin map and settings.
     counter_unit None: the chip has no PCNT, so pulses are counted by IRQ."""
     import machine
@@ -142,6 +142,7 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         pulse_counter=pulse_counter(counter_unit, p["pulse"], dpin) if counter_unit is not None else None,
         pulse_pin=Pin(p["pulse"], Pin.IN),
         pulse_trigger=Pin.IRQ_RISING,
+        irq_max_k=irq_max_k if counter_unit is None else None,
         direction_pin=dpin,
         sensor_pin=pin_in(p["sensor"]),
         valve_open_pin=pin_out(p["valve_open"]),

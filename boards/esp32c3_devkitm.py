@@ -2,7 +2,7 @@
 #
 # Wiring: docs/BOARDS.md. The C3 has no PCNT, so pulse_counter is None and
 # main.pulse_source() counts edges with Pin.irq (a soft IRQ on this port:
-# fit the RC + Schmitt filter, keep the pulse rate well under ~100 Hz). Only
+# fit the RC + Schmitt filter; a sensor of at most IRQ_MAX_K pulses/L). Only
 # GPIO 0-10 are free (12-17 flash, 18/19 USB, 20/21 console UART), so this
 # board has no flow-direction input and no separate buzzer; strapping pins
 # 2, 8 and 9 carry inputs with pull-ups or the card reset, never the valve.
@@ -19,6 +19,7 @@ HAS_WIFI = True
 SPI_ID = const(1)             # SPI2_HOST, the C3's one general-purpose SPI
 SPI_BAUD = const(4_000_000)
 COUNTER_UNIT = None           # no PCNT on the C3: IRQ counting
+IRQ_MAX_K = 3                 # pulses/L counted without loss at Q3 (bench/bench_irq_loss.py)
 PINS = {
     "pulse": 1, "direction": None, "sensor": 10,
     "valve_open": 6, "valve_close": 7, "fb_open": None, "fb_closed": None,
@@ -30,4 +31,4 @@ VALVE = {"type": "latching", "pulse_ms": 50}
 
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
     return build_hardware(NAME, PINS, VALVE, COUNTER_UNIT, SPI_ID, SPI_BAUD,
-                          state_dir, wifi, pins, valve)
+                          state_dir, wifi, pins, valve, IRQ_MAX_K)

@@ -57,6 +57,17 @@ def pulse_source(hw, cfg):
                      cfg["debounce_us"], hw.direction_pin)
 
 
+def _check_irq_rate(hw, meter):
+    # a sensor faster than the IRQ path can follow loses pulses whenever the
+    # scheduler is held (docs/RUNTIME.md): say so, once per boot
+    lim = hw.irq_max_k
+    num, den = meter.volume.k_num, meter.volume.k_den
+    if hw.pulse_counter is None and lim is not None and num > lim * den:
+        meter.log.add(codes.EV_CONFIG, codes.RANGE)
+        print("K %d/%d pulses/L is above this board's IRQ limit of %d: pulses will be lost"
+              " (docs/BOARDS.md)" % (num, den, lim))
+
+
 def assemble(hw, cfg=None):
     """Build the meter from a board's hardware and restore its state."""
     if cfg is None:
@@ -81,6 +92,7 @@ def assemble(hw, cfg=None):
         meter.save()
     attach_office(meter, hw)
     meter.reconcile_valve()
+    _check_irq_rate(hw, meter)
     return meter
 
 

@@ -141,6 +141,7 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         pulse_counter=flow.counter if pulse == "counter" else None,
         pulse_pin=fpin,
         pulse_trigger=SimPin.IRQ_RISING,
+        irq_max_k=3 if pulse != "counter" else None,   # an IRQ board is the C3's
         direction_pin=dpin,
         valve_open_pin=vo,
         valve_close_pin=vc,

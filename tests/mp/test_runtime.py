@@ -99,6 +99,18 @@ def test_queued_edges_run_late_so_a_software_debounce_rejects_them():
     assert src.take() == 1 and src.rejected == 7
 
 
+def test_a_sensor_above_the_irq_boards_limit_is_an_event_at_boot():
+    import codes
+    from simkit import make_meter
+    for k, want in ((3, 0), (4, 1), (450, 1)):
+        meter, hw = make_meter(board_opts={"pulse": "irq"}, k=[k, 1])
+        assert hw.irq_max_k == 3
+        n = sum(1 for e in meter.log.recent(20) if e[2] == codes.EV_CONFIG and e[3] == codes.RANGE)
+        assert n == want, (k, n)
+    meter, hw = make_meter(board_opts={"pulse": "counter"}, k=[450, 1])
+    assert not [e for e in meter.log.recent(20) if e[2] == codes.EV_CONFIG], "PCNT has no limit"
+
+
 def _credit_and_flow(s, lph):
     with s.ticker.hold():
         m = s.meter
