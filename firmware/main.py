@@ -338,7 +338,7 @@ def hold_closed(hw, meter, why):
         try:
             if meter is not None:
                 asyncio.new_event_loop()   # the meter loop alone, not what failed
-                asyncio.run(run(meter, hw))
+                asyncio.run(meter_task(meter, hw))
             else:
                 import time
                 if hw is not None and hw.wdt is not None:
