@@ -65,7 +65,7 @@ def ops_table(baud, slow):
 def tap(baud, slow, uid=b"\x11\x22\x33\x44", size=1024):
     b = Bench(baud)
     m = FakeMeter()
-    s = Session(b.rc, m, testing_meter_keys("M000001", 1), b.clock)
+    s = Session(b.rc, m, testing_meter_keys("M000001"), b.clock)
     c, h = user_card(uid=uid, size=size, amount=1_000_000, seq=1)
     c.slow = slow
     b.model.place(c)
@@ -73,6 +73,24 @@ def tap(baud, slow, uid=b"\x11\x22\x33\x44", size=1024):
     r = b.measure(lambda: res.append(s.poll()))
     assert res[0] == 0 and m.balance == 1_000_000
     return r, b.model.frames
+
+
+def tariff_tap():
+    """An office-signed tariff card on the simulated board with a real
+    Meter: (modelled card time us, unix CPU time of the tap us)."""
+    import json
+    import time
+    from test_card_rig import meter_rig, signed_card, tap as place_and_poll
+    from card.records import CARD_TARIFF
+    m, hw, s = meter_rig()
+    doc = {"k": "tariff", "r": 1, "v": m.billing.tariff.version + 1, "at": 0, "sc": 0,
+           "b": [[10_000, 300_000], [0, 500_000]]}
+    c = signed_card(CARD_TARIFF, doc)
+    t0, c0 = hw.clock.now_us(), time.ticks_us()
+    code = place_and_poll(hw, s, c)
+    cpu = time.ticks_diff(time.ticks_us(), c0)
+    assert code == 0 and m.billing.tariff.version == doc["v"], code
+    return hw.clock.now_us() - t0, cpu, len(json.dumps(doc))
 
 
 def main():
@@ -104,6 +122,18 @@ def main():
           % (t, nb, us, b.rc.polls))
     print("  at one poll per second: %d SPI bytes/day, reader busy %.3f %% of the time"
           % (nb * 86400, us / 10_000))
+    print()
+    # a credit tap does no signature check (per-meter MACs); a tariff card does one
+    import bench_sig
+    sig = bench_sig.measure()
+    card_us, cpu_us, n = tariff_tap()
+    print("tariff card tap (office-signed, %d-byte document, read only; card may leave" % n)
+    print("after the read):")
+    print("  card I/O, modelled                %8.1f ms" % (card_us / 1000))
+    print("  CPU on the unix port, whole tap   %8.1f ms  (signature verify alone %.1f ms)"
+          % (cpu_us / 1000, sig["verify_us"] / 1000))
+    print("  signature verify on ESP32         %8.2f s   PROJECTED (bench_sig.py: cpu ratio %.0f,"
+          " mpz x4)" % (sig["esp32_s"], sig["cpu_ratio"]))
 
 
 main()

@@ -67,7 +67,9 @@ def _vector():
                         bytes.fromhex(c["sig"]))
 
 
-def main():
+def measure():
+    """Figures of one run: verify (us), the reference loops, the mpz share
+    f, the CPU ratio, and the projected ESP32 verify time (s)."""
     pub, digest, sig = _vector()
 
     def verify(n):
@@ -82,16 +84,30 @@ def main():
     f = (big - small) / big
     ref_pystones = HOST_PYSTONES * REF_CAL_US / big
     cpu_ratio = ref_pystones / ESP32_PYSTONES
-    proj_s = verify_us * cpu_ratio * ((1 - f) + DIGIT_FACTOR * f) / 1e6
+    return {"verify_us": verify_us, "big_us": big, "small_us": small, "f": f,
+            "ref_pystones": ref_pystones, "cpu_ratio": cpu_ratio,
+            "esp32_s": project(verify_us, f, cpu_ratio)}
+
+
+def project(unix_us, f, cpu_ratio):
+    """ESP32 seconds for unix_us of this kind of work (see the header)."""
+    return unix_us * cpu_ratio * ((1 - f) + DIGIT_FACTOR * f) / 1e6
+
+
+def main():
+    r = measure()
     print("ECDSA P-256 verify (firmware/crypto/p256.py), MicroPython unix port")
-    print("  verify                         %8.2f ms" % (verify_us / 1000))
-    print("  reference: 256-bit a*b %% p     %8.2f us   small-int a*b %% p %6.2f us" % (big, small))
-    print("  verify = %.0f reference mulmods; mpz share f = %.2f" % (verify_us / big, f))
+    print("  verify                         %8.2f ms" % (r["verify_us"] / 1000))
+    print("  reference: 256-bit a*b %% p     %8.2f us   small-int a*b %% p %6.2f us"
+          % (r["big_us"], r["small_us"]))
+    print("  verify = %.0f reference mulmods; mpz share f = %.2f" % (r["verify_us"] / r["big_us"], r["f"]))
     print("projection to ESP32 @ 240 MHz (NOT measured):")
     print("  host pystones %d (rescaled by the reference loop: %.0f), ESP32 %d -> cpu ratio %.0f"
-          % (HOST_PYSTONES, ref_pystones, ESP32_PYSTONES, cpu_ratio))
+          % (HOST_PYSTONES, r["ref_pystones"], ESP32_PYSTONES, r["cpu_ratio"]))
     print("  big-int digits 32 -> 16 bits: x%d on the mpz share" % DIGIT_FACTOR)
-    print("  projected verify on ESP32      %8.2f s   (a tariff card tap or a signed"
-          " command pays this once)" % proj_s)
+    print("  projected verify on ESP32      %8.2f s   (a tariff card tap, a multi-meter card"
+          " or a region tariff / fleet command pays this once)" % r["esp32_s"])
 
-main()
+
+if __name__ == "__main__":
+    main()

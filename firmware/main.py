@@ -151,7 +151,7 @@ def attach_card(meter, hw, secrets):
     import card
     from card.keys import MeterKeys
     try:
-        keys = MeterKeys.from_secrets(secrets["card"], allow_test=hw.test_build)
+        keys = MeterKeys.from_secrets(secrets["card"], hw.test_build, meter.cfg["meter_id"])
     except (ValueError, KeyError, TypeError):
         meter.log.add(codes.EV_CARD_REJECTED, codes.KEY_EXPIRED)
         return None

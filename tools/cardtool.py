@@ -17,9 +17,14 @@ Examples:
   cardtool.py --test-keys read card.json
   cardtool.py --test-keys audit card.json
 
-Keys: --keys FILE with {"rev": 1, "ma": hex, "mb": hex, "mr": hex} (issuer
-masters, 16+ bytes each), or --test-keys for the public test masters, which no
-meter outside a test build accepts.
+Keys: --keys FILE with {"rev": 1, "mb": hex, "mr": hex} (issuer masters, 16+
+bytes each), or --test-keys for the public test masters, which no meter
+outside a test build accepts. Multi-meter cards (tariff, check, valve-test)
+are signed with the office key: --office FILE (PEM, tools/office.py), or
+--test-office for the public test office key:
+  cardtool.py --test-keys --test-office issue t.json tariff --region 1 \
+      --tariff '{"v": 2, "at": 0, "sc": 0, "b": [[0, 350000]]}'
+  cardtool.py --test-keys --test-office issue c.json check --meters M000001,M000002
 """
 
 import argparse
@@ -37,7 +42,13 @@ for p in (ROOT / "firmware", ROOT / "boards" / "unix"):
 import mifare_card as MC
 from card import keys as K
 from card import records as R
+from card import signed_card as SC
 from card.mifare import TRANSPORT_KEY, access_bytes, access_conditions
+
+sys.path.insert(0, str(ROOT / "tools"))
+from office import OfficeKey
+
+CARD_DAYS = 30         # a multi-meter card's validity (the meter allows 31 days at most)
 
 ACK = 0x0A
 
@@ -167,7 +178,7 @@ class OfficeBook:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.d = {"credit": {}, "install": {}}
+        self.d = {"credit": {}, "install": {}, "card": {}}
         if self.path.exists():
             try:
                 d = json.loads(self.path.read_text())
@@ -215,17 +226,64 @@ class Station:
             self.reader.write(blk, data)
         return uid
 
+    def issue_signed(self, office, card_type, doc):
+        """Write an office-signed multi-meter card (card/signed_card.py) on a
+        blank card. Returns the UID."""
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        sig = office.sign(SC.purpose(card_type), body)
+        uid = self.reader.connect()
+        cur = None
+        for blk, data in SC.plan_issue(self.issuer, uid, card_type, body, sig):
+            if blk // 4 != cur:
+                cur = blk // 4
+                try:
+                    self.reader.auth(cur, TRANSPORT_KEY)
+                except CardIOError:
+                    raise CardIOError(f"sector {cur} is not blank (transport key refused)")
+            self.reader.write(blk, data)
+        return uid
+
+    def read_signed(self, uid):
+        """A multi-meter card, or None if this is a user or install card."""
+        self._auth_b(uid, R.S_HEADER)
+        try:
+            ctype, length = SC.unpack_head(self.reader.read(4))
+        except R.RecordError:
+            return None
+        data = b""
+        for s in range(1, 1 + SC.sectors_for(length)):
+            self._auth_b(uid, s)
+            data += self._read(4 * s, 3)
+        body, sig = SC.split(data, length)
+        out = {"uid": uid.hex(), "header": {"type": R.CARD_NAMES[ctype]},
+               "document": json.loads(body), "signature": sig.hex()}
+        if ctype == R.CARD_CHECK:
+            readings = []
+            for s in SC.slots(length):
+                self._auth_b(uid, s)
+                raw = self._read(s * 4, 3)
+                if raw[0] != R.MAGIC:
+                    continue
+                mid = raw[8:16].rstrip(b"\x00").decode(errors="replace")
+                st = R.unpack_status(raw, R.card_keys(self.issuer.meter_key(mid), uid)[1], uid)
+                readings.append(_status_dict(st) or {"meter": mid, "error": "MAC"})
+            out["readings"] = readings
+        return out
+
     def header(self, uid):
         # the office reads with key B: key A of a user card is its meter's
         self._auth_b(uid, R.S_HEADER)
         raw = self._read(4, 2)
         h = R.peek_header(raw)
-        R.verify_header(raw, R.card_keys(R.header_key(self.issuer, h), uid)[1], uid)
+        R.verify_header(raw, R.card_keys(self.issuer.meter_key(h.meter_id), uid)[1], uid)
         return h
 
     def read(self):
         """Everything the office can learn from a card, as a dict."""
         uid = self.reader.connect()
+        signed = self.read_signed(uid)
+        if signed is not None:
+            return signed
         out = {"uid": uid.hex()}
         h = self.header(uid)
         out["header"] = {"type": R.CARD_NAMES[h.card_type], "region": h.region,
@@ -249,17 +307,6 @@ class Station:
             out["returned"] = _status_dict(newest)
             out["verdict"] = credit_verdict(out["credit"], newest)
             out["consumed"] = out["verdict"] in ("none", "applied", "settled", "voided")
-        elif h.card_type == R.CARD_CHECK:
-            readings = []
-            for s in R.CHECK_SLOTS:
-                self._auth_b(uid, s)
-                raw = self._read(s * 4, 3)
-                if raw[0] != R.MAGIC:
-                    continue
-                mid = raw[8:16].rstrip(b"\x00").decode(errors="replace")
-                st = R.unpack_status(raw, R.card_keys(self.issuer.meter_key(mid), uid)[1], uid)
-                readings.append(_status_dict(st) or {"meter": mid, "error": "MAC"})
-            out["readings"] = readings
         return out
 
     def topup(self, amount, seq=None, flags=0, force=False):
@@ -310,11 +357,14 @@ class Station:
         """A list of findings; empty when the card is sound."""
         problems = []
         uid = self.reader.connect()
+        signed = self.read_signed(uid)
+        if signed is not None:
+            return self._audit_signed(uid, signed)
         try:
             h = self.header(uid)
         except (R.RecordError, CardIOError) as e:
             return [f"header: {e}"]
-        slots = R.CHECK_SLOTS if h.card_type == R.CARD_CHECK else (R.S_STATUS_A, R.S_STATUS_B)
+        slots = (R.S_STATUS_A, R.S_STATUS_B)
         for s in (0, R.S_HEADER, R.S_PAYLOAD) + tuple(slots):
             try:
                 self.reader.auth(s, TRANSPORT_KEY)
@@ -340,6 +390,25 @@ class Station:
             if all(x is None for x in info["status"]) and info["credit"] and \
                     info.get("returned") is None and info["credit"].get("seq", 0) > 1:
                 problems.append("no valid return record")
+        return problems
+
+
+    def _audit_signed(self, uid, info):
+        """Trailers of a multi-meter card: public key A, office key B, and
+        the meters' write access to check slots only."""
+        problems = []
+        length = len(json.dumps(info["document"], separators=(",", ":")).encode())
+        check = SC.slots(length) if info["header"]["type"] == "check" else ()
+        for s in (0,) + tuple(range(1, 1 + SC.sectors_for(length))) + tuple(check):
+            try:
+                self._auth_b(uid, s)
+                t = self.reader.read(s * 4 + 3)
+            except CardIOError as e:
+                problems.append(f"sector {s}: {e}")
+                continue
+            acc = R.ACC_METER if s in check else R.ACC_ISSUER
+            if access_conditions(t[6:9]) != acc:
+                problems.append(f"sector {s}: access bits {t[6:9].hex()}")
         return problems
 
 
@@ -375,7 +444,16 @@ def load_issuer(args):
     if not args.keys:
         raise SystemExit("give --keys FILE (or --test-keys for simulated cards)")
     d = json.loads(Path(args.keys).read_text())
-    return K.IssuerKeys(d["ma"], d["mb"], d["mr"], d.get("rev", 1))
+    return K.IssuerKeys(d["mb"], d["mr"], d.get("rev", 1))
+
+
+def load_office(args):
+    if args.test_office:
+        return OfficeKey.testing()
+    if not args.office:
+        raise SystemExit("multi-meter cards are office-signed: give --office FILE "
+                         "(or --test-office for simulated cards)")
+    return OfficeKey.load(args.office)
 
 
 def _u32(text):
@@ -392,10 +470,35 @@ def _tariff_arg(text):
     return t
 
 
+def _card_doc(args, ctype, book):
+    """The signed document of a multi-meter card (docs/CARD.md)."""
+    import time
+    if args.meters:
+        doc = {"m": args.meters.split(",")}
+    elif args.region is not None:
+        doc = {"r": args.region}
+    else:
+        raise SystemExit("a multi-meter card needs --region or --meters")
+    if ctype == R.CARD_TARIFF:
+        if not args.tariff:
+            raise SystemExit("--tariff is required for tariff cards")
+        doc.update(args.tariff, k="tariff")
+        return doc
+    n = book.next("card", "office")
+    book.record("card", "office", n)
+    start = int(time.time()) if args.start is None else args.start
+    doc.update(k=SC.KINDS[ctype], n=n, x=start + args.days * 86400)
+    if ctype == R.CARD_VALVE and args.override:
+        doc["f"] = 1
+    return doc
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="cardtool", description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", help="issuer key file (JSON)")
     ap.add_argument("--test-keys", action="store_true", help="use the public test masters")
+    ap.add_argument("--office", help="office signing key (PEM) for multi-meter cards")
+    ap.add_argument("--test-office", action="store_true", help="use the public test office key")
     ap.add_argument("--book", help="office book of issued sequence numbers "
                                    "(default: office-book.json beside the card image)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -409,7 +512,11 @@ def main(argv=None):
     p.add_argument("image")
     p.add_argument("type", choices=("user", "install", "tariff", "check", "valve-test"))
     p.add_argument("--meter", default="")
-    p.add_argument("--region", type=int, required=True)
+    p.add_argument("--region", type=int, help="user/install: the meter's; multi-meter: the scope")
+    p.add_argument("--meters", help="multi-meter cards: comma-separated meter ids (instead of --region)")
+    p.add_argument("--days", type=int, default=CARD_DAYS, help="multi-meter cards: days valid")
+    p.add_argument("--start", type=int, help="multi-meter cards: validity starts (Unix s; default now)")
+    p.add_argument("--override", action="store_true", help="valve-test: cycle even with no credit")
     p.add_argument("--account", type=_u32, default=0)
     p.add_argument("--card-no", type=int, default=1)
     p.add_argument("--amount", type=int, default=0, help="first credit, money units")
@@ -447,13 +554,15 @@ def main(argv=None):
         if args.cmd == "issue":
             ctype = {"user": R.CARD_USER, "install": R.CARD_INSTALL, "tariff": R.CARD_TARIFF,
                      "check": R.CARD_CHECK, "valve-test": R.CARD_VALVE}[args.type]
-            service = ctype in R.SERVICE_CARDS
-            if not service and not args.meter:
-                raise SystemExit(f"--meter is required for {args.type} cards")
-            h = R.Header(ctype, args.region, "" if service else args.meter, args.account,
-                         args.card_no, issuer.rev)
+            if ctype in SC.KINDS:
+                uid = st.issue_signed(load_office(args), ctype, _card_doc(args, ctype, book))
+                print(f"issued {args.type} card {uid.hex()} (office-signed)")
+                return 0
+            if not args.meter or args.region is None:
+                raise SystemExit(f"--meter and --region are required for {args.type} cards")
+            h = R.Header(ctype, args.region, args.meter, args.account, args.card_no, issuer.rev)
             uid = reader.card.uid
-            keys = R.card_keys(R.header_key(issuer, h), uid)
+            keys = R.card_keys(issuer.meter_key(h.meter_id), uid)
             payload = None
             seq = None
             if ctype == R.CARD_USER and args.amount:
@@ -467,10 +576,6 @@ def main(argv=None):
                 floor = book.next("credit", args.account) - 1
                 payload = R.pack_install(keys[1], uid, R.Install(seq[2], args.meter, args.account,
                                                                  args.region, floor), issuer.rev)
-            elif ctype == R.CARD_TARIFF:
-                if not args.tariff:
-                    raise SystemExit("--tariff is required for tariff cards")
-                payload = R.pack_tariff(keys[1], uid, args.tariff, issuer.rev)
             st.issue(h, payload)
             if seq is not None:
                 book.record(*seq)

@@ -9,6 +9,7 @@ the public key (64 bytes x || y) in secrets.json.
     secrets.update(office_secrets([key]))
 """
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 DOMAIN = b"wm1/"
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+# The public test office key (firmware/authority.py refuses it outside a
+# test build): for the simulator and the tests only.
+TEST_D = int.from_bytes(hashlib.sha256(b"wm1 test office key").digest(), "big") % N
 
 
 def message(purpose: bytes, payload: bytes) -> bytes:
@@ -51,6 +55,10 @@ class OfficeKey:
     @classmethod
     def generate(cls, rev: int = 1) -> "OfficeKey":
         return cls(ec.generate_private_key(ec.SECP256R1()), rev)
+
+    @classmethod
+    def testing(cls) -> "OfficeKey":
+        return cls(ec.derive_private_key(TEST_D, ec.SECP256R1()), 1)
 
     @classmethod
     def load(cls, path) -> "OfficeKey":

@@ -24,12 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "firmware"))
+sys.path.insert(0, str(ROOT / "boards" / "unix"))
 from broker import Broker
 from headend import HeadEnd, HeadEndError
 from office import OfficeKey
 
 # The simulated utility's master key. It exists only in this simulated
 # world: a real meter gets its keys at provisioning and accepts no built-in key.
+SIM_START = 1767603600     # boards/unix/scenarios.py START: the simulated clock's origin
 SIM_MASTER = hashlib.sha256(b"simulator master key, not for production").digest()
 CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
 METER_ID, REGION = "M000001", 1
@@ -66,7 +68,7 @@ def provision(state, broker):
     cp.write_text(json.dumps(cfg))
     sp = Path(state) / "secrets.json"
     secrets = json.loads(sp.read_text())
-    secrets["card"] = testing_issuer().meter_secrets(METER_ID, REGION)
+    secrets["card"] = testing_issuer().meter_secrets(METER_ID)
     sp.write_text(json.dumps(secrets))
     cards = Path(state) / "cards"
     cards.mkdir(parents=True)
@@ -81,8 +83,34 @@ def provision(state, broker):
              "--amount", 100_000)
     check = cards / "check.json"
     cardtool("new", "--uid", "a1b2c3d4", check)
-    cardtool("issue", check, "check", "--region", REGION)
+    cardtool("--office", office, "issue", check, "check", "--region", REGION, "--start", SIM_START)
+    forged = cards / "forged-tariff.json"
+    cardtool("new", "--uid", "f0f1f2f3", forged)
+    forge_tariff_card(forged)
     return he, cards
+
+
+def forge_tariff_card(path):
+    """The issue-10 attack: a tariff card made from what a dump of a meter
+    holds (its secrets.json: its own keys and the office's PUBLIC key), at
+    price 0. Its version is the next one, so the meter's cheap checks pass
+    and the signature decides: without the office's private key the forger
+    can only sign with a key of their own, and the meter answers
+    `signature`. (Version 2^31-1, as in the issue, is refused even before
+    that, as `range`: tests/mp/test_attack_authority.py.)"""
+    from card import records as R
+    from card import signed_card as SC
+    from card.keys import IssuerKeys
+    from mifare_card import ClassicCard
+
+    doc = {"k": "tariff", "r": REGION, "v": 3, "at": 0, "b": [[0, 0]], "sc": 0}
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    sig = OfficeKey.generate().sign(SC.purpose(R.CARD_TARIFF), body)
+    card = ClassicCard.load(str(path))
+    own_b = IssuerKeys(os.urandom(16), os.urandom(16))      # the forger's own key B
+    for blk, data in SC.plan_issue(own_b, card.uid, R.CARD_TARIFF, body, sig):
+        card.blocks[blk] = bytearray(data)
+    card.save(str(path))
 
 
 def utility(line, he, broker, cards):

@@ -20,6 +20,8 @@ DAY = [
     (1215, "remove", 0),
     (1260, "card", "foreign"),    # a card issued for another region
     (1275, "remove", 0),
+    (1300, "card", "forged-tariff"),  # price 0, forged from a meter's dump: not office-signed
+    (1315, "remove", 0),
     (1800, "flow", 360),          # washing machine
     (2400, "outage", "start"),    # the broker goes down; metering goes on
     (3000, "flow", 0),

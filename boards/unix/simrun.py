@@ -266,7 +266,7 @@ class Sim:
         if self.opts["interactive"]:
             self._poller = select.poll()
             self._poller.register(sys.stdin, select.POLLIN)
-            _say_line("interactive: flow <L/h> | topup <units> | tap | card <user|clone|foreign|check> | remove")
+            _say_line("interactive: flow <L/h> | topup <units> | tap | card <user|clone|foreign|check|forged-tariff> | remove")
             _say_line("             emergency | tariff | status | quit")
         try:
             self.scenario()

@@ -4,16 +4,16 @@
 # Issuer (vending office) masters, 16 bytes each, per key revision:
 #   MR  record master: each meter's card secret derives from it
 #   MB  key B master: key B of every card (the office's write key)
-#   MA  service-card key A master: key A of multi-meter cards only
-#       (tariff, check, valve-test), whose content the office signs
-# A meter is provisioned with its own card secret (which gives key A and the
-# record keys of its user and install cards, diversified by card UID), MA
-# and its region's record key. It never holds MR or MB, so a dump of one
-# meter reads and writes no other meter's user or install cards.
+# A meter is provisioned with its own card secret only (which gives key A
+# and the record keys of its user and install cards, diversified by card
+# UID). It never holds MR or MB, nor any key shared with another meter:
+# multi-meter cards (tariff, check, valve-test) are office-signed and their
+# key A is public (card/signed_card.py). So a dump of one meter reads and
+# writes no other meter's cards.
 from card import records as R
 
 # Test masters: public, so they are refused unless the build says "test".
-_TEST = (b"TEST-MA-00000000", b"TEST-MB-00000000", b"TEST-MR-00000000")
+_TEST = (b"TEST-MB-00000000", b"TEST-MR-00000000")
 
 
 def _unhex(s):
@@ -24,20 +24,17 @@ def _unhex(s):
 class IssuerKeys:
     """What the vending station holds (for one key revision). Host only."""
 
-    def __init__(self, ma, mb, mr, rev=1, allow_test=False):
-        ma, mb, mr = _unhex(ma), _unhex(mb), _unhex(mr)
-        if not allow_test and (ma, mb, mr) == _TEST:
+    def __init__(self, mb, mr, rev=1, allow_test=False):
+        mb, mr = _unhex(mb), _unhex(mr)
+        if not allow_test and (mb, mr) == _TEST:
             raise ValueError("test issuer keys refused outside a test build")
-        if len(ma) < 16 or len(mb) < 16 or len(mr) < 16:
+        if len(mb) < 16 or len(mr) < 16:
             raise ValueError("issuer masters must be >= 16 bytes")
-        self.ma, self.mb, self.mr, self.rev = ma, mb, mr, rev
+        self.mb, self.mr, self.rev = mb, mr, rev
 
-    def key_a(self, uid, sector, meter_id=""):
-        """Key A of a sector: per meter for user and install cards (meter_id
-        given), from MA for multi-meter cards (meter_id empty)."""
-        if meter_id:
-            return R.sector_key(self.meter_key(meter_id), b"A", uid, sector, self.rev)
-        return R.sector_key(self.ma, b"A", uid, sector, self.rev)
+    def key_a(self, uid, sector, meter_id):
+        """Key A of a sector of one meter's user or install card."""
+        return R.sector_key(self.meter_key(meter_id), b"A", uid, sector, self.rev)
 
     def key_b(self, uid, sector):
         return R.sector_key(self.mb, b"B", uid, sector, self.rev)
@@ -46,72 +43,57 @@ class IssuerKeys:
         """The meter's card secret (its whole card authority)."""
         return R.meter_key(self.mr, meter_id, self.rev)
 
-    def region_key(self, region):
-        return R.region_key(self.mr, region, self.rev)
-
-    def meter_secrets(self, meter_id, region, min_rev=0):
+    def meter_secrets(self, meter_id, min_rev=0):
         """The card part of a meter's provisioning file."""
         import binascii
-
-        def h(b):
-            return binascii.hexlify(b).decode()
-        d = {"rev": self.rev, "ma": h(self.ma), "rec": h(self.meter_key(meter_id)),
-             "reg": h(self.region_key(region))}
+        d = {"rev": self.rev, "rec": binascii.hexlify(self.meter_key(meter_id)).decode()}
         if min_rev:
             d["min_rev"] = min_rev
         return d
 
 
 def testing_issuer(rev=1):
-    return IssuerKeys(_TEST[0], _TEST[1], _TEST[2], rev, allow_test=True)
+    return IssuerKeys(_TEST[0], _TEST[1], rev, allow_test=True)
 
 
 class MeterKeys:
-    """What a meter holds: per key revision, MA (multi-meter cards), its own
-    card secret and its region's record key; and min_rev, below which a
-    revision is retired (a card of it answers KEY_EXPIRED)."""
+    """What a meter holds: its own card secret per key revision, and
+    min_rev, below which a revision is retired (a card of it answers
+    KEY_EXPIRED)."""
 
-    def __init__(self, revs, min_rev=0, allow_test=False):
-        # revs: {rev: (ma, meter_card_secret, region_record_key)}
+    def __init__(self, revs, min_rev=0, allow_test=False, meter_id=None):
+        # revs: {rev: meter_card_secret}; with meter_id, a secret derived
+        # from the public test master is refused outside a test build
         self.revs = {}
-        for rev, (ma, rec, reg) in revs.items():
-            ma = _unhex(ma)
-            if ma == _TEST[0] and not allow_test:
+        for rev, rec in revs.items():
+            rec = _unhex(rec)
+            if meter_id is not None and not allow_test and rec == R.meter_key(_TEST[1], meter_id, rev):
                 raise ValueError("test card keys refused outside a test build")
-            self.revs[rev] = (ma, _unhex(rec), _unhex(reg))
+            self.revs[rev] = rec
         self.min_rev = min_rev
         newest_first = sorted(self.revs, reverse=True)
         self.order = [r for r in newest_first if r >= min_rev]     # revisions that open cards
         self.retired = [r for r in newest_first if r < min_rev]    # known, only to say KEY_EXPIRED
 
     @classmethod
-    def from_secrets(cls, d, allow_test=False):
-        """From provisioning: {"rev", "ma", "rec", "reg"[, "min_rev"]} or a
-        list of them. min_rev is the highest one given: retiring a revision
-        in any entry retires it, whatever the other entries say."""
+    def from_secrets(cls, d, allow_test=False, meter_id=None):
+        """From provisioning: {"rev", "rec"[, "min_rev"]} or a list of them.
+        min_rev is the highest one given: retiring a revision in any entry
+        retires it, whatever the other entries say."""
         items = d if isinstance(d, list) else [d]
-        return cls({x["rev"]: (x["ma"], x["rec"], x["reg"]) for x in items},
-                   max(x.get("min_rev", 0) for x in items), allow_test)
+        return cls({x["rev"]: x["rec"] for x in items},
+                   max(x.get("min_rev", 0) for x in items), allow_test, meter_id)
 
     def accepts(self, rev):
         return rev in self.revs and rev >= self.min_rev
 
     def key_a(self, uid, sector, rev):
         """Key A of this meter's own user and install cards."""
-        return R.sector_key(self.revs[rev][1], b"A", uid, sector, rev)
-
-    def service_key_a(self, uid, sector, rev):
-        """Key A of multi-meter cards (tariff, check, valve-test)."""
-        return R.sector_key(self.revs[rev][0], b"A", uid, sector, rev)
+        return R.sector_key(self.revs[rev], b"A", uid, sector, rev)
 
     def record_key(self, rev):
-        return self.revs[rev][1]
-
-    def region_key(self, rev):
-        return self.revs[rev][2]
+        return self.revs[rev]
 
 
-def testing_meter_keys(meter_id, region, rev=1, min_rev=0):
-    i = testing_issuer(rev)
-    return MeterKeys({rev: (i.ma, i.meter_key(meter_id), i.region_key(region))}, min_rev,
-                     allow_test=True)
+def testing_meter_keys(meter_id, rev=1, min_rev=0):
+    return MeterKeys({rev: testing_issuer(rev).meter_key(meter_id)}, min_rev, allow_test=True)

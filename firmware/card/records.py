@@ -30,7 +30,8 @@ VERSION = 1
 # record types
 T_HEADER = 0x01
 T_CREDIT = 0x02
-T_TARIFF = 0x03
+# 0x03 was the region-keyed tariff record; 0x05 is the office-signed
+# container of multi-meter cards (card/signed_card.py)
 T_INSTALL = 0x04
 T_STATUS = 0x10
 
@@ -47,10 +48,9 @@ F_EMERGENCY = 0x01    # the customer asks for emergency credit
 
 # sectors (same on 1K and 4K cards)
 S_HEADER = 1          # blocks 4, 5: header (32 bytes); block 6 zero
-S_PAYLOAD = 2         # blocks 8, 9, 10: credit / install / tariff record
+S_PAYLOAD = 2         # blocks 8, 9, 10: credit / install record
 S_STATUS_A = 3        # blocks 12, 13, 14: meter return record, copy A
 S_STATUS_B = 4        # blocks 16, 17, 18: copy B
-CHECK_SLOTS = tuple(range(3, 15))  # check card: one status slot per sector
 SECTORS_USED = (0, 1, 2, 3, 4)
 
 # access conditions (C1C2C3 per block group, see card/mifare.py)
@@ -181,11 +181,6 @@ def meter_key(record_master, meter_id, rev):
     return derive(record_master, b"REC", bytes((rev,)) + _mid(meter_id))
 
 
-def region_key(record_master, region, rev):
-    """The record key for service cards (check, tariff, valve-test) of a region."""
-    return derive(record_master, b"REG", bytes((rev,)) + struct.pack("<H", region))
-
-
 def card_keys(record_key, uid):
     """(enc_key16, mac_key32) for one card."""
     return derive(record_key, b"ENC", bytes(uid))[:16], derive(record_key, b"MAC", bytes(uid))
@@ -206,7 +201,7 @@ def _prefix(b, rtype):
     if b[0] != MAGIC or b[1] != VERSION:
         raise RecordError(FORMAT, "magic/version")
     if b[2] != rtype:
-        raise RecordError(UNKNOWN if b[2] not in (1, 2, 3, 4, 0x10) else FORMAT, "record type")
+        raise RecordError(UNKNOWN if b[2] not in (1, 2, 4, 5, 0x10) else FORMAT, "record type")
     return b[3]
 
 
@@ -332,38 +327,6 @@ def unpack_install(b, mac_key, uid):
     return Install(seq, mid.rstrip(b"\x00").decode(), account, region, floor)
 
 
-# -- tariff (sector 2, blocks 8-10, 48 bytes), region-keyed -----------------
-# 0-3 prefix (type 3) | 4-7 version | 8-11 activation time | 12-15 standing
-# charge | 16 number of blocks (1..3) | 17-37 three blocks of (upto u24 litres,
-# price u32 per m^3) | 38-39 zero | 40-47 MAC
-
-def pack_tariff(mac_key, uid, t, key_rev):
-    blocks = t["b"]
-    if not 1 <= len(blocks) <= 3:
-        raise RecordError(RANGE, "1..3 tariff blocks fit on a card")
-    body = struct.pack("<BBBBIIIB", MAGIC, VERSION, T_TARIFF, key_rev, t["v"], t.get("at", 0),
-                       t.get("sc", 0), len(blocks))
-    for upto, price in blocks:
-        body += struct.pack("<HBI", upto & 0xFFFF, upto >> 16, price)
-    body += bytes(40 - len(body))
-    return body + _mac(mac_key, uid, body)
-
-
-def unpack_tariff(b, mac_key, uid):
-    _prefix(b, T_TARIFF)
-    b = bytes(b)
-    if len(b) != 48 or not equal(_mac(mac_key, uid, b[:40]), b[40:48]):
-        raise RecordError(SIGNATURE, "tariff MAC")
-    _, _, _, _, v, at, sc, n = struct.unpack("<BBBBIIIB", b[:17])
-    if not 1 <= n <= 3:
-        raise RecordError(FORMAT, "tariff blocks")
-    blocks = []
-    for i in range(n):
-        lo, hi, price = struct.unpack("<HBI", b[17 + 7 * i: 24 + 7 * i])
-        blocks.append([lo | hi << 16, price])
-    return {"v": v, "at": at, "sc": sc, "b": blocks}
-
-
 # -- meter return record (status), 48 bytes ---------------------------------
 # 0-3 prefix (type 0x10) | 4-7 gen | 8-15 meter_id | 16-19 account |
 # 20-23 seq of this card's credit record | 24-31 balance i64 (money units) |
@@ -428,23 +391,9 @@ def newest_status(copies):
 
 # -- what the vending station writes ----------------------------------------
 
-SERVICE_CARDS = (CARD_TARIFF, CARD_CHECK, CARD_VALVE)
+# (multi-meter cards: card/signed_card.py)
 
-
-def header_key(issuer, h):
-    """The record key that signs a card with header h (issuer side)."""
-    if h.card_type in SERVICE_CARDS:
-        return issuer.region_key(h.region)
-    return issuer.meter_key(h.meter_id)
-
-
-def card_meter(h):
-    """The meter whose secret keys a card: user and install cards are bound
-    to one meter; multi-meter cards to none (empty)."""
-    return "" if h.card_type in SERVICE_CARDS else h.meter_id
-
-
-def sector_trailer(issuer, uid, sector, meter_id=""):
+def sector_trailer(issuer, uid, sector, meter_id):
     from card.mifare import access_bytes, trailer
     acc = ACC_ISSUER if sector in (0, S_HEADER, S_PAYLOAD) else ACC_METER
     return trailer(issuer.key_a(uid, sector, meter_id), access_bytes(*acc),
@@ -459,18 +408,21 @@ def _blocks(first, data):
 
 
 def plan_issue(issuer, uid, h, payload=None):
-    """[(block, 16 bytes)] to personalise a card: data first, trailers last.
-    payload is the packed sector-2 record (credit, install or tariff) or None."""
+    """[(block, 16 bytes)] to personalise a user or install card: data
+    first, trailers last. payload is the packed sector-2 record (credit or
+    install) or None."""
+    if h.card_type not in (CARD_USER, CARD_INSTALL):
+        raise RecordError(FORMAT, "multi-meter cards are office-signed (signed_card.py)")
     uid = bytes(uid)
-    keys = card_keys(header_key(issuer, h), uid)
+    keys = card_keys(issuer.meter_key(h.meter_id), uid)
     plan = _blocks(4, pack_header(keys[1], uid, h) + bytes(16))
     plan += _blocks(8, (payload or b"") + bytes(48 - len(payload or b"")))
-    slots = CHECK_SLOTS if h.card_type == CARD_CHECK else (S_STATUS_A, S_STATUS_B)
+    slots = (S_STATUS_A, S_STATUS_B)
     for s in slots:
         plan += _blocks(s * 4, bytes(48))
     plan += _blocks(1, bytes(32))
-    for s in (0, S_HEADER, S_PAYLOAD) + tuple(slots):
-        plan.append((s * 4 + 3, sector_trailer(issuer, uid, s, card_meter(h))))
+    for s in (0, S_HEADER, S_PAYLOAD) + slots:
+        plan.append((s * 4 + 3, sector_trailer(issuer, uid, s, h.meter_id)))
     return plan
 
 

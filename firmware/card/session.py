@@ -17,6 +17,12 @@ from card import mfrc522
 from card import lockout
 from card.lockout import Lockout
 
+
+def _public_key_a(uid, sector, rev):
+    # the key A family of multi-meter cards: public, one revision (0)
+    from card.signed_card import key_a
+    return key_a(uid, sector)
+
 FW_VERSION = 0x0100
 
 # results that are authentication failures, the only ones the lockout counts:
@@ -120,20 +126,21 @@ class Session:
     def _open(self, uid, own_only):
         """Authenticate the header sector. Returns (rev, own): the key
         revision that opened it, and whether it is one of this meter's own
-        cards (keyed by its card secret) or a multi-meter card. A card that
-        opens only with a retired revision is KEY_EXPIRED; one that opens
-        with the transport key BLANK; one that opens with nothing FOREIGN.
-        With own_only (the lockout's overflow gate is shut) a card that does
-        not open with the meter's own key A is LOCKED_OUT."""
+        cards (keyed by its card secret) or a multi-meter card (public key
+        A, card/signed_card.py; rev 0). A card that opens only with a
+        retired revision is KEY_EXPIRED; one that opens with the transport
+        key BLANK; one that opens with nothing FOREIGN. With own_only (the
+        lockout's overflow gate is shut) a card that does not open with the
+        meter's own key A is LOCKED_OUT."""
         k = self.keys
-        for own, key_a in ((True, k.key_a), (False, k.service_key_a)):
-            rev = self._try(uid, key_a, k.order)
-            if rev is not None:
-                return rev, own
-            if own_only:
-                raise R.RecordError(codes.LOCKED_OUT, "overflow gate shut")
-        if k.retired and (self._try(uid, k.key_a, k.retired) is not None
-                          or self._try(uid, k.service_key_a, k.retired) is not None):
+        rev = self._try(uid, k.key_a, k.order)
+        if rev is not None:
+            return rev, True
+        if own_only:
+            raise R.RecordError(codes.LOCKED_OUT, "overflow gate shut")
+        if self._try(uid, _public_key_a, (0,)) is not None:
+            return 0, False
+        if k.retired and self._try(uid, k.key_a, k.retired) is not None:
             raise R.RecordError(codes.KEY_EXPIRED, "retired key revision")
         try:
             self.card.auth(R.S_HEADER, b"\xff" * 6)
@@ -144,6 +151,8 @@ class Session:
 
     def _tap(self, uid, own_only=False):
         rev, own = self._open(uid, own_only)
+        if not own:
+            return self._signed(uid)
         raw = self._read(4, 2)
         try:
             h = R.peek_header(raw)
@@ -153,15 +162,10 @@ class Session:
             raise
         if h.key_rev != rev or not self.keys.accepts(h.key_rev):
             raise R.RecordError(codes.KEY_EXPIRED, "key revision")
-        if own != (h.card_type not in R.SERVICE_CARDS):
+        if h.card_type not in (R.CARD_USER, R.CARD_INSTALL):
+            # multi-meter cards are office-signed, never keyed by a meter
             raise R.RecordError(codes.SIGNATURE, "card type does not match its keys")
-        if not own:
-            if h.region != self.region:  # another region's key: say why, not "forged"
-                raise R.RecordError(codes.WRONG_REGION, "region %d" % h.region)
-            if h.meter_id:
-                raise R.RecordError(codes.FORMAT, "service card bound to a meter")
-            rkey = self.keys.region_key(rev)
-        elif h.meter_id == self.meter_id:
+        if h.meter_id == self.meter_id:
             rkey = self.keys.record_key(rev)
         else:
             # our card secret opened it, so only a forger can have written this
@@ -174,20 +178,6 @@ class Session:
         t = h.card_type
         if t == R.CARD_USER:
             return self._user(uid, rev, h, enc_mac), t
-        if t == R.CARD_CHECK:
-            self._write_check(uid, rev, h)
-            return codes.ACCEPTED, t
-        if t == R.CARD_TARIFF:
-            self._auth(R.S_PAYLOAD, uid, rev)
-            d = R.unpack_tariff(self._read(8, 3), enc_mac[1], uid)
-            code = self.meter.stage_tariff(d)
-            return (codes.ACCEPTED if code == codes.USED else code), t
-        if t == R.CARD_VALVE:
-            fn = getattr(self.meter, "valve_test", None)
-            if fn is None:
-                return codes.UNKNOWN, t
-            fn()
-            return codes.ACCEPTED, t
         if t == R.CARD_INSTALL:
             self._auth(R.S_PAYLOAD, uid, rev)
             i = R.unpack_install(self._read(8, 3), enc_mac[1], uid)
@@ -223,7 +213,7 @@ class Session:
         alarms = m.low_level & 0x0F
         if not m.want_open:
             alarms |= 0x10
-        return R.Status(0, self.meter_id, h.account, credit_seq, verdict, m.balance,
+        return R.Status(0, self.meter_id, h.account if h else 0, credit_seq, verdict, m.balance,
                         m.volume.ml() // 1000, alarms, self.fw, self.clock.time())
 
     def _write_status(self, uid, rev, h, mac_key, credit_seq, verdict):
@@ -242,14 +232,51 @@ class Session:
         for i in range(3):
             self.card.write(target * 4 + i, data[16 * i: 16 * i + 16])
 
-    def _write_check(self, uid, rev, h):
-        """A check card gathers return records of many meters, one slot each
-        (sectors 3..14): our own slot, else a blank one, else the oldest."""
+    # -- multi-meter cards: office-signed (card/signed_card.py, signed.py) ----
+    def _signed(self, uid):
+        """(code, card type) of a tariff, check or valve-test card. The
+        document is read whole, then judged by signed.admit: the cheap
+        checks first, the signature (seconds on an ESP32) last."""
+        import signed
+        from card import signed_card as SC
+        ctype, length = SC.unpack_head(self.card.read(4, self._blk))
+        data = b""
+        n = SC.sectors_for(length)
+        for s in range(1, 1 + n):
+            if s > 1:   # sector 1 is open since _open
+                self.card.auth(s, SC.key_a(uid, s))
+            data += self._read(4 * s, 3)
+        body, sig = SC.split(data, length)
+        m = self.meter
+        now = self.clock.time()
+        kind = SC.KINDS[ctype]
+        judge = signed.tariff_judge(m) if ctype == R.CARD_TARIFF else signed.card_judge(m, now)
+        code, d, _ = signed.admit(getattr(m, "office", None), SC.purpose(ctype), body, sig, kind,
+                                  self.meter_id, self.region, now, judge)
+        if code != codes.ACCEPTED:
+            # a tariff card already applied is a good tap, not a rejection
+            return (codes.ACCEPTED if code == codes.USED and ctype == R.CARD_TARIFF else code), ctype
+        self.lockout.passed(uid)
+        if ctype == R.CARD_TARIFF:
+            return signed.apply_tariff(m, d), ctype
+        code = m.office_note("c", d["n"])
+        if code != codes.ACCEPTED:
+            return code, ctype
+        if ctype == R.CARD_VALVE:
+            return m.valve_test("card", d.get("f", 0) == 1), ctype
+        self._write_check(uid, SC.slots(length))
+        return codes.ACCEPTED, ctype
+
+    def _write_check(self, uid, slots):
+        """A check card gathers return records of many meters, one slot each:
+        our own slot, else a blank one, else the oldest. Each record is
+        MACed with this meter's own record key, which the office knows."""
+        from card.signed_card import key_a
         best = None
         best_gen = None
         mine = R._mid(self.meter_id)
-        for s in R.CHECK_SLOTS:
-            self._auth(s, uid, rev)
+        for s in slots:
+            self.card.auth(s, key_a(uid, s))
             b = bytes(self.card.read(s * 4, self._blk))
             if b[0] != R.MAGIC or b[2] != R.T_STATUS:
                 if best_gen is None or best_gen > -1:
@@ -261,10 +288,13 @@ class Session:
             gen = b[4] | b[5] << 8 | b[6] << 16 | b[7] << 24
             if best_gen is None or gen < best_gen:
                 best, best_gen = s, gen
+        if best is None:
+            raise R.RecordError(codes.RANGE, "no check slot on this card")
+        rev = self.keys.order[0]
         mac_key = R.card_keys(self.keys.record_key(rev), uid)[1]
-        st = self._status(h)
+        st = self._status(None)    # a check card is bound to no account
         st.gen = self.clock.time()
         data = R.pack_status(mac_key, uid, st, rev)
-        self._auth(best, uid, rev)
+        self.card.auth(best, key_a(uid, best))
         for i in range(3):
             self.card.write(best * 4 + i, data[16 * i: 16 * i + 16])

@@ -30,6 +30,29 @@ c.save(path)
 """
 
 
+SIGNED_TAP = """
+import sys
+from test_card_rig import meter_rig, tap, ClassicCard
+path, meter_id = sys.argv[1], sys.argv[2]
+m, hw, s = meter_rig(meter_id=meter_id)
+c = ClassicCard.load(path)
+print(tap(hw, s, c), m.billing.tariff.version if m.staged is None else m.staged.version)
+c.save(path)
+"""
+SIM_T0 = 1767225600     # the simulated board's clock at start (boards/unix)
+
+
+def signed_tap(path, meter_id="M000001"):
+    """Tap a multi-meter card on a simulated meter holding the test office
+    key: (result code, tariff version in force or staged)."""
+    src = SIGNED_TAP.replace("sys.argv[1], sys.argv[2]", repr((str(path), meter_id)))
+    out = subprocess.run([MP, "-c", src], env=dict(os.environ, MICROPYPATH=MPPATH),
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    code, tv = out.stdout.split()
+    return int(code), int(tv)
+
+
 def meter_tap(path, meter_id="M000001"):
     """Tap the image on a simulated meter (firmware session, MicroPython)."""
     out = subprocess.run([MP, "-c", TAP.replace("sys.argv[1], sys.argv[2]", repr((str(path), meter_id)))],
@@ -101,19 +124,27 @@ def test_issue_refuses_a_used_card(user_image):
     assert tool("issue", user_image, "user", "--meter", "M000001", "--region", 1) == 2
 
 
-def test_check_and_tariff_cards(tmp_path):
+def test_office_signed_check_and_tariff_cards(tmp_path):
     p = tmp_path / "check.json"
     tool("new", p, "--uid", "a1a2a3a4")
-    assert tool("issue", p, "check", "--region", 1) == 0
-    assert meter_tap(p, "M000001")[0] == 0
-    assert meter_tap(p, "M000002")[0] == 0
-    readings = station(p).read()["readings"]
-    assert sorted(r["meter"] for r in readings) == ["M000001", "M000002"]
+    assert tool("--test-office", "issue", p, "check", "--region", 1, "--start", SIM_T0) == 0
+    assert signed_tap(p, "M000001")[0] == 0
+    assert signed_tap(p, "M000002")[0] == 0
+    info = station(p).read()
+    assert info["document"]["k"] == "check" and info["document"]["r"] == 1
+    assert sorted(r["meter"] for r in info["readings"]) == ["M000001", "M000002"]
+    assert station(p).audit() == []
     q = tmp_path / "tariff.json"
     tool("new", q, "--uid", "04112233445566", "--size", "4k")
-    assert tool("issue", q, "tariff", "--region", 1, "--tariff",
-                '{"v": 3, "at": 0, "sc": 0, "b": [[0, 400000]]}') == 0
-    assert meter_tap(q)[0] == 0
+    assert tool("--test-office", "issue", q, "tariff", "--meters", "M000001,M000003",
+                "--tariff", '{"v": 3, "at": 0, "sc": 0, "b": [[0, 400000]]}') == 0
+    assert signed_tap(q) == (0, 3)
+    assert signed_tap(q, "M000002")[0] == 7      # not on the card's list: wrong-meter
+    # without an office key the tool refuses to make one
+    r = tmp_path / "v.json"
+    tool("new", r, "--uid", "a1a2a3a5")
+    with pytest.raises(SystemExit):
+        tool("issue", r, "valve-test", "--region", 1)
 
 
 def test_access_bits_and_value_helpers():
@@ -135,7 +166,7 @@ def test_pure_aes_and_hmac_vectors():
 
 def test_test_keys_need_the_flag():
     with pytest.raises(ValueError):
-        K.IssuerKeys(b"TEST-MA-00000000", b"TEST-MB-00000000", b"TEST-MR-00000000")
+        K.IssuerKeys(b"TEST-MB-00000000", b"TEST-MR-00000000")
     with pytest.raises(SystemExit):
         cardtool.main(["read", "x.json"])
 
@@ -143,18 +174,17 @@ def test_test_keys_need_the_flag():
 def test_diversified_keys_differ_per_uid_sector_and_meter():
     i = K.testing_issuer()
     uids = (b"\x01\x02\x03\x04", b"\x01\x02\x03\x05")
-    ks = {i.key_a(u, s, m) for u in uids for s in range(5) for m in ("", "M1", "M2")}
-    assert len(ks) == 30
+    ks = {i.key_a(u, s, m) for u in uids for s in range(5) for m in ("M1", "M2")}
+    assert len(ks) == 20
     assert i.key_a(uids[0], 1, "M1") != i.key_b(uids[0], 1)
 
 
 def test_a_meters_secrets_give_no_key_of_another_meters_cards():
     # what a dump of meter M1 holds: its provisioning entry, nothing else
     i = K.testing_issuer()
-    m1 = K.MeterKeys.from_secrets(i.meter_secrets("M1", 1), allow_test=True)
-    held = set()
-    for rev, (ma, rec, reg) in m1.revs.items():
-        held |= {ma, rec, reg}
+    m1 = K.MeterKeys.from_secrets(i.meter_secrets("M1"), allow_test=True)
+    held = set(m1.revs.values())
+    assert held == {i.meter_key("M1")}              # one secret, this meter's own
     assert i.mr not in held and i.mb not in held
     for uid in (b"\x01\x02\x03\x04", b"\x04\x5a\x6b\x7c\x8d\x9e\x80"):
         for s in R.SECTORS_USED:

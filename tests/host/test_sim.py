@@ -45,6 +45,7 @@ def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     assert "user card removed (last tap: accepted)" in out
     assert "clone card removed (last tap: used)" in out, "a replayed card must not credit again"
     assert "foreign card removed (last tap: wrong-region)" in out
+    assert "forged-tariff card removed (last tap: signature)" in out, "a forged tariff card"
     assert "event  tariff (2)" in out, "the signed region tariff must take effect"
     assert "event  valve-closed (1)" in out, "credit ran out: closed for credit"
     assert "event  emergency-credit (500000)" in out, "a long press asks for emergency credit"

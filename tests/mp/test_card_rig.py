@@ -66,11 +66,17 @@ def load_credit(c, h, amount, seq, flags=0):
     apply_plan(c, R.plan_credit(ISSUER, c.uid, h, cr))
 
 
-def service_card(ctype, uid=b"\x51\x52\x53\x54", region=1, payload=None, size=1024):
-    h = R.Header(ctype, region, "", 0, 99, ISSUER.rev)
+def signed_card(ctype, doc, uid=b"\x51\x52\x53\x54", size=1024, d=None):
+    """A multi-meter card as the office issues it: the document signed with
+    the test office key (or the key d), card/signed_card.py layout."""
+    import json
+    import officekit
+    from card import signed_card as SC
+    body = json.dumps(doc).encode()
+    sig = officekit.sign(SC.purpose(ctype), body, d or officekit.TEST_D)
     c = ClassicCard(uid, size)
-    apply_plan(c, R.plan_issue(ISSUER, uid, h, payload))
-    return c, h
+    apply_plan(c, SC.plan_issue(ISSUER, uid, ctype, body, sig))
+    return c
 
 
 def card_status(c, h, meter_id=None):
@@ -85,10 +91,13 @@ def card_status(c, h, meter_id=None):
 
 
 def meter_rig(state_dir=None, **cfg):
+    """(meter, hw, session): a real Meter, with the test office key."""
+    import officekit
     from simkit import make_meter
     m, hw = make_meter(state_dir=state_dir, **cfg)
+    m.attach_office(officekit.keys())
     rc = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock)
-    keys = testing_meter_keys(m.cfg["meter_id"], m.cfg["region"])
+    keys = testing_meter_keys(m.cfg["meter_id"])
     return m, hw, Session(rc, m, keys, hw.clock)
 
 
@@ -152,7 +161,7 @@ class FakeMeter:
 def fake_rig(**kw):
     r = Rig()
     m = FakeMeter(**kw)
-    keys = testing_meter_keys(m.cfg["meter_id"], m.cfg["region"])
+    keys = testing_meter_keys(m.cfg["meter_id"])
     r.meter = m
     r.session = Session(r.rc, m, keys, r.clock)
     return r
@@ -198,7 +207,7 @@ def durable_rig(state_dir):
         return meter_rig(state_dir)
     r = Rig()
     m = FileMeter(state_dir)
-    s = Session(r.rc, m, testing_meter_keys(m.cfg["meter_id"], m.cfg["region"]), r.clock)
+    s = Session(r.rc, m, testing_meter_keys(m.cfg["meter_id"]), r.clock)
 
     class HW:
         pass

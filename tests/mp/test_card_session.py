@@ -1,7 +1,7 @@
 # Card taps through the session: user, service and hostile cards.
 import codes
-from test_card_rig import (fake_rig, rig_tap, user_card, service_card, card_status, load_credit,
-                           apply_plan, ISSUER, UID7, R, ClassicCard)
+from test_card_rig import (fake_rig, rig_tap, user_card, signed_card, card_status, load_credit,
+                           apply_plan, meter_rig, tap, ISSUER, UID7, R, ClassicCard)
 from card import lockout as L
 from card.keys import testing_meter_keys, testing_issuer, MeterKeys
 from card.session import Session
@@ -135,8 +135,8 @@ def test_key_revision_expired():
     r = fake_rig()
     c, h = user_card()
     i2 = testing_issuer(2)
-    keys = MeterKeys({1: (ISSUER.ma, ISSUER.meter_key("M000001"), ISSUER.region_key(1)),
-                      2: (i2.ma, i2.meter_key("M000001"), i2.region_key(1))}, 2, allow_test=True)
+    keys = MeterKeys({1: ISSUER.meter_key("M000001"), 2: i2.meter_key("M000001")}, 2,
+                     allow_test=True)
     r.session = Session(r.rc, r.meter, keys, r.clock)
     _rejected(r, c, codes.KEY_EXPIRED)
     assert r.session.lockout.fails(c.uid) == 0      # a genuine old card is not a guess
@@ -145,7 +145,7 @@ def test_key_revision_expired():
 def test_test_keys_refused_outside_test_build():
     i = ISSUER
     try:
-        MeterKeys({1: (i.ma, i.meter_key("M1"), i.region_key(1))})
+        MeterKeys({1: i.meter_key("M1")}, meter_id="M1")
     except ValueError:
         pass
     else:
@@ -189,55 +189,90 @@ def test_rf_trouble_does_not_count_towards_lockout():
     assert rig_tap(r, c) == codes.ACCEPTED
 
 
-def test_tariff_card():
-    r = fake_rig()
-    t = {"v": 7, "at": 1767225600 + 86400, "sc": 1000, "b": [[10_000, 300_000], [0, 500_000]]}
-    uid = b"\x61\x62\x63\x64"
-    key = R.card_keys(ISSUER.region_key(1), uid)[1]
-    c, _ = service_card(R.CARD_TARIFF, uid=uid, payload=R.pack_tariff(key, uid, t, ISSUER.rev))
-    assert rig_tap(r, c) == codes.ACCEPTED
-    assert r.meter.tariffs == [t]
-    c2, _ = service_card(R.CARD_TARIFF, uid=uid, region=3,
-                         payload=R.pack_tariff(R.card_keys(ISSUER.region_key(3), uid)[1], uid, t, 1))
-    _rejected(r, c2, codes.WRONG_REGION)
+T = {"at": 0, "sc": 1000, "b": [[10_000, 300_000], [0, 500_000]]}
 
 
-def test_check_card_collects_several_meters():
-    a = fake_rig(meter_id="M000001")
-    b = fake_rig(meter_id="M000002")
-    a.meter.balance = 111
-    b.meter.balance = 222
-    c, _ = service_card(R.CARD_CHECK)
-    assert rig_tap(a, c) == codes.ACCEPTED
-    assert rig_tap(b, c) == codes.ACCEPTED
-    a.model.remove()
-    a.meter.balance = 333
-    assert rig_tap(a, c) == codes.ACCEPTED        # same slot updated
+def test_tariff_card_is_office_signed():
+    m, hw, s = meter_rig()
+    c = signed_card(R.CARD_TARIFF, dict(T, k="tariff", r=1, v=7), uid=b"\x61\x62\x63\x64")
+    assert tap(hw, s, c) == codes.ACCEPTED
+    m.poll()
+    assert m.billing.tariff.version == 7 and m.billing.tariff.blocks[1][1] == 500_000
+    hw.world.reader.remove()
+    assert tap(hw, s, c) == codes.ACCEPTED           # tapped again: already in force
+    hw.world.reader.remove()
+    other = signed_card(R.CARD_TARIFF, dict(T, k="tariff", r=3, v=8), uid=b"\x61\x62\x63\x65")
+    assert tap(hw, s, other) == codes.WRONG_REGION
+    hw.world.reader.remove()
+    forged = signed_card(R.CARD_TARIFF, dict(T, k="tariff", r=1, v=8), uid=b"\x61\x62\x63\x66",
+                         d=0xC0FFEE)
+    assert tap(hw, s, forged) == codes.SIGNATURE and m.staged is None
+    hw.world.reader.remove()
+    listed = signed_card(R.CARD_TARIFF, dict(T, k="tariff", m=["M000009", "M000001"], v=8),
+                         uid=b"\x61\x62\x63\x67")
+    assert tap(hw, s, listed) == codes.ACCEPTED
+
+
+def _readings(c, slots):
     got = {}
-    for s in R.CHECK_SLOTS:
-        raw = b"".join(bytes(c.blocks[s * 4 + i]) for i in range(3))
+    for sct in slots:
+        raw = b"".join(bytes(c.blocks[sct * 4 + i]) for i in range(3))
         if raw[0] != R.MAGIC:
             continue
         mid = raw[8:16].rstrip(b"\x00").decode()
         st = R.unpack_status(raw, R.card_keys(ISSUER.meter_key(mid), c.uid)[1], c.uid)
         got[mid] = st.balance
-    assert got == {"M000001": 333, "M000002": 222}
+    return got
 
 
-def test_valve_test_and_install_cards_dispatch():
+def test_check_card_collects_several_meters():
+    from card import signed_card as SC
+    a_m, a_hw, a_s = meter_rig(meter_id="M000001")
+    b_m, b_hw, b_s = meter_rig(meter_id="M000002")
+    a_m.apply_credit("card", 1, 1, 111)
+    b_m.apply_credit("card", 1, 1, 222)
+    now = a_hw.clock.time()
+    doc = {"k": "check", "r": 1, "n": 5, "x": now + 86400}
+    c = signed_card(R.CARD_CHECK, doc)
+    assert tap(a_hw, a_s, c) == codes.ACCEPTED
+    assert tap(b_hw, b_s, c) == codes.ACCEPTED
+    a_hw.world.reader.remove()
+    a_m.apply_credit("card", 1, 2, 222)
+    assert tap(a_hw, a_s, c) == codes.ACCEPTED        # same slot updated
+    import json
+    slots = SC.slots(len(json.dumps(doc)))
+    assert _readings(c, slots) == {"M000001": 333, "M000002": 222}
+    # expired, too long-lived, or older than a card the meter has seen: refused
+    for d, code in (({"n": 6, "x": now - 1}, codes.OLD), ({"n": 6, "x": now + 40 * 86400}, codes.RANGE),
+                    ({"n": 4, "x": now + 86400}, codes.OLD)):
+        a_hw.world.reader.remove()
+        bad = signed_card(R.CARD_CHECK, dict(d, k="check", r=1), uid=b"\x51\x52\x53\x55")
+        assert tap(a_hw, a_s, bad) == code, (d, code)
+
+
+def test_valve_test_card_and_install_card_dispatch():
+    m, hw, s = meter_rig()
+    m.apply_credit("card", 1, 1, 5_000_000)
+    m.poll()
+    moves = m.valve.actuations
+    c = signed_card(R.CARD_VALVE, {"k": "valve", "m": ["M000001"], "n": 1,
+                                   "x": hw.clock.time() + 3600})
+    assert tap(hw, s, c) == codes.ACCEPTED
+    for _ in range(60):
+        hw.clock.advance(1000)
+        m.poll()
+    assert m.valve.actuations > moves
+    hw.world.reader.remove()
+    for_other = signed_card(R.CARD_VALVE, {"k": "valve", "m": ["M000002"], "n": 2,
+                                           "x": hw.clock.time() + 3600}, uid=b"\x51\x52\x53\x56")
+    assert tap(hw, s, for_other) == codes.WRONG_METER
     r = fake_rig()
-    calls = []
-    r.meter.valve_test = lambda: calls.append("valve")
-    c, _ = service_card(R.CARD_VALVE)
-    assert rig_tap(r, c) == codes.ACCEPTED
     uid = b"\x71\x72\x73\x74"
     h = R.Header(R.CARD_INSTALL, 5, "M000001", 4242, 1, ISSUER.rev)
     key = R.card_keys(ISSUER.meter_key("M000001"), uid)[1]
     inst = ClassicCard(uid)
     apply_plan(inst, R.plan_issue(ISSUER, uid, h, R.pack_install(key, uid, R.Install(1, "M000001", 4242, 5, 17), 1)))
-    r.model.remove()
     assert rig_tap(r, inst) == codes.ACCEPTED
-    assert calls == ["valve"]
     assert r.meter.installs == [(4242, 5, 1, 17)]   # the card's sequence and floor go to the meter
     assert r.session.region == 5
 
@@ -281,7 +316,7 @@ def test_attach_from_board_hardware():
     import card
     from card.keys import testing_meter_keys
     m, hw, _ = meter_rig()
-    s = card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"], m.cfg["region"]))
+    s = card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"]))
     assert s is not None and s.poll() is None
     c, h = user_card(amount=2000, seq=1, meter_id=m.cfg["meter_id"], region=m.cfg["region"])
     b0 = m.balance
