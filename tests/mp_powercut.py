@@ -108,7 +108,7 @@ from card.mfrc522 import MFRC522                 # noqa: E402
 from card.keys import testing_meter_keys         # noqa: E402
 from card.session import Session                 # noqa: E402
 session = Session(MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock), m,
-                  testing_meter_keys(m.cfg["meter_id"], m.cfg["region"]), hw.clock)
+                  testing_meter_keys(m.cfg["meter_id"]), hw.clock)
 n_next = n0
 
 

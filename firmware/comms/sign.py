@@ -8,7 +8,7 @@ from mac import hmac_sha256, equal  # noqa: F401 - re-exported for comms and the
 
 
 def derive(master, label):
-    """A per-meter or per-region key: HMAC(master, label)."""
+    """A per-meter key: HMAC(master, label)."""
     return hmac_sha256(master, label.encode() if isinstance(label, str) else label)
 
 

@@ -26,7 +26,7 @@ class Site:
     def __init__(self, d=None, keys=None, **cfg):
         self.d = d or fresh_dir("atk")
         self.cfg = make_cfg(**cfg)
-        self.keys = keys or testing_meter_keys(METER, 1)
+        self.keys = keys or testing_meter_keys(METER)
         self.boot()
 
     def boot(self):
@@ -162,7 +162,7 @@ def test_attack_forged_mac_guessing_is_bounded_across_uids_and_power_cuts():
 
 def test_attack_retired_key_revision_is_refused():
     i2 = testing_issuer(2)
-    secrets = [ISSUER.meter_secrets(METER, 1), i2.meter_secrets(METER, 1, min_rev=2)]
+    secrets = [ISSUER.meter_secrets(METER), i2.meter_secrets(METER, min_rev=2)]
     keys = MeterKeys.from_secrets(secrets, allow_test=True)
     assert keys.min_rev == 2
     site = Site(keys=keys)
