@@ -14,7 +14,7 @@ from ptymeter import ROOT, PtyMeter
 pytestmark = pytest.mark.timeout(120)
 
 FLASH = [sys.executable, str(ROOT / "tools" / "flash.py")]
-KEYS = {"mk": "11223344556677889900aabbccddeeff",
+KEYS = {"mk": "11223344556677889900aabbccddeeff", "rk": "ffeeddccbbaa00998877665544332211",
         "user": "M000123", "pw": "broker-password-xyz"}
 WIFI_PW = "wifi-password-abc"
 PIN = "4711"
