@@ -21,16 +21,17 @@
 #   counted failure, at most one per locked-out interval per entry). At boot
 #   every entry at or above LOCK_AFTER is locked again for its full delay:
 #   a power cut never shortens a lockout.
-LOCK_AFTER = 3
-LOCK_BASE_MS = 30_000
-LOCK_MAX_MS = 3_600_000
-FORGET_MS = 86_400_000    # an entry with no failure for a day is dropped
-_SLOTS = 8
-_KNOWN = 4
+LOCK_AFTER = const(3)
+LOCK_BASE_MS = const(30_000)
+LOCK_MAX_MS = const(3_600_000)
+FORGET_MS = const(86_400_000)   # an entry with no failure for a day is dropped
+_SLOTS = const(8)
+_KNOWN = const(4)
 _OVERFLOW = b"*"
-FREE = 0
-LOCKED = 1
-OWN_ONLY = 2
+# state(uid)
+FREE = const(0)
+LOCKED = const(1)
+OWN_ONLY = const(2)
 
 
 def delay_ms(fails):

@@ -346,3 +346,30 @@ def test_rf_noise_on_the_first_answer_is_a_result_not_an_exception():
         got = rig_tap(r, c)
         assert isinstance(got, int), (kind, got)      # a result code, the loop never sees a raise
         r.model.remove()
+
+
+def test_lockout_survives_a_rebuild_and_forgets_after_a_quiet_day():
+    from mptest import fresh_dir
+    from storage.state import StateStore
+    d = fresh_dir("lock")
+    r = fake_rig()
+    r.session = Session(r.rc, r.meter, r.session.keys, r.clock, lock_store=StateStore(d, "cardlock"))
+    bad, _ = user_card(meter_id="M000009")
+    for _ in range(L.LOCK_AFTER):
+        _rejected(r, bad, codes.FOREIGN)
+    r.clock.advance(L.LOCK_BASE_MS + 1)             # the lock ran out ...
+    s2 = Session(r.rc, r.meter, r.session.keys, r.clock, lock_store=StateStore(d, "cardlock"))
+    r.session = s2                                  # ... but a power cut re-arms it
+    r.model.remove()
+    assert rig_tap(r, bad) == codes.LOCKED_OUT
+    assert s2.lockout.fails(bad.uid) == L.LOCK_AFTER
+    r.clock.advance(L.FORGET_MS)
+    r.model.remove()
+    assert rig_tap(r, bad) == codes.FOREIGN         # a quiet day: counting starts again
+    assert s2.lockout.fails(bad.uid) == 1
+    with open(d + "/cardlock.0", "w") as f:         # a damaged file: count from zero, no crash
+        f.write("junk")
+    with open(d + "/cardlock.1", "w") as f:
+        f.write("junk")
+    s3 = Session(r.rc, r.meter, r.session.keys, r.clock, lock_store=StateStore(d, "cardlock"))
+    assert s3.lockout.fails(bad.uid) == 0
