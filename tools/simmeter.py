@@ -123,7 +123,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="simmeter.py", description=__doc__.splitlines()[0])
     ap.add_argument("--state", required=True, help="the meter's directory (a fleet: their parent)")
     g = ap.add_mutually_exclusive_group()
-    g.add_argument("--secrets", help="one meter: its secrets.json (id, mk, rk, user, pw[, ca])")
+    g.add_argument("--secrets", help="one meter: its secrets.json (id, mk, user, pw[, ca, office])")
     g.add_argument("--master", help="a fleet: the master key file (64 hex digits)")
     ap.add_argument("--fleet", type=int, default=0, help="number of meters (with --master)")
     ap.add_argument("--office", help="JSON merged into each secrets.json: the office's public keys "
