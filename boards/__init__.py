@@ -24,6 +24,7 @@ class Hardware:
     wdt              watchdog with feed(), or None
     test_build       True only where test keys may be accepted (the simulator)
     ticker           periodic callback that drives the meter behind the REPL, or None
+    reset            hard reset (the chip restarts from boot), or None
     """
 
     def __init__(self, **kw):
@@ -52,6 +53,7 @@ class Hardware:
         self.world = None   # simulator only: the device models
         self.test_build = False
         self.ticker = None
+        self.reset = None
         for k, v in kw.items():
             setattr(self, k, v)
 

@@ -162,4 +162,5 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),
         ticker=ThreadTicker(METER_STACK),
+        reset=machine.reset,
     )

@@ -51,6 +51,9 @@ class ThreadTicker:
         self.ticks = 0
         self.errors = 0
         self.running = False
+        # False while a production meter's REPL is closed (service gate):
+        # then leaving hold() must not turn Ctrl-C back on
+        self.unmask = True
 
     def start(self, fn, period_ms):
         self._fn = fn
@@ -103,7 +106,7 @@ class ThreadTicker:
         if not self._depth:
             self._owner = None
             self._lock.release()
-            if mask:
+            if mask and self.unmask:
                 micropython.kbd_intr(3)
 
 

@@ -95,8 +95,8 @@ def event_name(code):
 TAMPER_VALVE = const(2)       # the valve moved without a command (feedback, valve/controller.py)
 
 # -- service REPL events (firmware/service.py, docs/SERVICE.md) --
-EV_SERVICE_OPEN = const(30)    # production REPL opened; arg: 1 button + open case, 2 technician card
-EV_SERVICE_AUTH = const(31)    # unlock(); arg: 0 success, else consecutive failures
+EV_SERVICE_OPEN = const(30)    # production REPL opened by an office token; arg: minutes granted, 0 when the window ends
+EV_SERVICE_AUTH = const(31)    # unlock() or a service token; arg: 0 success, else consecutive failures
 EV_FACTORY_RESET = const(32)   # settings back to defaults (credit, volume, keys kept)
 EVENT_NAMES = EVENT_NAMES + ("service-open", "service-auth", "factory-reset")  # type: ignore[assignment]
 

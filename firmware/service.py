@@ -6,11 +6,11 @@
 # ticker.hold(), and only through the meter's own methods.
 #
 # Guards: commands that move money, change metrology or security settings
-# need unlock(PIN) first on a meter with a provisioned service PIN, and are
-# refused on a production meter without one. They are logged. The guard
-# protects against mistakes and leaves an audit trail; what keeps a stranger
-# off the REPL of a production meter is the production gate (see Session.gate
-# and docs/SERVICE.md, "Threat model").
+# need unlock(PIN) first on a meter with a provisioned service PIN; on a
+# production meter without one they need a REPL opened by an office token.
+# They are logged. The guard protects against mistakes and leaves an audit
+# trail; what keeps a stranger off the REPL of a production meter is the
+# production gate (Session.gate, techaccess.py, docs/SERVICE.md §4).
 import asyncio
 import gc
 import json
@@ -50,7 +50,8 @@ class Session:
         self.unlocked_until = None
         self.fails = 0
         self.locked_until = 0
-        self.open_request = None
+        self.open_request = None   # minutes granted by an office token (gate)
+        self.service_until = None  # ticks_ms when the token's window ends
         self.cal = None
         self.last_error = None
         self.tick_errors = 0
@@ -69,6 +70,9 @@ class Session:
                 m.save()
                 self._saved_ml = ml
                 self._saved_t = now
+            if self.service_until is not None and m.clock.ticks_diff(
+                    m.clock.ticks_ms(), self.service_until) >= 0:
+                self.end_service()
         except Exception as e:  # noqa: BLE001 - the tick must outlive any bug
             self.tick_errors += 1
             self.last_error = repr(e)
@@ -86,30 +90,59 @@ class Session:
             self._saved_t = self.meter.clock.time()
 
     # ---------------- production gate ----------------
-    def gate(self, poll_ms=200):
-        """Production: run the meter in the foreground with Ctrl-C masked until
-        a technician opens the REPL (request_open), then return."""
+    def gate(self, poll_ms=200, console=None):
+        """Production: run the meter in the foreground with Ctrl-C masked and
+        the REPL closed until an office-signed service token opens it for a
+        bounded time (techaccess.py), then return. No button, case switch or
+        PIN opens it."""
         import micropython
-        micropython.kbd_intr(-1)
-        try:
-            asyncio.run(self._gate(poll_ms))
-        finally:
-            micropython.kbd_intr(3)
-        self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request or 0)
+        import authority
+        import techaccess
+        micropython.kbd_intr(-1)      # masked since main.py's first statement
+        self.ticker.unmask = False    # and no hold() may turn it back on
+        keys = getattr(self.meter, "office", None)
+        con = console if console is not None else techaccess.Console()
+        mid = self.meter.cfg["meter_id"]
+        if keys is None:
+            if self.hw.tamper_pin is None:
+                con.out("PRODUCTION REFUSED: %s has no case switch and no technician credential "
+                        "(office key) is provisioned; the REPL stays closed" % self.hw.name)
+            else:
+                con.out("PRODUCTION: no technician credential (office key) is provisioned; "
+                        "the REPL of %s cannot be opened" % mid)
+            con.out("Metering goes on. Provision the office key (flash.py provision).")
+            self.meter.log.add(codes.EV_CONFIG, codes.REFUSED)
+        else:
+            con.out("meter %s: production, REPL closed. Technician: type svc" % mid)
+        ch = techaccess.Challenger(self.meter, keys, authority.verify)
+        asyncio.run(self._gate(poll_ms, ch, con))
+        c = self.meter.clock
+        self.service_until = c.ticks_add(c.ticks_ms(), self.open_request * 60_000)
+        self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request)
         self.meter.save()
+        con.out("service open for %d min (then the meter restarts closed)" % self.open_request)
+        self.ticker.unmask = True
+        micropython.kbd_intr(3)
 
-    async def _gate(self, poll_ms):
-        held = 0
-        hw = self.hw
+    async def _gate(self, poll_ms, ch, con):
+        import techaccess
         while self.open_request is None:
-            # the service button, held 5 s with the case open (tamper switch
-            # released; boards without one rely on the button alone)
-            pressed = hw.button is not None and hw.button.value() == 0
-            case_open = hw.tamper_pin is None or hw.tamper_pin.value() == 0
-            held = held + poll_ms if pressed and case_open else 0
-            if held >= 5000:
-                self.open_request = OPEN_BUTTON
-            await hw.clock.sleep_ms(poll_ms)
+            for line in con.lines():
+                minutes = techaccess.handle(ch, line, con.out)
+                if minutes:
+                    self.open_request = minutes
+            await self.hw.clock.sleep_ms(poll_ms)
+
+    def end_service(self):
+        """The token's window is over: save, log, restart closed (on a board
+        a reset, which boots into the gate again)."""
+        self.service_until = None
+        self.meter.log.add(codes.EV_SERVICE_OPEN, 0)
+        self.meter.save()
+        _p("service window over: restarting closed")
+        reset = getattr(self.hw, "reset", None)
+        if reset is not None:
+            reset()
 
     # ---------------- guard ----------------
     def now(self):
@@ -118,10 +151,10 @@ class Session:
     def allowed(self, what):
         now = self.now()
         if self.secrets.get("svc_pin") is None:
-            if self.production:
-                _p("refused: %s needs a service PIN; none is provisioned" % what)
+            if self.production and self.open_request is None:
+                _p("refused: %s needs a REPL opened by an office token or a service PIN" % what)
                 return False
-            return True   # development meter: no PIN provisioned
+            return True   # development meter, or a production REPL the office opened
         if self.unlocked_until is not None and now < self.unlocked_until:
             self.unlocked_until = now + UNLOCK_S
             return True
@@ -129,20 +162,10 @@ class Session:
         return False
 
 
-OPEN_BUTTON = const(1)
-OPEN_CARD = const(2)
-
-
 def attach(meter, hw, link=None, version="?", ticker=None):
     global _s
     _s = Session(meter, hw, link, version, ticker)
     return _s
-
-
-def request_open(how=OPEN_CARD):
-    """Called by the card session when a technician card authenticates."""
-    if _s is not None and _s.open_request is None:
-        _s.open_request = how
 
 
 def _session():
@@ -164,12 +187,6 @@ def is_production(cfg, secrets):
     if cfg.get("production") is True or secrets.get("production") is True:
         return True
     return "_error" in cfg and bool(secrets)
-
-
-def pin_hash(salt, pin):
-    import binascii
-    import hashlib
-    return binascii.hexlify(hashlib.sha256(salt.encode() + b":" + str(pin).encode()).digest()).decode()
 
 
 # ---------------- formatting ----------------
@@ -593,8 +610,12 @@ def unlock(pin):
     if now < s.locked_until:
         _p("unlock: locked out for %d s more" % (s.locked_until - now))
         return
-    from comms.sign import equal
-    if equal(pin_hash(s.secrets.get("svc_salt", ""), pin).encode(), stored.encode()):
+    import pinkdf
+    ok = pinkdf.check(stored, s.secrets.get("svc_salt"), pin)
+    if ok is None:
+        _p("unlock: the stored PIN is not in a form this firmware accepts; re-provision it")
+        return
+    if ok:
         s.fails = 0
         s.unlocked_until = now + UNLOCK_S
         s.meter.log.add(codes.EV_SERVICE_AUTH, 0)

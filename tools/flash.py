@@ -12,6 +12,10 @@
       write identity, keys, Wi-Fi and broker settings once; secrets are read
       from a file outside the repository, from environment variables or from
       a no-echo prompt, and are never printed
+  flash.py svc-token --office-key KEY.pem --challenge "svc-challenge ..." [--minutes 30]
+      the office's answer to a production meter's service challenge
+  flash.py harden    --port P --chip esp32 [--dry-run]
+      eFuse and secure-boot steps of a production meter (docs/SECURITY.md)
 
 The same commands work against a real board (a serial port) and against a
 unix-port MicroPython on a pseudo-terminal (see tests/host/ptymeter.py).
@@ -436,13 +440,13 @@ def cmd_provision(a: argparse.Namespace) -> int:
     if a.wifi_ssid:
         pw = _secret(a.wifi_password_env, f"Wi-Fi password for {a.wifi_ssid}: ", True)
         secrets["wifi"] = {"ssid": a.wifi_ssid, "pw": pw or ""}
+    if a.production:
+        secrets["production"] = True
     pin = _secret(a.service_pin_env, "Service PIN (blank: none): ", not a.no_pin)
     if pin:
-        if not (pin.isdigit() and 4 <= len(pin) <= 12):
-            raise Fail("the service PIN must be 4-12 digits")
-        salt = os.urandom(8).hex()
-        secrets["svc_salt"] = salt
-        secrets["svc_pin"] = hashlib.sha256(salt.encode() + b":" + pin.encode()).hexdigest()
+        if not (pin.isdigit() and 8 <= len(pin) <= 12):
+            raise Fail("the service PIN must be 8-12 digits")
+        secrets["svc_salt"], secrets["svc_pin"] = pin_record(pin)
     body = json.dumps(secrets, sort_keys=True)
     code = _PROVISION_CODE % {"state_dir": a.state_dir, "force": bool(a.force),
                               "config": cfg, "secrets": body}
@@ -463,6 +467,40 @@ def cmd_provision(a: argparse.Namespace) -> int:
     names = ", ".join(sorted(secrets))
     print(f"provision: {a.meter_id} region {a.region} in {sd}: config written; secrets [{names}] "
           "written and verified (values not shown). Reset the board to use them.")
+    return 0
+
+
+def pin_record(pin: str, salt: bytes | None = None) -> tuple[str, str]:
+    """(svc_salt, svc_pin) as firmware/pinkdf.py checks them: PBKDF2-HMAC-
+    SHA256 with a random per-meter salt and the firmware's round count."""
+    sys.path.insert(0, str(ROOT / "firmware"))
+    import pinkdf
+    salt = salt if salt is not None else os.urandom(16)
+    dk = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, pinkdf.ROUNDS)
+    return salt.hex(), f"{pinkdf.SCHEME}${pinkdf.ROUNDS}${dk.hex()}"
+
+
+# --------------------------------------------------------------- svc-token
+def svc_answer(office_key, challenge: str, minutes: int) -> str:
+    """The line a technician types at a closed production meter: the office
+    signs the meter's challenge (firmware/techaccess.py), purpose b"svc"."""
+    parts = challenge.split()
+    if len(parts) != 4 or parts[0] != "svc-challenge" or not parts[2].isdigit() \
+            or len(parts[3]) != 32 or any(c not in "0123456789abcdef" for c in parts[3]):
+        raise Fail("not a challenge: paste the meter's whole 'svc-challenge ID N NONCE' line")
+    if not 1 <= minutes <= 120:
+        raise Fail("--minutes must be 1..120")
+    payload = f"{parts[1]} {parts[2]} {parts[3]} {minutes}".encode()
+    return f"svc-open {minutes} {office_key.sign(b'svc', payload).hex()}"
+
+
+def cmd_svc_token(a: argparse.Namespace) -> int:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from office import OfficeKey
+    kp = Path(a.office_key)
+    if not kp.is_file():
+        raise Fail(f"office key {kp} not found")
+    print(svc_answer(OfficeKey.load(kp), a.challenge, a.minutes))
     return 0
 
 
@@ -517,9 +555,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--service-pin-env", help="read the service PIN from this variable")
     p.add_argument("--no-pin", action="store_true", help="do not prompt for a service PIN")
     p.add_argument("--state-dir", help="default: state_dir in the device's board.txt, else /data")
+    p.add_argument("--production", action="store_true",
+                   help="a production meter: REPL closed, opened only by an office token")
     p.add_argument("--force", action="store_true", help="overwrite existing secrets (bench use)")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(fn=cmd_provision)
+
+    t = sub.add_parser("svc-token", help="the office's answer to a meter's service challenge")
+    t.add_argument("--office-key", required=True, help="the office's private key (PEM)")
+    t.add_argument("--challenge", required=True, help="the meter's svc-challenge line")
+    t.add_argument("--minutes", type=int, default=30, help="service window, 1..120")
+    t.set_defaults(fn=cmd_svc_token)
 
     a = ap.parse_args(argv)
     try:

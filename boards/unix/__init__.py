@@ -84,6 +84,13 @@ class SimWDT:
         self.feeds += 1
 
 
+def power_cycle():
+    """The simulator's hard reset: the process ends (as reboot() does), from
+    whichever thread calls it; the next start boots from the saved state.
+    sh's parent is this process."""
+    os.system("kill -TERM $PPID")
+
+
 def _mkdirs(path):
     p = ""
     for part in path.split("/"):
@@ -159,4 +166,5 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         world=World(clock, flow, valve, reader, irq),
         ticker=ThreadTicker(),   # the ESP32 boards' ticker, with the port's default stack
         test_build=True,     # the simulator is a test build: test keys accepted
+        reset=power_cycle,
     )

@@ -17,7 +17,7 @@ FLASH = [sys.executable, str(ROOT / "tools" / "flash.py")]
 KEYS = {"mk": "11223344556677889900aabbccddeeff", "rk": "ffeeddccbbaa00998877665544332211",
         "user": "M000123", "pw": "broker-password-xyz"}
 WIFI_PW = "wifi-password-abc"
-PIN = "4711"
+PIN = "47114711"
 
 
 def flash(*args, env=None, timeout=110):
@@ -134,8 +134,8 @@ def test_provision_validates_identity_and_pin(tmp_path):
     assert p.returncode == 2 and "meter_id" in p.stderr
     p = flash("provision", "--port", "x", "--meter-id", "M1", "--region", "1",
               "--service-pin-env", "PIN", "--dry-run", env={"PIN": "12"})
-    assert p.returncode == 2 and "4-12 digits" in p.stderr
+    assert p.returncode == 2 and "8-12 digits" in p.stderr
     p = flash("provision", "--port", "x", "--meter-id", "M1", "--region", "1",
-              "--service-pin-env", "PIN", "--dry-run", env={"PIN": "123456"})
+              "--service-pin-env", "PIN", "--dry-run", env={"PIN": "12345678"})
     assert p.returncode == 0 and "123456" not in p.stdout + p.stderr
     assert "svc_pin" in p.stdout
