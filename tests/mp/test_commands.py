@@ -125,8 +125,9 @@ def test_duplicate_keys_are_format():
     assert not m.want_open and m.staged is None and m.billing.tariff.version == 1
     # the region topic too
     body = b'{"k":"tariff","r":1,"v":2,"at":0,"b":[[0,1]],"sc":0,"sc":5}'
-    send(link, b, officekit.message(b"tariff", body), link.t_tariff)
+    assert send(link, b, officekit.message(b"tariff", body), link.t_tariff) == []
     assert m.billing.tariff.version == 1 and m.staged is None
+    assert events(m, codes.EV_TARIFF_REJECTED)[-1][3] == codes.FORMAT
     # the same key in two different objects, or inside a string, is no duplicate
     body = b'{"n":7,"op":"tariff","tar":{"v":2,"at":0,"b":[[0,1]],"sc":0},"x":0}'
     assert send(link, b, _raw(link, body))[0]["code"] == codes.ACCEPTED
