@@ -20,7 +20,6 @@ from comms.net import Dialer
 from simkit import make_cfg
 
 MK = b"meter-key-for-tests-0123456789ab"
-RK = b"region-key-for-tests-0123456789a"
 
 
 async def probe(stats, stop_at):
@@ -50,8 +49,8 @@ def run(state_dir, host, port, tls, ca_file, dns, seconds):
     def factory(cid, _h, _p, ka, user=None, pw=None):
         return dialer.client(cid, ka, user, pw)
 
-    link = MqttLink(cfg, meter, hw.net, hw.clock, factory, RK, MK, None, None, state_dir,
-                    dialer)
+    link = MqttLink(cfg, meter, hw.net, hw.clock, factory, meter_key=MK, state_dir=state_dir,
+                    transport=dialer)
     stats = {"late": 0, "step": 0, "steps": 0}
     step = link.step
 

@@ -24,6 +24,7 @@
 # chunks, and a QoS 1 PUBLISH is then acknowledged (so the broker does not
 # deliver it again) and reported through on_refused. docs/LINK.md.
 import errno
+import io
 import select
 import socket
 import time
@@ -75,6 +76,71 @@ class _Pipe:
 
     def close(self):
         pass
+
+
+class _RecordGate(io.IOBase):
+    """Between the raw socket and mbedTLS while the handshake runs: hands
+    over one TLS record, then says "would block" once. mbedTLS runs its
+    handshake as far as the data it has allows, so without this one write()
+    would check the certificate chain, check the ServerKeyExchange signature
+    and compute the key exchange in one go (the server sends its flight in
+    one segment); with it, each record is one call (docs/LINK.md §5)."""
+
+    def __init__(self, sock):
+        self._s = sock
+        self.gating = True
+        self._hdr = bytearray(5)   # record header: type, version, length
+        self._hgot = 0             # header bytes read from the socket
+        self._hout = 0             # header bytes handed to mbedTLS
+        self._left = 0             # body bytes of the record still to hand over
+        self._pause = False
+        self.records = 0           # records handed over (progress, for Conn.poll)
+
+    def readinto(self, buf):
+        if self._pause:
+            self._pause = False
+            return None
+        try:
+            if self._hgot < 5:
+                n = self._s.readinto(memoryview(self._hdr)[self._hgot:])
+                if not n:
+                    return n       # None: would block; 0: closed
+                self._hgot += n
+                if self._hgot < 5:
+                    return None
+                self._left = self._hdr[3] << 8 | self._hdr[4]
+            if self._hout < 5:
+                k = min(len(buf), 5 - self._hout)
+                buf[:k] = self._hdr[self._hout:self._hout + k]
+                self._hout += k
+                if self._hout == 5 and not self._left:
+                    self._end()
+                return k
+            n = self._s.readinto(memoryview(buf)[:min(len(buf), self._left)])
+        except OSError:
+            return 0               # an exception must not unwind through mbedTLS: "closed"
+        if not n:
+            return n
+        self._left -= n
+        if not self._left:
+            self._end()
+        return n
+
+    def _end(self):
+        self._hgot = self._hout = 0
+        self._pause = self.gating
+        self.records += 1
+
+    def write(self, buf):
+        try:
+            return self._s.write(buf)
+        except OSError:
+            return 0
+
+    def ioctl(self, req, arg):
+        if req == 4:               # MP_STREAM_CLOSE
+            self._s.close()
+        return 0
 
 
 class _Module:
@@ -144,6 +210,7 @@ class Conn:
         self._state = _CONNECTING
         self._lookup = None
         self._raw = None
+        self._gate = None
         self._s = None
         self._poller = None
         self._opos = 0               # bytes of _pipe.out already sent
@@ -232,9 +299,13 @@ class Conn:
             if self._state == _CONNECTING:
                 moved = self._connecting()
             else:
+                g = self._gate
+                before = g.records if g is not None else 0
                 moved = self._send()
                 got, room = self._recv(room)
-                moved = moved or got
+                # a record the gate handed over is progress, though mbedTLS
+                # then said "would block": the next call goes on at once
+                moved = moved or got or (g is not None and g.records != before)
             if not moved or rt.ticks_diff(rt.ticks_ms(), t0) >= STEP_BUDGET_MS:
                 break
         self._check_deadlines()
@@ -309,7 +380,11 @@ class Conn:
             self._raw.setsockopt(6, 1, 1)
         except (OSError, AttributeError, TypeError):
             pass
-        self._s = d.tls(self._raw, d.tls_host, d.cadata) if d.tls is not None else self._raw
+        if d.tls is not None:
+            self._gate = _RecordGate(self._raw)
+            self._s = d.tls(self._gate, d.tls_host, d.cadata)
+        else:
+            self._s = self._raw
         self._poller = None
         self._state = _OPEN
         self._out_since = self.rt.ticks_ms()
@@ -405,6 +480,8 @@ class Conn:
             if body[1]:
                 raise OSError(-body[1])   # refused: 4 bad credentials, 5 not authorised
             self.up = True
+            if self._gate is not None:
+                self._gate.gating = False   # handshake over: records flow freely
         elif t == 0x40 or t == 0x90:   # PUBACK, SUBACK: packet id (SUBACK: + granted QoS)
             if len(body) < 2:
                 raise OSError(errno.EIO)
