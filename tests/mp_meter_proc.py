@@ -1,5 +1,6 @@
 # A meter process for the MQTT integration tests and the bench: the firmware
-# on the unix board, with its link, run by main.run() as on a device.
+# on the unix board, started by main.boot() as on a device, so the meter and
+# its link run on the board's thread while this main thread steers the world.
 #
 #   micropython tests/mp_meter_proc.py STATE_DIR SPEED [STATUS_MS]
 #
@@ -7,16 +8,12 @@
 # test steers the process through STATE_DIR/ctl.json ({"flow": L/h,
 # "stop": 1}) and reads STATE_DIR/status.json, rewritten every STATUS_MS
 # (default 100) milliseconds of real time.
-import asyncio
 import json
 import os
 import sys
 import time
 
-import config
 import main
-
-import boards
 
 
 def _write_status(path, meter, link):
@@ -40,37 +37,41 @@ def _write_status(path, meter, link):
     os.rename(path + ".new", path)
 
 
-async def control(state_dir, hw, meter, link, period_ms):
+def control(state_dir, s, period_ms):
+    """The test's hand on the world: from the main thread, inside hold()."""
     ctl_path = state_dir + "/ctl.json"
     status = state_dir + "/status.json"
     flow = None
     while True:
         try:
-            with open(ctl_path) as f:  # noqa: ASYNC230 - a tiny local file, MicroPython has no aiofiles
+            with open(ctl_path) as f:
                 ctl = json.load(f)
         except (OSError, ValueError):
             ctl = {}
-        if ctl.get("flow", 0) != flow:
-            flow = ctl.get("flow", 0)
-            hw.world.flow.set_rate_lph(flow)
+        with s.ticker.hold():
+            if ctl.get("flow", 0) != flow:
+                flow = ctl.get("flow", 0)
+                s.hw.world.flow.set_rate_lph(flow)
+            if ctl.get("stop"):
+                s.link.disconnect()
+                s.meter.save()
+            _write_status(status, s.meter, s.link)
         if ctl.get("stop"):
-            link.disconnect()
-            meter.save()
-            _write_status(status, meter, link)
+            s.ticker.stop()
             sys.exit(0)
-        _write_status(status, meter, link)
-        await asyncio.sleep_ms(period_ms)
+        time.sleep_ms(period_ms)
 
 
 def run(state_dir, speed, status_ms):
-    hw = boards.load("unix").build(state_dir=state_dir, speed=speed)
-    cfg = config.load(state_dir)
-    meter = main.assemble(hw, cfg)
-    meter.hw_delivered = hw.world.flow.delivered_ml
-    link = main.make_link(meter, hw)
     t0 = time.ticks_ms()
-    print("meter", cfg["meter_id"], "up, speed", speed, time.ticks_diff(time.ticks_ms(), t0), "ms")
-    asyncio.run(main.run(meter, hw, link, [control(state_dir, hw, meter, link, status_ms)]))
+
+    def ready(s):
+        s.meter.hw_delivered = s.hw.world.flow.delivered_ml
+    s = main.boot("unix", ready=ready, state_dir=state_dir, speed=speed)
+    if s is None or s.link is None:
+        sys.exit(1)                  # boot() has said why
+    print("meter", s.meter.cfg["meter_id"], "up, speed", speed, time.ticks_diff(time.ticks_ms(), t0), "ms")
+    control(state_dir, s, status_ms)
 
 
 run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 100)
