@@ -480,6 +480,127 @@ def pin_record(pin: str, salt: bytes | None = None) -> tuple[str, str]:
     return salt.hex(), f"{pinkdf.SCHEME}${pinkdf.ROUNDS}${dk.hex()}"
 
 
+# --------------------------------------------------------------- harden
+# The eFuse plan of a production meter (docs/SECURITY.md, "Provisioning a
+# production meter"), per chip family: the flash-encryption key, the
+# digest of the office's Secure Boot v2 signing key, then the eFuses that
+# turn both on and close JTAG and the ROM's download paths. Every step is
+# one-way. ROM download mode goes last: after it, esptool and espefuse can
+# never talk to the chip again, so the encrypted, signed images are written
+# before it, and the write protection of the encryption counter is burnt in
+# the same espefuse session (on the ESP32 that protection also covers
+# UART_DOWNLOAD_DIS, so it cannot come first).
+HARDEN = {
+    "esp32": {
+        "xts": False,
+        "keys": [["burn-key", "flash_encryption", "{fe}"], ["burn-key-digest", "{sb}"]],
+        "fuses": ["FLASH_CRYPT_CONFIG", "0xF", "FLASH_CRYPT_CNT", "1", "ABS_DONE_1", "1",
+                  "DISABLE_DL_ENCRYPT", "1", "DISABLE_DL_DECRYPT", "1", "DISABLE_DL_CACHE", "1",
+                  "JTAG_DISABLE", "1", "CONSOLE_DEBUG_DISABLE", "1"],
+        "lock": "FLASH_CRYPT_CNT",
+        "last": ["UART_DOWNLOAD_DIS", "1"],
+        "done": ("ABS_DONE_1", "UART_DOWNLOAD_DIS"),
+    },
+    "esp32c3": {
+        "xts": True,
+        "keys": [["burn-key", "BLOCK_KEY0", "{fe}", "XTS_AES_128_KEY"],
+                 ["burn-key-digest", "BLOCK_KEY1", "{sb}", "SECURE_BOOT_DIGEST0"]],
+        "fuses": ["SPI_BOOT_CRYPT_CNT", "7", "SECURE_BOOT_EN", "1", "DIS_DOWNLOAD_MANUAL_ENCRYPT", "1",
+                  "DIS_DOWNLOAD_ICACHE", "1", "DIS_PAD_JTAG", "1", "DIS_USB_JTAG", "1",
+                  "SOFT_DIS_JTAG", "7", "DIS_DIRECT_BOOT", "1"],
+        "lock": "SPI_BOOT_CRYPT_CNT",
+        "last": ["DIS_DOWNLOAD_MODE", "1"],
+        "done": ("SECURE_BOOT_EN", "DIS_DOWNLOAD_MODE"),
+    },
+}
+HARDEN["esp32s3"] = dict(HARDEN["esp32c3"], fuses=HARDEN["esp32c3"]["fuses"] + ["DIS_DOWNLOAD_DCACHE", "1"])
+# where the images go: (bootloader, partition table, app)
+IMAGE_AT = {"esp32": (0x1000, 0x8000, 0x10000), "esp32c3": (0x0, 0x8000, 0x10000),
+            "esp32s3": (0x0, 0x8000, 0x10000)}
+
+
+def _efuse_state(out: str) -> dict[str, str]:
+    """NAME -> value from `espefuse summary`."""
+    got = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts and "=" in parts and parts[0].isupper():
+            got[parts[0]] = parts[parts.index("=") + 1]
+    return got
+
+
+def cmd_harden(a: argparse.Namespace) -> int:
+    if a.chip not in HARDEN:
+        raise Fail("harden: no eFuse plan for {} (one of {})".format(a.chip, ", ".join(HARDEN)))
+    plan = HARDEN[a.chip]
+    for what, path in (("--signing-key", a.signing_key), ("--bootloader", a.bootloader),
+                       ("--partitions", a.partitions), ("--app", a.app)):
+        if not Path(path).is_file():
+            raise Fail(f"{what} {path} not found")
+    if _inside_repo(Path(a.signing_key)) or (a.fe_key and _inside_repo(Path(a.fe_key))):
+        raise Fail("refusing keys inside the repository: keep them in the office's key store")
+    work = Path(a.work_dir or tempfile.mkdtemp(prefix="harden-"))
+    work.mkdir(parents=True, exist_ok=True)
+    fe = Path(a.fe_key) if a.fe_key else work / "flash_encryption_key.bin"
+    espefuse, espsecure, esptool = tool("espefuse"), tool("espsecure"), tool("esptool")
+    ef = [espefuse, "--chip", a.chip, "--port", a.port]
+    steps: list[tuple[str, list[str]]] = []
+    if not fe.exists():
+        # one key per meter, made on the office's machine; kept only if the
+        # office will ever need to write this meter's flash again
+        steps.append(("new flash-encryption key for this meter",
+                      [espsecure, "generate-flash-encryption-key", str(fe)]))
+    written = []
+    for name, path, at in zip(("bootloader", "partitions", "app"), (a.bootloader, a.partitions, a.app),
+                              IMAGE_AT[a.chip]):
+        src = Path(path)
+        if name != "partitions":
+            signed = work / (src.stem + ".signed.bin")
+            steps.append((f"sign the {name} (Secure Boot v2)",
+                          [espsecure, "sign-data", "--version", "2", "--keyfile", a.signing_key,
+                           "--output", str(signed), str(src)]))
+            src = signed
+        enc = work / (Path(path).stem + ".enc.bin")
+        steps.append((f"encrypt the {name} for 0x{at:x}",
+                      [espsecure, "encrypt-flash-data", *(["--aes-xts"] if plan["xts"] else []),
+                       "--keyfile", str(fe), "--address", hex(at), "--output", str(enc), str(src)]))
+        written += [hex(at), str(enc)]
+    steps.append(("write the encrypted, signed images",
+                  [esptool, "--chip", a.chip, "--port", a.port, "write-flash", *written]))
+    for k in plan["keys"]:
+        what = "the flash-encryption key (read- and write-protected)" if k[0] == "burn-key" \
+            else "the digest of the office's secure-boot key"
+        steps.append(("burn " + what,
+                      ef + ["--do-not-confirm"] + [x.format(fe=fe, sb=a.signing_key) for x in k]))
+    steps.append(("turn on flash encryption and secure boot; JTAG and download-mode crypto off",
+                  ef + ["--do-not-confirm", "burn-efuse"] + plan["fuses"]))
+    steps.append(("ROM download mode off, and nobody can turn flash encryption off: the last step",
+                  ef + ["--do-not-confirm", "burn-efuse"] + plan["last"]
+                  + ["write-protect-efuse", plan["lock"]]))
+    if not a.dry_run:
+        p = run(ef + ["summary"], False, capture_output=True, text=True)
+        if p is None or p.returncode != 0:
+            raise Fail("espefuse summary failed: {}".format((p.stdout + p.stderr).strip()[-300:] if p else ""))
+        state = _efuse_state(p.stdout)
+        if any(state.get(f) not in (None, "False", "0") for f in plan["done"]):
+            raise Fail("this chip is already hardened ({}): nothing burnt".format(
+                ", ".join(f"{f}={state.get(f)}" for f in plan["done"])))
+        if a.chip == "esp32" and int(state.get("WAFER_VERSION_MAJOR", "0")) < 3:
+            raise Fail("ESP32 below v3.0: no Secure Boot v2 and no UART_DOWNLOAD_DIS; "
+                       "use ESP32-D0WD-V3 (ECO3) modules for meters")
+        if not a.yes:
+            raise Fail("harden burns eFuses for good: run with --dry-run first, then add --yes")
+    for i, (why, c) in enumerate(steps, 1):
+        print(f"[{i}/{len(steps)}] {why}")
+        p = run(c, a.dry_run, capture_output=True, text=True)
+        if p is not None and p.returncode != 0:
+            raise Fail(f"step {i} ({why}) failed: {(p.stdout + p.stderr).strip()[-300:]}")
+    print("harden: {} on {} {}".format(a.chip, a.port, "(dry run, nothing burnt)" if a.dry_run
+                                      else "hardened: flash encrypted, secure boot on, JTAG and "
+                                           "ROM download mode off"))
+    return 0
+
+
 # --------------------------------------------------------------- svc-token
 def svc_answer(office_key, challenge: str, minutes: int) -> str:
     """The line a technician types at a closed production meter: the office
@@ -560,6 +681,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite existing secrets (bench use)")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(fn=cmd_provision)
+
+    h = sub.add_parser("harden", help="flash encryption, secure boot, JTAG and download mode off")
+    h.add_argument("--port", required=True)
+    h.add_argument("--chip", required=True, choices=sorted(HARDEN))
+    h.add_argument("--signing-key", required=True, help="the office's Secure Boot v2 key (PEM)")
+    h.add_argument("--fe-key", help="this meter's flash-encryption key (made if missing)")
+    h.add_argument("--bootloader", required=True, help="bootloader.bin of the production build")
+    h.add_argument("--partitions", required=True, help="partition-table.bin (vfs marked encrypted)")
+    h.add_argument("--app", required=True, help="micropython.bin of the production build")
+    h.add_argument("--work-dir", help="where signed and encrypted images go (default: a temp dir)")
+    h.add_argument("--yes", action="store_true", help="burn: eFuses cannot be unburnt")
+    h.add_argument("--dry-run", action="store_true")
+    h.set_defaults(fn=cmd_harden)
 
     t = sub.add_parser("svc-token", help="the office's answer to a meter's service challenge")
     t.add_argument("--office-key", required=True, help="the office's private key (PEM)")
