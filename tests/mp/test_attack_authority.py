@@ -151,3 +151,22 @@ def test_per_meter_tariff_path_stays_per_meter():
     # B's own key: accepted
     a = send(link, b, command(link, 2, "tariff", key=sign.meter_key(MASTER, "M000002"), tar=tar))
     assert a[0]["code"] == codes.ACCEPTED
+
+
+def test_forged_multi_meter_cards_lock_out_their_uid_only():
+    # each forged signature costs a verify (seconds on an ESP32): the
+    # lockout counts SIGNATURE per UID, so one card cannot keep the CPU busy,
+    # and a genuine card of another UID still works
+    from card import lockout as L
+    link, m, hw, b, s = _meter_b()
+    forged = signed_card(R.CARD_TARIFF, dict(FREE, v=m.billing.tariff.version + 1),
+                         uid=b"\xb1\xb2\xb3\x01", d=0xBADC0FFEE)
+    got = []
+    for _ in range(L.LOCK_AFTER + 1):
+        hw.world.reader.remove()
+        got.append(tap(hw, s, forged))
+    assert got[:L.LOCK_AFTER] == [codes.SIGNATURE] * L.LOCK_AFTER and got[-1] == codes.LOCKED_OUT, got
+    hw.world.reader.remove()
+    ok = signed_card(R.CARD_TARIFF, dict(FREE, v=m.billing.tariff.version + 1, b=[[0, 800_000]]),
+                     uid=b"\xb1\xb2\xb3\x02")
+    assert tap(hw, s, ok) == codes.ACCEPTED

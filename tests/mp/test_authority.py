@@ -54,3 +54,10 @@ def test_no_keys_and_bad_keys():
     raises(ValueError, authority.load, {"office": {"1": "00" * 64}})   # (0,0) is no point
     raises(ValueError, authority.load, {"office": ["ab"]})
     raises(ValueError, authority.digest, b"tariff/x", b"")
+
+
+def test_the_public_test_office_key_is_refused_outside_a_test_build():
+    import officekit
+    sec = officekit.secrets()
+    raises(ValueError, authority.load, sec)
+    assert authority.load(sec, allow_test=True).active() == [1]
