@@ -60,3 +60,26 @@ def test_forged_or_stale_broadcast_changes_nothing(mqtt_world):
     w.he.publish_tariff({"v": 1, "at": 0, "b": [[0, 300_000]], "sc": 0, "e": 1}, region=1)
     m.wait(lambda s: s["tv"] == 1, what="M6 on the reset tariff (epoch 1, v1)")
     m.stop()
+
+
+def test_fleet_command_reaches_the_region_once(mqtt_world):
+    """An office-signed fleet command on r/<r>/fleet through real Mosquitto:
+    acked once with its sequence by the region's meter, not by another
+    region's; the same payload again changes nothing."""
+    from conftest import wait_for
+    w = mqtt_world
+    m = w.start_meter("M5")
+    other = w.start_meter("R2M1")
+    for x in (m, other):
+        x.wait(lambda s: s["connected"], what=f"{x.id} connected")
+    acks = []
+    w.he.on_ack.append(lambda meter, a: acks.append((meter, a)) if a["n"] == 0 else None)
+    payload = w.he.publish_fleet("valvetest", region=1, meters=["M5"], f=1)
+    n = json.loads(payload.rsplit(b"|", 1)[0])["n"]
+    wait_for(lambda: ("M5", n) in [(mt, a["val"]) for mt, a in acks], what="M5 acks the fleet command")
+    w.he.client.publish("r/1/fleet", payload, qos=1).wait_for_publish(5)   # a replay
+    wait_for(lambda: 4 in {e[3] for e in w.he.get("M5", "log")["detail"] if e[2] == 33},
+             what="the replay refused as old (event 33)")
+    assert [mt for mt, a in acks if a["val"] == n] == ["M5"]
+    m.stop()
+    other.stop()
