@@ -115,3 +115,14 @@ def test_the_provisioned_pin_is_what_the_meter_checks(tmp_path):
     p = subprocess.run([MICROPYTHON, "-c", code], env=mp_env(), capture_output=True, text=True,
                        timeout=30, check=False, cwd=str(data))
     assert "OK True False" in p.stdout, p.stdout + p.stderr
+
+
+def test_provision_production_writes_it_into_the_secrets(tmp_path):
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(office_secrets([OfficeKey.generate()])))
+    keys.chmod(0o600)
+    p = subprocess.run(FLASH + ["provision", "--port", "x", "--meter-id", "M000009", "--region", "1",
+                                "--secrets", str(keys), "--no-pin", "--production", "--dry-run"],
+                       capture_output=True, text=True, timeout=30, check=False)
+    assert p.returncode == 0, p.stderr
+    assert "production" in p.stdout.split("secrets [")[1], p.stdout

@@ -129,6 +129,19 @@ def test_a_production_boot_error_keeps_the_prompt_closed_and_meters(tmp_path):
         assert meters_on(data, gen0), m.output()
 
 
+@pytest.mark.parametrize("secrets", [{"production": True}, {"mk": "00" * 16}])
+def test_a_damaged_config_does_not_turn_a_meter_into_a_development_one(tmp_path, secrets):
+    # production written by provisioning into secrets.json, or only a
+    # provisioned meter: either way a torn config.json leaves it closed
+    data = meter_device(tmp_path, production=False)
+    (data / "config.json").write_text('{"production": tr')
+    (data / "secrets.json").write_text(json.dumps(secrets))
+    with UartMeter(tmp_path) as m:
+        assert m.wait_for("boot: gate"), m.output()
+        m.send(b"\x03")
+        assert not m.repl_answers(), m.output()
+
+
 def test_a_broken_app_on_a_provisioned_meter_gives_no_prompt(tmp_path):
     # a deploy that lost a module: main.py cannot import the app
     import shutil
