@@ -398,17 +398,25 @@ class HeadEnd:
         return row[0]
 
     def next_counter(self, meter):
+        """The meter's next command counter, epoch included: e * 2^32 + n
+        (docs/PROTOCOL.md §4.4); n = 0 does not exist, so the step from
+        n = 2^32-1 goes to the next epoch's n = 1."""
         with self._lock:
             self._region_of(meter)
-            self.db.execute("UPDATE meters SET ctr = ctr + 1 WHERE id = ?", (meter,))
+            self.db.execute("UPDATE meters SET ctr = ctr + 1 + (((ctr + 1) & 4294967295) = 0) "
+                            "WHERE id = ?", (meter,))
             n = self.db.execute("SELECT ctr FROM meters WHERE id = ?", (meter,)).fetchone()[0]
             self.db.commit()
         return n
 
     def sealed_command(self, meter, op, n=None, **args):
-        """(n, topic, payload) of a signed command, not yet sent."""
+        """(n, topic, payload) of a signed command, not yet sent; n is the
+        32-bit counter the ack carries, the epoch goes in the body as "e"."""
         if n is None:
-            n = self.next_counter(meter)
+            ctr = self.next_counter(meter)
+            n = ctr & 0xFFFFFFFF
+            if ctr >> 32:
+                args["e"] = ctr >> 32
         topic = f"m/{meter}/c"
         return n, topic, codec.seal(self.meter_key(meter), topic, codec.command(n, op, **args))
 

@@ -48,3 +48,21 @@ def test_attack_meter_credentials_are_refused_on_the_head_end_listener(mqtt_worl
     c, up = _rogue(w, "M4", "M3", port=w.broker.admin_port)
     assert not up.wait(3), "a meter's credentials opened a session on the head-end listener"
     c.loop_stop()
+
+
+def test_headend_steps_into_the_next_epoch_at_the_end_of_range(tmp_path):
+    import json as _json
+
+    from comms import codec
+    from headend import HeadEnd
+    from office import OfficeKey
+    he = HeadEnd(tmp_path / "he.sqlite", bytes(32), office=OfficeKey.generate())
+    he.provision("M9", 1)
+    he.db.execute("UPDATE meters SET ctr = ? WHERE id = 'M9'", ((1 << 32) - 2,))
+    bodies = []
+    for _ in range(3):
+        n, _topic, payload = he.sealed_command("M9", "get", w="state")
+        bodies.append((n, _json.loads(payload[:payload.rindex(b"|")])))
+    assert [(n, b.get("e", 0), b["n"]) for n, b in bodies] == [
+        (0xFFFFFFFF, 0, 0xFFFFFFFF), (1, 1, 1), (2, 1, 2)]
+    assert codec.MAX_DOWNLINK   # the bodies are ordinary commands
