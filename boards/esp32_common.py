@@ -2,10 +2,6 @@
 import time
 import asyncio
 
-# The meter thread's stack (boards/ticker.py): the size of the main task's
-# (ports/esp32 MICROPY_TASK_STACK_SIZE, 16 KiB), taken from the IDF heap.
-METER_STACK = const(16 * 1024)
-
 # Ports before 1.22 count from 2000; the firmware always works in Unix seconds.
 _EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
@@ -129,7 +125,7 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
     import machine
     from machine import Pin
     from boards import Hardware, validate
-    from boards.ticker import ThreadTicker
+    from boards.ticker import ThreadTicker, ESP32_STACK
     p = validate.merged(pins_map, pins)
     vcfg = dict(valve_cfg)
     vcfg.update(valve or {})
@@ -161,6 +157,6 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         battery=Battery(p["battery"]) if p["battery"] is not None else None,
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),
-        ticker=ThreadTicker(METER_STACK),
+        ticker=ThreadTicker(ESP32_STACK),
         reset=machine.reset,
     )

@@ -22,6 +22,17 @@
 # through a command's change to the meter either.
 import micropython
 
+# The meter thread's stack on the ESP32 boards: the size of the port's main
+# task (ports/esp32 MICROPY_TASK_STACK_SIZE), a FreeRTOS stack from the IDF
+# heap, of which the port keeps 1 KiB as its overflow margin. The unix board
+# gives its thread the same usable stack scaled to 64 bits (the unix port
+# doubles its own default there, UNIX_STACK_MULTIPLIER) plus that port's
+# 8 KiB margin, so a slice that would overflow the ESP32's stack overflows
+# in the tests too. Measured: the day simulation runs with 10 KiB usable at
+# 64 bits and fails with 8 (docs/RUNTIME.md).
+ESP32_STACK = const(16 * 1024)
+UNIX_STACK = const(2 * (16 * 1024 - 1024) + 8 * 1024)
+
 
 class _Hold:
     def __init__(self, ticker):

@@ -13,7 +13,7 @@ from boards.unix.spi import SimSPI
 from boards.unix.flow import FlowSensor
 from boards.unix.valve_model import LatchingValveModel, MotorValveModel
 from boards.unix.softirq import SoftIrq
-from boards.ticker import ThreadTicker
+from boards.ticker import ThreadTicker, UNIX_STACK
 
 NAME = "unix"
 SPI_BAUD = const(4_000_000)
@@ -164,7 +164,7 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         net=HostNet(),
         wdt=SimWDT(30_000),
         world=World(clock, flow, valve, reader, irq),
-        ticker=ThreadTicker(),   # the ESP32 boards' ticker, with the port's default stack
+        ticker=ThreadTicker(UNIX_STACK),   # the ESP32 boards' ticker and stack, at 64 bits
         test_build=True,     # the simulator is a test build: test keys accepted
         reset=power_cycle,
     )
