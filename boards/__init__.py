@@ -17,6 +17,7 @@ class Hardware:
     valve_cfg        dict: type, pulse_ms, travel_ms, ...
     card_spi, card_cs, card_rst       MFRC522 on SPI
     led, buzzer, button               indication and the user's button
+    display          the customer's screen (firmware/display: show/sleep/wake), or None
     tamper_pin       case switch / magnet sensor, active low, or None
     battery          object with millivolts(), or None (mains-powered board)
     sensor_pin       flow sensor cable loop, high when the loop is open, or None
@@ -45,6 +46,7 @@ class Hardware:
         self.led = None
         self.buzzer = None
         self.button = None
+        self.display = None
         self.tamper_pin = None
         self.battery = None
         self.sensor_pin = None

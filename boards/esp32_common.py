@@ -118,6 +118,19 @@ def pulse_counter(unit, pulse_gpio, direction_pin=None):
                            edge=machine.Counter.RISING, direction=d, filter_ns=12_000)
 
 
+def segment_display(p, clock):
+    """The HT1621 glass on three GPIOs (docs/DISPLAY.md), or None when the
+    pin map fits none."""
+    if p.get("lcd_cs") is None:
+        return None
+    from display.ht1621 import HT1621
+    from display.segment import SegmentScreen
+    from display.glass import SEG
+    lcd = HT1621(pin_out(p["lcd_cs"], 1), pin_out(p["lcd_wr"], 1), pin_out(p["lcd_data"]),
+                 clock.delay_us)
+    return SegmentScreen(lcd, SEG)
+
+
 def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
                    state_dir, wifi, pins=None, valve=None, irq_max_k=None):
     """The Hardware of an ESP32 meter board from its pin map and settings.
@@ -131,9 +144,10 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
     vcfg.update(valve or {})
     card = p["card_cs"] is not None
     dpin = pin_in(p["direction"])
+    clock = Clock()
     return Hardware(
         name=name,
-        clock=Clock(),
+        clock=clock,
         state_dir=state_dir,
         pulse_counter=pulse_counter(counter_unit, p["pulse"], dpin) if counter_unit is not None else None,
         pulse_pin=Pin(p["pulse"], Pin.IN),
@@ -153,6 +167,7 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         led=pin_out(p["led"]),
         buzzer=pin_out(p["buzzer"]),
         button=pin_in(p["button"], Pin.PULL_UP),
+        display=segment_display(p, clock),
         tamper_pin=pin_in(p["tamper"], Pin.PULL_UP),
         battery=Battery(p["battery"]) if p["battery"] is not None else None,
         net=WifiLink(*wifi),

@@ -41,11 +41,13 @@ CHIPS = {
 }
 
 REQUIRED = ("pulse", "valve_open", "valve_close")
-OUTPUTS = ("valve_open", "valve_close", "spi_sck", "spi_mosi", "card_cs", "card_rst", "led", "buzzer")
+OUTPUTS = ("valve_open", "valve_close", "spi_sck", "spi_mosi", "card_cs", "card_rst", "led", "buzzer",
+           "lcd_cs", "lcd_wr", "lcd_data")
 # outputs that must not sit on a strapping pin: a valve coil or the card's
 # chip select pulled at reset can stop the boot or move the valve
 NO_STRAP = ("valve_open", "valve_close")
 CARD = ("spi_sck", "spi_mosi", "spi_miso", "card_cs")
+LCD = ("lcd_cs", "lcd_wr", "lcd_data")     # the HT1621's serial interface: all three or none
 
 
 def merged(pins, over=None):
@@ -98,6 +100,9 @@ def check(chip, pins, over=None, counter=None):
     card = [r for r in CARD if p.get(r) is not None]
     if card and len(card) != len(CARD):
         errs.append("card reader: needs all of %s (has %s)" % (", ".join(CARD), ", ".join(card)))
+    lcd = [r for r in LCD if p.get(r) is not None]
+    if lcd and len(lcd) != len(LCD):
+        errs.append("display: needs all of %s (has %s)" % (", ".join(LCD), ", ".join(lcd)))
     if counter is not None and not c["pcnt"]:
         errs.append("counter unit %r: %s has no PCNT; use counter=None (IRQ counting)" % (counter, chip))
     return errs

@@ -43,6 +43,7 @@ DEFAULTS = {
     "batt_grace_s": 604800,      # ... and close after this grace period (a week)
     "sensor_close": True,        # sensor cable cut: close, keep the reading
     "report_s": 3600,            # telemetry interval
+    "display_sleep_s": 30,       # the display powers down after this long untouched (0: never)
     "mqtt": {"host": "127.0.0.1", "port": 1883, "tls": False, "keepalive": 60,
              "timeout_ms": 5000,      # deadline of every socket operation
              "backoff_max_s": 300},   # reconnect back-off ceiling (docs/PROTOCOL.md)
@@ -122,6 +123,7 @@ RANGES = {
     "closed_flow_ml": (0, 1_000_000), "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000),
     "batt_grace_s": (0, 7_776_000), "friendly_debt_max": (0, 100_000_000),
     "friendly_hours": (0, 23), "friendly_days": (0, 6),
+    "display_sleep_s": (0, 3600),
 }
 # list settings: key -> (least, most) items
 ITEMS = {"friendly_hours": (2, 2), "friendly_days": (0, 7), "friendly_dates": (0, 24)}

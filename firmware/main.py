@@ -161,7 +161,7 @@ def attach_card(meter, hw, secrets):
     return session
 
 
-async def card_task(session, meter, hw, period_ms=250):
+async def card_task(session, meter, hw, period_ms=250, display=None):
     from card.records import CARD_USER
     while True:
         try:
@@ -170,30 +170,65 @@ async def card_task(session, meter, hw, period_ms=250):
             # the tap confirms reopening after a top-up
             if code in (codes.ACCEPTED, codes.USED) and session.last[1] == CARD_USER:
                 meter.confirm()
+            if code is not None and display is not None:
+                display.tap(code)     # drawn now: the tap's result within 200 ms
         except Exception as e:  # noqa: BLE001 - a card must never stop the loop
             print("card error:", repr(e))
         await hw.clock.sleep_ms(period_ms)
 
 
-async def button_task(meter, hw, period_ms=50):
+async def button_task(meter, hw, period_ms=50, display=None):
+    # short press: confirms a reopening when one is awaited, else (with a
+    # display) wakes it or shows the next page; long press: emergency credit
     from button import Button, SHORT, LONG
     b = Button(hw.button, hw.clock)
     while True:
         press = b.poll()
-        if press == SHORT:
-            meter.confirm()
-        elif press == LONG:
-            meter.request_emergency()
+        try:
+            if press == SHORT:
+                if display is None:
+                    meter.confirm()
+                elif meter.awaiting_confirm and meter.confirm() == codes.ACCEPTED:
+                    display.confirmed()
+                else:
+                    display.press()
+            elif press == LONG:
+                code = meter.request_emergency()
+                if display is not None:
+                    display.emergency(code)
+        except Exception as e:  # noqa: BLE001 - the button must never stop the loop
+            print("button error:", repr(e))
         await hw.clock.sleep_ms(period_ms)
 
 
-def user_tasks(meter, hw, session):
-    """The tasks of the customer's side: the card reader and the button."""
+async def display_task(display, hw):
+    from display.ui import REFRESH_MS
+    while True:
+        try:
+            display.step()
+        except Exception as e:  # noqa: BLE001 - a display fault must not stop the loop
+            print("display error:", repr(e))
+        await hw.clock.sleep_ms(REFRESH_MS)
+
+
+def attach_display(meter, hw):
+    """The customer's display on the board's screen, or None."""
+    if getattr(hw, "display", None) is None:
+        return None
+    import display
+    return display.attach(hw, meter)
+
+
+def user_tasks(meter, hw, session, display=None):
+    """The tasks of the customer's side: the card reader, the button and
+    the display."""
     tasks = []
     if session is not None:
-        tasks.append(card_task(session, meter, hw))
+        tasks.append(card_task(session, meter, hw, display=display))
     if hw.button is not None:
-        tasks.append(button_task(meter, hw))
+        tasks.append(button_task(meter, hw, display=display))
+    if display is not None:
+        tasks.append(display_task(display, hw))
     return tasks
 
 
@@ -299,9 +334,12 @@ def boot(board_name, ready=None, **board_opts):
             print("MQTT link not started: %r" % e)
         _step("cards")
         session = attach_card(meter, hw, sec)
-        spawn(meter, hw, link, user_tasks(meter, hw, session))
+        _step("display")
+        display = attach_display(meter, hw)
+        spawn(meter, hw, link, user_tasks(meter, hw, session, display))
         s = service.attach(meter, hw, link, FIRMWARE_VERSION)
         s.cards = session
+        s.display = display
         if ready is not None:
             ready(s)
         if production:

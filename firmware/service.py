@@ -40,6 +40,7 @@ class Session:
         self.hw = hw
         self.link = link
         self.cards = None      # the card reader's session, when boot() attached one
+        self.display = None    # the customer's display, when the board has one
         self.version = version
         if ticker is None:
             from boards import ticker as tk

@@ -22,12 +22,13 @@ SPI_BAUD = const(4_000_000)
 class World:
     """The device models of one simulated meter."""
 
-    def __init__(self, clock, flow, valve, reader=None, softirq=None):
+    def __init__(self, clock, flow, valve, reader=None, softirq=None, lcd=None):
         self.clock = clock
         self.flow = flow
         self.valve = valve
         self.reader = reader
         self.softirq = softirq    # the ESP32 port's schedule queue, modelled
+        self.lcd = lcd            # the HT1621 model behind hw.display, or None
 
 
 class HostNet:
@@ -102,13 +103,27 @@ def _mkdirs(path):
                 pass
 
 
+def _segment_display(clock):
+    # the HT1621 glass on three GPIOs, as the ESP32 boards wire it
+    from boards.unix.ht1621_model import HT1621Model
+    from display.ht1621 import HT1621
+    from display.segment import SegmentScreen
+    from display.glass import SEG
+    cs = SimPin("lcd_cs", OUT, value=1)
+    wr = SimPin("lcd_wr", OUT, value=1)
+    data = SimPin("lcd_data", OUT)
+    model = HT1621Model(clock, cs, wr, data, SEG)
+    return SegmentScreen(HT1621(cs, wr, data, clock.delay_us), SEG), model
+
+
 def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="counter",
           travel_ms=None, valve_open=False, bounce=0, valve="latching", feedback="both",
-          valve_cfg=None, flow_lph=0):
+          valve_cfg=None, flow_lph=0, display=True):
     # valve: "latching" or "motor"; feedback: the limit switches wired,
     # "both", "open", "closed" or "none"; valve_cfg: overrides of the board's
     # valve timings (firmware/valve DEFAULTS for the keys); flow_lph: water
-    # drawn from boot on (a tap left open, for tests that watch from outside).
+    # drawn from boot on (a tap left open, for tests that watch from outside);
+    # display: the HT1621 segment glass fitted (False: a board without one).
     clock = SimClock(start, speed)
     irq = SoftIrq()     # one schedule queue for every pin, as on the chip
     vo = SimPin("valve_open", OUT)
@@ -140,6 +155,7 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
             reader.attach_reset(rst)
     except ImportError:
         pass  # the card model is not part of this build yet
+    screen, lcd = _segment_display(clock) if display else (None, None)
     _mkdirs(state_dir)
     return Hardware(
         name=NAME,
@@ -163,7 +179,8 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         button=SimPin("button", IN, PULL_UP, softirq=irq),
         net=HostNet(),
         wdt=SimWDT(30_000),
-        world=World(clock, flow, valve, reader, irq),
+        display=screen,
+        world=World(clock, flow, valve, reader, irq, lcd),
         ticker=ThreadTicker(UNIX_STACK),   # the ESP32 boards' ticker and stack, at 64 bits
         test_build=True,     # the simulator is a test build: test keys accepted
         reset=power_cycle,

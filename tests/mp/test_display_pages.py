@@ -1,0 +1,211 @@
+# What the customer sees, read back from the HT1621 model's display RAM
+# through the glass map: every page, card-tap results, cut-off and
+# emergency credit, sleep and wake, and the tap-to-glass latency.
+import asyncio
+
+import codes
+import display
+import main
+from display import pages
+from display.ui import RESULT_MS
+from simkit import make_meter, run
+from test_card_rig import meter_rig, user_card, tap
+from card import lockout as L
+
+T2 = {"v": 1, "b": [[1000, 350_000], [0, 700_000]]}   # 3.50/m3 to 1 m3, then 7.00
+
+
+def _shown(hw, text, icons=None):
+    lcd = hw.world.lcd
+    assert lcd.lit, "glass dark"
+    assert lcd.shows(text, icons), (lcd.decode(), text, icons)
+
+
+def _page(d, hw, n):
+    d.page = n
+    d.refresh()
+    return hw.world.lcd
+
+
+def test_every_page_shows_the_meter_figures():
+    m, hw = make_meter(tariff=T2, friendly_hours=[0, 0], friendly_days=[])
+    d = display.attach(hw, m)
+    m.apply_credit("card", 1, 1, 12_345_000)              # 123.45
+    m.confirm()
+    hw.world.flow.set_rate_lph(3000)                      # below the burst threshold
+    run(m, hw, 1440)                                      # 1.2 m3: into block 2
+    ml = m.volume.ml()
+    assert 1_150_000 < ml < 1_250_000
+    _page(d, hw, pages.BALANCE)
+    bal = m.balance
+    _shown(hw, pages.line("", "%d.%02d" % (bal // 100_000, bal // 1000 % 100)), ["valve", "money"])
+    _page(d, hw, pages.VOLUME)
+    _shown(hw, pages.line("", "%d.%03d" % (ml // 1_000_000, ml // 1000 % 1000)), ["valve", "m3"])
+    _page(d, hw, pages.TOPUP)
+    _shown(hw, "A  123.45", ["valve", "card", "money"])
+    _page(d, hw, pages.TARIFF)
+    _shown(hw, "b2   7.00", ["valve", "block", "money", "per-m3"])
+    _page(d, hw, pages.PERIOD)
+    _shown(hw, pages.line("", "%d.%03d" % (ml // 1_000_000, ml // 1000 % 1000)), ["valve", "m3", "month"])
+    _page(d, hw, pages.VALVE)
+    _shown(hw, "OPEn    ", ["valve"])
+    _page(d, hw, pages.ALARMS)
+    _shown(hw, "AL    --", ["valve"])
+    _page(d, hw, pages.BATTERY)
+    _shown(hw, "bAt   --", ["valve"])                      # the simulated board is mains-powered
+
+
+def test_alarm_and_battery_pages():
+    class Cell:
+        mv = 3280
+
+        def millivolts(self):
+            return self.mv
+    m, hw = make_meter(leak_window_s=0)
+    hw.battery = Cell()
+    d = display.attach(hw, m)
+    from metering import detect
+    m.detector.active = detect.LEAK | detect.TAMPER | detect.BATTERY_LOW
+    _page(d, hw, pages.ALARMS)
+    _shown(hw, "AL 13 12", ["shut", "alarm", "batt"])
+    _page(d, hw, pages.BATTERY)
+    _shown(hw, "bAt  3.28", ["shut", "alarm", "batt"])
+
+
+def test_button_cycles_pages_and_confirms_only_when_a_reopen_waits():
+    m, hw = make_meter(friendly_hours=[0, 0], friendly_days=[])
+    d = display.attach(hw, m)
+    seen = []
+
+    async def press(t, ms=200):
+        hw.button.drive(0)
+        for _ in range(ms // 50):
+            await hw.clock.sleep_ms(50)
+        hw.button.drive(1)
+        await hw.clock.sleep_ms(100)
+
+    async def scenario():
+        t = asyncio.create_task(main.button_task(m, hw, display=d))
+        for _ in range(3):
+            await press(t)
+            seen.append(d.page)
+        m.apply_credit("card", 1, 1, 500_000)             # credit back: a reopen waits
+        assert m.awaiting_confirm
+        await press(t)
+        seen.append(d.page)
+        t.cancel()
+    asyncio.run(scenario())
+    assert seen == [pages.VOLUME, pages.TOPUP, pages.TARIFF, pages.VALVE]
+    assert m.want_open, "the press while a reopen waited confirmed it"
+    _shown(hw, "OPEn    ", ["valve", "low"])
+
+
+def _tap_in_task(m, hw, s, d, card):
+    """Run the card task until the tap's result is drawn; returns (code,
+    microseconds from the end of the tap to the last nibble latched)."""
+    ends = []
+    poll = s.poll
+
+    def timed():
+        r = poll()
+        if r is not None:
+            ends.append((r, hw.clock.now_us()))
+        return r
+    s.poll = timed
+    hw.world.reader.place(card)
+
+    async def go():
+        t = asyncio.create_task(main.card_task(s, m, hw, display=d))
+        while not ends:
+            await hw.clock.sleep_ms(10)
+        await hw.clock.sleep_ms(0)
+        t.cancel()
+    asyncio.run(go())
+    hw.world.reader.remove(card)
+    s.poll = poll
+    code, end_us = ends[0]
+    return code, hw.world.lcd.last_write_us - end_us
+
+
+def test_tap_results_show_within_200_ms_of_the_tap():
+    m, hw, s = meter_rig(friendly_hours=[0, 0], friendly_days=[])
+    d = display.attach(hw, m)
+    c, _ = user_card(amount=1_000_000, seq=1)
+    code, lat = _tap_in_task(m, hw, s, d, c)
+    assert code == codes.ACCEPTED and 0 < lat <= 200_000, lat
+    _shown(hw, "A   10.00", ["card", "money", "valve"])       # the tap confirmed the reopening
+    code, lat = _tap_in_task(m, hw, s, d, c)                 # the same credit again
+    assert code == codes.USED and lat <= 200_000
+    _shown(hw, "E     01", ["card", "valve"])
+    other, _ = user_card(uid=b"\x31\x32\x33\x34", meter_id="M000009")
+    for _ in range(L.LOCK_AFTER):
+        code, lat = _tap_in_task(m, hw, s, d, other)         # no key of this meter opens it
+        assert code == codes.FOREIGN and lat <= 200_000
+        _shown(hw, "E     19", ["card", "valve"])
+    code, lat = _tap_in_task(m, hw, s, d, other)
+    assert code == codes.LOCKED_OUT and lat <= 200_000
+    _shown(hw, "E     10", ["card", "valve"])
+    hw.clock.advance(RESULT_MS)
+    d.step()
+    _shown(hw, pages.line("", "10.00"), ["valve", "money"])   # back to the page
+
+
+def test_a_card_for_another_meter_of_this_issuer_reads_wrong_meter():
+    m, hw, s = meter_rig()
+    d = display.attach(hw, m)
+    d.tap(codes.WRONG_METER)
+    _shown(hw, "E     07", ["card", "shut"])
+
+
+def test_cut_off_then_emergency_credit():
+    m, hw = make_meter(tariff={"v": 1, "b": [[0, 1_000_000]]}, emergency=500_000,
+                       friendly_hours=[0, 0], friendly_days=[], display_sleep_s=0)
+    d = display.attach(hw, m)
+    m.apply_credit("card", 1, 1, 200_000)                 # 2.00 at 10.00/m3: 200 L
+    m.confirm()
+    hw.world.flow.set_rate_lph(1800)                      # 0.5 L/s
+    run(m, hw, 500)
+    assert not m.want_open
+    d.page = pages.VALVE
+    d.step()
+    _shown(hw, "OFF   01", ["shut", "low"])               # closed for credit (why 1)
+    d.emergency(m.request_emergency())
+    _shown(hw, "EC   5.00", ["money", "shut", "low", "emerg", "press"])
+    d.emergency(m.request_emergency())                   # once per top-up cycle
+    _shown(hw, "E     01", ["shut", "low", "emerg", "press"])
+
+
+def test_sleeps_after_the_configured_time_and_wakes_on_button_or_tap():
+    m, hw = make_meter(display_sleep_s=20)
+    d = display.attach(hw, m)
+    lcd = hw.world.lcd
+    hw.clock.advance(19_000)
+    d.step()
+    assert lcd.lit
+    hw.clock.advance(1_000)
+    d.step()
+    assert not lcd.lit and not lcd.osc and lcd.current_ua() == 5
+    m.apply_credit("card", 1, 1, 300_000)                # figures change while asleep
+    d.step()
+    assert not lcd.lit
+    d.press()                                            # the first press only wakes it
+    _shown(hw, pages.line("", "3.00"), ["shut", "low", "money", "press"])
+    assert d.page == pages.BALANCE
+    hw.clock.advance(20_000)
+    d.step()
+    assert not lcd.lit
+    d.tap(codes.CARD_GONE)                               # a tap wakes it too
+    _shown(hw, "E     16", ["card", "shut", "low", "press"])
+
+
+def test_sleep_setting_goes_through_the_settings_table():
+    import config
+    assert config.check("display_sleep_s", 3601)[0] == codes.RANGE
+    assert config.check("display_sleep_s", "30")[0] == codes.FORMAT
+    assert config.check("display_sleep_s", 0)[0] == codes.ACCEPTED
+
+
+def test_a_board_without_a_display_has_none():
+    m, hw = make_meter(board_opts={"display": False})
+    assert hw.display is None and main.attach_display(m, hw) is None
+    assert len(main.user_tasks(m, hw, None)) == 1      # the button only
