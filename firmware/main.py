@@ -8,11 +8,12 @@
 # port, boot and technician access"). The port turns Ctrl-C on for main.py
 # just before its first statement, and a Ctrl-C that ends main.py leaves the
 # port at its REPL, where secrets.json and the state file are open to anyone.
-# So Ctrl-C is masked before any import. A Ctrl-C that reached the port
-# before the mask is still pending: the VM raises it at the next jump, which
-# is the loop inside _mask_ctrl_c(), inside the try below, so it is spent
-# there. No jump comes before the mask, so at most one can be pending.
-# A development meter turns Ctrl-C back on in boot() once it knows it is one.
+# So Ctrl-C is masked before any import. On the chip a Ctrl-C that reached
+# the UART before the mask is only pending (ports/esp32/uart.c): the VM
+# raises it at the next jump, which is the loop inside _mask_ctrl_c(), inside
+# the try below, so it is spent there. No jump comes before the mask, so at
+# most one can be pending. A development meter turns Ctrl-C back on in
+# boot() once it knows it is one.
 
 
 def _mask_ctrl_c():

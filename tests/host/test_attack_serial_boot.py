@@ -78,10 +78,10 @@ def test_ctrl_c_right_after_the_first_statement(tmp_path):
         assert meters_on(data, gen0), "the meter stopped metering"
 
 
-@pytest.mark.xfail(strict=True, reason="the port's own window: MicroPython turns Ctrl-C on for "
-                   "main.py and raises a Ctrl-C that lands before main.py's first bytecode "
-                   "outside any code main.py has; closed only by the production build "
-                   "(docs/SECURITY.md, 'Provisioning a production meter')")
+@pytest.mark.xfail(strict=True, reason="the unix port raises KeyboardInterrupt from its SIGINT "
+                   "handler at once (MICROPY_ASYNC_KBD_INTR: no GIL), here in C before main.py's "
+                   "first bytecode; the ESP32's UART ISR only sets it pending, and the VM raises "
+                   "it at the first jump, inside main.py's masking try (docs/SECURITY.md P11)")
 def test_ctrl_c_in_the_ports_window_before_the_first_statement(tmp_path):
     meter_device(tmp_path)
     with UartMeter(tmp_path, ctrl_c_at="on") as m:
