@@ -18,7 +18,6 @@ MAX_DOC = const(600)       # bytes of JSON; a card holds at most this much
 MAX_METERS = const(32)     # ids in "m"
 MAX_CARD_S = const(2_678_400)   # a card is valid for at most 31 days from now
 SIG_HEX = const(128)
-KINDS = ("tariff", "fleet", "check", "valve")
 
 
 def _is_int(v):
