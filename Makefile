@@ -1,6 +1,6 @@
 # make test   install what is missing, then run the whole suite
 # make sim    run the meter firmware on the simulated board with a real broker
-#             make sim SCENARIO=day   make sim INTERACTIVE=1
+#             make sim SCENARIO=day   make sim INTERACTIVE=1   make sim PNG=lcd-shots
 # make bench  print the benchmark figures
 # make ram32 MPY_SRC=DIR   build a 32-bit unix port with the app frozen in, print its RAM figures
 VENV := .venv
@@ -17,7 +17,7 @@ test: setup
 	$(VENV)/bin/pytest -n $(JOBS) -q
 
 sim: setup
-	$(PY) tools/sim.py $(SCENARIO) $(if $(INTERACTIVE),--interactive) $(if $(SPEED),--speed $(SPEED))
+	$(PY) tools/sim.py $(SCENARIO) $(if $(INTERACTIVE),--interactive) $(if $(SPEED),--speed $(SPEED)) $(if $(PNG),--png $(PNG))
 
 bench: setup
 	@# benches that say they run in the unix port get micropython, the others CPython

@@ -144,6 +144,20 @@ def utility(line, he, broker, cards):
     return False
 
 
+_snapshots = [0]
+
+
+def lcd_snapshot(words, png_dir):
+    """"!lcd HEX LIT" from the simulator: the glass's RAM image, drawn to
+    png_dir/lcd-NNNN.png when asked (a dark glass draws blank)."""
+    if not png_dir:
+        return
+    import lcdpng
+    _snapshots[0] += 1
+    Path(png_dir).mkdir(parents=True, exist_ok=True)
+    lcdpng.write(words[1], Path(png_dir) / f"lcd-{_snapshots[0]:04d}.png", lit=words[2] == "1")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("scenario", nargs="?", default="day")
@@ -158,6 +172,8 @@ def main(argv=None):
                     help="sample the live heap while it runs (bench/mp_ramprobe.py)")
     ap.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
                     help="auto: Mosquitto when installed, else amqtt from PyPI")
+    ap.add_argument("--png", metavar="DIR",
+                    help="write a PNG snapshot of the LCD each time it changes (tools/lcdpng.py)")
     args = ap.parse_args(argv)
     shutil.rmtree(args.state, ignore_errors=True)  # each run starts from a new meter
     Path(args.state).mkdir(parents=True)
@@ -180,7 +196,9 @@ def main(argv=None):
         )
         try:
             for line in proc.stdout:
-                if line.startswith("!"):
+                if line.startswith("!lcd "):
+                    lcd_snapshot(line.split(), args.png)
+                elif line.startswith("!"):
                     if utility(line.strip(), he, broker, cards) and proc.stdin:
                         proc.stdin.write("ok\n")
                         proc.stdin.flush()

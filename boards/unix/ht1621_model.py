@@ -47,6 +47,7 @@ class HT1621Model:
         self.timing_errors = 0
         self.clocks = 0
         self.last_write_us = None  # when the last RAM nibble was latched
+        self.on_frame = None      # fn(model) after each frame (the simulator's glass)
         self._cs = 1
         self._bits = 0
         self._n = 0
@@ -68,6 +69,8 @@ class HT1621Model:
             self._in_data = False
         elif self._mode is not None:
             self.frames += 1
+            if self.on_frame is not None:
+                self.on_frame(self)
 
     def _on_wr(self, pin, old, new):
         if old == new or self._cs:

@@ -3,7 +3,8 @@
 #
 # Actions: flow (L/h); card NAME / remove (a card image from the vending
 # tool on the reader); vend (the office tops a card up); topup (units, straight
-# into the ledger); tap (the user confirms reopening); emergency (the button);
+# into the ledger); tap (the user confirms reopening); press (a short press of
+# the button: the display's next page); emergency (the button held);
 # headend (the head-end publishes: tariff); note; end.
 
 # Monday 2026-01-05 09:00 UTC: outside friendly hours, so credit policy bites.
@@ -28,6 +29,9 @@ DAY = [
     (3700, "outage", "end"),      # back: queued telemetry drains in order
     (4500, "flow", 1500),         # garden hose: runs the credit down, crosses the block
     (9000, "note", "credit should be gone and the valve closed by now"),
+    (9010, "press", 0),           # the customer looks: the balance, valve shut ...
+    (9020, "press", 0),           # ... the next pages
+    (9030, "press", 0),
     (9300, "flow", 0),
     (9360, "emergency", 0),       # the button: emergency credit
     (9420, "tap", 0),

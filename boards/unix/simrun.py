@@ -84,6 +84,10 @@ class Sim:
         self._seq = 100
         self._next_display = 0
         self._poller = None
+        self._glass = None        # the glass last drawn (RAM image, lit)
+        self._frames = []         # glass images since, from the meter's thread
+        if self.hw.world.lcd is not None:
+            self.hw.world.lcd.on_frame = self._lcd_frame
 
     def _attach(self, s):
         # called by boot() before the meter's thread starts
@@ -163,6 +167,13 @@ class Sim:
             self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
         elif action == "release":
             self.hw.button.drive(1)
+        elif action == "press":
+            # a short press: at this speed the button task sees any press
+            # as a long one, so the sim hands the display what the task would
+            d = self.session.display
+            if d is not None:
+                d.press()
+                self.say("user   presses the button: page %d" % d.page)
 
     def _request(self, action, arg):
         m = self.meter
@@ -196,6 +207,7 @@ class Sim:
         if self.now() >= self._next_display:
             self._next_display = self.now() + DISPLAY_S
             self.display()
+        self.glass()
         if self._poller is not None:
             self.console()
         if self.done:
@@ -238,6 +250,26 @@ class Sim:
                 "  (tap to reopen)" if m.awaiting_confirm else "")
         self.say(line)
 
+    def _lcd_frame(self, lcd):
+        # every frame the controller model receives (the meter thread, or
+        # a hold()): a changed glass is queued, so a tap's 5 s result is seen
+        # however fast the simulation runs
+        now = (lcd.hex(), lcd.lit, lcd.ascii())
+        if (now[0], now[1]) != self._glass:
+            self._glass = (now[0], now[1])
+            self._frames.append(now)
+
+    def glass(self):
+        """Draw the LCD in the terminal each time what it shows changed, and
+        hand its RAM image to tools/sim.py ("!lcd HEX LIT", for --png)."""
+        with self.hold():
+            frames, self._frames = self._frames, []
+        for ram, lit, rows in frames:
+            _say_line("!lcd %s %d" % (ram, 1 if lit else 0))
+            self.say("lcd    " + rows[0])
+            for r in rows[1:]:
+                _say_line("           " + r)
+
     def console(self):
         if not self._poller.poll(0):
             return
@@ -249,8 +281,8 @@ class Sim:
             self.done = True
         elif cmd in ("flow", "topup"):
             self.act(cmd, int(arg))
-        elif cmd == "tap":
-            self.act("tap", 0)
+        elif cmd in ("tap", "press"):
+            self.act(cmd, 0)
         elif cmd in ("card", "remove", "emergency"):
             self.act(cmd, arg)
         elif cmd == "tariff":
@@ -267,7 +299,7 @@ class Sim:
             self._poller = select.poll()
             self._poller.register(sys.stdin, select.POLLIN)
             _say_line("interactive: flow <L/h> | topup <units> | tap | card <user|clone|foreign|check|forged-tariff> | remove")
-            _say_line("             emergency | tariff | status | quit")
+            _say_line("             press | emergency | tariff | status | quit")
         try:
             self.scenario()
             while self.opts["interactive"]:

@@ -7,11 +7,11 @@ from display import glass as G
 from metering import detect
 
 BALANCE = const(0)
-VOLUME = const(1)
-TOPUP = const(2)
-TARIFF = const(3)
-PERIOD = const(4)
-VALVE = const(5)
+VALVE = const(1)           # second: a customer without water asks "why?" first
+VOLUME = const(2)
+TOPUP = const(3)
+TARIFF = const(4)
+PERIOD = const(5)
 ALARMS = const(6)
 BATTERY = const(7)
 COUNT = const(8)

@@ -72,10 +72,13 @@ class SegmentScreen:
             self.asleep = True
 
     def wake(self):
-        """Oscillator and glass back on; the whole RAM is sent again, in
-        case the controller lost it (a brown-out while asleep)."""
+        """The whole RAM sent again (the controller may have lost it in a
+        brown-out while asleep), then oscillator and glass on: what lights
+        up is what show() drew last, never the page from before the sleep.
+        The serial interface is clocked by WR, so the RAM takes writes
+        while the oscillator is off."""
         if self.asleep:
-            self._lcd.wake()
-            self.asleep = False
             self._stale = True
             self._flush()
+            self._lcd.wake()
+            self.asleep = False

@@ -41,15 +41,16 @@ class Display:
         return self.meter.cfg["display_sleep_s"] * 1000
 
     def _touch(self):
+        # after show(): a sleeping screen wakes with the new content
         self._active_at = self.clock.ticks_ms()
         if self.screen.asleep:
             self.screen.wake()
 
     def _show_result(self, text, icons):
-        self._touch()
         self._result = (text, icons | pages.status_icons(self.meter))
         self._result_at = self.clock.ticks_ms()
         self.screen.show(*self._result)
+        self._touch()
 
     # -- what the user's tasks call ------------------------------------------
     def tap(self, code):
@@ -77,15 +78,15 @@ class Display:
         elif self._result is None:
             self.page = (self.page + 1) % pages.COUNT
         self._result = None
-        self._touch()
         self.refresh()
+        self._touch()
 
     def confirmed(self):
         """A short press confirmed the reopening: show the valve."""
         self._result = None
         self.page = pages.VALVE
-        self._touch()
         self.refresh()
+        self._touch()
 
     # -- the display task ------------------------------------------------------
     def refresh(self):

@@ -95,7 +95,7 @@ def test_button_cycles_pages_and_confirms_only_when_a_reopen_waits():
         seen.append(d.page)
         t.cancel()
     asyncio.run(scenario())
-    assert seen == [pages.VOLUME, pages.TOPUP, pages.TARIFF, pages.VALVE]
+    assert seen == [pages.VALVE, pages.VOLUME, pages.TOPUP, pages.VALVE]
     assert m.want_open, "the press while a reopen waited confirmed it"
     _shown(hw, "OPEn    ", ["valve", "low"])
 
@@ -188,8 +188,13 @@ def test_sleeps_after_the_configured_time_and_wakes_on_button_or_tap():
     m.apply_credit("card", 1, 1, 300_000)                # figures change while asleep
     d.step()
     assert not lcd.lit
+    seen = []
+    lcd.on_frame = lambda l: seen.append((l.lit, l.text()))
+    d.page = pages.VOLUME
     d.press()                                            # the first press only wakes it
     _shown(hw, pages.line("", "3.00"), ["shut", "low", "money", "press"])
+    assert seen[-1] == (True, pages.line("", "3.00")) and not seen[0][0], \
+        "the glass lights only once it holds the new page"
     assert d.page == pages.BALANCE
     hw.clock.advance(20_000)
     d.step()
