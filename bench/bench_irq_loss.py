@@ -10,8 +10,9 @@ these timelines (bench/mp_irq_loss.py):
 
   outage       60 s with the broker down: connect attempts with backoff
   reconnect    10 s with one TCP connect to the broker
-  tls          10 s with one TLS handshake (projected 0.6 s at 240 MHz)
-  tls-high     the same at the upper end: max(1.0 s, host x 25)
+  tls          10 s with one TLS handshake: three CPU-bound calls, one per
+               server record (docs/LINK.md), projected 0.2 s each at 240 MHz
+  tls-high     the same at the upper end: max(1.0 s, host x 25) in all
   timer-model  the rejected design (docs/RUNTIME.md section 3): each slice a
                soft callback, a 50 ms link step every 200 ms
 
@@ -25,12 +26,14 @@ How the holds are projected (there is no board here):
     connect();
   - compiled C runs 15-25 times slower on a 240 MHz ESP32 than on a desktop
     core (docs/LINK.md); the bench takes 25;
-  - the TLS handshake is 0.6 s: docs/LINK.md counts about six P-256 scalar
-    multiplications at about 100 ms each with mbedTLS on the ESP32 (the ECDSA
-    verifies of the certificate and of the ServerKeyExchange, the ECDHE key
-    pair and shared secret); tls-high takes the larger of 1.0 s (the top of
-    that estimate) and the host handshake x 25. Both ignore the ESP32's
-    big-number accelerator, so they are on the slow side;
+  - the TLS handshake is 0.6 s in three calls of 0.2 s: docs/LINK.md counts
+    about six P-256 scalar multiplications at about 100 ms each with mbedTLS
+    on the ESP32 (the ECDSA verifies of the certificate and of the
+    ServerKeyExchange, the ECDHE key pair and shared secret), and its link
+    feeds the handshake one server record per call; tls-high takes the larger
+    of 1.0 s (the top of that estimate) and the host handshake x 25, split
+    the same way. Both ignore the ESP32's big-number accelerator, so they are
+    on the slow side;
   - the C3 runs the same code at 160 MHz: CPU holds x 1.5;
   - a sector erase is the flash's datasheet figure (W25Q32JV: 45 ms typical,
     400 ms maximum), the same on every chip.

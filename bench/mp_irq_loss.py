@@ -28,8 +28,9 @@ KS = (1, 3, 10, 100, 450)    # 3: the C3's limit (docs/BOARDS.md)
 # --- what a step holds the scheduler for, on a 240 MHz ESP32 -------------
 # Projections, not measurements (no board here); bench_irq_loss.py says how.
 C_RATIO = 25                 # host -> ESP32 @ 240 MHz for compiled C, upper end of 15-25
-TLS_ESP32_US = 600_000       # docs/LINK.md: about 6 P-256 scalar mults at ~100 ms
-TLS_ESP32_HIGH_US = 1_000_000
+TLS_CALLS = 3                # docs/LINK.md: the handshake's CPU in one call per server record
+TLS_CALL_ESP32_US = 200_000  # docs/LINK.md: about 2 P-256 scalar mults per call at ~100 ms
+TLS_CALL_ESP32_HIGH_US = 333_333   # the top of its estimate, 1.0 s in all
 C3_SLOWER_X10 = 15           # the C3 runs the same code at 160 MHz: x1.5
 ERASE_US = 45_000            # 4 KB sector erase, typical (Winbond W25Q32JV: 45 ms, max 400 ms)
 SAVE_EVERY_MS = 5_000        # service.SESSION_SAVE_S: a state save while water flows
@@ -40,8 +41,8 @@ COMMS_PERIOD_MS = 200        # main.comms_task
 
 def holds(tls_host, gc_host, conn_host):
     h = {
-        "tls": TLS_ESP32_US,
-        "tls_high": max(TLS_ESP32_HIGH_US, tls_host * C_RATIO),
+        "tls": TLS_CALL_ESP32_US,
+        "tls_high": max(TLS_CALL_ESP32_HIGH_US, tls_host * C_RATIO // TLS_CALLS),
         "gc": gc_host * C_RATIO,
         "connect": conn_host * C_RATIO,
         "erase": ERASE_US,
@@ -72,7 +73,8 @@ def timeline(name, h):
         ev.append((2_000, "cpu", h["connect"]))
     elif name in ("tls", "tls-high"):
         ev.append((2_000, "cpu", h["connect"]))
-        ev.append((2_050, "cpu", h["tls" if name == "tls" else "tls_high"]))
+        for i in range(TLS_CALLS):   # the link's steps, one comms period apart
+            ev.append((2_050 + i * COMMS_PERIOD_MS, "cpu", h["tls" if name == "tls" else "tls_high"]))
     elif name == "timer-model":
         # the rejected design: each slice is a soft callback, so a link step
         # at its 50 ms bound holds the queue every comms period
