@@ -23,6 +23,7 @@ models, the scenario script, simrun.py): "sim world" gives their share at boot.
 import argparse
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,11 +44,11 @@ def import_figures(mp):
     return [(name, int(b)) for name, b in (ln.split() for ln in p.stdout.split("\n") if ln.strip())]
 
 
-def sim_world(mp):
+def sim_world(mp, env=None):
     """Heap at boot taken by the simulator's own parts, not on a device."""
     with tempfile.TemporaryDirectory() as d:
         p = subprocess.run([mp, str(ROOT / "bench" / "mp_simworld.py"), d], cwd=str(ROOT),
-                           env=mp_env(), capture_output=True, text=True, timeout=120, check=False)
+                           env=mp_env(env), capture_output=True, text=True, timeout=120, check=False)
     m = re.search(r"sim=(\d+)", p.stdout)
     if not m:
         sys.exit("mp_simworld failed:\n" + p.stdout + p.stderr)
@@ -81,9 +82,31 @@ def day(mp, heap, speed=300, extra=(), env=None):
         "median": int(statistics.median(live)) if live else 0,
         "max": max(live) if live else 0,
         "samples": len(live),
+        "app": (re.findall(r"^\[ram\] app=(\S+)", out, re.MULTILINE) or [""])[0],
+        "romfs": int(re.search(r"\[ram\] romfs=(\d+)", out).group(1)) if "[ram] romfs=" in out else 0,
         "max_block": max(blk) * bpb if blk else 0,
         "out": out,
     }
+
+
+def romfs_image(dest):
+    """The app (firmware/, boards/, umqtt.simple) as a ROMFS image of .mpy
+    files (mpremote romfs build), for bench/mp_ramprobe.py to mount: the
+    nearest the pinned unix port comes to frozen modules. Returns its path."""
+    dest = Path(dest)
+    app = dest / "app"
+    for src, to in ((ROOT / "firmware", app), (ROOT / "boards", app / "boards"),
+                    (ROOT / "build" / "lib" / "umqtt", app / "umqtt")):
+        for f in src.rglob("*.py"):
+            out = to / f.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, out)
+    img = dest / "app.romfs"
+    p = subprocess.run([str(ROOT / ".venv" / "bin" / "mpremote"), "romfs", "-o", str(img), "build", str(app)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    if p.returncode != 0 or not img.is_file():
+        raise RuntimeError("mpremote romfs build failed:\n" + p.stdout + p.stderr)
+    return img
 
 
 _BITS = {}
@@ -111,42 +134,60 @@ def smallest_heap(mp, lo_k, hi_k, speed=300, env=None):
     return hi_k
 
 
+def _report(d, img):
+    """The live-heap figures of one day, without `img` bytes (a ROMFS image)."""
+    for key, label in (("boot", "live heap after boot, link up    "),
+                       ("median", f"live heap, median of {d['samples']:4d} samples"),
+                       ("max", "live heap, largest sample        ")):
+        print(f"  {label} {d[key] - img:7d} bytes")
+    if not img:           # with a ROMFS image, the image itself is the largest block
+        print(f"  largest block alive at a sample   {d['max_block']:7d} bytes")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--micropython", default=MICROPYTHON)
-    ap.add_argument("--heap", default="96K", help="-X heapsize of the day run")
-    ap.add_argument("--no-bisect", action="store_true", help="skip the smallest-heap search")
+    ap.add_argument("--heap", default="96K", help="-X heapsize of the day run (kB, e.g. 96K)")
+    ap.add_argument("--romfs", action="store_true",
+                    help="import the app from a ROMFS image of .mpy (as tests/host/test_ram_budget.py); "
+                         "heaps are given and reported without the image's bytes")
+    ap.add_argument("--bisect", action="store_true",
+                    help="also search the smallest heap that runs the day (some ten days, minutes)")
     a = ap.parse_args(argv)
     mp = a.micropython
-    bits = mp_bits(mp)
     rows = import_figures(mp)
     total = sum(b for _, b in rows)
-    print(f"MicroPython: {mp} ({bits})")
-    print(f"heap after importing every firmware module: {total} bytes")
+    print(f"MicroPython: {mp} ({mp_bits(mp)})")
+    print(f"heap after importing every firmware module (frozen where the port has them): {total} bytes")
     groups: dict = {}
     for name, b in rows:
         top = name.split(".")[0]
         groups[top] = groups.get(top, 0) + b
     for top, b in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f"  {top:<10s} {b:7d} bytes  {100 * b / max(total, 1):4.1f} %")
-    world = sim_world(mp)
-    d = day(mp, a.heap)
-    print(f"simulated day at -X heapsize={a.heap}: "
-          + ("ran to its end, no MemoryError" if d["ok"] else "FAILED"
-             + (" (MemoryError)" if d["memory_error"] else "")))
-    print(f"  live heap after boot, link up     {d['boot']:7d} bytes")
-    print(f"  live heap, median of {d['samples']:5d} samples {d['median']:7d} bytes")
-    print(f"  live heap, largest sample         {d['max']:7d} bytes")
-    print(f"  largest block alive at a sample   {d['max_block']:7d} bytes")
-    print(f"  of these, the simulator's world   {world:7d} bytes (not on a device)")
-    if not d["ok"]:
-        tail = [ln for ln in d["out"].splitlines() if not ln.startswith(("[ram]", " No.", "GC:", "stack:", "mem:"))]
-        print("\n".join(tail[-15:]))
-    if not a.no_bisect:
-        k = smallest_heap(mp, 16, 256)
-        print(f"smallest -X heapsize that runs the day clean: {k}K" if k else
-              "the day does not run clean even at 256K")
-    return 0 if d["ok"] else 1
+    with tempfile.TemporaryDirectory() as tmp:
+        env, img_k = {}, 0
+        if a.romfs:
+            img = romfs_image(tmp)
+            env = {"RAMPROBE_ROMFS": str(img)}
+            img_k = (img.stat().st_size + 1023) // 1024
+            print(f"app from a ROMFS image of {img.stat().st_size} bytes (not counted below)")
+        world = sim_world(mp, env)
+        want_k = int(a.heap.rstrip("Kk"))
+        d = day(mp, f"{want_k + img_k}K", env=env)
+        print(f"simulated day at -X heapsize={want_k}K: "
+              + ("ran to its end, no MemoryError" if d["ok"] else "FAILED"
+                 + (" (MemoryError)" if d["memory_error"] else "")))
+        if not d["ok"]:
+            d = day(mp, f"{512 + img_k}K", env=env)
+            print("figures from a day at -X heapsize=512K:" if d["ok"] else "the day fails even at 512K")
+        _report(d, d["romfs"])
+        print(f"  the simulator's own objects at boot {world:5d} bytes of these (not on a device)")
+        if a.bisect:
+            k = smallest_heap(mp, 16 + img_k, 512 + img_k, env=env)
+            print(f"smallest -X heapsize that runs the day clean: {k - img_k}K" if k else
+                  "the day does not run clean even at 512K")
+    return 0
 
 
 if __name__ == "__main__":

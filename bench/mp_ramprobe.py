@@ -2,10 +2,10 @@
 # script given as argv[1] (boards/unix/simrun.py and its arguments) with
 #  - the event log filled to EVENTS_FREE lines short of its compaction limit
 #    before boot, so the day compacts it at least once;
-#  - the live heap sampled at the meter's yield points: every SAMPLE_EVERY-th
-#    asyncio.sleep_ms, gc.collect() then gc.mem_alloc(), printed as
-#    "[ram] live=N", and micropython.mem_info(), whose "max blk sz" is the
-#    largest block alive then (tools/sim.py passes these lines through).
+#  - the live heap sampled every SAMPLE_MS of real time by a thread:
+#    gc.collect() then gc.mem_alloc(), printed as "[ram] live=N", and
+#    micropython.mem_info(), whose "max blk sz" is the largest block alive
+#    then (tools/sim.py passes these lines through).
 # With RAMPROBE_ROMFS=IMAGE in the environment, the app is imported from that
 # ROMFS image (mpremote romfs build: .mpy run in place) mounted at /rom, as a
 # stand-in for frozen modules on a port without a frozen build
@@ -13,22 +13,19 @@
 # probe prints "[ram] romfs=N" so they can be told apart.
 import sys
 import gc
-import os
 
-_img = os.getenv("RAMPROBE_ROMFS")
-if _img:
-    import vfs
-    with open(_img, "rb") as f:
-        _rom = f.read()
-    vfs.mount(vfs.VfsRom(_rom), "/rom")
-    sys.path.insert(0, "/rom")
-    print("[ram] romfs=%d" % len(_rom))
+import mp_romfs
 
-import asyncio
+_romfs = mp_romfs.mount()
+if _romfs:
+    print("[ram] romfs=%d" % _romfs)
+
+import _thread
+import time
 import micropython
 
 EVENTS_FREE = 8
-SAMPLE_EVERY = 40
+SAMPLE_MS = 50
 
 sys.argv.pop(0)          # the script sees its own argv, as when run alone
 script = sys.argv[0]
@@ -48,39 +45,32 @@ def _fill_log(argv):
             self.t += 60
             return self.t
 
+    import storage.eventlog
+    print("[ram] app=%s" % storage.eventlog.__file__)    # from the image, or frozen
     log = EventLog(state, _Before())
     for i in range(FILE_EVENTS - EVENTS_FREE):     # the sim starts from a new meter
         log.add(codes.EV_VALVE_OPEN if i & 1 else codes.EV_VALVE_CLOSED)
 
 
 _fill_log(sys.argv)
-_calls = 0
-_sleep_ms = asyncio.sleep_ms
+_run = [True]
 
 
-def _sampled_sleep_ms(ms):
-    global _calls
-    _calls += 1
-    if _calls % SAMPLE_EVERY == 1:
+def _sampler():
+    # a thread of its own, so it sees the meter's thread and the scenario's
+    # alike, whichever way the board schedules them
+    while _run[0]:
+        time.sleep_ms(SAMPLE_MS)
         gc.collect()
         print("[ram] live=%d" % gc.mem_alloc())
         micropython.mem_info()
-    return _sleep_ms(ms)
 
 
-asyncio.sleep_ms = _sampled_sleep_ms
-
-
-def _task_died(loop, context):
-    # a task that raised (a MemoryError in the meter or in the simulator's
-    # models) ends the run at once instead of leaving the day to hang
-    print("[ram] task died:")
-    sys.print_exception(context["exception"])
-    sys.exit(3)
-
-
-asyncio.get_event_loop().set_exception_handler(_task_died)
+_thread.start_new_thread(_sampler, ())
 with open(script) as f:
     _code = compile(f.read(), script, "exec")    # the source is not kept, as on a device
 gc.collect()
-exec(_code, {"__name__": "__main__"})
+try:
+    exec(_code, {"__name__": "__main__"})
+finally:
+    _run[0] = False

@@ -4,7 +4,9 @@
 # simrun.py's compiled code. Prints "sim=N". argv[1]: a scratch state dir.
 import gc
 import sys
+import mp_romfs
 
+mp_romfs.mount()       # as bench/mp_ramprobe.py: the app from the same place
 gc.collect()
 before = gc.mem_alloc()
 import boards

@@ -4,7 +4,7 @@
       erase, write and verify a MicroPython image with esptool
   flash.py firmware  --port P --board esp32_devkitc --mpy-src MICROPYTHON_TREE
       the same with the board's frozen build of tools/manifest.py (docs/BUILD.md),
-      then `deploy --frozen` copies only main.py and board.txt
+      then `deploy --frozen` writes only board.txt
   flash.py deploy    --port P --board esp32_devkitc [--opt k=v ...] [--source] [--dry-run]
       compile the app with mpy-cross for the board's CPU, copy it with
       mpremote, install umqtt.simple, write board.txt, verify every file by hash
@@ -162,19 +162,20 @@ def cmd_firmware(a: argparse.Namespace) -> int:
             raise Fail(f"{name} failed: {last}")
     print("firmware: {} on {} {}".format(img.name, a.port, "(dry run)" if a.dry_run else "written and verified"))
     if a.board:
-        print(f"firmware: the app is frozen in; next: flash.py deploy --port {a.port} --board {a.board} --frozen")
+        print(f"firmware: the app is frozen in; next: flash.py deploy --port {a.port} --board {a.board} "
+              "--frozen (board.txt), then provision")
     return 0
 
 
 # --------------------------------------------------------------- deploy
 def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     """(local source, device path) of everything the app needs on a board;
-    with the app frozen into the firmware, only main.py (board.txt is added
-    by deploy)."""
+    with the app frozen into the firmware, nothing (main.py is frozen too and
+    runs before any file; board.txt is added by deploy)."""
     out = []
     fw = ROOT / "firmware"
     if frozen:
-        return [(fw / "main.py", "main.py")]
+        return []
     for p in sorted(fw.rglob("*.py")):
         rel = p.relative_to(fw).as_posix()
         out.append((p, rel if rel in SOURCE_ONLY else "lib/" + rel))
@@ -194,6 +195,7 @@ def build_app(board: str, out: Path, source: bool, umqtt: str, frozen: bool = Fa
     march = BOARDS[board][1]
     if out.exists():
         shutil.rmtree(out)
+    out.mkdir(parents=True)
     mpy_cross = tool("mpy-cross")
     paths = []
     files = app_files(board, frozen)
@@ -656,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--opt", action="append", default=[], help="board.txt option key=value")
     d.add_argument("--source", action="store_true", help="copy .py instead of .mpy")
     d.add_argument("--frozen", action="store_true",
-                   help="the firmware has the app frozen in: copy only main.py and board.txt")
+                   help="the firmware has the app (main.py too) frozen in: write only board.txt")
     d.add_argument("--umqtt", choices=("auto", "mip", "local", "skip"), default="auto")
     d.add_argument("--verify-only", action="store_true", help="only compare hashes with a build")
     d.add_argument("--build-dir", help="where to compile (default build/deploy/<board>)")

@@ -8,9 +8,12 @@
 #
 # Frozen modules run from flash: their bytecode, constant strings and qstrs are
 # not copied into the heap when imported, and nothing is compiled on the
-# device; only the app's objects use the heap. main.py and boot.py stay files
-# on the device (MicroPython runs /boot.py, then /main.py at boot), with
-# board.txt and the state.
+# device; only the app's objects use the heap. boot.py and main.py are frozen
+# too: at boot the port runs a frozen boot.py and main.py before looking at the
+# filesystem (shared/runtime/pyexec.c, pyexec_file_if_exists), with Ctrl-C
+# handled as for the files; that keeps main.py's ~5 kB of bytecode out of the
+# heap, and a file on the filesystem cannot replace them. On the filesystem
+# stay board.txt and the state.
 #
 # MicroPython's build runs this file with tools/manifestfile.py, not as a
 # script: there is no __file__, and the working directory is this file's
@@ -23,20 +26,21 @@ _FW = "../firmware"
 
 if _BOARD == "unix":
     # the unix port's own manifest pulls micropython-lib tools the meter does
-    # not use; asyncio is the one frozen module the firmware needs from it
+    # not use; asyncio is the one frozen module the firmware needs from it.
+    # umqtt.simple: the copy the test suite runs (tools/fetch_umqtt.py put it
+    # in build/lib), else micropython-lib's from the tree being built
     include("$(MPY_DIR)/extmod/asyncio")  # noqa: F821
+    if os.path.isfile("../build/lib/umqtt/simple.py"):
+        package("umqtt", files=["simple.py"], base_path="../build/lib")  # noqa: F821
+    else:
+        require("umqtt.simple")  # noqa: F821
 else:
-    include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821 - the port's own frozen modules
-
-# umqtt.simple: the copy the test suite runs (tools/fetch_umqtt.py put it in
-# build/lib), else micropython-lib's from the MicroPython tree being built
-if os.path.isfile("../build/lib/umqtt/simple.py"):
-    package("umqtt", files=["simple.py"], base_path="../build/lib")  # noqa: F821
-else:
-    require("umqtt.simple")  # noqa: F821
+    # the port's own frozen modules: asyncio, networking, and umqtt.simple
+    # from the tree's micropython-lib (ports/esp32/boards/manifest.py)
+    include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821
 
 for _name in sorted(os.listdir(_FW)):
-    if _name.endswith(".py") and _name not in ("main.py", "boot.py"):
+    if _name.endswith(".py"):
         module(_name, base_path=_FW)  # noqa: F821
     elif os.path.isfile(os.path.join(_FW, _name, "__init__.py")):
         package(_name, base_path=_FW)  # noqa: F821

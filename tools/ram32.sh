@@ -20,4 +20,4 @@ nice -n 10 make -s -j2 -C "$src/mpy-cross" >/dev/null
 METER_BOARD=unix nice -n 10 make -s -j2 -C "$src/ports/unix" BUILD=build-meter32 \
     MICROPY_FORCE_32BIT=1 MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 \
     FROZEN_MANIFEST="$repo/tools/manifest.py" >/dev/null
-exec "$repo/.venv/bin/python" "$repo/bench/bench_ram.py" --micropython "$src/ports/unix/build-meter32/micropython" "$@"
+exec "$repo/.venv/bin/python" "$repo/bench/bench_ram.py" --micropython "$src/ports/unix/build-meter32/micropython" --bisect "$@"
