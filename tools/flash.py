@@ -170,7 +170,7 @@ def cmd_firmware(a: argparse.Namespace) -> int:
 # --------------------------------------------------------------- deploy
 def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     """(local source, device path) of everything the app needs on a board;
-    with the app frozen into the firmware, nothing (main.py is frozen too and
+    with the app frozen into the firmware, nothing (boot.py and main.py are frozen too and
     runs before any file; board.txt is added by deploy)."""
     out = []
     fw = ROOT / "firmware"
@@ -658,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--opt", action="append", default=[], help="board.txt option key=value")
     d.add_argument("--source", action="store_true", help="copy .py instead of .mpy")
     d.add_argument("--frozen", action="store_true",
-                   help="the firmware has the app (main.py too) frozen in: write only board.txt")
+                   help="the firmware has the app (boot.py, main.py too) frozen in: write only board.txt")
     d.add_argument("--umqtt", choices=("auto", "mip", "local", "skip"), default="auto")
     d.add_argument("--verify-only", action="store_true", help="only compare hashes with a build")
     d.add_argument("--build-dir", help="where to compile (default build/deploy/<board>)")
