@@ -170,8 +170,8 @@ def cmd_firmware(a: argparse.Namespace) -> int:
 # --------------------------------------------------------------- deploy
 def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     """(local source, device path) of everything the app needs on a board;
-    with the app frozen into the firmware, nothing (boot.py and main.py are frozen too and
-    runs before any file; board.txt is added by deploy)."""
+    with the app frozen into the firmware, nothing (boot.py and main.py are
+    frozen too and run before any file; board.txt is added by deploy)."""
     out = []
     fw = ROOT / "firmware"
     if frozen:
