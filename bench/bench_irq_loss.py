@@ -6,18 +6,20 @@ The firmware's IrqSource counts the unix board's flow model through the model
 of the ESP32 port's 8-slot soft-IRQ queue (boards/unix/softirq.py,
 docs/RUNTIME.md), at Q3 = 2.5 m3/h and 1, 3 (the C3's limit), 10, 100 and
 450 pulses/L, through
-these timelines (bench/mp_irq_loss.py):
+these timelines of one minute each (bench/mp_irq_loss.py):
 
-  outage       60 s with the broker down: connect attempts with backoff
-  reconnect    10 s with one TCP connect to the broker
-  tls          10 s with one TLS handshake: three CPU-bound calls, one per
+  outage       the broker down: connect attempts with backoff
+  reconnect    one TCP connect to the broker
+  tls          one TLS handshake: three CPU-bound calls, one per
                server record (docs/LINK.md), projected 0.2 s each at 240 MHz
   tls-high     the same at the upper end: max(1.0 s, host x 25) in all
   timer-model  the rejected design (docs/RUNTIME.md section 3): each slice a
                soft callback, a 50 ms link step every 200 ms
 
 Every timeline also has what a flowing meter always does: a state save every
-5 s (one 4 KB flash sector erase) and a GC pass every 10 s.
+10 L (config save_l; 14.4 s at Q3), each one 4 KB flash sector erase, and a
+GC pass every 10 s. With the REPL open the session saves every 5 s instead
+(service.SESSION_SAVE_S): more erases, the same bound per erase.
 
 How the holds are projected (there is no board here):
   - host figures are measured in this run in the unix port: a TLS client

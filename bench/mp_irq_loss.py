@@ -33,10 +33,11 @@ TLS_CALL_ESP32_US = 200_000  # docs/LINK.md: about 2 P-256 scalar mults per call
 TLS_CALL_ESP32_HIGH_US = 333_333   # the top of its estimate, 1.0 s in all
 C3_SLOWER_X10 = 15           # the C3 runs the same code at 160 MHz: x1.5
 ERASE_US = 45_000            # 4 KB sector erase, typical (Winbond W25Q32JV: 45 ms, max 400 ms)
-SAVE_EVERY_MS = 5_000        # service.SESSION_SAVE_S: a state save while water flows
+SAVE_EVERY_MS = 14_400       # a state save every 10 L (config save_l) at Q3
 GC_EVERY_MS = 10_000         # assumed: one collection every 10 s of a busy link
 SLICE_HOLD_US = 50_000       # a link step at its bound (docs/LINK.md), for the timer model
 COMMS_PERIOD_MS = 200        # main.comms_task
+SPAN_MS = 60_000             # each timeline: one minute of Q3 flow
 
 
 def holds(tls_host, gc_host, conn_host):
@@ -57,8 +58,7 @@ def timeline(name, h):
     """(at_ms, kind, us) steps of one scenario; kind 'cpu' holds the queue,
     'flash' also defers the GPIO interrupt. Every scenario has the saves
     and collections a flowing meter makes."""
-    span = {"outage": 60_000, "reconnect": 10_000, "tls": 10_000, "tls-high": 10_000,
-            "timer-model": 10_000}[name]
+    span = SPAN_MS
     ev = []
     for t in range(SAVE_EVERY_MS, span, SAVE_EVERY_MS):
         ev.append((t, "flash", h["erase"]))
