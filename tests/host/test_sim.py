@@ -19,6 +19,7 @@ def run_sim(*args):
 
 def test_quick_scenario_meters_bills_and_reports(tmp_path):
     out = run_sim("quick", "--speed", "600", "--state", str(tmp_path / "s"))
+    assert "meter M000001 running; the REPL is free" in out, "the sim boots as a board: main.boot()"
     assert "credit 3.00 -> accepted" in out
     assert "mqtt >> m/M000001/t" in out, "telemetry must go out through the broker"
     m = re.search(r"water delivered\s+([\d.]+) m3 \(metered ([\d.]+) m3", out)
