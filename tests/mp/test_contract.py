@@ -212,3 +212,41 @@ def test_link_limits_are_the_documented_ones():
     assert "Reconnects back off exponentially from %d s" % (link.BACKOFF_MIN_MS // 1000) in flat
     assert "`mqtt.backoff_max_s` (default %d s)" % config.DEFAULTS["mqtt"]["backoff_max_s"] in flat
     assert "(`mqtt.timeout_ms`, default %d)" % config.DEFAULTS["mqtt"]["timeout_ms"] in flat
+
+
+def _layouts():
+    """Every "| offset | type | field |" table of the document, in order, as
+    (struct format, field names, offsets)."""
+    codes_of = {"uint8": "B", "int8": "b", "uint16": "H", "uint32": "I", "uint64": "Q",
+                "int64": "q"}
+    out = []
+    text = DOC
+    while "\n| offset" in text:
+        text = text[text.index("\n| offset") + 1:]
+        fmt, names, offs = ">", [], []
+        for row in _rows(text, "offset"):
+            if row[1] not in codes_of:
+                break                          # the ack's trailing JSON
+            offs.append(int(row[0]))
+            fmt += codes_of[row[1]]
+            names.append(row[2])
+        out.append((fmt, names, offs))
+        text = text[1:]
+    return out
+
+
+def test_record_and_ack_layouts_are_the_codecs():
+    import struct
+    got = _layouts()
+    want = [codec.FMT_TELE, codec.FMT_EVENT, codec.FMT_SUMMARY, codec.FMT_ACK]
+    assert [g[0] for g in got] == want, got
+    for fmt, names, offs in got:
+        # each offset is where the previous fields end
+        for i in range(1, len(offs)):
+            assert offs[i] == struct.calcsize(fmt[:i + 1]), (fmt, names[i])
+    # the field names telemetry, events and summaries decode to
+    for (fmt, names, _), kind in zip(got[:3], (codec.TELE, codec.EVENT, codec.SUMMARY)):
+        rec = codec.decode_record(struct.pack(fmt, kind, *([0] * (len(fmt) - 2))))[0]
+        assert all(n in rec for n in names), (names, rec)
+    assert "Sizes: telemetry %d, event %d, summary %d." % (
+        codec.SIZES[codec.TELE], codec.SIZES[codec.EVENT], codec.SIZES[codec.SUMMARY]) in DOC
