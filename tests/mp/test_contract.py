@@ -250,3 +250,9 @@ def test_record_and_ack_layouts_are_the_codecs():
         assert all(n in rec for n in names), (names, rec)
     assert "Sizes: telemetry %d, event %d, summary %d." % (
         codec.SIZES[codec.TELE], codec.SIZES[codec.EVENT], codec.SIZES[codec.SUMMARY]) in DOC
+
+
+def test_topic_table_is_the_codecs():
+    rows = _rows(_section("## 2. Topics"), "topic")
+    listed = sorted(r[0].strip("`").replace("<id>", "M7").replace("<r>", "9") for r in rows)
+    assert listed == sorted(codec.topics("M7", 9).values()), listed
