@@ -23,6 +23,7 @@ MAX_MINUTES = const(120)      # the longest service window a token may grant
 WAIT_BASE_S = const(5)        # first wait after a wrong answer; doubles
 WAIT_MAX_S = const(3600)
 LINE_MAX = const(200)         # a longer line is junk, dropped whole
+READ_MAX = const(256)         # bytes taken per poll: a flood cannot hold the loop
 NONCE_BYTES = const(16)
 PURPOSE = b"svc"
 
@@ -44,9 +45,13 @@ class Console:
         self.out = out
 
     def lines(self):
-        """The complete lines received since the last call."""
+        """The complete lines received since the last call (at most
+        READ_MAX bytes are read per call; the rest waits in the port's
+        buffer, or is dropped there when it overflows)."""
         got = []
-        while self._poll.poll(0):
+        for _ in range(READ_MAX):
+            if not self._poll.poll(0):
+                break
             b = self._in.read(1)
             if not b:
                 break

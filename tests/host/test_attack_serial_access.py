@@ -126,3 +126,20 @@ def test_provision_production_writes_it_into_the_secrets(tmp_path):
                        capture_output=True, text=True, timeout=30, check=False)
     assert p.returncode == 0, p.stderr
     assert "production" in p.stdout.split("secrets [")[1], p.stdout
+
+
+def test_the_service_window_ends_with_a_restart(tmp_path, office):
+    # one minute of meter time (3 s at the simulator's 20x): then the meter
+    # saves, logs the end, and resets (the simulator's process ends)
+    key, path = office
+    data = provisioned(tmp_path, key)
+    with UartMeter(tmp_path) as m:
+        assert m.wait_for("Technician: type svc"), m.output()
+        m.send(b"svc\r\n")
+        m.send(token(path, challenge_of(m), 1).encode() + b"\r\n")
+        assert m.wait_for("service open for 1 min"), m.output()
+        assert m.wait_for("service window over", 30), m.output()
+        m.proc.wait(10)
+    log = (data / "events.log").read_text().split("\n")
+    opened = [ln.split()[3] for ln in log if len(ln.split()) == 4 and ln.split()[2] == "30"]
+    assert opened[-2:] == ["1", "0"], log[-6:]

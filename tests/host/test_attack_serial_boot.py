@@ -177,3 +177,16 @@ def test_uart_model_interrupts_only_when_ctrl_c_is_on(tmp_path):
         assert m.deliveries == ["data"]
         assert m.wait_for("GOT 3"), m.output()
         assert m.alive() and not m.repl_answers(1.0)
+
+
+def test_a_flood_on_the_serial_line_does_not_stop_metering(tmp_path):
+    data = meter_device(tmp_path)
+    with UartMeter(tmp_path) as m:
+        assert m.wait_for("boot: gate"), m.output()
+        gen0 = newest_state(data)[0]
+        junk = bytes(range(256)) * 4 + b"svc-open 30 " + b"ab" * 300 + b"\r\n"
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            m.send(junk.replace(b"\x03", b"\x04"))
+        assert m.alive() and not m.repl_answers(1.0), m.output()[-500:]
+        assert meters_on(data, gen0), "a flood of bytes stopped the meter"

@@ -175,12 +175,13 @@ class UartMeter:
         return False
 
     def send(self, data):
-        """Bytes over the UART: 0x03 through the interrupt model."""
-        for b in data:
-            if b == 3:
+        """Bytes over the UART: 0x03 through the interrupt model, the bytes
+        between in one write each."""
+        for i, run in enumerate(bytes(data).split(b"\x03")):
+            if i:
                 self.ctrl_c()
-            else:
-                os.write(self.master, bytes((b,)))
+            if run:
+                os.write(self.master, run)
 
     def ctrl_c(self):
         pid = self.proc.pid
