@@ -214,3 +214,31 @@ def test_a_board_without_a_display_has_none():
     m, hw = make_meter(board_opts={"display": False})
     assert hw.display is None and main.attach_display(m, hw) is None
     assert len(main.user_tasks(m, hw, None)) == 1      # the button only
+
+
+def _doc_rows(title):
+    with open("docs/DISPLAY.md") as f:
+        doc = f.read()
+    part = doc[doc.index(title):]
+    part = part[:part.index("\n#", 1)]
+    rows = []
+    for ln in part.split("\n"):
+        if ln.startswith("| `"):
+            rows.append([c.strip() for c in ln.strip("|").split("|")])
+    return rows
+
+
+def test_label_key_in_docs_is_the_code_table():
+    rows = _doc_rows("### Label key: result codes")
+    # every refusal the meter can answer has its row, in order, by its name
+    assert [(r[0], r[1]) for r in rows] == [
+        ("`E %02d`" % c, codes.RESULT_NAMES[c]) for c in range(1, len(codes.RESULT_NAMES))]
+    assert pages.error(codes.WRONG_METER) == "E     07"
+    alarms = _doc_rows("### Label key: alarms")
+    assert [int(r[0].strip("`").split()[1]) for r in alarms] == [c for _, c in pages.ALARM_CODES]
+    names = [codes.event_name(c) for _, c in pages.ALARM_CODES]
+    assert names == ["leak", "burst", "tamper", "flow-while-closed", "sensor-fault", "low-battery"]
+    valve = _doc_rows("### Label key: valve closed")
+    assert [int(r[0].strip("`").split()[1]) for r in valve] == [
+        codes.WHY_CREDIT, codes.WHY_COMMAND, codes.WHY_LEAK, codes.WHY_BURST, codes.WHY_TAMPER,
+        codes.WHY_BATTERY, codes.WHY_SENSOR]
