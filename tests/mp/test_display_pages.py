@@ -135,15 +135,17 @@ def test_tap_results_show_within_200_ms_of_the_tap():
     assert code == codes.ACCEPTED and 0 < lat <= 200_000, lat
     _shown(hw, "A   10.00", ["card", "money", "valve"])       # the tap confirmed the reopening
     code, lat = _tap_in_task(m, hw, s, d, c)                 # the same credit again
-    assert code == codes.USED and lat <= 200_000
+    assert code == codes.USED and 0 < lat <= 200_000
     _shown(hw, "E     01", ["card", "valve"])
     other, _ = user_card(uid=b"\x31\x32\x33\x34", meter_id="M000009")
     for _ in range(L.LOCK_AFTER):
+        hw.clock.advance(RESULT_MS)                          # the last result has gone
+        d.step()
         code, lat = _tap_in_task(m, hw, s, d, other)         # no key of this meter opens it
-        assert code == codes.FOREIGN and lat <= 200_000
+        assert code == codes.FOREIGN and 0 < lat <= 200_000
         _shown(hw, "E     19", ["card", "valve"])
     code, lat = _tap_in_task(m, hw, s, d, other)
-    assert code == codes.LOCKED_OUT and lat <= 200_000
+    assert code == codes.LOCKED_OUT and 0 < lat <= 200_000
     _shown(hw, "E     10", ["card", "valve"])
     hw.clock.advance(RESULT_MS)
     d.step()
