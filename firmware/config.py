@@ -44,6 +44,7 @@ DEFAULTS = {
     "sensor_close": True,        # sensor cable cut: close, keep the reading
     "report_s": 3600,            # telemetry interval
     "display_sleep_s": 30,       # the display powers down after this long untouched (0: never)
+    "display_lang": "en",        # a dot-matrix display's language: "en" or "fr" (docs/DISPLAY.md)
     "mqtt": {"host": "127.0.0.1", "port": 1883, "tls": False, "keepalive": 60,
              "timeout_ms": 5000,      # deadline of every socket operation
              "backoff_max_s": 300},   # reconnect back-off ceiling (docs/PROTOCOL.md)
@@ -179,6 +180,8 @@ def check(key, value, cfg=None, remote=False, pair=True):
             return codes.RANGE, "1..16 letters, digits, - or _"
     elif key == "reopen" and value not in ("confirm", "auto"):
         return codes.RANGE, "'confirm' or 'auto'"
+    elif key == "display_lang" and value not in ("en", "fr"):
+        return codes.RANGE, "'en' or 'fr'"
     elif key == "mqtt":
         return _check_mqtt(value)
     return _check_pair(key, value, cfg or DEFAULTS) if pair else (codes.ACCEPTED, None)
