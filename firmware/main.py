@@ -86,7 +86,7 @@ def assemble(hw, cfg=None):
     detector = Detector(cfg, log, clock.time(), hw.tamper_pin, hw.battery,
                         hw.sensor_pin)
     meter = Meter(cfg, clock, StateStore(hw.state_dir), log, pulse_source(hw, cfg), valve,
-                  Indicators(hw.led, hw.buzzer), detector)
+                  Indicators(hw.led, hw.buzzer), detector, history_dir=hw.state_dir)
     meter.persist_config = lambda: config.save(hw.state_dir, cfg)
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore():

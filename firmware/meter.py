@@ -14,6 +14,7 @@ from metering import detect
 from metering import tariff as tariffs
 from metering.billing import Billing
 from metering.volume import Volume
+from storage import history as hist
 
 OPEN = const(1)
 CLOSED = const(0)
@@ -55,7 +56,8 @@ _SELF_CLEARING = ((WHY_BATTERY, detect.BATTERY_CUT), (WHY_SENSOR, detect.SENSOR)
 
 
 class Meter:
-    def __init__(self, cfg, clock, store, log, pulses, valve=None, indicators=None, detector=None):
+    def __init__(self, cfg, clock, store, log, pulses, valve=None, indicators=None, detector=None,
+                 history_dir=None):
         self.cfg = cfg
         self.clock = clock
         self.store = store
@@ -79,6 +81,7 @@ class Meter:
         self.office = None            # office public keys (attach_office)
         self.office_seq = {}          # "f" fleet, "c" card sequences, "kr" retired below
         self.balance = 0
+        self.charged = 0              # every charge deducted so far (the money register)
         self.ledger = ledger.Ledger()
         self.emergency_owed = 0       # emergency credit to repay from the next top-up
         self.want_open = False        # valve intent
@@ -100,6 +103,8 @@ class Meter:
         self.rollback = 0             # STATE_COPY_MISSING / STATE_GEN_GAP seen at this boot
         self.save_failing = False     # the last periodic save failed; retried every poll
         self.recovery_nonce = 0       # while state_lost: the value the head-end's floor must carry
+        # frozen daily/monthly registers and alarm counters (storage/history.py)
+        self.history = hist.History(history_dir, self._registers)
 
     # ---------------- state ----------------
     def restore(self):
@@ -127,6 +132,10 @@ class Meter:
                 self.log.add(codes.EV_STATE_CORRUPT, 2 + (gen & 1))
                 continue
             self.log.add(codes.EV_STATE_RESTORED, gen)
+            try:
+                self.history.flush()     # a record the state holds but its ring lost at a cut
+            except OSError:
+                pass
             if "cmdn" not in s:
                 # first boot of this firmware: identity came from config.json,
                 # the command counter from its old file; from now on both
@@ -145,6 +154,7 @@ class Meter:
             self.state_lost = True
             self.log.add(codes.EV_STATE_LOST, evidence)
         self.cmd_counter = legacy_n or 0
+        self.history.adopt_rings()      # the rings survive a lost state: numbering goes on
         self._check_clock()
         self._try_save()
         self._try_save()        # both slots written: a missing twin means something
@@ -198,6 +208,15 @@ class Meter:
                 self.cfg[k] = v
         if self.valve is not None:
             self.valve.last_move = s.get("vmv", 0)
+        self.charged = _uint(s.get("tc", 0), 1 << 62)
+        h = self.history
+        if "hs" in s:
+            h.load_state(s["hs"])
+        else:
+            # a state from before the history: it starts from here
+            h.d0 = list(self._registers()[:2])
+            h.m0 = list(h.d0)
+            h.adopt_rings()
         ml = volume.ml()
         # windows that measure "since" something start from the restored
         # volume, not from zero: else the first minute after a reboot looks
@@ -213,6 +232,8 @@ class Meter:
         now = self.clock.time()
         s = {
             "bal": self.balance,
+            "tc": self.charged,
+            "hs": self.history.to_state(),
             "vol": self.volume.to_state(),
             "rev": self.reverse.to_state(),
             "debt": 1 if self.in_debt else 0,
@@ -238,6 +259,10 @@ class Meter:
             "lost": 1 if self.state_lost else 0,
         }
         self.store.save(s)
+        try:
+            self.history.flush()      # records reach their rings after the state holds them
+        except OSError:
+            pass                      # still pending: the next save writes them
         self.time_floor = s["tf"]
         self._last_save_ml = self.volume.ml()
         self._last_save_t = now
@@ -292,31 +317,59 @@ class Meter:
         self._measure_rate(ml)
         if now < TIME_MIN:
             # the clock is not set: bill the water, nothing time-based
-            self.balance -= self.billing.step(ml, self.billing.seg_s)
+            self._charge(self.billing.step(ml, self.billing.seg_s))
         else:
             if self.billing.seg_s < TIME_MIN:
                 self._anchor_time(now)
             # the period closes first, then a staged tariff opens its segment:
             # the other order would bill the standing charge twice
+            h = self.history
             if now >= self.period_end:
-                self.balance -= self.billing.roll_period(ml, self.period_end)
+                self._charge(self.billing.roll_period(ml, self.period_end))
+                h.close_month(self.period_end)
                 self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
                 self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
                 self._persist()
+            if not h.day_end:
+                h.anchor(now, self.cfg["tz"])
+            elif now >= h.day_end:
+                # the day is billed to its midnight, then frozen
+                self._charge(self.billing.step(ml, h.day_end))
+                h.close_day(now, self.cfg["tz"])
+                self._persist()
             if self.staged is not None and now >= self.staged.activate_at:
-                self.balance -= self.billing.change_tariff(self.staged, ml, now)
+                self._charge(self.billing.change_tariff(self.staged, ml, now))
                 self.log.add(codes.EV_TARIFF, self.staged.version)
                 self.staged = None
                 self._persist()
-            self.balance -= self.billing.step(ml, now)
+            self._charge(self.billing.step(ml, now))
         if self.detector is not None:
             self.detector.step(now, ml, n > 0, not self.want_open)
             self._act_on_findings()
+        if self.history.alarms(now, self._alarm_bits()):
+            self._persist()
         self._policy(now)
         self._valve_step(now, ml)
         if (self.save_failing or ml - self._last_save_ml >= self.cfg["save_l"] * 1000
                 or (ml != self._last_save_ml and now - self._last_save_t >= self.cfg["save_s"])):
             self._persist()
+
+    def _charge(self, d):
+        self.balance -= d
+        self.charged += d
+
+    def _registers(self):
+        # what the history freezes: volume, money charged, balance
+        return self.volume.ml(), self.charged, self.balance
+
+    def _alarm_bits(self):
+        a = self.detector.active if self.detector is not None else 0
+        v = self.valve
+        return ((hist.A_LEAK if a & detect.LEAK else 0) | (hist.A_BURST if a & detect.BURST else 0)
+                | (hist.A_TAMPER if a & detect.TAMPER else 0)
+                | (hist.A_REVERSE if self._reversing else 0)
+                | (hist.A_BATTERY if a & (detect.BATTERY_LOW | detect.BATTERY_CUT) else 0)
+                | (hist.A_VALVE if v is not None and v.fault else 0))
 
     def _anchor_time(self, now):
         # First valid wall time after running on an unset clock: time-based
@@ -327,6 +380,7 @@ class Meter:
         if b.period_start_s < TIME_MIN:
             b.period_start_s = now
         self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
+        self.history.anchor(now, self.cfg["tz"])
         self._persist()
 
     def _measure_rate(self, ml):
@@ -716,6 +770,7 @@ class Meter:
         self.clock.set_time(secs)
         if secs < old:
             self.period_end = timeutil.next_month_day(secs, self.cfg["period_day"], self.cfg["tz"])
+            self.history.anchor(secs, self.cfg["tz"])
         # an authority set it: the clock is trusted again, and the floor
         # follows it, backwards too (a clock that ran ahead is corrected)
         self.time_floor = secs
