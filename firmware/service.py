@@ -19,6 +19,7 @@ import os
 import codes
 import config
 import timeutil
+from storage import history as hist
 
 SESSION_SAVE_S = const(5)     # while a session is open, flow is saved this often
 UNLOCK_S = const(900)         # an unlock lasts 15 min after the last guarded command
@@ -320,6 +321,34 @@ def log(n=20):
         _p("%6d %s %-18s %11d%s" % (seq, when(t, tz), name, arg, extra))
     if not evs:
         _p("(no events)")
+
+
+def history(kind="d", n=10):
+    """The frozen registers: history() the newest 10 days, history("m", 12)
+    months, history("a") alarm hours and latch, history("clear") clears
+    the latch (guarded)."""
+    s = _session()
+    h = s.meter.history
+    tz = s.meter.cfg["tz"]
+    if kind == "clear":
+        if s.allowed("history('clear')"):
+            with s.ticker.hold():
+                h.clear_latch()
+                s.meter.save()
+            _p("alarm latch cleared")
+        return
+    if kind == "a":
+        names = [n for i, n in enumerate(hist.ALARMS) if h.latched & 1 << i]
+        _p("latched: %s" % (", ".join(names) or "none"))
+        for name, hours in zip(hist.ALARMS, h.hours()):
+            _p("  %-8s %6d h" % (name, hours))
+        return
+    day, mon = h.today(), h.month()
+    _p("today %s %s   period so far %s %s" % (m3(day["ml"]), money(day["chg"]),
+                                               m3(mon["ml"]), money(mon["chg"])))
+    for r in h.records(kind, 0, n):
+        _p("%4d %s %s %10s bal %10s %s" % (r[0], when(r[1], tz)[:10], m3(r[5]), money(r[7]),
+                                           money(r[8]), "x%d" % r[3] if r[3] > 1 else ""))
 
 
 def save():
@@ -782,6 +811,7 @@ _HELP = (
     ("cfg(k, v)", "cfg() list, cfg('low1') read, cfg('low1', 800000) set"),
     ("selftest()", "card reader, valve, flash, clock, network, broker"),
     ("unlock(pin)", "unlock guarded commands for 15 min; lock() ends it"),
+    ("history(k, n)", "frozen registers: 'd' days, 'm' months, 'a' alarms, 'clear'"),
     ("save()", "write the state to flash now"),
     ("factory_reset(id)", "settings to defaults; keeps credit, volume, keys"),
     ("reboot()", "save, then soft reset"),

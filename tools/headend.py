@@ -90,6 +90,10 @@ CREATE TABLE IF NOT EXISTS tariffs (
     scope TEXT, version INTEGER, body TEXT, published REAL);
 CREATE TABLE IF NOT EXISTS fleet (
     n INTEGER PRIMARY KEY, region INTEGER, body TEXT, published REAL);
+CREATE TABLE IF NOT EXISTS history (
+    meter TEXT, kind TEXT, seq INTEGER, t INTEGER, al INTEGER, span INTEGER, ml INTEGER,
+    dml INTEGER, tc INTEGER, chg INTEGER, bal INTEGER, received REAL,
+    PRIMARY KEY (meter, kind, seq));
 """
 
 
@@ -533,6 +537,39 @@ class HeadEnd:
     def get(self, meter, what="state", timeout=10, **args):
         return self.command(meter, "get", timeout=timeout, w=what, **args)
 
+    def fetch_history(self, meter, kind="d", timeout=10):
+        """Page the meter's frozen registers (PROTOCOL.md §4.6.1) back from
+        the newest until a record already stored, or the oldest it keeps;
+        store them. Returns how many records were new."""
+        if kind not in ("d", "m"):
+            raise HeadEndError("history kind is d (daily) or m (monthly)")
+        have = self.db.execute("SELECT MAX(seq) FROM history WHERE meter = ? AND kind = ?",
+                               (meter, kind)).fetchone()[0] or 0
+        new, before = 0, 0
+        while True:
+            a = self.command(meter, "history", timeout=timeout, k=kind,
+                             **({"b": before} if before else {}))
+            if a["code"] != codes.ACCEPTED:
+                raise HeadEndError(f"history: {a['result']}")
+            page = [r for r in a["detail"] or [] if r[0] > have]
+            with self._lock:
+                for r in page:
+                    self.db.execute("INSERT OR IGNORE INTO history VALUES "
+                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                    (meter, kind, *r, time.time()))
+                self.db.commit()
+            new += len(page)
+            if len(page) < len(a["detail"] or []) or not page:
+                return new
+            before = page[-1][0]
+
+    def history(self, meter, kind="d", limit=400):
+        """Stored frozen records, oldest first, as dicts."""
+        keys = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
+        rows = self.db.execute(f"SELECT {', '.join(keys)} FROM history WHERE meter = ? AND kind = ? "
+                               "ORDER BY seq DESC LIMIT ?", (meter, kind, limit))
+        return [dict(zip(keys, r)) for r in rows][::-1]
+
     # ---------------- views ----------------
     def meters(self):
         out = []
@@ -641,6 +678,9 @@ def main(argv=None):
     p = sub.add_parser("get")
     p.add_argument("meter")
     p.add_argument("what", choices=["state", "log", "cfg"])
+    p = sub.add_parser("history", help="fetch a meter's frozen daily/monthly registers into SQLite")
+    p.add_argument("meter")
+    p.add_argument("--kind", choices=["d", "m"], default="d")
     p = sub.add_parser("listen")
     p.add_argument("--seconds", type=float, default=0, help="0: until interrupted")
     sub.add_parser("meters")
@@ -756,6 +796,13 @@ def _run(args):
             return _ack_exit(he.timesync(args.meter, args.time, args.timeout))
         if args.cmd == "get":
             return _ack_exit(he.get(args.meter, args.what, args.timeout))
+        if args.cmd == "history":
+            new = he.fetch_history(args.meter, args.kind, args.timeout)
+            for r in he.history(args.meter, args.kind):
+                print(f"{args.kind}#{r['seq']} t={r['t']} span={r['span']} ml={r['ml']} dml={r['dml']} "
+                      f"chg={_money(r['chg'])} bal={_money(r['bal'])} al={r['al']}")
+            print(f"{new} new records")
+            return 0
     raise HeadEndError(f"unknown command {args.cmd}")
 
 

@@ -40,6 +40,7 @@ OPS = {
     "tariff": (("tar", _OBJ, True),),
     "emergency": (),
     "get": (("w", _STR, False), ("f", _U32, False)),
+    "history": (("k", _STR, True), ("b", _U32, False), ("c", _U32, False)),
     "void": (("a", _U32, True), ("s", _U32, True), ("c", _BIT, False)),
     "floor": (("a", _U32, True), ("c", _U32, True), ("m", _U32, True), ("i", _U32, True),
               ("r", _U32, True)),
@@ -50,6 +51,7 @@ _ENVELOPE = ("n", "op", "x", "e")
 # 2^32-1 never locks the channel and one signed command cannot burn the
 # epochs either (docs/LINK.md §7).
 _EPOCH_SHIFT = const(32)
+HISTORY_PAGE = const(8)   # records per history ack: ~600 bytes, within the link's backlog
 
 
 def _kind_ok(kind, v):
@@ -148,7 +150,7 @@ def parse_body(body):
     return codes.ACCEPTED, d
 
 
-_WHILE_LOST = ("floor", "get")    # the only commands acted on after a total state loss
+_WHILE_LOST = ("floor", "get", "history")    # the only commands acted on after a total state loss
 
 
 class Commands:
@@ -308,7 +310,21 @@ class Commands:
             return code, m.ledger.floor(src, d["a"]), None
         if op == "floor":
             return m.restore_floors(d["a"], d["c"], d["m"], d["i"], d["r"]), 0, None
+        if op == "history":
+            return self._history(d["k"], d.get("b", 0), d.get("c", HISTORY_PAGE))
         return self._get(d.get("w", "state"), d)
+
+    def _history(self, kind, before, count):
+        # docs/PROTOCOL.md §4.6: one page of frozen records, newest first
+        h = self.meter.history
+        if kind == "a":
+            return codes.ACCEPTED, h.latched, {"h": h.hours(), "s": h.secs, "l": h.latched,
+                                               "on": h.active, "d": h.today(), "m": h.month()}
+        if kind not in ("d", "m"):
+            return codes.UNKNOWN, 0, None
+        if not 1 <= count <= HISTORY_PAGE:
+            return codes.RANGE, 0, None
+        return codes.ACCEPTED, h.newest(kind), [list(r) for r in h.records(kind, before, count)]
 
     def _configure(self, key, value):
         code = self.meter.configure(key, value, "mqtt")[0]

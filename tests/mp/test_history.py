@@ -153,3 +153,50 @@ def test_alarm_hours_are_counted_and_latched_until_cleared():
     assert not m2.history.latched
     _drive(m, hw, 1)
     assert m.history.record("d", m.history.newest("d"))[2] & hist.A_TAMPER  # the day saw it
+
+
+def _commands(m):
+    from comms import codec
+    from comms.commands import Commands
+    tp = codec.topics(m.cfg["meter_id"], m.cfg["region"])
+    key = b"meter-key-for-tests-0123456789ab"
+    c = Commands(m.cfg, m, m.clock, tp["c"].encode(), tp["tariff"].encode(), meter_key=key)
+    n = [0]
+
+    def ask(**f):
+        n[0] += 1
+        body = codec.command(n[0], "history", **f)
+        return codec.parse_ack(c.handle(tp["c"].encode(), codec.seal(key, tp["c"].encode(), body)))
+    return ask
+
+
+def test_history_over_mqtt_pages_back_to_the_first_record():
+    m, hw = _meter()
+    _drive(m, hw, 20)
+    ask = _commands(m)
+    got, before = [], 0
+    while True:
+        a = ask(k="d", b=before) if before else ask(k="d")
+        assert a["code"] == codes.ACCEPTED and a["val"] == 20
+        if not a["detail"]:
+            break
+        assert len(a["detail"]) <= 8
+        got += a["detail"]
+        before = a["detail"][-1][0]
+    assert [r[0] for r in got] == list(range(20, 0, -1))
+    assert [tuple(r) for r in got] == list(m.history.records("d", n=20))
+    a = ask(k="m", c=1)
+    assert a["code"] == codes.ACCEPTED and len(a["detail"]) == 1 and a["detail"][0][0] == a["val"]
+    a = ask(k="a")
+    assert a["code"] == codes.ACCEPTED and a["detail"]["h"] == m.history.hours()
+    assert a["detail"]["d"] == m.history.today()
+    # field types and ranges through the check table: FORMAT before RANGE
+    assert ask(k=1)["code"] == codes.FORMAT
+    assert ask(k="d", b="3")["code"] == codes.FORMAT
+    assert ask(k="d", c=True)["code"] == codes.FORMAT
+    assert ask(k="d", z=1)["code"] == codes.FORMAT
+    assert ask()["code"] == codes.FORMAT
+    assert ask(k="d", c=9)["code"] == codes.RANGE
+    assert ask(k="d", c=0)["code"] == codes.RANGE
+    assert ask(k="d", b=-1)["code"] == codes.RANGE
+    assert ask(k="x")["code"] == codes.UNKNOWN

@@ -256,3 +256,22 @@ def test_help_lists_every_command_in_80_columns():
     out.clear()
     service.help(service.status)
     assert len(out.lines) == 1 and "status()" in out.text()
+
+
+def test_history_lists_the_frozen_days_and_alarms():
+    meter, hw, s, t, out = _setup()
+    meter.apply_credit("t", 1, 1, 50_000_000)
+    hw.world.flow.set_rate_lph(10)
+    for _ in range(3 * 48):                 # three days, a poll every 30 minutes
+        hw.clock.advance(1_800_000)
+        meter.poll()
+    service.history("d", 5)
+    lines = out.lines
+    assert lines[0].startswith("today "), out.text()
+    recs = list(meter.history.records("d", 0, 5))
+    assert len(recs) == 3 and len(lines) == 4
+    for ln, r in zip(lines[1:], recs):
+        assert ln.split()[0] == str(r[0]) and service.money(r[7]) in ln and service.m3(r[5]) in ln
+    out.clear()
+    service.history("a")
+    assert out.lines[0] == "latched: none" and len(out.lines) == 7, out.text()
