@@ -51,7 +51,9 @@ R_RSI, R_RDI, R_ORIG_RAX = 13, 14, 15
 
 def _sigint_ignored_traced():
     _sigint_ignored()
-    _libc.ptrace(PTRACE_TRACEME, 0, None, None)
+    if _libc.ptrace(PTRACE_TRACEME, 0, None, None) != 0:
+        # untraced, the parent would wait for a stop that never comes
+        raise OSError(ctypes.get_errno(), "ptrace(PTRACE_TRACEME) refused on this machine")
 
 
 def _run_traced_until(pid, moment):
