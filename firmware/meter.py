@@ -596,11 +596,14 @@ class Meter:
         (head-end command "void"): settles the key without applying it, so
         it can never apply. ACCEPTED: it had not been applied (and now never
         will be); USED: it had been applied (nothing is owed); OLD/RANGE
-        below or above the window; STORAGE if it could not be saved."""
+        below or above the window; REFUSED after a total state loss (the
+        meter cannot know until the floor); STORAGE if it could not be saved."""
         if not (isinstance(seq, int) and isinstance(account, int)):
             return codes.FORMAT
         if not 0 <= seq < _KEY_MAX or not 0 <= account < _KEY_MAX:
             return codes.RANGE
+        if self.state_lost:
+            return codes.REFUSED
         code = self.ledger.check(source, account, seq)
         if code == codes.VOIDED:
             return codes.ACCEPTED                 # voided before: the same answer again
@@ -642,10 +645,9 @@ class Meter:
         if not account or nonce != self.recovery_nonce:
             return codes.OLD if account else codes.RANGE
         before = (self.ledger.copy(), self.cfg["account"], self.cfg["install_seq"], self.state_lost)
-        if account:
-            if account != self.cfg["account"]:
-                self.ledger.keep_only(account)
-            self.cfg["account"] = account
+        if account != self.cfg["account"]:
+            self.ledger.keep_only(account)
+        self.cfg["account"] = account
         self.cfg["install_seq"] = max(self.cfg["install_seq"], install_floor)
         self.ledger.raise_floor("card", account, card_floor)
         self.ledger.raise_floor("mqtt", account, mqtt_floor)

@@ -81,6 +81,7 @@ def test_attack_replay_after_total_state_loss():
     for i, b in enumerate(dump):
         c.blocks[i] = bytearray(b)
     assert site.tap(c) == codes.REFUSED              # no ledger: no credit until the floor
+    assert site.m.void_credit("card", 42, 1) == codes.REFUSED   # nor a "not applied" verdict
     assert site.m.balance <= 0
     # the head-end's signed floor, bound to this loss by the meter's nonce
     rn = site.m.snapshot()["rn"]
