@@ -68,6 +68,13 @@ def test_attack_replacement_meter_takes_no_credit_before_the_signed_floor(mqtt_w
         assert st["rn"] == 0 and st["bal"] == 1_000_000            # re-issued once, applied once
         with pytest.raises(HeadEndError):                           # nothing left to restore
             he.restore_floor("M5", 7, card_floor=3)
+        # the office's verdicts come from the meter's signed answers to a void
+        seq = max(r[0] for r in he.db.execute("SELECT seq FROM topups WHERE meter = 'M5' AND "
+                                               "status = 'applied'"))
+        assert he.void("M5", 7, seq)["code"] == 1                   # applied: nothing owed
+        assert he.void("M5", 7, seq + 1)["code"] == 0               # never applied, never will be
+        assert he.topup("M5", 5000, account=7, seq=seq + 1)["code"] == 21   # voided
+        assert he.get("M5")["detail"]["bal"] == 1_000_000
     finally:
         m.stop()
 

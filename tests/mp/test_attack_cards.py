@@ -253,3 +253,19 @@ def test_attack_refund_of_a_credit_already_used():
     assert site.tap(c) == codes.VOIDED                              # ... and it never applies
     assert site.m.void_credit("card", 42, 2) == codes.ACCEPTED       # asked again: the same
     assert site.m.balance <= 300_000
+
+
+def test_install_sequence_and_account_ranges_agree_everywhere():
+    # the meter's state and config, the card record and the command fields:
+    # one u32 range, so no stored sequence is dropped at a reboot
+    from mptest import raises
+    assert config.RANGES["install_seq"] == config.RANGES["account"] == (0, R.SEQ_MAX)
+    key = R.card_keys(ISSUER.meter_key(METER), b"\x01\x02\x03\x04")[1]
+    raises(R.RecordError, R.pack_install, key, b"\x01\x02\x03\x04",
+           R.Install(R.SEQ_MAX + 1, METER, 42, 1), 1)
+    site = Site()
+    assert site.m.install(42, 1, R.SEQ_MAX + 1) == codes.RANGE
+    assert site.tap(install_card(R.SEQ_MAX, 42, b"\x71\x72\x73\x09")) == codes.ACCEPTED
+    site.cfg = config.load(site.d)
+    site.boot()
+    assert site.m.cfg["install_seq"] == R.SEQ_MAX
