@@ -61,6 +61,7 @@ class ThreadTicker:
         self._depth = 0
         self.ticks = 0
         self.errors = 0
+        self.longest_us = 0   # the longest slice so far: what a REPL command may wait in hold()
         self.running = False
         # False while a production meter's REPL is closed (service gate):
         # then leaving hold() must not turn Ctrl-C back on
@@ -87,6 +88,7 @@ class ThreadTicker:
         import time
         while self.running:
             self._enter(False)   # Ctrl-C never reaches this thread: nothing to mask
+            t0 = time.ticks_us()
             try:
                 if self.running:
                     self._fn()
@@ -95,6 +97,9 @@ class ThreadTicker:
                 self.errors += 1
             finally:
                 self._exit(False)
+            d = time.ticks_diff(time.ticks_us(), t0)
+            if d > self.longest_us:
+                self.longest_us = d
             time.sleep_ms(self._period)
 
     def hold(self):
@@ -129,6 +134,7 @@ class ManualTicker:
         self._fn = None
         self.ticks = 0
         self.skipped = 0
+        self.longest_us = 0
         self.running = False
         self._held = 0
 

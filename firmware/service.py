@@ -234,7 +234,8 @@ def status():
     tz = c["tz"]
     bar = "-- meter %s -- region %d -- fw %s -- %s " % (snap["id"], c["region"], s.version, s.hw.name)
     _p((bar + "-" * 80)[:80])
-    _p("Time     %s (tz %+d s)   uptime ticks %d" % (when(snap["t"], tz), tz, s.ticker.ticks))
+    _p("Time     %s (tz %+d s)   ticks %d, longest %d ms" % (
+        when(snap["t"], tz), tz, s.ticker.ticks, s.ticker.longest_us // 1000))
     _p("Credit   balance %s   owed %s   level %s   (low1 %s, low2 %s)" % (
         money(snap["bal"]), money(owed), _LEVELS[snap["low"]], money(c["low1"]), money(c["low2"])))
     fl = snap["flow"]

@@ -136,6 +136,7 @@ def test_boot_runs_the_meter_on_the_boards_thread_while_the_main_thread_waits():
         assert t1 > t0, "virtual time moves in the meter's slices"
         assert ml1 > ml0, "metering went on while the main thread waited"
         assert dropped == 0
+        assert 0 < s.ticker.longest_us < 600_000, "the slices' longest run is measured"
     finally:
         s.ticker.stop()
 
