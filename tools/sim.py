@@ -113,6 +113,47 @@ def forge_tariff_card(path):
     card.save(str(path))
 
 
+def ctrl_c_at_boot(state, micropython):
+    """The issue-10 attack on the serial port: a production meter booted with
+    Ctrl-C sent at each step of its boot, through a port that delivers Ctrl-C
+    as the ESP32's UART does (tools/uartpty.py); then the technician's way in,
+    the office's answer to the meter's challenge (docs/SERVICE.md §4)."""
+    import re
+
+    from office import office_secrets
+    from uartpty import UartMeter
+
+    root = Path(state) / "serial"
+    data = root / "data"
+    data.mkdir(parents=True)
+    (root / "board.txt").write_text(f"unix\nstate_dir={data}\nspeed=20\n")
+    (data / "config.json").write_text(json.dumps({"production": True}))
+    office = OfficeKey.load(Path(state) / "office.pem")
+    (data / "secrets.json").write_text(json.dumps(office_secrets([office])))
+    steps = ("board", "meter", "link", "cards", "gate")
+    with UartMeter(root, micropython=micropython) as m:
+        for step in steps:
+            if m.wait_for("boot: " + step, 20):
+                m.send(b"\x03")
+        m.send(b"\r\nprint('RE' + 'PL-OPEN')\r\n")
+        opened = m.wait_for("REPL-OPEN", 2)
+        print("[attack] Ctrl-C at each boot step of a production meter ({}): {}; "
+              "the meter saw {}".format(", ".join(steps), "REPL OPENED" if opened else
+                                        "refused, REPL closed, meter running",
+                                        "/".join(sorted(set(m.deliveries)))), flush=True)
+        m.send(b"svc\r\n")
+        found = m.wait_for("svc-challenge", 10) and m.wait_for("\n", 2) and re.findall(
+            r"svc-challenge (\S+) (\d+) ([0-9a-f]{32})", m.output())
+        if found:
+            mid, n, nonce = found[-1]
+            sig = office.sign(b"svc", f"{mid} {n} {nonce} 5".encode()).hex()
+            m.send(f"svc-open 5 {sig}\r\n".encode())
+            ok = m.wait_for("service open for 5 min", 15)
+            print("[office] technician: challenge {} {} {}... answered with the office key: {}"
+                  .format(mid, n, nonce[:8], "REPL open for 5 min" if ok else "refused"), flush=True)
+    return not opened
+
+
 def utility(line, he, broker, cards):
     """Carry out one request of the scenario ("!..." line). Returns True when
     the simulator waits for an answer on its stdin."""
@@ -208,6 +249,8 @@ def main(argv=None):
             proc.terminate()
         rc = proc.wait()
         he.close()
+    if rc == 0 and not args.interactive and not ctrl_c_at_boot(args.state, args.micropython):
+        rc = 1
     check = cards / "check.json"
     if rc == 0 and check.exists():
         text = cardtool("read", check).rstrip()

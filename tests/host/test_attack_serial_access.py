@@ -3,7 +3,7 @@ the meter prints a challenge while its REPL is closed, the office signs it
 with tools/flash.py svc-token, the technician types the answer, the REPL
 opens. An answer for another meter, a replayed one, or a REPL command typed
 at the closed meter open nothing (issue 10: "technician access per meter").
-The console is the UART-model pty (tests/host/uartpty.py)."""
+The console is the UART-model pty (tools/uartpty.py)."""
 
 import json
 import re
@@ -13,10 +13,10 @@ import sys
 import pytest
 from ptymeter import MICROPYTHON, ROOT, mp_env, write_device
 from test_attack_serial_boot import meter_device
-from uartpty import UartMeter
 
 sys.path.insert(0, str(ROOT / "tools"))
 from office import OfficeKey, office_secrets
+from uartpty import UartMeter
 
 pytestmark = pytest.mark.timeout(120)
 FLASH = [sys.executable, str(ROOT / "tools" / "flash.py")]

@@ -1,6 +1,6 @@
 """Attack: Ctrl-C on the serial port at every step of a production boot
 (issue 10, item 1). The console is a pty that delivers Ctrl-C as the ESP32's
-UART does (tests/host/uartpty.py): as an interrupt while the firmware has
+UART does (tools/uartpty.py): as an interrupt while the firmware has
 Ctrl-C on, as a data byte while it is masked. The prompt must never open and
 the meter must go on metering.
 
@@ -11,10 +11,13 @@ outside."""
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
 from ptymeter import MICROPYTHON, ROOT, mp_env, write_device
+
+sys.path.insert(0, str(ROOT / "tools"))
 from uartpty import UartMeter
 
 pytestmark = pytest.mark.timeout(120)

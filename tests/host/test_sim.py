@@ -47,6 +47,9 @@ def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     assert "clone card removed (last tap: used)" in out, "a replayed card must not credit again"
     assert "foreign card removed (last tap: wrong-region)" in out
     assert "forged-tariff card removed (last tap: signature)" in out, "a forged tariff card"
+    assert "[attack] Ctrl-C at each boot step of a production meter (board, meter, link, cards, " \
+           "gate): refused, REPL closed, meter running; the meter saw data" in out
+    assert "answered with the office key: REPL open for 5 min" in out
     assert "event  tariff (2)" in out, "the signed region tariff must take effect"
     assert "event  valve-closed (1)" in out, "credit ran out: closed for credit"
     assert "event  emergency-credit (500000)" in out, "a long press asks for emergency credit"

@@ -1,5 +1,6 @@
 """A unix-port meter behind a pseudo-terminal that delivers Ctrl-C the way the
-ESP32's UART does.
+ESP32's UART does (the serial-port attack tests, and `make sim`'s Ctrl-C at
+boot). Standard library only; Linux x86_64 for the traced instants (ptrace).
 
 Why not socat or a pty's line discipline: with socat in raw mode a 0x03 byte is
 only data, so no Ctrl-C ever interrupts the unix port, and a test of the boot
@@ -32,8 +33,16 @@ import subprocess
 import threading
 import time
 import tty
+from pathlib import Path
 
-from ptymeter import MICROPYTHON, ROOT, mp_env
+ROOT = Path(__file__).resolve().parent.parent
+MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
+
+
+def mp_env(app_dirs=None):
+    """MICROPYPATH for the repository's firmware, or for a deployed tree."""
+    dirs = app_dirs or [ROOT / "firmware", ROOT, ROOT / "build" / "lib"]
+    return dict(os.environ, MICROPYPATH=":".join([".frozen"] + [str(d) for d in dirs]))
 
 SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
@@ -119,7 +128,8 @@ def sigint_caught(pid):
 class UartMeter:
     """micropython -i <script> with its console on a raw pty (the UART)."""
 
-    def __init__(self, root, script=None, app_dirs=None, args=(), ctrl_c_at=None):
+    def __init__(self, root, script=None, app_dirs=None, args=(), ctrl_c_at=None,
+                 micropython=MICROPYTHON):
         # ctrl_c_at "on": a Ctrl-C the instant the port turns Ctrl-C on for
         # the script; "masked": the instant the script's first statement has
         # masked it, before any import (see _run_traced_until)
@@ -129,7 +139,7 @@ class UartMeter:
         tty.setraw(slave)
         tty.setraw(self.master)
         self.proc = subprocess.Popen(
-            [MICROPYTHON, *args, "-i", script],
+            [micropython, *args, "-i", script],
             # preexec: only signal() and ptrace() run in the child before exec
             preexec_fn=_sigint_ignored_traced if ctrl_c_at else _sigint_ignored,  # noqa: PLW1509
             cwd=self.root, env=mp_env(app_dirs),
