@@ -198,3 +198,42 @@ def test_the_pin_record_is_a_slow_salted_kdf():
     import hashlib
     legacy = hashlib.sha256(b"s1:4711").digest().hex()           # the old single SHA-256
     assert pinkdf.check(legacy, "s1", "4711") is None
+
+
+def _line_pair():
+    # a connected pair of loopback sockets: a pollable stream like the UART
+    # (this port's sockets have no getsockname: try ports until one binds)
+    import os
+    import socket
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for i in range(50):
+        port = 20000 + (os.urandom(2)[0] << 8 | os.urandom(1)[0]) % 40000
+        try:
+            srv.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            break
+        except OSError:
+            continue
+    srv.listen(1)
+    a = socket.socket()
+    a.connect(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+    b, _ = srv.accept()
+    srv.close()
+    return a, b
+
+
+def test_the_console_keeps_only_printable_lines_and_reads_a_bounded_amount():
+    import time
+    a, b = _line_pair()
+    con = techaccess.Console(stream=b, out=lambda *x: None)
+    a.write(b"svc\r\n" + b"sv\x03svc\n" + b"\xffsvc\r\n" + b"x" * 300 + b"\r\n" + b"svc\r\n")
+    time.sleep_ms(50)
+    first = con.lines()
+    assert first == ["svc", "svc"], first          # Ctrl-C dropped "sv"; \xff dropped a line
+    later = []
+    for _ in range(5):
+        later += con.lines()
+    assert later == ["svc"], later                 # the 300-byte line is junk, whole
+    assert len(first) + len(later) == 3
+    a.close()
+    b.close()
