@@ -135,7 +135,7 @@ REMOTE = ("report_s", "low1", "low2", "emergency", "max_balance", "max_topup", "
           "friendly_dates", "reopen", "friendly_debt_max")
 READ_ONLY = ("tariff", "k", "install_seq")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS
-RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production")
+RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production", "display_lang")
 # identity and the installation binding survive a factory reset: clearing
 # account/install_seq would let a previous tenant's installation card rebind
 KEEP_ON_RESET = ("meter_id", "region", "account", "install_seq", "mqtt", "k", "production")

@@ -205,11 +205,19 @@ def test_sleeps_after_the_configured_time_and_wakes_on_button_or_tap():
     _shown(hw, "E     16", ["card", "shut", "low", "press"])
 
 
-def test_sleep_setting_goes_through_the_settings_table():
-    import config
-    assert config.check("display_sleep_s", 3601)[0] == codes.RANGE
-    assert config.check("display_sleep_s", "30")[0] == codes.FORMAT
-    assert config.check("display_sleep_s", 0)[0] == codes.ACCEPTED
+def test_sleep_setting_goes_through_the_settings_table_and_is_in_force_at_once():
+    m, hw = make_meter()
+    d = display.attach(hw, m)
+    assert m.configure("display_sleep_s", 3601, "repl")[0] == codes.RANGE
+    assert m.configure("display_sleep_s", "30", "repl")[0] == codes.FORMAT
+    assert m.configure("display_sleep_s", 0, "mqtt")[0] == codes.UNKNOWN, "not a remote setting"
+    assert m.configure("display_sleep_s", 0, "repl")[0] == codes.ACCEPTED
+    hw.clock.advance(3_600_000)
+    d.step()
+    assert hw.world.lcd.lit, "0: never sleeps"
+    assert m.configure("display_sleep_s", 5, "repl")[0] == codes.ACCEPTED
+    d.step()
+    assert not hw.world.lcd.lit
 
 
 def test_a_board_without_a_display_has_none():
