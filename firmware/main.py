@@ -166,13 +166,14 @@ async def card_task(session, meter, hw, period_ms=250, display=None):
     from card.records import CARD_USER
     while True:
         try:
+            since = meter.log.seq
             code = session.poll()
             # a user tapping their card is there to see the water come back:
             # the tap confirms reopening after a top-up
             if code in (codes.ACCEPTED, codes.USED) and session.last[1] == CARD_USER:
                 meter.confirm()
             if code is not None and display is not None:
-                display.tap(code)     # drawn now: the tap's result within 200 ms
+                display.tap(code, since)   # drawn now: the tap's result within 200 ms
         except Exception as e:  # noqa: BLE001 - a card must never stop the loop
             print("card error:", repr(e))
         await hw.clock.sleep_ms(period_ms)

@@ -24,7 +24,7 @@ class Display:
         self._result = None        # (text, icons) shown instead of the page ...
         self._result_at = 0        # ... since this ticks_ms
         self._active_at = clock.ticks_ms()
-        self._credit = 0           # credited since the last tap result
+        self._credit = (0, 0)      # (event seq, amount) of the newest credit
         meter.log.listeners.append(self._event)
         self.refresh()
 
@@ -33,7 +33,7 @@ class Display:
         code, arg = ev[2], ev[3]
         if code == codes.EV_CREDIT:
             self.last_topup = (arg, codes.ACCEPTED)
-            self._credit += arg
+            self._credit = (ev[0], arg)
         elif code == codes.EV_CREDIT_REJECTED:
             self.last_topup = (0, arg)
 
@@ -53,14 +53,16 @@ class Display:
         self._touch()
 
     # -- what the user's tasks call ------------------------------------------
-    def tap(self, code):
-        """A card tap ended with result code: show it now."""
+    def tap(self, code, since):
+        """A card tap ended with result code: show it now, with the credit
+        it applied (a credit logged after event seq `since`, when the tap
+        began; one tap applies at most one)."""
         if code == codes.ACCEPTED:
-            text = pages.line("A", units.money(self._credit))
+            seq, amount = self._credit
+            text = pages.line("A", units.money(amount if seq > since else 0))
             icons = G.CARD | G.MONEY
         else:
             text, icons = pages.error(code), G.CARD
-        self._credit = 0
         self._show_result(text, icons)
 
     def emergency(self, code):

@@ -9,7 +9,7 @@ import main
 from display import pages
 from display.ui import RESULT_MS
 from simkit import make_meter, run
-from test_card_rig import meter_rig, user_card, tap
+from test_card_rig import meter_rig, user_card, signed_card, R
 from card import lockout as L
 
 T2 = {"v": 1, "b": [[1000, 350_000], [0, 700_000]]}   # 3.50/m3 to 1 m3, then 7.00
@@ -137,6 +137,13 @@ def test_tap_results_show_within_200_ms_of_the_tap():
     code, lat = _tap_in_task(m, hw, s, d, c)                 # the same credit again
     assert code == codes.USED and 0 < lat <= 200_000
     _shown(hw, "E     01", ["card", "valve"])
+    m.apply_credit("mqtt", 1, 7, 2_000_000)                  # an online top-up meanwhile ...
+    hw.clock.advance(RESULT_MS)
+    d.step()
+    check = signed_card(R.CARD_CHECK, {"k": "check", "r": 1, "n": 5, "x": hw.clock.time() + 86400})
+    code, lat = _tap_in_task(m, hw, s, d, check)             # ... is not this card's credit
+    assert code == codes.ACCEPTED and 0 < lat <= 200_000, (code, lat)
+    _shown(hw, "A    0.00", ["card", "money", "valve"])
     other, _ = user_card(uid=b"\x31\x32\x33\x34", meter_id="M000009")
     for _ in range(L.LOCK_AFTER):
         hw.clock.advance(RESULT_MS)                          # the last result has gone
@@ -149,13 +156,13 @@ def test_tap_results_show_within_200_ms_of_the_tap():
     _shown(hw, "E     10", ["card", "valve"])
     hw.clock.advance(RESULT_MS)
     d.step()
-    _shown(hw, pages.line("", "10.00"), ["valve", "money"])   # back to the page
+    _shown(hw, pages.line("", "30.00"), ["valve", "money"])   # back to the page
 
 
 def test_a_card_for_another_meter_of_this_issuer_reads_wrong_meter():
     m, hw, s = meter_rig()
     d = display.attach(hw, m)
-    d.tap(codes.WRONG_METER)
+    d.tap(codes.WRONG_METER, m.log.seq)
     _shown(hw, "E     07", ["card", "shut"])
 
 
@@ -201,7 +208,7 @@ def test_sleeps_after_the_configured_time_and_wakes_on_button_or_tap():
     hw.clock.advance(20_000)
     d.step()
     assert not lcd.lit
-    d.tap(codes.CARD_GONE)                               # a tap wakes it too
+    d.tap(codes.CARD_GONE, m.log.seq)                               # a tap wakes it too
     _shown(hw, "E     16", ["card", "shut", "low", "press"])
 
 
