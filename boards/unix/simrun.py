@@ -254,10 +254,10 @@ class Sim:
         # every frame the controller model receives (the meter thread, or
         # a hold()): a changed glass is queued, so a tap's 5 s result is seen
         # however fast the simulation runs
-        now = (lcd.hex(), lcd.lit, lcd.ascii())
-        if (now[0], now[1]) != self._glass:
-            self._glass = (now[0], now[1])
-            self._frames.append(now)
+        key = (lcd.hex() if lcd.lit else "", lcd.lit)   # a dark glass shows nothing
+        if key != self._glass:
+            self._glass = key
+            self._frames.append((lcd.hex(), lcd.lit, lcd.ascii()))
 
     def glass(self):
         """Draw the LCD in the terminal each time what it shows changed, and
