@@ -23,7 +23,7 @@ from boards.unix import ht1621_model as M
 from display import pages
 
 
-def bus(lcd, model, clock, fn):
+def bus(model, clock, fn):
     c, t = model.clocks, clock.now_us()
     fn()
     return model.clocks - c, clock.now_us() - t
@@ -74,24 +74,24 @@ def page_costs():
     lcd, clock = hw.world.lcd, hw.clock
     rows = []
     scr = hw.display
-    rows.append(("init (4 commands)", bus(None, lcd, clock, scr._lcd.init)))
+    rows.append(("init (4 commands)", bus(lcd, clock, scr._lcd.init)))
 
     def full():
         scr._stale = True
         d.refresh()
-    rows.append(("whole RAM (32 nibbles)", bus(None, lcd, clock, full)))
+    rows.append(("whole RAM (32 nibbles)", bus(lcd, clock, full)))
     prev = d.page
     for n in range(1, pages.COUNT):
         d.page = n
-        rows.append(("page %d -> %d (changed nibbles)" % (prev, n), bus(None, lcd, clock, d.refresh)))
+        rows.append(("page %d -> %d (changed nibbles)" % (prev, n), bus(lcd, clock, d.refresh)))
         prev = n
     d.page = pages.BALANCE
     d.refresh()
     m.balance -= 1000          # one cent less: the last digit changes
-    rows.append(("balance -0.01 (refresh)", bus(None, lcd, clock, d.refresh)))
-    rows.append(("unchanged refresh", bus(None, lcd, clock, d.refresh)))
-    rows.append(("sleep (LCD OFF, SYS DIS)", bus(None, lcd, clock, scr.sleep)))
-    rows.append(("wake (whole RAM, SYS EN, LCD ON)", bus(None, lcd, clock, scr.wake)))
+    rows.append(("balance -0.01 (refresh)", bus(lcd, clock, d.refresh)))
+    rows.append(("unchanged refresh", bus(lcd, clock, d.refresh)))
+    rows.append(("sleep (LCD OFF, SYS DIS)", bus(lcd, clock, scr.sleep)))
+    rows.append(("wake (whole RAM, SYS EN, LCD ON)", bus(lcd, clock, scr.wake)))
     return rows
 
 
