@@ -149,3 +149,7 @@ EVENT_NAMES = EVENT_NAMES + ("message-too-long", "bad-signatures")  # type: igno
 EV_CREDIT_VOID = const(41)     # the office voided a credit key; arg: its seq
 EV_CREDIT_FLOOR = const(42)    # the head-end's signed floor let credits in after a state loss; arg: card floor
 EVENT_NAMES = EVENT_NAMES + ("credit-void", "credit-floor")  # type: ignore[assignment]
+
+# -- debt recovery (Meter, docs/METERING.md "Social tariffs") --
+EV_DEBT = const(43)            # the debt register changed; arg: + added (arrears, friendly debt), - repaid
+EVENT_NAMES = EVENT_NAMES + ("debt",)  # type: ignore[assignment]

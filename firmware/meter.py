@@ -75,7 +75,7 @@ class Meter:
         self.reverse = Volume(cfg["k"][0], cfg["k"][1])   # backflow: counted, never billed or credited
         self._reversing = False
         self.in_debt = False          # balance ran out inside a friendly period
-        self.billing = Billing(t, now, 0)
+        self.billing = Billing(t, now, 0, cfg["tz"])
         self.period_end = timeutil.next_month_day(now, cfg["period_day"], cfg["tz"])
         self.staged = None            # Tariff waiting for its activation time
         self.office = None            # office public keys (attach_office)
@@ -84,6 +84,9 @@ class Meter:
         self.charged = 0              # every charge deducted so far (the money register)
         self.ledger = ledger.Ledger()
         self.emergency_owed = 0       # emergency credit to repay from the next top-up
+        self.debt = 0                 # the debt register: arrears and friendly-hours debt (tariff "dr")
+        self.arrears_seq = 0          # sequence of the last arrears the office added
+        self.debt_week_end = 0        # next weekly repayment (local Monday 00:00), 0: unset
         self.want_open = False        # valve intent
         self.why_closed = WHY_CREDIT
         self.awaiting_confirm = False  # credit back, waiting for a tap to reopen
@@ -178,7 +181,7 @@ class Meter:
             # takes over from here, and the event says so
             self.log.add(codes.EV_TARIFF_REJECTED, code)
             t = self.billing.tariff
-        billing = Billing(t, 0, 0)
+        billing = Billing(t, 0, 0, self.cfg["tz"])
         billing.load_state(s["bill"])
         # "lg": the ledger as it is now; "led": the first firmware's format
         led = ledger.Ledger(s["lg"]) if "lg" in s else ledger.Ledger(s["led"], legacy=True)
@@ -195,6 +198,7 @@ class Meter:
         self.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
         self.office_seq = dict(s.get("ofc", {}))
         self.emergency_owed = s.get("emo", 0)
+        self.debt, self.arrears_seq, self.debt_week_end = s.get("dbt", (0, 0, 0))
         self.want_open = bool(s.get("vw", 0))
         self.why_closed = s.get("vwhy", WHY_CREDIT)
         self.awaiting_confirm = bool(s.get("vcf", 0))
@@ -245,6 +249,7 @@ class Meter:
             "lg": self.ledger.to_state(),
             "rnc": self._nonce(),
             "emo": self.emergency_owed,
+            "dbt": [self.debt, self.arrears_seq, self.debt_week_end],
             "vw": 1 if self.want_open else 0,
             "vwhy": self.why_closed,
             "vcf": 1 if self.awaiting_confirm else 0,
@@ -343,6 +348,7 @@ class Meter:
                 self.staged = None
                 self._persist()
             self._charge(self.billing.step(ml, now))
+            self._weekly_repayment(now)
         if self.detector is not None:
             self.detector.step(now, ml, n > 0, not self.want_open)
             self._act_on_findings()
@@ -375,8 +381,7 @@ class Meter:
         # First valid wall time after running on an unset clock: time-based
         # charges start from here, never from the RTC's year 2000.
         b = self.billing
-        b.seg_s = now
-        b.seg_standing_charged = 0
+        b.anchor(now)
         if b.period_start_s < TIME_MIN:
             b.period_start_s = now
         self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
@@ -573,10 +578,11 @@ class Meter:
         if code != codes.ACCEPTED:
             return self._reject(code)
         repay = min(amount, self.emergency_owed)   # emergency credit is paid back first
-        if amount > self.cfg["max_topup"] or self.balance + amount - repay > self.cfg["max_balance"]:
+        balance, debt = self._debt_split(amount - repay)
+        if amount > self.cfg["max_topup"] or balance > self.cfg["max_balance"]:
             return self._reject(codes.OVER_LIMIT)
-        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy())
-        self.balance += amount - repay
+        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy(), self.debt)
+        self.balance, self.debt = balance, debt
         self.emergency_owed -= repay
         if self.balance > 0:
             self.in_debt = False
@@ -585,10 +591,62 @@ class Meter:
             self.save()
         except Exception:  # noqa: BLE001 - OSError, MemoryError, anything
             # Not durable, so not applied: roll back and let the sender retry.
-            self.balance, self.emergency_owed, self.in_debt, self.ledger = before
+            self.balance, self.emergency_owed, self.in_debt, self.ledger, self.debt = before
             return self._reject(codes.STORAGE)
+        if debt != before[4]:
+            self.log.add(codes.EV_DEBT, debt - before[4])
         self.log.add(codes.EV_CREDIT, amount)
         self._policy(self.clock.time())
+        return codes.ACCEPTED
+
+    # ---------------- debt recovery (tariff "dr", docs/METERING.md) ----------------
+    def _debt_split(self, credit):
+        """(balance, debt) after `credit` is added under the recovery rule:
+        with a rule in force, a negative balance (friendly-hours debt) moves
+        to the debt register, and the rule's share of the credit repays it."""
+        t = self.billing.tariff
+        balance, debt = self.balance, self.debt
+        if not (t.debt_share or t.debt_week):
+            return balance + credit, debt
+        if balance < 0:
+            debt -= balance
+            balance = 0
+        repay = min(debt, credit * t.debt_share // 100)
+        return balance + credit - repay, debt - repay
+
+    def _weekly_repayment(self, now):
+        # each local Monday 00:00: the rule's weekly amount, from the balance
+        # above zero only, so recovery alone never cuts the water off
+        if not self.debt_week_end or now < self.debt_week_end:
+            if not self.debt_week_end:
+                self.debt_week_end = timeutil.next_weekday(now, 0, self.cfg["tz"])
+            return
+        self.debt_week_end = timeutil.next_weekday(now, 0, self.cfg["tz"])
+        take = min(self.debt, self.billing.tariff.debt_week, max(0, self.balance))
+        if take > 0:
+            self.balance -= take
+            self.debt -= take
+            self.log.add(codes.EV_DEBT, -take)
+        self._persist()
+
+    def add_arrears(self, amount, seq):
+        """The office adds arrears to the debt register (command "debt"):
+        each sequence once (USED again, OLD below the last), durable before
+        ACCEPTED."""
+        for v in (amount, seq):
+            if not isinstance(v, int) or not 0 <= v < _KEY_MAX:
+                return codes.RANGE
+        if seq <= self.arrears_seq:
+            return codes.USED if seq == self.arrears_seq else codes.OLD
+        before = (self.debt, self.arrears_seq)
+        self.debt += amount
+        self.arrears_seq = seq
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - not durable, so not added
+            self.debt, self.arrears_seq = before
+            return codes.STORAGE
+        self.log.add(codes.EV_DEBT, amount)
         return codes.ACCEPTED
 
     def void_credit(self, source, account, seq):
@@ -739,6 +797,8 @@ class Meter:
             return code, why
         had, old = key in self.cfg, self.cfg.get(key)
         self.cfg[key] = value
+        if key == "tz":
+            self.billing.tz = value
         try:
             if key in IDENTITY:
                 self.save()      # identity lives in the state; config.json keeps a copy
@@ -903,6 +963,7 @@ class Meter:
             "evs": self.log.seq,
             "sf": self.state_flags(),
             "rn": self.recovery_nonce if self.state_lost else 0,
+            "dbt": self.debt,
         }
 
     def state_flags(self):

@@ -101,8 +101,12 @@ def tariff_judge(meter):
 
 
 def _tariff_part(d):
-    return {"v": d.get("v"), "at": d.get("at"), "b": d.get("b"), "sc": d.get("sc"),
-            "e": d.get("e", 0)}
+    t = {"v": d.get("v"), "at": d.get("at"), "b": d.get("b"), "sc": d.get("sc"),
+         "e": d.get("e", 0)}
+    for k in ("fb", "fd", "mc", "dr"):    # social fields (metering/tariff.py), when present
+        if k in d:
+            t[k] = d[k]
+    return t
 
 
 def apply_tariff(meter, d):

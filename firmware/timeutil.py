@@ -47,6 +47,13 @@ def next_month_day(t, day, tz_s):
     return civil_to_days(y, m, day) * 86400 - tz_s
 
 
+def next_weekday(t, weekday, tz_s):
+    """Unix time of the next local 00:00 of weekday (0=Monday) strictly after t."""
+    days = (t + tz_s) // 86400
+    ahead = (weekday - (days + 3)) % 7 or 7
+    return (days + ahead) * 86400 - tz_s
+
+
 def iso(t):
     y, m, d, hh, mm, _ = local_parts(t, 0)
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, m, d, hh, mm, t % 60)

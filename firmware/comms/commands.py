@@ -41,6 +41,7 @@ OPS = {
     "emergency": (),
     "get": (("w", _STR, False), ("f", _U32, False)),
     "history": (("k", _STR, True), ("b", _U32, False), ("c", _U32, False)),
+    "debt": (("v", _U32, True), ("s", _U32, True)),
     "void": (("a", _U32, True), ("s", _U32, True), ("c", _BIT, False)),
     "floor": (("a", _U32, True), ("c", _U32, True), ("m", _U32, True), ("i", _U32, True),
               ("r", _U32, True)),
@@ -310,6 +311,8 @@ class Commands:
             return code, m.ledger.floor(src, d["a"]), None
         if op == "floor":
             return m.restore_floors(d["a"], d["c"], d["m"], d["i"], d["r"]), 0, None
+        if op == "debt":
+            return m.add_arrears(d["v"], d["s"]), m.debt, None
         if op == "history":
             return self._history(d["k"], d.get("b", 0), d.get("c", HISTORY_PAGE))
         return self._get(d.get("w", "state"), d)

@@ -17,11 +17,24 @@
 # Meter.stage_tariff, docs/PROTOCOL.md "Tariff versions").
 # Block limits are cumulative litres in the period; the last block has
 # upto 0, meaning unbounded. A flat tariff is one block.
+#
+# Social fields, each optional (a tariff without them bills as before;
+# docs/METERING.md "Social tariffs"):
+#   "fb": litres     free basic water: the first fb litres of each billing
+#                    period are charged at zero, before the blocks
+#   "fd": [litres, hour]  a daily free allowance, renewed at the local hour
+#                    (and at each period start); metering/billing.py counts it
+#   "mc": units      minimum charge of a billing period
+#   "dr": [percent, units]  debt recovery: the share of each top-up and the
+#                    amount per week that repay the debt register (Meter)
 import codes
 
 MAX_BLOCKS = const(8)
 MAX_PRICE = const(100_000_000)      # 1000 currency units per m^3
 MAX_STANDING = const(100_000_000)   # 1000 currency units per day
+MAX_FREE_L = const(1_000_000)       # free volume, litres (1000 m^3)
+MAX_MIN_CHARGE = const(1_000_000_000)   # 10 000 currency units a period
+MAX_WEEKLY = const(100_000_000)     # 1000 currency units a week
 _ML_PER_M3 = const(1_000_000)
 
 
@@ -32,8 +45,19 @@ class Tariff:
         self.blocks = blocks          # list of (upper_ml or 0, price)
         self.standing = standing
         self.activate_at = activate_at
+        self.free_ml = 0              # "fb": free volume per period, mL
+        self.day_free_ml = 0          # "fd": daily free allowance, mL ...
+        self.day_reset_h = 0          # ... renewed at this local hour
+        self.min_charge = 0           # "mc"
+        self.debt_share = 0           # "dr": percent of each top-up ...
+        self.debt_week = 0            # ... and units per week, to the debt
 
     def charge(self, ml):
+        """Price of ml mL of chargeable volume in a period: the monthly free
+        volume first, at zero, then the blocks."""
+        ml -= self.free_ml
+        if ml <= 0:
+            return 0
         total = 0
         lower = 0
         for upper, price in self.blocks:
@@ -55,13 +79,23 @@ class Tariff:
         return self.blocks[-1][1]
 
     def to_dict(self):
-        return {
+        d = {
             "v": self.version,
             "at": self.activate_at,
             "b": [[u // 1000, p] for u, p in self.blocks],
             "sc": self.standing,
             "e": self.epoch,
         }
+        # social fields only when set: an old tariff's form is unchanged
+        if self.free_ml:
+            d["fb"] = self.free_ml // 1000
+        if self.day_free_ml:
+            d["fd"] = [self.day_free_ml // 1000, self.day_reset_h]
+        if self.min_charge:
+            d["mc"] = self.min_charge
+        if self.debt_share or self.debt_week:
+            d["dr"] = [self.debt_share, self.debt_week]
+        return d
 
 
 def flat(version, price, standing=0, activate_at=0):
@@ -109,7 +143,28 @@ def parse(d, received=False):
             return codes.RANGE, None      # limits strictly increasing, <= 1000 m^3
         blocks.append((upto * 1000, price))
         prev = upto
-    return codes.ACCEPTED, Tariff(version, blocks, standing, at, epoch)
+    t = Tariff(version, blocks, standing, at, epoch)
+    code = _social(d, t)
+    return (code, t) if code == codes.ACCEPTED else (code, None)
+
+
+def _social(d, t):
+    # the optional social fields: FORMAT for a wrong type, RANGE out of range
+    fb, fd, mc, dr = d.get("fb", 0), d.get("fd", [0, 0]), d.get("mc", 0), d.get("dr", [0, 0])
+    if not (_is_int(fb) and _is_int(mc) and _pair(fd) and _pair(dr)):
+        return codes.FORMAT
+    if not (0 <= fb <= MAX_FREE_L and 0 <= mc <= MAX_MIN_CHARGE and 0 <= fd[0] <= MAX_FREE_L
+            and 0 <= fd[1] <= 23 and 0 <= dr[0] <= 100 and 0 <= dr[1] <= MAX_WEEKLY):
+        return codes.RANGE
+    t.free_ml = fb * 1000
+    t.day_free_ml, t.day_reset_h = fd[0] * 1000, fd[1]
+    t.min_charge = mc
+    t.debt_share, t.debt_week = dr
+    return codes.ACCEPTED
+
+
+def _pair(v):
+    return isinstance(v, list) and len(v) == 2 and _is_int(v[0]) and _is_int(v[1])
 
 
 def _is_int(x):
