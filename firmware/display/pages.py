@@ -11,10 +11,11 @@ VALVE = const(1)           # second: a customer without water asks "why?" first
 VOLUME = const(2)
 TOPUP = const(3)
 TARIFF = const(4)
-PERIOD = const(5)
-ALARMS = const(6)
-BATTERY = const(7)
-COUNT = const(8)
+TODAY = const(5)
+MONTH = const(6)
+ALARMS = const(7)
+BATTERY = const(8)
+COUNT = const(9)
 
 # active findings and the code each shows on the alarm page: the number of
 # the event it raises (codes.py), so the label, the log and the head-end agree
@@ -83,8 +84,10 @@ def render(page, m, last_topup, battery):
                 break
             n += 1
         return line("b%d" % n, units.money(t.price_at(pv))), icons | G.BLOCK | G.MONEY | G.PER_M3
-    if page == PERIOD:
-        return line("", units.volume(m.billing.period_ml(m.volume.ml()))), icons | G.M3 | G.MONTH
+    if page == TODAY:
+        return line("", units.volume(m.history.today()["ml"])), icons | G.M3 | G.TODAY
+    if page == MONTH:
+        return line("", units.volume(m.history.month()["ml"])), icons | G.M3 | G.MONTH
     if page == VALVE:
         if m.want_open:
             return line("OPEn"), icons

@@ -43,19 +43,21 @@ _ALARMS = {   # by the event code the alarm page shows (pages.ALARM_CODES)
 }
 # what the figure is, from the icons that mark it (first match wins), then
 # the status icons, one line each
-_FIGURE = (G.EMERG | G.MONEY, G.PER_M3, G.MONTH, G.M3, G.CARD, G.MONEY)
+_FIGURE = (G.EMERG | G.MONEY, G.PER_M3, G.TODAY, G.MONTH, G.M3, G.CARD, G.MONEY)
 _STATUS = (G.VALVE, G.SHUT, G.LOW, G.PRESS, G.ALARM, G.BATT)
 _WORDS = {
-    "en": ("emergency credit", "price per m3", "this period", "total volume", "card / top-up",
-           "balance", "valve open", "valve closed", "low credit", "press to open", "alarm",
-           "battery low", "valve", "alarms", "battery"),
-    "fr": ("credit d'urgence", "prix par m3", "cette periode", "volume total", "carte / credit",
-           "solde", "vanne ouverte", "vanne fermee", "credit bas", "appuyer: ouvrir", "alarme",
-           "pile faible", "vanne", "alarmes", "pile"),
+    "en": ("emergency credit", "price per m3", "used today", "used this month", "total volume",
+           "card / top-up", "balance",
+           "valve open", "valve closed", "low credit", "press to open", "alarm", "battery low",
+           "valve", "alarms", "battery"),
+    "fr": ("credit d'urgence", "prix par m3", "conso du jour", "conso du mois", "volume total",
+           "carte / credit", "solde",
+           "vanne ouverte", "vanne fermee", "credit bas", "appuyer: ouvrir", "alarme", "pile faible",
+           "vanne", "alarmes", "pile"),
 }
-_W_VALVE = const(12)
-_W_ALARMS = const(13)
-_W_BATTERY = const(14)
+_W_VALVE = const(13)
+_W_ALARMS = const(14)
+_W_BATTERY = const(15)
 
 
 def describe(text, icons, lang="en"):

@@ -45,7 +45,9 @@ def test_every_page_shows_the_meter_figures():
     _shown(hw, "A  123.45", ["valve", "card", "money"])
     _page(d, hw, pages.TARIFF)
     _shown(hw, "b2   7.00", ["valve", "block", "money", "per-m3"])
-    _page(d, hw, pages.PERIOD)
+    _page(d, hw, pages.TODAY)
+    _shown(hw, pages.line("", "%d.%03d" % (ml // 1_000_000, ml // 1000 % 1000)), ["valve", "m3", "today"])
+    _page(d, hw, pages.MONTH)
     _shown(hw, pages.line("", "%d.%03d" % (ml // 1_000_000, ml // 1000 % 1000)), ["valve", "m3", "month"])
     _page(d, hw, pages.VALVE)
     _shown(hw, "OPEn    ", ["valve"])
@@ -53,6 +55,24 @@ def test_every_page_shows_the_meter_figures():
     _shown(hw, "AL    --", ["valve"])
     _page(d, hw, pages.BATTERY)
     _shown(hw, "bAt   --", ["valve"])                      # the simulated board is mains-powered
+
+
+def test_today_and_this_month_come_from_the_frozen_registers():
+    m, hw = make_meter(friendly_hours=[0, 0], friendly_days=[])   # 2026-01-01 00:00 UTC
+    d = display.attach(hw, m)
+    m.apply_credit("card", 1, 1, 50_000_000)
+    m.confirm()
+    hw.world.flow.set_rate_lph(3000)
+    run(m, hw, 600)                                       # 500 L on the first day
+    hw.world.flow.set_rate_lph(0)
+    run(m, hw, 86400 - 600, step_ms=60_000)               # past midnight: the day is frozen
+    hw.world.flow.set_rate_lph(3000)
+    run(m, hw, 120)                                       # 100 L on the second
+    assert m.history.newest("d") >= 1
+    _page(d, hw, pages.TODAY)
+    _shown(hw, pages.line("", "0.100"), ["valve", "m3", "today"])
+    _page(d, hw, pages.MONTH)
+    _shown(hw, pages.line("", "0.600"), ["valve", "m3", "month"])
 
 
 def test_alarm_and_battery_pages():
