@@ -1,5 +1,5 @@
 # Reference run for tests/host/test_billing_reference.py (MicroPython side).
-#   micropython tests/mp_reference.py SEED PULSES STATE_DIR
+#   micropython tests/mp_reference.py SEED PULSES STATE_DIR [social]
 # Drives the real meter with pulse bursts from a seeded generator and prints
 # the result as JSON. The host side rebuilds the same schedule from the seed
 # and prices it with fractions.Fraction.
@@ -15,6 +15,12 @@ K = (450, 1)                                   # pulses per litre
 T1 = {"v": 1, "at": 0, "b": [[5000, 310_000], [15000, 470_000], [0, 930_000]], "sc": 41_000}
 T2 = {"v": 2, "at": 0, "b": [[3000, 333_333], [12000, 555_557], [0, 777_779]], "sc": 77_777}
 TARIFF_AT = TOTAL * 3 // 10                    # stage T2 once this many pulses are in
+if len(sys.argv) > 4 and sys.argv[4] == "social":
+    # free basic water and a daily allowance renewed at 06:00, then a tariff
+    # with its own allowance and a minimum charge that the first period's
+    # end tops up to
+    T1 = dict(T1, fb=2000, fd=[850, 6])
+    T2 = dict(T2, fd=[780, 6], mc=9_000_000)
 
 
 class Burst:
@@ -54,5 +60,10 @@ while sent < TOTAL:
     if not staged and sent >= TARIFF_AT:
         m.stage_tariff(dict(T2, at=hw.clock.time()))
         staged = True
+h = m.history
+days = list(h.records("d", 0, 200))
 print(json.dumps({"charged": 900_000_000 - m.balance, "pulses": sent, "ml": m.volume.ml(),
-                  "bursts": bursts, "t": hw.clock.time(), "tv": m.billing.tariff.version}))
+                  "bursts": bursts, "t": hw.clock.time(), "tv": m.billing.tariff.version,
+                  "days_chg": sum(r[7] for r in days) + h.today()["chg"],
+                  "days_ml": sum(r[5] for r in days) + h.today()["ml"], "days": len(days),
+                  "months_chg": [r[7] for r in h.records("m", 0, 40)][::-1]}))

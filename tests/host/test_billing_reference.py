@@ -105,3 +105,117 @@ def test_ten_million_pulses_charged_exactly(tmp_path):
     assert abs(got["charged"] - exact) < 2 * segments + 1
     print("reference: %d pulses, %d polls, charged %d units, exact %s, deviation %.3f units"
           % (total, polls, got["charged"], float(exact), float(got["charged"] - exact)))
+
+
+# -- social tariffs (docs/METERING.md "Social tariffs"), the same schedule --
+# T1 with 2000 L free per period and 850 L a day renewed at 06:00; T2 with
+# 780 L a day (near the daily use: some days use less, some more) and a
+# minimum period charge of 9 000 000 units, which the
+# first period's end (under T2 by then) tops up to.
+S1 = dict(blocks=T1[0], sc=T1[1], fb=2000 * 1000, allow=850 * 1000, reset_h=6, mc=0)
+S2 = dict(blocks=T2[0], sc=T2[1], fb=0, allow=780 * 1000, reset_h=6, mc=9_000_000)
+
+
+def next_reset(t, hour):
+    r = t // 86400 * 86400 + hour * 3600
+    return r + 86400 if r <= t else r
+
+
+def reference_social(seed, total):
+    """The documented rule, step by step from the text: the chargeable
+    volume is the period volume less the daily allowance used (an allowance
+    day ends at the first poll at or after its reset time, with the volume
+    counted by then; a period start and a tariff change open a fresh one),
+    priced with the period's free volume first, then the blocks; a segment
+    floors its volume charge and its standing charge once; a period's charge
+    below the minimum is topped up at its end."""
+    polls, x, sent, t = [], seed, 0, START
+    while sent < total:
+        x = lcg(x)
+        n = min(1 + x % 5000, total - sent)
+        x = lcg(x)
+        t += 1 + x % 1200
+        sent += n
+        polls.append((t, sent))
+    tariff_at = next(i for i, (_, s) in enumerate(polls) if s >= total * 3 // 10)
+
+    def ml_of(pulses):
+        return (Fraction(pulses) * 1000 / K).__floor__()
+
+    def price_s(tar, c):
+        return price(tar["blocks"], max(0, c - tar["fb"]))
+
+    st = {"tar": S1, "p_ml": 0, "fd_ml": 0, "fd_used": 0, "fd_end": next_reset(START, 6),
+          "seg_c": 0, "seg_t": START, "period": 0}
+    total_charged, months = 0, []
+    days_under = days_over = 0
+
+    def chargeable(pv):
+        tar = st["tar"]
+        return pv - st["fd_used"] - min(pv - st["fd_ml"], tar["allow"])
+
+    def allowance_check(pv, now):
+        nonlocal days_under, days_over
+        if now >= st["fd_end"]:
+            if pv - st["fd_ml"] < st["tar"]["allow"]:
+                days_under += 1
+            else:
+                days_over += 1
+            st["fd_used"] += min(pv - st["fd_ml"], st["tar"]["allow"])
+            st["fd_ml"] = pv
+            st["fd_end"] = next_reset(now, st["tar"]["reset_h"])
+
+    def close(pv, now):
+        nonlocal total_charged
+        tar = st["tar"]
+        c = (price_s(tar, chargeable(pv)).__floor__() - price_s(tar, st["seg_c"]).__floor__()
+             + Fraction(tar["sc"] * (now - st["seg_t"]), 86400).__floor__())
+        st["period"] += c
+        total_charged += c
+
+    rolled = False
+    for i, (t, pulses) in enumerate(polls):
+        ml = ml_of(pulses)
+        if not rolled and t >= FEB_1:
+            pv = ml - st["p_ml"]
+            allowance_check(pv, FEB_1)
+            close(pv, FEB_1)
+            short = max(0, st["tar"]["mc"] - st["period"])
+            total_charged += short
+            months.append(st["period"] + short)
+            st.update(p_ml=ml, fd_ml=0, fd_used=0, fd_end=next_reset(FEB_1, 6), seg_c=0, seg_t=FEB_1,
+                      period=0)
+            rolled = True
+        allowance_check(ml - st["p_ml"], t)
+        if i == tariff_at:
+            pv = ml - st["p_ml"]
+            close(pv, t)
+            st["fd_used"] += min(pv - st["fd_ml"], st["tar"]["allow"])
+            st["tar"] = S2
+            st.update(fd_ml=pv, fd_end=next_reset(t, 6), seg_t=t)
+            st["seg_c"] = chargeable(pv)
+    t_end, p_end = polls[-1]
+    close(ml_of(p_end) - st["p_ml"], t_end)
+    return total_charged, months, len(polls), t_end, (days_under, days_over)
+
+
+def test_social_tariff_charged_exactly_by_the_documented_rule(tmp_path):
+    seed, total = 20261201, 10_000_000
+    p = subprocess.run(
+        [MICROPYTHON, str(ROOT / "tests" / "mp_reference.py"), str(seed), str(total), str(tmp_path),
+         "social"],
+        cwd=str(ROOT), env=mp_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    charged, months, polls, t_end, (under, over) = reference_social(seed, total)
+    assert under >= 3 and over >= 3, "the allowance must be both used up and not on some days"
+
+    assert got["bursts"] == polls and got["t"] == t_end and got["tv"] == 2
+    assert months == got["months_chg"] and months[0] == 9_000_000, (months, got["months_chg"])
+    assert got["charged"] == charged, "meter %d, reference %d" % (got["charged"], charged)
+    # the frozen daily registers add up to the money and the volume, exactly
+    assert got["days_chg"] == got["charged"] and got["days_ml"] == got["ml"] and got["days"] >= 25
+    plain, _, _, _, _ = reference(seed, total)
+    print("social reference: charged %d units (without the social fields %d), first period %d"
+          % (charged, plain, months[0]))
