@@ -26,6 +26,8 @@ class Hardware:
     test_build       True only where test keys may be accepted (the simulator)
     ticker           periodic callback that drives the meter behind the REPL, or None
     reset            hard reset (the chip restarts from boot), or None
+    partitions       esp32.Partition, or a model of it (boards/unix/ota_model.py),
+                     on a board whose partition table has OTA slots, else None
     """
 
     def __init__(self, **kw):
@@ -56,6 +58,7 @@ class Hardware:
         self.test_build = False
         self.ticker = None
         self.reset = None
+        self.partitions = None
         for k, v in kw.items():
             setattr(self, k, v)
 

@@ -174,4 +174,17 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         wdt=machine.WDT(timeout=30_000),
         ticker=ThreadTicker(ESP32_STACK),
         reset=machine.reset,
+        partitions=ota_partitions(),
     )
+
+
+def ota_partitions():
+    """esp32.Partition when the running partition table has a second app
+    slot (docs/OTA.md §2: the OTA build's partitions-ota.csv), else None."""
+    try:
+        import esp32
+        if len(esp32.Partition.find(esp32.Partition.TYPE_APP)) >= 2:
+            return esp32.Partition
+    except (ImportError, AttributeError, OSError):
+        pass
+    return None     # a table with one app slot (or none found): updates only by serial

@@ -34,12 +34,14 @@ BLANK = const(18)
 FOREIGN = const(19)
 WRONG_ACCOUNT = const(20)  # a credit for another account than the one the meter is bound to
 VOIDED = const(21)       # the office voided this credit key: it never applies (docs/CARD.md)
+WRONG_BOARD = const(22)  # a firmware image for another board (docs/OTA.md)
+BATTERY_LOW = const(23)  # the battery is below what the operation needs (docs/OTA.md)
 
 RESULT_NAMES = (
     "accepted", "used", "format", "range", "old", "signature", "over-limit",
     "wrong-meter", "wrong-region", "key-expired", "locked-out", "refused",
     "storage", "unknown", "crc", "timeout", "card-gone", "auth", "blank",
-    "foreign", "wrong-account", "voided",
+    "foreign", "wrong-account", "voided", "wrong-board", "battery-low",
 )
 
 # -- events in the log (kept separate from results: an event may carry one) --
@@ -153,3 +155,17 @@ EVENT_NAMES = EVENT_NAMES + ("credit-void", "credit-floor")  # type: ignore[assi
 # -- debt recovery (Meter, docs/METERING.md "Social tariffs") --
 EV_DEBT = const(43)            # the debt register changed; arg: + added (arrears, friendly debt), - repaid
 EVENT_NAMES = EVENT_NAMES + ("debt",)  # type: ignore[assignment]
+# -- firmware updates (docs/OTA.md) --
+EV_OTA = const(44)             # arg: version << 16 | detail << 8 | OTA_* below
+EVENT_NAMES = EVENT_NAMES + ("ota",)  # type: ignore[assignment]
+OTA_ACCEPTED = const(1)        # a manifest passed every check: download starts
+OTA_REFUSED = const(2)         # a manifest refused; detail: the result code
+OTA_RESUMED = const(3)         # a download goes on after a reset, from its last chunk
+OTA_CHUNK_BAD = const(4)       # a chunk's digest failed: fetched again
+OTA_IMAGE_BAD = const(5)       # the written image's SHA-256 or set_boot's check failed; detail: result code
+OTA_SWITCHED = const(6)        # set_boot done: the next reset boots the new image
+OTA_TRIAL = const(7)           # the new image runs, self-test pending
+OTA_VALID = const(8)           # self-test passed, marked valid: the version floor is raised
+OTA_SELFTEST_FAILED = const(9)  # detail: which check (ota/selftest.py); the reset rolls back
+OTA_ROLLED_BACK = const(10)    # the old image runs again after a trial that did not confirm
+OTA_RUNNING = const(11)        # at boot, when it changed: the version now running; detail: update state

@@ -234,6 +234,18 @@ def user_tasks(meter, hw, session, display=None):
     return tasks
 
 
+def attach_ota(meter, hw, link, board_name):
+    """Firmware updates over the link (docs/OTA.md): resumes an update a
+    reset interrupted, or runs the new image's trial. A failure here leaves
+    a meter without updates, never one that stops."""
+    try:
+        import ota
+        return ota.attach(meter, hw, link, board_name)
+    except Exception as e:  # noqa: BLE001
+        print("OTA not started: %r" % e)
+        return None
+
+
 def make_link(meter, hw):
     # keys, broker credentials and CA come from <state_dir>/secrets.json
     from comms.link import build_link
@@ -334,6 +346,9 @@ def boot(board_name, ready=None, **board_opts):
             link = make_link(meter, hw)
         except Exception as e:  # noqa: BLE001 - no MQTT is a degraded meter, not a dead one
             print("MQTT link not started: %r" % e)
+        if link is not None and hw.partitions is not None:
+            _step("ota")
+            attach_ota(meter, hw, link, board_name)
         _step("cards")
         session = attach_card(meter, hw, sec)
         _step("display")

@@ -104,6 +104,8 @@ class Meter:
         self.clock_trusted = now >= TIME_MIN
         self.state_lost = False       # set at restore on a total loss, cleared by a signed floor
         self.rollback = 0             # STATE_COPY_MISSING / STATE_GEN_GAP seen at this boot
+        self.fw_floor = 0             # highest firmware version validated here: only goes up (docs/OTA.md)
+        self._kept = {}               # state fields of a newer firmware, saved back unchanged
         self.save_failing = False     # the last periodic save failed; retried every poll
         self.recovery_nonce = 0       # while state_lost: the value the head-end's floor must carry
         # frozen daily/monthly registers and alarm counters (storage/history.py)
@@ -205,6 +207,10 @@ class Meter:
         self.low_level = s.get("low", 0)
         self.cmd_counter = counter
         self.time_floor = floor
+        self.fw_floor = _uint(s.get("fwv", 0))
+        # fields this firmware does not know were written by a newer one
+        # (an image that was rolled back): keep them, so its state survives
+        self._kept = {k: v for k, v in s.items() if k not in _KNOWN}
         self.clock_trusted = not s.get("tu", 0)
         self.state_lost = bool(s.get("lost", 0))
         if idn is not None:
@@ -262,7 +268,10 @@ class Meter:
             "tf": max(self.time_floor, now) if now >= TIME_MIN else self.time_floor,
             "tu": 0 if self.clock_trusted else 1,
             "lost": 1 if self.state_lost else 0,
+            "fwv": self.fw_floor,
         }
+        for k, v in self._kept.items():
+            s[k] = v
         self.store.save(s)
         try:
             self.history.flush()      # records reach their rings after the state holds them
@@ -941,6 +950,19 @@ class Meter:
             self.office.retire_below(rev)
         return code
 
+    def raise_fw_floor(self, version):
+        """The firmware version floor goes up to version (never down), made
+        durable before the caller confirms the image (docs/OTA.md)."""
+        if version > self.fw_floor:
+            old = self.fw_floor
+            self.fw_floor = version
+            try:
+                self.save()
+            except Exception:  # noqa: BLE001 - OSError, MemoryError: not confirmed
+                self.fw_floor = old
+                return codes.STORAGE
+        return codes.ACCEPTED
+
     def attach_office(self, keys):
         """The office public keys (authority.load), with the revisions this
         meter has retired since provisioning applied."""
@@ -972,6 +994,11 @@ class Meter:
                 | (SF_STATE_ROLLBACK if self.rollback else 0)
                 | (SF_STATE_LOST if self.state_lost else 0)
                 | (SF_STORAGE if self.save_failing else 0))
+
+
+# every field save() writes, and the first firmware's ledger ("led")
+_KNOWN = ("bal", "vol", "rev", "debt", "tar", "bill", "pend", "stg", "ofc", "lg", "rnc", "emo",
+          "vw", "vwhy", "vcf", "low", "vmv", "idn", "cmdn", "tf", "tu", "lost", "fwv", "led")
 
 
 def _uint(v, limit=_KEY_MAX):

@@ -90,9 +90,11 @@ def meter_acl(meters: dict, admins=("headend",)) -> str:
     for a in admins:
         lines += [f"user {a}", "topic readwrite m/#", "topic readwrite r/#", ""]
     for mid, region in meters.items():
-        lines += [f"user {mid}", f"topic read r/{region}/tariff", f"topic read r/{region}/fleet", ""]
+        lines += [f"user {mid}", f"topic read r/{region}/tariff", f"topic read r/{region}/fleet",
+                  f"topic read r/{region}/ota", ""]
     lines += ["pattern write m/%u/t", "pattern write m/%u/e", "pattern write m/%u/s",
-              "pattern write m/%u/a", "pattern read m/%u/c", ""]
+              "pattern write m/%u/a", "pattern write m/%u/or", "pattern read m/%u/c",
+              "pattern read m/%u/o", ""]
     return "\n".join(lines)
 
 

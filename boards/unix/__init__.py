@@ -118,12 +118,17 @@ def _segment_display(clock):
 
 def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="counter",
           travel_ms=None, valve_open=False, bounce=0, valve="latching", feedback="both",
-          valve_cfg=None, flow_lph=0, display=True):
+          valve_cfg=None, flow_lph=0, display=True, ota_dir=None, ota_slot=None):
     # valve: "latching" or "motor"; feedback: the limit switches wired,
     # "both", "open", "closed" or "none"; valve_cfg: overrides of the board's
     # valve timings (firmware/valve DEFAULTS for the keys); flow_lph: water
     # drawn from boot on (a tap left open, for tests that watch from outside);
-    # display: the HT1621 segment glass fitted (False: a board without one).
+    # display: the HT1621 segment glass fitted (False: a board without one);
+    # ota_dir: the directory of the modelled OTA flash (boards/unix/ota_model.py,
+    # ota_slot bytes per app slot), None: a board without OTA slots. The
+    # bootloader model runs first, as on the chip, and the image it boots
+    # may carry a defect the board then shows (FAULT_CARD: no reader).
+    flash, fault = _ota_flash(ota_dir, ota_slot) if ota_dir else (None, 0)
     clock = SimClock(start, speed)
     irq = SoftIrq()     # one schedule queue for every pin, as on the chip
     vo = SimPin("valve_open", OUT)
@@ -150,7 +155,8 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
     try:
         from boards.unix.mfrc522_model import MFRC522Model
         reader = MFRC522Model(clock)
-        spi.attach(cs, reader)
+        if not fault:   # this image's card driver never reaches the reader
+            spi.attach(cs, reader)
         if hasattr(reader, "attach_reset"):
             reader.attach_reset(rst)
     except ImportError:
@@ -184,4 +190,22 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         ticker=ThreadTicker(UNIX_STACK),   # the ESP32 boards' ticker and stack, at 64 bits
         test_build=True,     # the simulator is a test build: test keys accepted
         reset=power_cycle,
+        partitions=flash,
     )
+
+
+def _ota_flash(ota_dir, slot):
+    from boards.unix import ota_model
+    _mkdirs(ota_dir)
+    flash = ota_model.OtaFlash(ota_dir, slot or ota_model.SLOT_SIZE)
+    if not flash.image_ok("ota_0") and not flash.image_ok("ota_1"):
+        # a board as the factory flashed it: the first image in ota_0
+        img = ota_model.make_image(b"factory image")
+        part = flash("ota_0")
+        buf = bytearray(ota_model.BLOCK)
+        buf[:len(img)] = img
+        for i in range(len(img), len(buf)):
+            buf[i] = 0xFF
+        part.writeblocks(0, buf)
+    label = flash.boot()
+    return flash, flash.image_info(label)[1]

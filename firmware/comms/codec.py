@@ -50,7 +50,9 @@ F_OUTBOX_LOSS = 0x400  # the outbox has summarised records since boot
 def topics(meter_id, region):
     m = "m/" + meter_id + "/"
     return {"t": m + "t", "e": m + "e", "s": m + "s", "c": m + "c", "a": m + "a",
-            "tariff": "r/%d/tariff" % region, "fleet": "r/%d/fleet" % region}
+            "o": m + "o", "or": m + "or",
+            "tariff": "r/%d/tariff" % region, "fleet": "r/%d/fleet" % region,
+            "ota": "r/%d/ota" % region}
 
 
 def flags(valve_open, why, low, confirm=False, staged=False, emergency=False, loss=False,

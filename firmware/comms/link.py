@@ -70,6 +70,10 @@ class MqttLink:
         self.t_ack = tp["a"].encode()
         self.t_tariff = tp["tariff"].encode()
         self.t_fleet = tp["fleet"].encode()
+        self.t_ota = tp["o"].encode()
+        self.t_ota_region = tp["ota"].encode()
+        self.t_ota_req = tp["or"].encode()
+        self.ota = None                  # ota.Ota when the board has OTA slots (firmware/ota)
         self.client = None
         self.connected = False           # subscribed: commands can arrive
         self.backoff_ms = BACKOFF_MIN_MS
@@ -177,6 +181,8 @@ class MqttLink:
         again what the last connection left unacknowledged."""
         self._subs = (c.subscribe(self.t_cmd, 1), c.subscribe(self.t_tariff, 1),
                       c.subscribe(self.t_fleet, 1))
+        if self.ota is not None:
+            self._subs += (c.subscribe(self.t_ota, 1), c.subscribe(self.t_ota_region, 1))
         self._publish(self.t_status, b"1", retain=True)
         for a in self._acks:
             a[1] = 0
@@ -348,6 +354,8 @@ class MqttLink:
             self._send_acks(c)
             if self.connected:
                 self._drain(c)
+            if self.ota is not None:
+                self.ota.step(self)
             ka = self.cfg["mqtt"].get("keepalive", 60) * 1000
             if ka:
                 tmo = self.transport.timeout_ms if self.transport is not None else 5000
@@ -361,7 +369,17 @@ class MqttLink:
             self._fail(e)
 
     # ---------------- incoming ----------------
+    def publish_ota(self, payload):
+        """A block request of the OTA path (firmware/ota), when the
+        connection has room for it."""
+        c = self.client
+        if c is not None and c.up and c.backlog() <= MAX_BACKLOG:
+            self._publish(self.t_ota_req, payload, qos=0)
+
     def _handle(self, topic, msg):
+        if self.ota is not None and (topic == self.t_ota or topic == self.t_ota_region):
+            self.ota.on_message(msg)
+            return
         reply = self.commands.handle(topic, msg)
         if reply is not None:
             self._reply(reply)

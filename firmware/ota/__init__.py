@@ -1,0 +1,85 @@
+# Over-the-air firmware updates (docs/OTA.md). The link hands this package
+# the messages of the OTA topics and calls step() once per link step; the
+# Updater (ota/updater.py) does the work, bounded per call.
+#
+# Topics (docs/PROTOCOL.md §2): r/<r>/ota (retained manifest for the
+# region), m/<id>/o (head-end -> meter: a manifest for this meter, or image
+# pieces b"D" + offset u32 BE + bytes), m/<id>/or (meter -> head-end: the
+# block it wants, JSON {"v","o","n"}).
+import struct
+
+import codes
+
+TRIAL_WAIT_MS = const(300_000)   # the new image's link must be up within this, else rollback
+
+
+class Ota:
+    def __init__(self, updater, meter, hw):
+        self.updater = updater
+        self.meter = meter
+        self.hw = hw
+        self._trial_t0 = None
+
+    def on_message(self, msg):
+        """A message of r/<r>/ota or m/<id>/o."""
+        if not msg:
+            return None               # a cleared retained manifest: the rollout was halted
+        if msg[0] == 0x44 and len(msg) > 5:   # b"D"
+            self.updater.piece(struct.unpack_from(">I", msg, 1)[0], memoryview(msg)[5:])
+            return None
+        return self.updater.offer(msg)
+
+    def step(self, link):
+        """One bounded turn: a request out, a verify slice, the trial."""
+        u = self.updater
+        req = u.request()
+        if req is not None and link.connected:
+            link.publish_ota(req)
+        u.step()
+        if u.state == 4:           # updater.TRIAL
+            self._trial(link)
+        if u.reset_due:
+            self._reset()
+
+    def _trial(self, link):
+        from ota import selftest
+        rt = link.rt
+        if self._trial_t0 is None:
+            self._trial_t0 = rt.ticks_ms()
+        failed = selftest.run(self.meter, self.hw, link)
+        if failed == selftest.LINK and rt.ticks_diff(rt.ticks_ms(), self._trial_t0) < TRIAL_WAIT_MS:
+            return                    # the link may still be connecting
+        self.updater.confirm(failed)
+
+    def _reset(self):
+        # the meter's state first: the image that boots next restores it
+        try:
+            self.meter.save()
+        except Exception:  # noqa: BLE001 - the last periodic save stands
+            pass
+        if self.hw.reset is not None:
+            self.hw.reset()
+
+    def status(self):
+        """(update state, per cent) for telemetry and the REPL."""
+        return self.updater.state, self.updater.progress()
+
+
+def attach(meter, hw, link, board):
+    """The OTA path of a meter whose board has OTA slots, or None. Resumes
+    an update that a reset interrupted."""
+    parts = getattr(hw, "partitions", None)
+    if parts is None or link is None:
+        return None
+    from ota.updater import Updater
+    u = Updater(meter, parts, board, hw.state_dir, hw.battery, meter.cfg.get("ota_min_mv", 0),
+                link.rt)
+    try:
+        u.resume()
+    except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
+        meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
+        u.p = {"st": 0}
+    u.announce()
+    o = Ota(u, meter, hw)
+    link.ota = o
+    return o

@@ -1,0 +1,298 @@
+# Firmware updates through the ESP32's OTA slots (docs/OTA.md §3, the state
+# machine). The board hands in `parts`, esp32.Partition or the unix model of
+# it; the link hands in messages and sends what request() returns.
+#
+# One owner: the Updater owns the update's progress, kept in its own
+# two-copy CRC store (<state_dir>/ota.0|1, storage/state.py) and written at
+# chunk boundaries only; the meter owns the version floor (Meter.fw_floor,
+# in the meter's state). RAM: one 4096-byte block buffer and one running
+# SHA-256; a step writes at most one block.
+#
+# MicroPython's hashlib cannot save a running hash, so a download resumes
+# at the start of the chunk it was in: each chunk's digest is in the signed
+# manifest, the chunk is hashed as it is written, and a chunk that does not
+# match is fetched again. The whole image's SHA-256 is then computed from
+# flash (what was written, not what was received) before set_boot.
+import hashlib
+
+import codes
+from ota import manifest as mf
+from storage.state import StateStore
+
+BLOCK = const(4096)
+IDLE = const(0)
+DOWNLOAD = const(1)
+VERIFY = const(2)      # all chunks written: hashing the slot back from flash
+SWITCHED = const(3)    # set_boot done, waiting for the reset
+TRIAL = const(4)       # the new image runs, not yet confirmed
+STATE_NAMES = ("idle", "download", "verify", "switched", "trial")
+
+REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
+VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
+MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
+MAX_TRIALS = const(2)          # boots of a new image that did not confirm, then refused
+
+
+class Updater:
+    def __init__(self, meter, parts, board, state_dir, battery=None, min_mv=0, rt=None):
+        import time
+        self.meter = meter
+        self.parts = parts
+        self.board = board
+        self.battery = battery
+        self.min_mv = min_mv
+        self.rt = rt or time
+        self.store = StateStore(state_dir, "ota")
+        self.p = self.store.load() or {"st": IDLE}
+        self.buf = bytearray(BLOCK)
+        self.have = 0            # bytes of the current block received
+        self.doc = None          # the manifest being applied (dict)
+        self._hash = None        # SHA-256 of the current chunk, or of the image (VERIFY)
+        self._asked = None       # ticks_ms of the last request
+        self._target = None
+        self.blocks_written = 0
+        self.reset_due = False   # True: the meter should save and reset (set_boot done / trial failed)
+
+    @property
+    def state(self):
+        return self.p["st"]
+
+    def _event(self, step, detail=0):
+        v = self.p.get("v", 0) if self.doc is None else self.doc["v"]
+        self.meter.log.add(codes.EV_OTA, v << 16 | detail << 8 | step)
+
+    def _save(self):
+        self.store.save(self.p)
+
+    # ---------------- at boot ----------------
+    def resume(self):
+        """After a reset: go on with a download, confirm a trial or note a
+        rollback. Runs once from boot, after the meter's state is restored.
+        The manifest's signature is checked again (the flash is the
+        customer's), once per boot."""
+        st = self.p["st"]
+        if st == IDLE:
+            return
+        running = self.parts(self.parts.RUNNING).info()[4]
+        if not self._load_doc():
+            return
+        if st != DOWNLOAD and running == self.p["slot"]:
+            # the new image runs (a cut between set_boot and the progress
+            # save leaves VERIFY on file: the slot that booted says more)
+            self.p["st"] = TRIAL
+            self._save()
+            self._event(codes.OTA_TRIAL)
+            return
+        if st == SWITCHED or st == TRIAL:
+            # the bootloader booted the old image: the new one never confirmed
+            self.p["tries"] = self.p.get("tries", 0) + 1
+            self._event(codes.OTA_ROLLED_BACK, self.p["tries"])
+            if self.p["tries"] >= MAX_TRIALS:
+                self._abandon(codes.REFUSED)
+                return
+            self.p["st"] = VERIFY       # the image is still in its slot: check it again
+            self._save()
+        if self.p["st"] == DOWNLOAD:
+            self._event(codes.OTA_RESUMED, self.p["o"] * 100 // self.doc["sz"])
+        self._start_stage()
+
+    def _load_doc(self):
+        body = self.p["m"].encode()
+        import binascii
+        sig = binascii.unhexlify(self.p["sig"])
+        code, d = mf.parse(body)
+        import authority
+        if code != codes.ACCEPTED or not authority.verify(self.meter.office, b"ota", body, sig):
+            self._abandon(codes.SIGNATURE)
+            return False
+        self.doc = d
+        return True
+
+    def _start_stage(self):
+        self._target = self.parts(self.parts.RUNNING).get_next_update()
+        st = self.p["st"]
+        if st == DOWNLOAD:
+            self.have = 0
+            self._hash = hashlib.sha256()
+            self._asked = None
+        elif st == VERIFY:
+            self.p["o"] = 0
+            self._hash = hashlib.sha256()
+
+    def _abandon(self, code):
+        self._event(codes.OTA_IMAGE_BAD if code in (codes.CRC, codes.SIGNATURE) else codes.OTA_REFUSED,
+                    code)
+        self.p = {"st": IDLE, "bad": self.p.get("v", 0), "rv": self.p.get("rv", -1)}
+        self.doc = None
+        self._save()
+
+    # ---------------- a manifest arrives ----------------
+    def offer(self, msg):
+        """A manifest from the link. Returns the result code."""
+        if self.p["st"] != IDLE:
+            return codes.USED if self.doc is not None and _same(self.p, msg) else codes.REFUSED
+        try:
+            mv = self.battery.millivolts() if self.battery is not None else None
+        except (OSError, ValueError):
+            mv = 0                   # a failing ADC read: treated as a flat battery
+        run = self.parts(self.parts.RUNNING)
+        slot = run.get_next_update().info()[3]
+        code, d, body, sig = mf.admit(msg, self.meter.office, self.board, self.meter.fw_floor,
+                                      slot, self.meter.cfg["meter_id"], mv, self.min_mv,
+                                      self.p.get("bad", 0))
+        if code != codes.ACCEPTED:
+            if d is not None and d.get("v") != self.p.get("seen"):
+                # once per version: a retained manifest comes at every connection
+                self.p["seen"] = d["v"]
+                self.meter.log.add(codes.EV_OTA, d["v"] << 16 | code << 8 | codes.OTA_REFUSED)
+            return code
+        import binascii
+        self.doc = d
+        self.p = {"st": DOWNLOAD, "v": d["v"], "m": body.decode(), "sig": binascii.hexlify(sig).decode(),
+                  "o": 0, "slot": run.get_next_update().info()[4], "bad": self.p.get("bad", 0),
+                  "rv": self.p.get("rv", -1)}
+        self._save()
+        self._event(codes.OTA_ACCEPTED)
+        self._start_stage()
+        return codes.ACCEPTED
+
+    # ---------------- the download ----------------
+    def request(self):
+        """What the link should publish now on the request topic, or None:
+        the next block, again after REQUEST_MS without it."""
+        if self.p["st"] != DOWNLOAD or self.doc is None:
+            return None
+        now = self.rt.ticks_ms()
+        if self._asked is not None and self.rt.ticks_diff(now, self._asked) < REQUEST_MS:
+            return None
+        self._asked = now
+        self.have = 0
+        o = self.p["o"]
+        n = min(BLOCK, self.doc["sz"] - o)
+        return b'{"v":%d,"o":%d,"n":%d}' % (self.doc["v"], o, n)
+
+    def piece(self, offset, data):
+        """Bytes of the image at offset (a piece of the block asked for).
+        Pieces of other blocks, or repeated ones, are ignored."""
+        if self.p["st"] != DOWNLOAD or self.doc is None:
+            return
+        o = self.p["o"]
+        n = min(BLOCK, self.doc["sz"] - o)
+        if offset != o + self.have or self.have + len(data) > n:
+            return
+        self.buf[self.have:self.have + len(data)] = data
+        self.have += len(data)
+        if self.have == n:
+            self._block_done(n)
+
+    def _block_done(self, n):
+        buf = self.buf
+        for i in range(n, BLOCK):
+            buf[i] = 0xFF            # the erased state beyond the image's end
+        mv = memoryview(buf)
+        self._hash.update(mv[:n])
+        d = self.doc
+        o = self.p["o"]
+        self._target.writeblocks(o // BLOCK, buf)
+        self.blocks_written += 1
+        o += n
+        self.have = 0
+        self._asked = None           # ask for the next block at the next step
+        cs = d["cs"]
+        if o % cs and o != d["sz"]:
+            self.p["o"] = o          # within a chunk: nothing persisted
+            return
+        i = (o - 1) // cs
+        import binascii
+        if binascii.hexlify(self._hash.digest()).decode() != d["ch"][i]:
+            self.p["cr"] = self.p.get("cr", 0) + 1
+            self._event(codes.OTA_CHUNK_BAD, i & 0xFF)
+            if self.p["cr"] >= MAX_CHUNK_RETRIES:
+                self._abandon(codes.CRC)
+                return
+            self.p["o"] = i * cs     # the chunk again, from its start
+        else:
+            self.p["o"] = o
+            if o == d["sz"]:
+                self.p["st"] = VERIFY
+        self._save()
+        self._start_stage()
+
+    # ---------------- verify, switch ----------------
+    def step(self):
+        """Bounded work outside the messages: VERIFY_BLOCKS blocks hashed back
+        from flash, then set_boot."""
+        if self.p["st"] != VERIFY or self.doc is None:
+            return
+        d = self.doc
+        o = self.p["o"]
+        for _ in range(VERIFY_BLOCKS):
+            if o >= d["sz"]:
+                break
+            self._target.readblocks(o // BLOCK, self.buf)
+            n = min(BLOCK, d["sz"] - o)
+            self._hash.update(memoryview(self.buf)[:n])
+            o += n
+        self.p["o"] = o
+        if o < d["sz"]:
+            return
+        import binascii
+        if binascii.hexlify(self._hash.digest()).decode() != d["h"]:
+            self._abandon(codes.CRC)
+            return
+        try:
+            self._target.set_boot()
+        except OSError:
+            self._abandon(codes.FORMAT)   # the chip's own image check refused it
+            return
+        self.p["st"] = SWITCHED
+        self._save()
+        self._event(codes.OTA_SWITCHED)
+        self.reset_due = True
+
+    # ---------------- the first boot of the new image ----------------
+    def confirm(self, failed_check):
+        """The trial's self-test result: 0 passed, else the number of the
+        check that failed (ota/selftest.py). Passed: the version floor goes
+        up, then the image is marked valid. Failed: a reset, and the
+        bootloader goes back to the old image."""
+        if self.p["st"] != TRIAL:
+            return
+        if failed_check:
+            self._event(codes.OTA_SELFTEST_FAILED, failed_check)
+            self.reset_due = True
+            return
+        if self.meter.raise_fw_floor(self.doc["v"]) != codes.ACCEPTED:
+            self.reset_due = True    # not durable: do not confirm; the old image returns
+            return
+        self.parts.mark_app_valid_cancel_rollback()
+        self._event(codes.OTA_VALID)
+        self.p = {"st": IDLE, "rv": self.p.get("rv", -1)}
+        self.doc = None
+        self._save()
+
+    def running_version(self):
+        """The version of the image that runs: the trial's, else the floor
+        (0: the image the meter left the factory with)."""
+        return self.p["v"] if self.p["st"] == TRIAL else self.meter.fw_floor
+
+    def announce(self):
+        """EV_OTA / OTA_RUNNING when the running version is not the one
+        last announced: the head-end learns every meter's version from its
+        event stream (docs/OTA.md §4)."""
+        v = self.running_version()
+        if self.p.get("rv", -1) != v:
+            self.p["rv"] = v
+            self._save()
+            self.meter.log.add(codes.EV_OTA, v << 16 | self.p["st"] << 8 | codes.OTA_RUNNING)
+
+    def progress(self):
+        """Per cent of the image written (0 outside a download)."""
+        d = self.doc
+        if d is None or self.p["st"] != DOWNLOAD:
+            return 100 if self.p["st"] in (VERIFY, SWITCHED, TRIAL) else 0
+        return self.p["o"] * 100 // d["sz"]
+
+
+def _same(p, msg):
+    return bytes(msg).startswith(p["m"].encode())

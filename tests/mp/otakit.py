@@ -1,0 +1,112 @@
+# Firmware-update tests: a meter on the unix board with the modelled OTA
+# flash (boards/unix/ota_model.py), its link on commskit's broker, and the
+# head-end's side played here: signed manifests and answers to the meter's
+# block requests. A reset of the board is a Reset raised from hw.reset; a
+# reboot builds a new board, meter and link over the same directories.
+import hashlib
+import json
+from binascii import hexlify
+
+import codes
+import ota
+from boards.unix import ota_model
+from commskit import make_link, events
+from mptest import fresh_dir
+import officekit
+
+SLOT = 65536          # bytes per app slot in the tests (1.625 MiB on the board)
+CS = 16384            # chunk size of the tests' manifests
+PIECE = 2048          # bytes of image per message, as tools/headend.py sends them
+
+
+class Reset(BaseException):
+    """hw.reset was called: the chip restarts here."""
+
+
+def image(n=40000, fault=0, seed=b"v2"):
+    body = bytearray(n)
+    h = hashlib.sha256(seed).digest()
+    for i in range(n):
+        body[i] = h[i % 32] ^ (i & 0xFF)
+    return ota_model.make_image(bytes(body), fault)
+
+
+def manifest_doc(img, v=2, board="unix", cs=CS, g=3, bat=0, **extra):
+    ch = [hexlify(hashlib.sha256(img[i:i + cs]).digest()).decode() for i in range(0, len(img), cs)]
+    d = {"k": "ota", "v": v, "b": board, "sz": len(img), "h": hexlify(hashlib.sha256(img).digest()).decode(),
+         "cs": cs, "ch": ch, "bat": bat, "g": g}
+    d.update(extra)
+    return json.dumps(d).encode()
+
+
+def signed(body, d=officekit.TEST_D):
+    return officekit.message(b"ota", body, d)
+
+
+class Rig:
+    """One simulated meter with OTA slots, rebootable from its files."""
+
+    def __init__(self, cut_after=None):
+        self.state_dir = fresh_dir("ota")
+        self.ota_dir = self.state_dir + "/flash"
+        self.boots = 0
+        self.boot(cut_after)
+
+    def boot(self, cut_after=None):
+        self.link, self.m, self.hw, self.b, self.rt = make_link(
+            self.state_dir, board_opts={"ota_dir": self.ota_dir, "ota_slot": SLOT})
+        self.boots += 1
+        self.hw.reset = self._reset
+        self.flash = self.hw.partitions
+        self.flash.cut_after = cut_after
+        self.flash.block_writes = 0       # the factory image is not the update's
+        self.ota = ota.attach(self.m, self.hw, self.link, "unix")
+        self.img = None
+
+    def _reset(self):
+        raise Reset()
+
+    def running(self):
+        return self.flash.running
+
+    def offer(self, msg, topic=None):
+        self.b.pending.append((topic or self.link.t_ota, msg))
+
+    def serve(self, img, steps=400, flow_lph=0, poll=True):
+        """Run the link for up to steps steps, 100 ms apart, answering the
+        meter's block requests from img; the meter's loop runs between
+        (water flowing at flow_lph). Returns when the updater is idle."""
+        self.hw.world.flow.set_rate_lph(flow_lph)
+        seen = len(self.b.published)
+        for _ in range(steps):
+            self.rt.ms += 100
+            self.hw.clock.advance(100)
+            if poll:
+                self.m.poll()
+            self.link.step()
+            for t, p, _, _ in self.b.published[seen:]:
+                if t == self.link.t_ota_req:
+                    r = json.loads(p)
+                    for o in range(r["o"], r["o"] + r["n"], PIECE):
+                        k = min(PIECE, r["o"] + r["n"] - o)
+                        self.offer(b"D" + o.to_bytes(4, "big") + img[o:o + k])
+            seen = len(self.b.published)
+            if self.ota.updater.state == 0 and not self.b.pending:
+                return
+
+    def ota_events(self, step=None):
+        return [e[3] for e in events(self.m, codes.EV_OTA) if step is None or e[3] & 0xFF == step]
+
+
+def still_meters(rig, litres=2):
+    """The meter on this rig counts water and charges it."""
+    m, hw = rig.m, rig.hw
+    ml0, bal0 = m.volume.ml(), m.balance
+    hw.world.flow.set_rate_lph(600)
+    for _ in range(litres * 6):
+        hw.clock.advance(1000)
+        m.poll()
+    hw.world.flow.set_rate_lph(0)
+    hw.clock.advance(1000)
+    m.poll()
+    return m.volume.ml() - ml0 >= litres * 1000 * 9 // 10 and (m.balance < bal0 or bal0 <= 0)
