@@ -208,9 +208,10 @@ class Meter:
         self.cmd_counter = counter
         self.time_floor = floor
         self.fw_floor = _uint(s.get("fwv", 0))
-        # fields this firmware does not know were written by a newer one
-        # (an image that was rolled back): keep them, so its state survives
-        self._kept = {k: v for k, v in s.items() if k not in _KNOWN}
+        # fields this firmware does not write were written by a newer one
+        # (an image that was rolled back): the first save keeps them, so the
+        # newer image's state survives this one (docs/OTA.md §5)
+        self._kept = s
         self.clock_trusted = not s.get("tu", 0)
         self.state_lost = bool(s.get("lost", 0))
         if idn is not None:
@@ -270,8 +271,12 @@ class Meter:
             "lost": 1 if self.state_lost else 0,
             "fwv": self.fw_floor,
         }
-        for k, v in self._kept.items():
-            s[k] = v
+        kept = self._kept
+        if kept:
+            kept.pop("led", None)   # the first firmware's ledger, replaced by "lg"
+            self._kept = kept = {k: v for k, v in kept.items() if k not in s}
+            for k, v in kept.items():
+                s[k] = v
         self.store.save(s)
         try:
             self.history.flush()      # records reach their rings after the state holds them
@@ -994,11 +999,6 @@ class Meter:
                 | (SF_STATE_ROLLBACK if self.rollback else 0)
                 | (SF_STATE_LOST if self.state_lost else 0)
                 | (SF_STORAGE if self.save_failing else 0))
-
-
-# every field save() writes, and the first firmware's ledger ("led")
-_KNOWN = ("bal", "vol", "rev", "debt", "tar", "bill", "pend", "stg", "ofc", "lg", "rnc", "emo",
-          "vw", "vwhy", "vcf", "low", "vmv", "idn", "cmdn", "tf", "tu", "lost", "fwv", "led")
 
 
 def _uint(v, limit=_KEY_MAX):

@@ -305,3 +305,22 @@ def test_a_meter_outside_the_rollout_group_waits():
         want = codes.ACCEPTED if b < pct else codes.REFUSED
         got = rig.ota.updater.state != up.IDLE
         assert got == (want == codes.ACCEPTED), (g, b)
+
+
+def test_state_fields_of_a_newer_image_survive_the_older_image_that_restores_them():
+    # a newer image wrote a field this firmware does not know; after a
+    # rollback this firmware restores the state, meters, saves: the field is
+    # still there for the newer image, and every known field is current
+    rig = Rig()
+    _credit(rig)
+    s = rig.m.store.load()
+    s["zz"] = {"from": "v3", "n": 7}
+    rig.m.store.save(s)
+    rig.boot()
+    assert rig.m.balance == s["bal"]
+    assert still_meters(rig)
+    rig.m.save()
+    s2 = rig.m.store.load()
+    assert s2["zz"] == {"from": "v3", "n": 7}
+    assert s2["bal"] == rig.m.balance < s["bal"]
+    assert "led" not in s2
