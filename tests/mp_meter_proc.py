@@ -7,7 +7,8 @@
 # STATE_DIR holds config.json and secrets.json (headend.py provision). The
 # test steers the process through STATE_DIR/ctl.json ({"flow": L/h,
 # "stop": 1}) and reads STATE_DIR/status.json, rewritten every STATUS_MS
-# (default 100) milliseconds of real time.
+# (default 100) milliseconds of real time. STATE_DIR/board.json, if there,
+# holds more options of the unix board (the OTA flash: ota_dir, ota_slot).
 import json
 import os
 import sys
@@ -32,6 +33,11 @@ def _write_status(path, meter, link):
     s["rx"] = tr.rx if tr else 0
     s["err"] = link.last_error
     s["delivered"] = meter.hw_delivered()
+    if link.ota is not None:
+        u = link.ota.updater
+        s["ota"] = u.state
+        s["fw"] = u.running_version()
+        s["running"] = link.ota.hw.partitions.running
     with open(path + ".new", "w") as f:
         json.dump(s, f)
     os.rename(path + ".new", path)
@@ -67,7 +73,13 @@ def run(state_dir, speed, status_ms):
 
     def ready(s):
         s.meter.hw_delivered = s.hw.world.flow.delivered_ml
-    s = main.boot("unix", ready=ready, state_dir=state_dir, speed=speed)
+    opts = {}
+    try:
+        with open(state_dir + "/board.json") as f:
+            opts = json.load(f)      # more board options: the OTA flash (ota_dir, ota_slot)
+    except OSError:
+        pass
+    s = main.boot("unix", ready=ready, state_dir=state_dir, speed=speed, **opts)
     if s is None or s.link is None:
         sys.exit(1)                  # boot() has said why
     print("meter", s.meter.cfg["meter_id"], "up, speed", speed, time.ticks_diff(time.ticks_ms(), t0), "ms")

@@ -160,6 +160,7 @@ class HeadEnd:
         self._acks = {}          # (meter, n) -> ack dict
         self.on_ack = []         # fn(meter, ack) for every ack (the bench uses it)
         self.on_record = []      # fn(meter, record dict)
+        self.ota = None          # rollout.Rollout being served (tools/rollout.py)
         self.client = None
         self._connected = threading.Event()
         self._rc = None
@@ -273,7 +274,8 @@ class HeadEnd:
     def _on_connect(self, client, userdata, flags, rc, props=None):
         self._rc = rc
         if rc == 0:
-            client.subscribe([("m/+/t", 1), ("m/+/e", 1), ("m/+/s", 1), ("m/+/a", 1)])
+            client.subscribe([("m/+/t", 1), ("m/+/e", 1), ("m/+/s", 1), ("m/+/a", 1),
+                              ("m/+/or", 0)])
         else:
             client.disconnect()   # refused: no point in retrying with the same credentials
         self._connected.set()
@@ -307,6 +309,10 @@ class HeadEnd:
                 self.db.execute("UPDATE meters SET online = ?, last_seen = ? WHERE id = ?",
                                 (1 if payload[:1] == b"1" else 0, now, meter))
                 self.db.commit()
+            return
+        if chan == "or":
+            if self.ota is not None:
+                self.ota.serve(meter, payload)   # a block of the image a meter asks for
             return
         if chan not in ("t", "e"):
             return

@@ -30,7 +30,7 @@ STATE_NAMES = ("idle", "download", "verify", "switched", "trial")
 REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
 MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
-MAX_TRIALS = const(2)          # boots of a new image that did not confirm, then refused
+MAX_TRIALS = const(2)          # trials cut short (power, watchdog) before the version is refused
 
 
 class Updater:
@@ -87,7 +87,7 @@ class Updater:
             # the bootloader booted the old image: the new one never confirmed
             self.p["tries"] = self.p.get("tries", 0) + 1
             self._event(codes.OTA_ROLLED_BACK, self.p["tries"])
-            if self.p["tries"] >= MAX_TRIALS:
+            if self.p.get("sf") or self.p["tries"] >= MAX_TRIALS:
                 self._abandon(codes.REFUSED)
                 return
             self.p["st"] = VERIFY       # the image is still in its slot: check it again
@@ -259,6 +259,10 @@ class Updater:
         if self.p["st"] != TRIAL:
             return
         if failed_check:
+            # on file before the reset: the old image then gives this
+            # version up at once (a trial cut short is tried again instead)
+            self.p["sf"] = failed_check
+            self._save()
             self._event(codes.OTA_SELFTEST_FAILED, failed_check)
             self.reset_due = True
             return
