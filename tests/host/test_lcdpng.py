@@ -79,17 +79,22 @@ def test_the_png_shows_the_segments_the_firmware_wrote(tmp_path):
     out = tmp_path / "g.png"
     lcdpng.write(hexram, out)
     w, h, px = _pixels(out.read_bytes())
-    assert (w, h) == ((glass.CELLS * lcdpng.DIGIT_W + 4) * lcdpng.SCALE,
-                      (lcdpng.DIGIT_H + 4 + lcdpng.ICON_W + 2) * lcdpng.SCALE)
+    assert (w, h) == lcdpng.size()
 
     def bar(cell, seg):       # the centre of a segment's bar, in PNG pixels
         x0, y0, x1, y1 = lcdpng._BARS[seg]
-        x = 2 + cell * lcdpng.DIGIT_W + (x0 + x1) // 2
-        return px(x * lcdpng.SCALE, (2 + (y0 + y1) // 2) * lcdpng.SCALE)
+        x = 2 + cell * lcdpng.DIGIT_W + (x0 + x1) / 2
+        return px(int(x * lcdpng.SCALE), int((2 + (y0 + y1) / 2) * lcdpng.SCALE))
     assert bar(1, 6) == lcdpng.ON           # the minus sign: segment g of cell 1
     assert bar(1, 0) == lcdpng.OFF
     assert bar(0, 6) == lcdpng.OFF          # cell 0 is blank
     assert bar(5, 7) == lcdpng.ON           # the decimal point after the 4
+
+    def marker(name):
+        x0, y0, x1, y1 = lcdpng.icon_box(glass.ICONS.index(name))
+        return px((x0 + x1) // 2, (y0 + y1) // 2)
+    assert marker("money") == marker("shut") == lcdpng.ON
+    assert marker("valve") == marker("card") == lcdpng.OFF
     dark = lcdpng.png(lcdpng.draw(ram, lit=False))
     assert all(_pixels(dark)[2](x, y) != lcdpng.ON for x in range(0, w, 7) for y in range(0, h, 7))
 
