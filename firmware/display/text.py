@@ -20,12 +20,14 @@ _RESULTS = {
     "en": ("", "already used", "bad card data", "out of range", "old credit", "forged card",
            "over the limit", "other meter", "other region", "card expired", "card locked",
            "refused", "not saved", "unknown card", "read error", "no answer", "card pulled",
-           "key refused", "blank card", "not this meter", "other account", "voided"),
+           "key refused", "blank card", "not this meter", "other account", "voided",
+           "wrong board", "battery too low"),
     "fr": ("", "deja utilisee", "carte illisible", "hors limites", "credit ancien",
            "carte falsifiee", "plafond depasse", "autre compteur", "autre region",
            "carte expiree", "carte bloquee", "refuse", "non enregistre", "carte inconnue",
            "erreur lecture", "pas de reponse", "carte retiree", "cle refusee", "carte vierge",
-           "pas ce compteur", "autre compte", "annule"),
+           "pas ce compteur", "autre compte", "annule", "autre materiel",
+           "pile trop faible"),
 }
 _WHY = {
     "en": ("", "no credit", "closed by office", "valve fault", "leak", "burst", "tamper",
