@@ -258,16 +258,29 @@ class Station:
         out = {"uid": uid.hex(), "header": {"type": R.CARD_NAMES[ctype]},
                "document": json.loads(body), "signature": sig.hex()}
         if ctype == R.CARD_CHECK:
-            readings = []
+            readings, history = [], {}
             for s in SC.slots(length):
                 self._auth_b(uid, s)
                 raw = self._read(s * 4, 3)
                 if raw[0] != R.MAGIC:
                     continue
                 mid = raw[8:16].rstrip(b"\x00").decode(errors="replace")
-                st = R.unpack_status(raw, R.card_keys(self.issuer.meter_key(mid), uid)[1], uid)
+                mac_key = R.card_keys(self.issuer.meter_key(mid), uid)[1]
+                if raw[2] == SC.T_HISTORY:
+                    h = SC.unpack_history(raw, mac_key, uid)
+                    if h is None:
+                        readings.append({"meter": mid, "error": "MAC"})
+                    else:
+                        history.setdefault(mid, {})[h[1]] = {"t": h[2], "days": [list(x) for x in h[3]]}
+                    continue
+                st = R.unpack_status(raw, mac_key, uid)
                 readings.append(_status_dict(st) or {"meter": mid, "error": "MAC"})
             out["readings"] = readings
+            if history:
+                # per meter, the parts in order: [litres, charge in minor units], newest day first
+                out["history"] = {m: {"t": p[0]["t"] if 0 in p else None,
+                                      "days": [d for k in sorted(p) for d in p[k]["days"]]}
+                                  for m, p in history.items()}
         return out
 
     def header(self, uid):
@@ -488,6 +501,10 @@ def _card_doc(args, ctype, book):
     book.record("card", "office", n)
     start = int(time.time()) if args.start is None else args.start
     doc.update(k=SC.KINDS[ctype], n=n, x=start + args.days * 86400)
+    if ctype == R.CARD_CHECK and args.history:
+        if not 0 < args.history <= SC.MAX_HISTORY_DAYS:
+            raise SystemExit(f"--history is 1..{SC.MAX_HISTORY_DAYS} days")
+        doc["h"] = args.history
     if ctype == R.CARD_VALVE and args.override:
         doc["f"] = 1
     return doc
@@ -515,6 +532,8 @@ def main(argv=None):
     p.add_argument("--region", type=int, help="user/install: the meter's; multi-meter: the scope")
     p.add_argument("--meters", help="multi-meter cards: comma-separated meter ids (instead of --region)")
     p.add_argument("--days", type=int, default=CARD_DAYS, help="multi-meter cards: days valid")
+    p.add_argument("--history", type=int, default=0,
+                   help="check cards: ask each meter for its last N daily registers (1..42)")
     p.add_argument("--start", type=int, help="multi-meter cards: validity starts (Unix s; default now)")
     p.add_argument("--override", action="store_true", help="valve-test: cycle even with no credit")
     p.add_argument("--account", type=_u32, default=0)

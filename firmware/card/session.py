@@ -265,12 +265,52 @@ class Session:
         if ctype == R.CARD_VALVE:
             return m.valve_test("card", d.get("f", 0) == 1), ctype
         self._write_check(uid, SC.slots(length))
+        days = d.get("h", 0)
+        if isinstance(days, int) and 0 < days <= SC.MAX_HISTORY_DAYS:
+            self._write_history(uid, SC.slots(length), days)
         return codes.ACCEPTED, ctype
+
+    def _write_history(self, uid, slots, days):
+        """The last `days` daily registers (storage/history.py) into this
+        meter's earlier history slots, else blank ones; parts that find no
+        room are left out: other meters' readings come first."""
+        from card import signed_card as SC
+        mine = R._mid(self.meter_id)
+        own, blank = {}, []
+        for s in slots:
+            self.card.auth(s, SC.key_a(uid, s))
+            b = bytes(self.card.read(s * 4, self._blk))
+            if b[0] != R.MAGIC:
+                blank.append(s)
+            elif b[2] == SC.T_HISTORY and b[8:16] == mine:
+                own[b[3]] = s
+        rev = self.keys.order[0]
+        mac_key = R.card_keys(self.keys.record_key(rev), uid)[1]
+        recs = self.meter.history.records("d", 0, days)
+        part = 0
+        while True:
+            chunk = []
+            for r in recs:
+                chunk.append(r)
+                if len(chunk) == SC.HISTORY_DAYS:
+                    break
+            if not chunk:
+                return
+            s = own.pop(part, None) or (blank.pop(0) if blank else None)
+            if s is None:
+                return
+            data = SC.pack_history(mac_key, uid, self.meter_id, rev, part, chunk[0][1],
+                                   [(r[5] // 1000, r[7]) for r in chunk])
+            self.card.auth(s, SC.key_a(uid, s))
+            for i in range(3):
+                self.card.write(s * 4 + i, data[16 * i: 16 * i + 16])
+            part += 1
 
     def _write_check(self, uid, slots):
         """A check card gathers return records of many meters, one slot each:
-        our own slot, else a blank one, else the oldest. Each record is
-        MACed with this meter's own record key, which the office knows."""
+        our own slot, else a blank one, else a history slot (readings come
+        first), else the oldest. Each record is MACed with this meter's own
+        record key, which the office knows."""
         from card.signed_card import key_a
         best = None
         best_gen = None
@@ -279,11 +319,12 @@ class Session:
             self.card.auth(s, key_a(uid, s))
             b = bytes(self.card.read(s * 4, self._blk))
             if b[0] != R.MAGIC or b[2] != R.T_STATUS:
-                if best_gen is None or best_gen > -1:
-                    best, best_gen = s, -1
+                rank = -2 if b[0] != R.MAGIC else -1
+                if best_gen is None or best_gen > rank:
+                    best, best_gen = s, rank
                 continue
             if b[8:16] == mine:
-                best, best_gen = s, -2
+                best, best_gen = s, -3
                 break
             gen = b[4] | b[5] << 8 | b[6] << 16 | b[7] << 24
             if best_gen is None or gen < best_gen:

@@ -18,6 +18,16 @@
 #   then the 64-byte signature r || s over the body alone, for purpose
 #   "tariff" (tariff cards: the same document as a region tariff) or "card".
 # Sectors after the container, up to sector 15, are check-card slots.
+#
+# A check document with "h": N asks each meter for its last N daily
+# registers too: after its status record (card/records.py) a meter writes
+# history records into its own earlier history slots or blank slots, never
+# over another meter's record. One slot holds 6 days, newest first:
+#   0 magic | 1 version | 2 type 0x11 | 3 part (0: the newest six) |
+#   4-7 t of the part's newest record (u32) | 8-15 meter id |
+#   16 key revision | 17 count (1..6) | 18-19 zero |
+#   20-43 six (litres u16, charge u16 in minor units), saturating at 65535 |
+#   44-47 MAC: first 4 bytes of HMAC(meter's record MAC key, uid || 0..43)
 import struct
 
 from card import records as R
@@ -27,6 +37,10 @@ PUBLIC_MA = b"wm1 public key A"      # public by design, see above
 HEAD = 8
 SIG = 64
 LAST_SECTOR = 15                     # 1K layout, also used on 4K cards
+T_HISTORY = 0x11
+HISTORY_DAYS = 6                     # days per history slot
+MAX_HISTORY_DAYS = 42                # what a check document may ask ("h")
+_HIST = "<BBBBI8sBBH"                # the 20-byte head of a history slot
 KINDS = {R.CARD_TARIFF: "tariff", R.CARD_CHECK: "check", R.CARD_VALVE: "valve"}
 
 
@@ -82,6 +96,30 @@ def unpack_head(block):
 def split(data, length):
     """(body, sig) from the container bytes."""
     return bytes(data[HEAD:HEAD + length]), bytes(data[HEAD + length:HEAD + length + SIG])
+
+
+def pack_history(mac_key, uid, meter_id, key_rev, part, t, days):
+    """48 bytes: days is up to 6 (litres, charge in money units), newest first."""
+    body = struct.pack(_HIST, R.MAGIC, R.VERSION, T_HISTORY, part, t, R._mid(meter_id), key_rev,
+                       len(days), 0)
+    for i in range(HISTORY_DAYS):
+        litres, charge = days[i] if i < len(days) else (0, 0)
+        body += struct.pack("<HH", min(max(litres, 0), 0xFFFF), min(max(charge // 1000, 0), 0xFFFF))
+    return body + R.hmac_sha256(mac_key, bytes(uid) + body)[:R.STATUS_MAC]
+
+
+def unpack_history(b, mac_key, uid):
+    """(meter id, part, t, [(litres, charge minor units)]) or None if torn or forged."""
+    b = bytes(b)
+    if len(b) != 48 or b[0] != R.MAGIC or b[1] != R.VERSION or b[2] != T_HISTORY:
+        return None
+    if not R.equal(R.hmac_sha256(mac_key, bytes(uid) + b[:44])[:R.STATUS_MAC], b[44:48]):
+        return None
+    _, _, _, part, t, mid, _, count, _ = struct.unpack(_HIST, b[:20])
+    if count > HISTORY_DAYS:
+        return None
+    days = [struct.unpack_from("<HH", b, 20 + 4 * i) for i in range(count)]
+    return mid.rstrip(b"\x00").decode(), part, t, days
 
 
 # -- the vending station (CPython) -------------------------------------------

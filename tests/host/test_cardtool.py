@@ -224,3 +224,44 @@ def test_a_second_card_of_the_same_account_gets_new_sequence_numbers(tmp_path):
     assert (int(c1), int(c2), int(balance)) == (0, 0, 6000), "both cards' credit applied"
     book = json.loads((tmp_path / "office-book.json").read_text())
     assert book["credit"]["42"] == 2
+
+
+HISTORY_TAP = """
+import json, sys
+from test_card_rig import meter_rig, tap, ClassicCard
+path, meter_id = sys.argv[1], sys.argv[2]
+m, hw, s = meter_rig(meter_id=meter_id, reopen="auto")
+m.apply_credit("card", 1, 1, 50_000_000)
+hw.world.flow.set_rate_lph(9)
+for _ in range(10 * 24):
+    hw.clock.advance(3_600_000)
+    m.poll()
+c = ClassicCard.load(path)
+code = tap(hw, s, c)
+c.save(path)
+print(code, json.dumps([[r[1], r[5], r[7]] for r in m.history.records("d", 0, 8)]))
+"""
+
+
+def test_check_card_history_is_read_and_verified_by_the_office(tmp_path):
+    p = tmp_path / "check.json"
+    tool("new", p, "--uid", "a1a2a3a5")
+    assert tool("--test-office", "issue", p, "check", "--region", 1, "--start", SIM_T0, "--days", 30,
+                "--history", 8) == 0
+    src = HISTORY_TAP.replace("sys.argv[1], sys.argv[2]", repr((str(p), "M000001")))
+    out = subprocess.run([MP, "-c", src], env=dict(os.environ, MICROPYPATH=MPPATH),
+                         capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    code, recs = out.stdout.split(" ", 1)
+    recs = json.loads(recs)
+    assert int(code) == 0 and len(recs) == 8
+    info = station(p).read()
+    assert info["document"]["h"] == 8
+    h = info["history"]["M000001"]
+    assert h["t"] == recs[0][0]
+    assert h["days"] == [[ml // 1000, chg // 1000] for _, ml, chg in recs]
+    assert [r["meter"] for r in info["readings"]] == ["M000001"]
+    q = tmp_path / "x.json"
+    tool("new", q, "--uid", "a1a2a3a6")
+    with pytest.raises(SystemExit, match="history"):
+        tool("--test-office", "issue", q, "check", "--region", 1, "--history", 43)
