@@ -845,7 +845,10 @@ class Meter:
         old = self.clock.time()
         self.clock.set_time(secs)
         if secs < old:
-            self.period_end = timeutil.next_month_day(secs, self.cfg["period_day"], self.cfg["tz"])
+            # never at or before the period already closed: a step back over
+            # a period end must not close (and minimum-charge) it twice
+            start = max(secs, self.billing.period_start_s)
+            self.period_end = timeutil.next_month_day(start, self.cfg["period_day"], self.cfg["tz"])
             self.history.anchor(secs, self.cfg["tz"])
         # an authority set it: the clock is trusted again, and the floor
         # follows it, backwards too (a clock that ran ahead is corrected)

@@ -145,8 +145,12 @@ class History:
     # ---------------- the meter's side ----------------
     def anchor(self, now, tz):
         """First trusted time (or a clock set back): the open day ends at the
-        next local midnight."""
-        self.day_end = ((now + tz) // _DAY_S + 1) * _DAY_S - tz
+        next local midnight, never at or before one already frozen (a clock
+        set back over midnight must not freeze that day twice)."""
+        end = ((now + tz) // _DAY_S + 1) * _DAY_S - tz
+        if self.last_d is not None and end <= self.last_d[1]:
+            end = self.last_d[1] + _DAY_S
+        self.day_end = end
 
     def close_day(self, now, tz):
         """Freeze the day(s) ended by now; the caller has billed up to
