@@ -28,6 +28,7 @@ _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 _COUNTER_MAX = 1 << 63
 FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
 TARIFF_STEP = const(1000)     # a tariff version rises by at most this much at a time
+_PERIOD_MAX_S = const(2_678_400)   # 31 days: the longest billing period
 
 # snapshot()["sf"], state flags: what a head-end must know before trusting the figures
 SF_CLOCK_UNTRUSTED = const(1)  # clock unset or behind the time floor: no friendly hours
@@ -845,9 +846,12 @@ class Meter:
         old = self.clock.time()
         self.clock.set_time(secs)
         if secs < old:
-            # never at or before the period already closed: a step back over
-            # a period end must not close (and minimum-charge) it twice
-            start = max(secs, self.billing.period_start_s)
+            # a step back of less than a period over a period end does not
+            # close (and minimum-charge) that period twice; a longer one is
+            # a clock that ran ahead, and the calendar restarts from secs
+            start = self.billing.period_start_s
+            if not secs < start < secs + _PERIOD_MAX_S:
+                start = secs
             self.period_end = timeutil.next_month_day(start, self.cfg["period_day"], self.cfg["tz"])
             self.history.anchor(secs, self.cfg["tz"])
         # an authority set it: the clock is trusted again, and the floor

@@ -145,11 +145,13 @@ class History:
     # ---------------- the meter's side ----------------
     def anchor(self, now, tz):
         """First trusted time (or a clock set back): the open day ends at the
-        next local midnight, never at or before one already frozen (a clock
-        set back over midnight must not freeze that day twice)."""
+        next local midnight. A step back of less than a day over a frozen
+        midnight keeps the day after it (that day is not frozen twice); a
+        longer one is a clock that ran ahead, and the days restart from now."""
         end = ((now + tz) // _DAY_S + 1) * _DAY_S - tz
-        if self.last_d is not None and end <= self.last_d[1]:
-            end = self.last_d[1] + _DAY_S
+        last = self.last_d
+        if last is not None and end <= last[1] and last[1] - now < _DAY_S:
+            end = last[1] + _DAY_S
         self.day_end = end
 
     def close_day(self, now, tz):
