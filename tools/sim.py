@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ SIM_START = 1767603600     # boards/unix/scenarios.py START: the simulated clock
 SIM_MASTER = hashlib.sha256(b"simulator master key, not for production").digest()
 CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
 METER_ID, REGION = "M000001", 1
+IMAGE_BYTES = 400_000      # the ota scenario's image (a frozen ESP32 image is ~1.6 MB: bench/bench_ota.py)
 
 
 def micropython_env():
@@ -175,6 +177,8 @@ def utility(line, he, broker, cards):
             print(f"[headend] online top-up of {int(words[2])} units sent to {METER_ID}", flush=True)
         except HeadEndError as e:
             print(f"[headend] top-up not sent: {e}", flush=True)
+    elif words[0] == "!headend" and words[1] in ("ota", "ota-forged", "ota-check"):
+        ota_request(words[1:], he)
     elif words[0] == "!outage" and words[1] == "start":
         broker.stop()
         print("[sim] broker down: the meter meters on, telemetry waits in its outbox", flush=True)
@@ -186,6 +190,35 @@ def utility(line, he, broker, cards):
 
 
 _snapshots = [0]
+_rollouts = []
+
+
+def ota_request(words, he):
+    """The head-end's side of the ota scenario: a rollout of a simulated
+    image of IMAGE_BYTES to every group, a forged manifest, or a check of
+    the rollout's failure rule (tools/rollout.py)."""
+    from rollout import Rollout, manifest, sim_image
+    if words[0] == "ota-check":
+        r = _rollouts[-1]
+        st = r.check()
+        print(f"[headend] rollout of version {r.version}: {st} {r.tally()}", flush=True)
+        return
+    v = int(words[1])
+    fault = 1 if words[-1] == "broken" else 0
+    body = bytes((i * 7 + v) & 0xFF for i in range(IMAGE_BYTES))
+    img = sim_image(body, fault)
+    if words[0] == "ota-forged":
+        forger = OfficeKey.generate()         # a key the meter does not hold
+        doc = json.dumps(manifest(img, v, "unix", 3), separators=(",", ":")).encode()
+        he._need_client().publish(f"r/{REGION}/ota", doc + b"|" + forger.sign(b"ota", doc).hex().encode(),
+                                  qos=1, retain=True).wait_for_publish(10)
+        print(f"[headend] a forged manifest of version {v} published on r/{REGION}/ota", flush=True)
+        return
+    r = Rollout(he, img, v, "unix", REGION)
+    r.start(3)
+    _rollouts.append(r)
+    print(f"[headend] rollout of version {v} ({len(img)} bytes{', broken card driver' if fault else ''})"
+          f" to all groups on r/{REGION}/ota", flush=True)
 
 
 def lcd_snapshot(words, png_dir):
@@ -197,6 +230,27 @@ def lcd_snapshot(words, png_dir):
     _snapshots[0] += 1
     Path(png_dir).mkdir(parents=True, exist_ok=True)
     lcdpng.write(words[1], Path(png_dir) / f"lcd-{_snapshots[0]:04d}.png", lit=words[2] == "1")
+
+
+def _run_meter(cmd, args, he, broker, cards):
+    """One power-up of the simulated meter, until its process ends."""
+    proc = subprocess.Popen(
+        cmd, cwd=str(ROOT), env=micropython_env(), stdout=subprocess.PIPE, text=True,
+        stdin=None if args.interactive else subprocess.PIPE,
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("!lcd "):
+                lcd_snapshot(line.split(), args.png)
+            elif line.startswith("!"):
+                if utility(line.strip(), he, broker, cards) and proc.stdin:
+                    proc.stdin.write("ok\n")
+                    proc.stdin.flush()
+            else:
+                print(line, end="", flush=True)
+    except KeyboardInterrupt:
+        proc.terminate()
+    return proc.wait()
 
 
 def main(argv=None):
@@ -231,23 +285,12 @@ def main(argv=None):
                 "--speed", str(args.speed), "--state", args.state]
         if args.interactive:
             cmd.append("--interactive")
-        proc = subprocess.Popen(
-            cmd, cwd=str(ROOT), env=micropython_env(), stdout=subprocess.PIPE, text=True,
-            stdin=None if args.interactive else subprocess.PIPE,
-        )
-        try:
-            for line in proc.stdout:
-                if line.startswith("!lcd "):
-                    lcd_snapshot(line.split(), args.png)
-                elif line.startswith("!"):
-                    if utility(line.strip(), he, broker, cards) and proc.stdin:
-                        proc.stdin.write("ok\n")
-                        proc.stdin.flush()
-                else:
-                    print(line, end="", flush=True)
-        except KeyboardInterrupt:
-            proc.terminate()
-        rc = proc.wait()
+        while True:
+            rc = _run_meter(cmd, args, he, broker, cards)
+            if rc != -signal.SIGTERM or args.scenario != "ota":
+                break
+            # the firmware reset the board (hw.reset): power it up again
+            print("[sim] the meter reset itself: it boots again from its flash", flush=True)
         he.close()
     if rc == 0 and not args.interactive and not ctrl_c_at_boot(args.state, args.micropython):
         rc = 1

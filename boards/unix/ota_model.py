@@ -75,8 +75,10 @@ class OtaFlash:
             try:
                 os.stat(p)
             except OSError:
+                erased = b"\xff" * BLOCK
                 with open(p, "wb") as f:
-                    f.write(b"\xff" * slot_size)
+                    for _ in range(slot_size // BLOCK):
+                        f.write(erased)
         try:
             os.stat(self._path("otadata"))
         except OSError:

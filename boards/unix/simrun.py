@@ -34,6 +34,23 @@ class _Quit(Exception):
     pass
 
 
+_OTA_STEPS = ("", "accepted", "refused", "resumed", "chunk-bad", "image-bad", "switched",
+              "trial", "valid", "selftest-failed", "rolled-back", "running")
+
+
+def _boot_count(state):
+    """How many times this scenario booted the meter before (DIR/sim-boots)."""
+    p = state + "/sim-boots"
+    try:
+        with open(p) as f:
+            n = int(f.read())
+    except (OSError, ValueError):
+        n = 0
+    with open(p, "w") as f:
+        f.write(str(n + 1))
+    return n
+
+
 def _args(argv):
     opts = {"scenario": "day", "speed": 120, "interactive": False, "state": "sim-state"}
     i = 1
@@ -69,8 +86,13 @@ class Sim:
         self.t0 = start
         self.credited = 0
         self.link = None
+        extra = {}
+        if isinstance(scenarios.SCENARIOS[opts["scenario"]][1], tuple):
+            # a scenario of several boots (an update resets the meter): the
+            # board has the OTA flash, kept in DIR/flash across the boots
+            extra = {"ota_dir": opts["state"] + "/flash", "ota_slot": 0x1A0000}
         self.session = s = main.boot("unix", ready=self._attach, state_dir=opts["state"],
-                                     speed=opts["speed"], start=start)
+                                     speed=opts["speed"], start=start, **extra)
         if s is None:
             raise SystemExit(1)      # boot() has said why
         if s.link is None:
@@ -94,6 +116,15 @@ class Sim:
         self.hw, self.meter, self.link, self.cards = s.hw, s.meter, s.link, s.cards
         if s.link is not None:
             s.link.on_traffic = self._traffic
+        if s.hw.partitions is not None:
+            # what the boot itself logged about an update (a rollback, a
+            # trial), before this listener was attached
+            recent = s.meter.log.recent(16)
+            ups = [i for i, e in enumerate(recent) if e[2] == codes.EV_POWER_UP]
+            for ev in recent[ups[-1] + 1:] if ups else ():
+                if ev[2] == codes.EV_OTA:
+                    self._event(ev)
+            self.say("board  booted %s" % s.hw.partitions.running)
         s.meter.log.listeners.append(self._event)
 
     def now(self):
@@ -111,6 +142,10 @@ class Sim:
     def _event(self, ev):
         if ev[2] == codes.EV_CREDIT:
             self.credited += ev[3]
+        if ev[2] == codes.EV_OTA:
+            a = ev[3]
+            self.say("event  ota: version %d %s (%d)" % (a >> 16, _OTA_STEPS[a & 0xFF], a >> 8 & 0xFF))
+            return
         self.say("event  %s (%d)" % (codes.event_name(ev[2]), ev[3]))
 
     def _card_path(self, name):
@@ -185,6 +220,8 @@ class Sim:
             _say_line("!outage %s" % arg)
         elif action == "headend" and arg.startswith("topup "):
             _say_line("!headend %s" % arg)
+        elif action == "headend" and arg.startswith("ota"):
+            _say_line("!headend %s" % arg)     # a firmware rollout (docs/OTA.md)
         elif action == "headend":
             if arg == "tariff":
                 with self.hold():
@@ -215,6 +252,8 @@ class Sim:
 
     def scenario(self):
         steps = scenarios.SCENARIOS[self.opts["scenario"]][1]
+        if isinstance(steps, tuple):
+            steps = steps[min(_boot_count(self.opts["state"]), len(steps) - 1)]
         # times count from when the scenario starts, and a step that falls
         # due late (the host was busy) still leaves the meter a few seconds
         # to act on the previous one: a card is never pulled before a poll
