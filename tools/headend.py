@@ -90,6 +90,9 @@ CREATE TABLE IF NOT EXISTS tariffs (
     scope TEXT, version INTEGER, body TEXT, published REAL);
 CREATE TABLE IF NOT EXISTS fleet (
     n INTEGER PRIMARY KEY, region INTEGER, body TEXT, published REAL);
+CREATE TABLE IF NOT EXISTS arrears (
+    meter TEXT, seq INTEGER, amount INTEGER, code INTEGER, debt INTEGER, created REAL,
+    PRIMARY KEY (meter, seq));
 CREATE TABLE IF NOT EXISTS history (
     meter TEXT, kind TEXT, seq INTEGER, t INTEGER, al INTEGER, span INTEGER, ml INTEGER,
     dml INTEGER, tc INTEGER, chg INTEGER, bal INTEGER, received REAL,
@@ -543,6 +546,25 @@ class HeadEnd:
     def get(self, meter, what="state", timeout=10, **args):
         return self.command(meter, "get", timeout=timeout, w=what, **args)
 
+    def add_arrears(self, meter, amount, seq=None, timeout=10):
+        """Add arrears to a meter's debt register (PROTOCOL.md §4.4 `debt`),
+        once per seq (the next one from the table unless given; re-send the
+        same seq when no ack came). Returns the ack; val is the debt after."""
+        with self._lock:
+            if seq is None:
+                seq = (self.db.execute("SELECT MAX(seq) FROM arrears WHERE meter = ?",
+                                       (meter,)).fetchone()[0] or 0) + 1
+            self.db.execute("INSERT OR IGNORE INTO arrears VALUES (?, ?, ?, NULL, NULL, ?)",
+                            (meter, seq, amount, time.time()))
+            self.db.commit()
+        a = self.command(meter, "debt", timeout=timeout, v=amount, s=seq)
+        with self._lock:
+            self.db.execute("UPDATE arrears SET code = ?, debt = ? WHERE meter = ? AND seq = ?",
+                            (a["code"], a["val"], meter, seq))
+            self.db.commit()
+        a["seq"] = seq
+        return a
+
     def fetch_history(self, meter, kind="d", timeout=10):
         """Page the meter's frozen registers (PROTOCOL.md §4.6.1) back from
         the newest until a record already stored, or the oldest it keeps;
@@ -684,6 +706,10 @@ def main(argv=None):
     p = sub.add_parser("get")
     p.add_argument("meter")
     p.add_argument("what", choices=["state", "log", "cfg"])
+    p = sub.add_parser("debt", help="add arrears to a meter's debt register (repaid by the tariff's dr rule)")
+    p.add_argument("meter")
+    p.add_argument("amount", type=int, help="money units")
+    p.add_argument("--seq", type=int, help="re-send this arrears sequence (default: the next)")
     p = sub.add_parser("history", help="fetch a meter's frozen daily/monthly registers into SQLite")
     p.add_argument("meter")
     p.add_argument("--kind", choices=["d", "m"], default="d")
@@ -802,6 +828,8 @@ def _run(args):
             return _ack_exit(he.timesync(args.meter, args.time, args.timeout))
         if args.cmd == "get":
             return _ack_exit(he.get(args.meter, args.what, args.timeout))
+        if args.cmd == "debt":
+            return _ack_exit(he.add_arrears(args.meter, args.amount, args.seq, args.timeout))
         if args.cmd == "history":
             new = he.fetch_history(args.meter, args.kind, args.timeout)
             for r in he.history(args.meter, args.kind):

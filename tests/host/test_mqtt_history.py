@@ -34,3 +34,20 @@ def test_head_end_pages_the_daily_registers_into_sqlite(fresh_world):
     alarms = he.command("M1", "history", k="a")
     assert alarms["code"] == ACCEPTED and len(alarms["detail"]["h"]) == 6
     m.stop()
+
+
+def test_head_end_adds_arrears_once_and_a_top_up_repays_its_share(fresh_world):
+    he = fresh_world.he
+    m = fresh_world.start_meter("M1", tariff={"v": 1, "at": 0, "b": [[0, 350_000]], "sc": 0,
+                                              "dr": [20, 0]})
+    m.wait(lambda s: s["connected"], what="M1 connected over TLS")
+    a = he.add_arrears("M1", 1_000_000)
+    assert a["code"] == ACCEPTED and a["val"] == 1_000_000 and a["seq"] == 1
+    again = he.add_arrears("M1", 1_000_000, seq=1)      # no ack seen: sent again
+    assert again["code"] == 1 and again["val"] == 1_000_000   # used: nothing added
+    he.topup("M1", 2_000_000, account=1)
+    st = he.get("M1", "state")["detail"]
+    assert st["dbt"] == 1_000_000 - 400_000
+    rows = he.db.execute("SELECT seq, amount, code, debt FROM arrears WHERE meter = 'M1'").fetchall()
+    assert rows == [(1, 1_000_000, 1, 1_000_000)]
+    m.stop()
