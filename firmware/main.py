@@ -254,7 +254,8 @@ def make_link(meter, hw):
 
 def spawn(meter, hw, link=None, extra=()):
     """Create the firmware's tasks without running the loop: the service
-    session (or the production gate) then drives it. See docs/SERVICE.md."""
+    session's tick then drives it on the board's ticker thread
+    (docs/RUNTIME.md)."""
     tasks = [asyncio.create_task(meter_task(meter, hw))]
     if link is not None:
         tasks.append(asyncio.create_task(comms_task(link, hw)))
@@ -296,10 +297,12 @@ def _step(name):
 
 
 def boot(board_name, ready=None, **board_opts):
-    """Power-up: validate the board, build the meter, start its tasks.
+    """Power-up: validate the board, build the meter, start its tasks on
+    the board's ticker thread (the same on every boot).
     Development: return with the meter running behind the REPL prompt.
-    Production: run the meter in the foreground with the REPL closed until
-    an office-signed service token opens it (service.Session.gate).
+    Production: keep the main thread in the gate, Ctrl-C masked and the
+    REPL closed, until an office-signed service token opens it
+    (service.Session.gate); the meter runs on its thread meanwhile.
     Returns the service session, or None (development only). A board or
     state that cannot run gives a clear message and a safe state: in
     development the prompt, in production never (hold_closed).
@@ -359,10 +362,10 @@ def boot(board_name, ready=None, **board_opts):
         s.display = display
         if ready is not None:
             ready(s)
+        s.background()          # the meter's thread, on every boot (docs/RUNTIME.md)
         if production:
             _step("gate")
-            s.gate()
-        s.background()
+            s.gate()            # the main thread reads the serial line, nothing else
         print("meter %s running; the REPL is free. help() lists the service commands."
               % meter.cfg["meter_id"])
         return s
@@ -382,25 +385,53 @@ def boot(board_name, ready=None, **board_opts):
 
 
 def hold_closed(hw, meter, why):
-    """A production boot that failed: never the prompt, never returns. The
-    meter runs where it was built (its loop keeps the valve policy and feeds
-    the watchdog); else the watchdog is fed and the outputs stay undriven.
-    Every failure in here is caught and the loop goes on."""
+    """A production boot that failed: never the prompt, never returns. Where
+    a meter was built it runs on the board's ticker thread, as on every boot,
+    with its loop alone (its meter task keeps the valve policy and feeds the
+    watchdog); else the watchdog is fed and the outputs stay undriven. The
+    main thread only waits here, Ctrl-C masked. Every failure in here is
+    caught and the wait goes on."""
+    import micropython
+    import time
+    micropython.kbd_intr(-1)
     print("METER FAILED TO START (production): %s" % why)
     print("REPL closed. %s. Call a technician." % (
         "Metering goes on" if meter is not None else "Metering stopped, outputs undriven"))
+    feed = hw is not None and hw.wdt is not None
+    if meter is not None:
+        try:
+            _meter_alone(meter, hw)
+            feed = False            # the meter task feeds it
+        except BaseException:  # noqa: BLE001 - then at least the watchdog, from here
+            pass
     while True:
         try:
-            if meter is not None:
-                asyncio.new_event_loop()   # the meter loop alone, not what failed
-                asyncio.run(meter_task(meter, hw))
-            else:
-                import time
-                if hw is not None and hw.wdt is not None:
-                    hw.wdt.feed()
-                time.sleep_ms(1000)
+            if feed:
+                hw.wdt.feed()
+            time.sleep_ms(1000)
         except BaseException:  # noqa: BLE001
             pass
+
+
+def _meter_alone(meter, hw):
+    # the meter task alone on a fresh loop, not what failed; on the thread
+    # that already runs (a failure after background()) or on a new one
+    from boards import ticker as tk
+    t = tk.for_board(hw)
+    t.unmask = False
+    with t.hold():
+        asyncio.new_event_loop()
+        asyncio.create_task(meter_task(meter, hw))
+    if not t.running:
+        t.start(_one_slice, 25)
+
+
+async def _zero():
+    await asyncio.sleep_ms(0)
+
+
+def _one_slice():
+    asyncio.run(_zero())     # every due task once, as Session.tick
 
 
 def _provisioned(path="board.txt"):

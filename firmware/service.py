@@ -42,6 +42,7 @@ class Session:
         self.link = link
         self.cards = None      # the card reader's session, when boot() attached one
         self.display = None    # the customer's display, when the board has one
+        self.console = None    # the gate's serial line (techaccess.Console); None: sys.stdin
         self.version = version
         if ticker is None:
             from boards import ticker as tk
@@ -92,18 +93,27 @@ class Session:
             self._saved_t = self.meter.clock.time()
 
     # ---------------- production gate ----------------
-    def gate(self, poll_ms=200, console=None):
-        """Production: run the meter in the foreground with Ctrl-C masked and
-        the REPL closed until an office-signed service token opens it for a
-        bounded time (techaccess.py), then return. No button, case switch or
-        PIN opens it."""
+    def gate(self, poll_ms=200, console=None, wait=None):
+        """Production: with the meter already running on its ticker thread
+        (background(), as on every boot), keep the main thread here with
+        Ctrl-C masked and the REPL closed, reading the serial line for the
+        technician's challenge-response (techaccess.py), until an
+        office-signed service token opens it for a bounded time; then
+        return. No button, case switch or PIN opens it. The gate never runs
+        the meter's loop: it touches the meter only inside ticker.hold(),
+        and a signature verify (seconds on the chip) runs outside it.
+        wait(ms) paces the line reading (default: sleep; tests step the
+        virtual clock and a ManualTicker)."""
         import micropython
         import authority
         import techaccess
         micropython.kbd_intr(-1)      # masked since main.py's first statement
         self.ticker.unmask = False    # and no hold() may turn it back on
+        if wait is None:
+            import time
+            wait = time.sleep_ms
         keys = getattr(self.meter, "office", None)
-        con = console if console is not None else techaccess.Console()
+        con = console or self.console or techaccess.Console()
         mid = self.meter.cfg["meter_id"]
         if keys is None:
             if self.hw.tamper_pin is None:
@@ -113,27 +123,26 @@ class Session:
                 con.out("PRODUCTION: no technician credential (office key) is provisioned; "
                         "the REPL of %s cannot be opened" % mid)
             con.out("Metering goes on. Provision the office key (flash.py provision).")
-            self.meter.log.add(codes.EV_CONFIG, codes.REFUSED)
+            with self.ticker.hold():
+                self.meter.log.add(codes.EV_CONFIG, codes.REFUSED)
         else:
             con.out("meter %s: production, REPL closed. Technician: type svc" % mid)
-        ch = techaccess.Challenger(self.meter, keys, authority.verify)
-        asyncio.run(self._gate(poll_ms, ch, con))
-        c = self.meter.clock
-        self.service_until = c.ticks_add(c.ticks_ms(), self.open_request * 60_000)
-        self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request)
-        self.meter.save()
-        con.out("service open for %d min (then the meter restarts closed)" % self.open_request)
-        self.ticker.unmask = True
-        micropython.kbd_intr(3)
-
-    async def _gate(self, poll_ms, ch, con):
-        import techaccess
+        ch = techaccess.Challenger(self.meter, keys, authority.verify, hold=self.ticker.hold)
         while self.open_request is None:
             for line in con.lines():
                 minutes = techaccess.handle(ch, line, con.out)
                 if minutes:
                     self.open_request = minutes
-            await self.hw.clock.sleep_ms(poll_ms)
+            if self.open_request is None:
+                wait(poll_ms)
+        with self.ticker.hold():
+            c = self.meter.clock
+            self.service_until = c.ticks_add(c.ticks_ms(), self.open_request * 60_000)
+            self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request)
+            self.meter.save()
+        con.out("service open for %d min (then the meter restarts closed)" % self.open_request)
+        self.ticker.unmask = True
+        micropython.kbd_intr(3)
 
     def end_service(self):
         """The token's window is over: save, log, restart closed (on a board

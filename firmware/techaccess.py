@@ -68,10 +68,21 @@ class Console:
         return got
 
 
+class _NoHold:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 class Challenger:
-    def __init__(self, meter, keys, verify, rand=None):
+    def __init__(self, meter, keys, verify, rand=None, hold=None):
         # verify(keys, purpose, payload, sig) -> bool: authority.verify
+        # hold(): the meter thread's lock (ticker.hold), taken only around
+        # the event log, never around a verify: the meter meters meanwhile
         self.meter = meter
+        self.hold = hold if hold is not None else _NoHold
         self.keys = keys
         self.verify = verify
         if rand is None:
@@ -97,7 +108,9 @@ class Challenger:
             return "svc: wait %d s" % (-self._since(self.wait_until) // 1000 + 1)
         import binascii
         nonce = binascii.hexlify(self.rand(NONCE_BYTES)).decode()
-        self.current = (self.meter.log.seq, nonce, self._clock().ticks_ms())
+        with self.hold():
+            seq = self.meter.log.seq
+        self.current = (seq, nonce, self._clock().ticks_ms())
         return "svc-challenge %s %d %s" % (self.meter.cfg["meter_id"], self.current[0], nonce)
 
     def answer(self, minutes_txt, sig_hex):
@@ -129,7 +142,8 @@ class Challenger:
         wait = min(WAIT_BASE_S << min(self.fails - 1, 10), WAIT_MAX_S)
         c = self._clock()
         self.wait_until = c.ticks_add(c.ticks_ms(), wait * 1000)
-        self.meter.log.add(codes.EV_SERVICE_AUTH, self.fails)
+        with self.hold():
+            self.meter.log.add(codes.EV_SERVICE_AUTH, self.fails)
         return 0, why
 
 

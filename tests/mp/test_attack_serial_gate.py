@@ -2,7 +2,9 @@
 # the customer's button and case switch, a board without a case switch, a
 # forged, replayed, foreign or late service token, junk on the serial line,
 # and the PIN record of a flash dump. The serial line is scripted on the
-# virtual clock; the meter runs its own tasks behind the gate meanwhile.
+# virtual clock; the meter runs its own tasks on its ticker behind the gate
+# meanwhile (a ManualTicker here; test_the_gate_waits_while_the_boards_thread_meters
+# boots the unix board's real thread).
 import asyncio
 
 import codes
@@ -44,11 +46,11 @@ class Line:
         t = self.clock.now_ms() - self.t0
         if t > self.until:
             raise Stop()
-        got = []
-        while self.script and self.script[0][0] * 1000 <= t:
+        # one line per read: the next is typed after the meter's answer
+        if self.script and self.script[0][0] * 1000 <= t:
             item = self.script.pop(0)[1]
-            got.append(item(self) if callable(item) else item)
-        return got
+            return [item(self) if callable(item) else item]
+        return []
 
 
 def _meter(office=True, **cfg):
@@ -65,9 +67,17 @@ def _meter(office=True, **cfg):
 
 
 def _gate(s, line):
-    """Run the gate until it opens (True) or the script's time is up."""
+    """Run the gate until it opens (True) or the script's time is up. As in
+    boot(), the meter's ticker is started first; between reads of the line
+    the gate waits, and here the wait is the ticker's thread stepped on the
+    virtual clock: one slice per wait."""
+    s.background()
+
+    def wait(ms):
+        s.hw.clock.advance(ms)
+        s.ticker.tick()
     try:
-        s.gate(poll_ms=200, console=line)
+        s.gate(poll_ms=200, console=line, wait=wait)
         return True
     except Stop:
         return False
@@ -129,7 +139,6 @@ def test_an_office_signed_answer_opens_the_repl_for_its_minutes_only():
     assert s.open_request == 20 and _opened(meter) == [20]
     assert "service open for 20 min" in line.text()
     service._p = line.out
-    s.background()
     service.set_k(101, 1)                   # guarded: allowed in an office-opened session
     assert meter.volume.k_num == 101, line.text()
     t0 = hw.clock.now_ms()
@@ -237,3 +246,97 @@ def test_the_console_keeps_only_printable_lines_and_reads_a_bounded_amount():
     assert len(first) + len(later) == 3
     a.close()
     b.close()
+
+
+class ThreadLine(Line):
+    """The serial line of a production boot on the unix board's real ticker
+    thread: it notes, at each read, the ticker's slice count and which
+    thread reads; it types svc and the office's answer only once the meter
+    has metered on its thread while the gate waited."""
+
+    def __init__(self, s):
+        import _thread
+        self.s = s
+        self.reader = _thread.get_ident()
+        self.ticks = []
+        self.threads = set()
+        self.ml = []
+        self.printed = []
+        self.sent = 0
+
+    def lines(self):
+        import _thread
+        self.threads.add(_thread.get_ident())
+        t = self.s.ticker
+        with t.hold():
+            self.ticks.append(t.ticks)
+            self.ml.append(self.s.meter.volume.ml())
+        # after 400 reads without metering it opens anyway, so that a broken
+        # variant fails the asserts instead of holding the test closed
+        metered = len(self.ticks) > 8 and self.ml[-1] > self.ml[0]
+        if self.sent == 0 and (metered or len(self.ticks) > 400):
+            self.sent = 1
+            return ["svc"]
+        if self.sent == 1 and any(p.startswith("svc-challenge") for p in self.printed):
+            self.sent = 2
+            return [_answer(15)(self)]
+        return []
+
+
+def test_the_gate_waits_while_the_boards_thread_meters():
+    # issue 11 item 1: one path also for a closed production meter. boot()
+    # starts the board's ticker thread before the gate, and the gate's thread
+    # (the main one) only reads the line: the meter's slices go on while it waits
+    import _thread
+    import json
+
+    import config
+    from mptest import fresh_dir
+    d = fresh_dir("gboot")
+    cfg = config.load(d)
+    cfg.update({"production": True, "reopen": "auto"})
+    config.save(d, cfg)
+    with open(d + "/secrets.json", "w") as f:
+        f.write(json.dumps(officekit.secrets(officekit.TEST_D)))
+    seen = {}
+
+    def ready(s):
+        with s.ticker.hold():
+            assert s.meter.apply_credit("t", 1, 1, 5_000_000) == codes.ACCEPTED
+            s.hw.world.flow.set_rate_lph(3600)
+        s.console = seen["line"] = ThreadLine(s)
+    s = main.boot("unix", ready=ready, state_dir=d)
+    try:
+        line = seen["line"]
+        assert s is not None and s.open_request == 15, line.printed
+        assert type(s.ticker).__name__ == "ThreadTicker" and s.ticker.running
+        assert line.threads == {_thread.get_ident()}, "the gate reads in the main thread"
+        assert line.ticks[0] < line.ticks[8], "the ticker's thread runs the meter behind the gate"
+        assert line.ml[-1] > line.ml[0], "metering went on while the gate waited"
+        assert _opened(s.meter) == [15]
+    finally:
+        s.ticker.stop()
+
+
+def test_a_failed_production_boot_meters_on_the_boards_thread():
+    # main.hold_closed, the failure path: where a meter was built it runs on
+    # the board's ticker thread (the one path), the caller only waits. The
+    # caller never returns, so it runs here on a thread of its own.
+    import _thread
+    import time
+    import boards
+    from mptest import fresh_dir
+    from simkit import make_cfg
+    hw = boards.load("unix").build(state_dir=fresh_dir("hold"))
+    meter = main.assemble(hw, make_cfg(production=True, reopen="auto"))
+    assert meter.apply_credit("t", 1, 1, 5_000_000) == codes.ACCEPTED
+    hw.world.flow.set_rate_lph(3600)
+    ml0 = meter.volume.ml()
+    _thread.start_new_thread(main.hold_closed, (hw, meter, "test"))
+    time.sleep_ms(600)
+    t = hw.ticker
+    with t.hold():
+        assert t.running, "the board's ticker drives the meter of a failed boot"
+        ticks, ml = t.ticks, meter.volume.ml()
+    assert ticks > 5 and ml > ml0, (ticks, ml, ml0)
+    t.stop()
