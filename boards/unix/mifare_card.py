@@ -226,14 +226,17 @@ class ClassicCard:
         return cls(binascii.unhexlify(d["uid"]), size,
                    [binascii.unhexlify(h) for h in d["blocks"]])
 
+    # json.dump/json.load stream the file: no 2-3 kB string of the whole image
+    # at once, which would be the simulator's, not the meter's, largest
+    # allocation and would set the heap the RAM bench finds (docs/BUILD.md)
     def save(self, path):
         with open(path, "w") as f:
-            f.write(json.dumps(self.to_dict()))
+            json.dump(self.to_dict(), f)
 
     @classmethod
     def load(cls, path):
         with open(path) as f:
-            return cls.from_dict(json.loads(f.read()))
+            return cls.from_dict(json.load(f))
 
     def clone_to(self, uid=None):
         """A copy of this card's memory, on a card with `uid` (or the same UID:
