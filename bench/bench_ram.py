@@ -76,8 +76,9 @@ def day(mp, heap, speed=300, extra=(), env=None):
     blk = [int(x) for x in re.findall(r"max blk sz: (\d+)", out)]
     bpb = 16 if "32bit" in mp_bits(mp) else 32          # bytes per GC block
     return {
-        "ok": p.returncode == 0 and "MemoryError" not in out and "== summary" in out,
-        "memory_error": "MemoryError" in out,
+        "ok": (p.returncode == 0 and "MemoryError" not in out and "== summary" in out
+               and "[ram] events lost=0" in out),
+        "memory_error": "MemoryError" in out or "[ram] events lost=0" not in out,
         "boot": live[0] if live else 0,
         "median": int(statistics.median(live)) if live else 0,
         "max": max(live) if live else 0,
@@ -177,7 +178,7 @@ def main(argv=None):
         d = day(mp, f"{want_k + img_k}K", env=env)
         print(f"simulated day at -X heapsize={want_k}K: "
               + ("ran to its end, no MemoryError" if d["ok"] else "FAILED"
-                 + (" (MemoryError)" if d["memory_error"] else "")))
+                 + (" (MemoryError, or events lost)" if d["memory_error"] else "")))
         if not d["ok"]:
             d = day(mp, f"{512 + img_k}K", env=env)
             print("figures from a day at -X heapsize=512K:" if d["ok"] else "the day fails even at 512K")

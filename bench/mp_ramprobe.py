@@ -5,7 +5,8 @@
 #  - the live heap sampled every SAMPLE_MS of real time by a thread:
 #    gc.collect() then gc.mem_alloc(), printed as "[ram] live=N", and
 #    micropython.mem_info(), whose "max blk sz" is the largest block alive
-#    then (tools/sim.py passes these lines through).
+#    then (tools/sim.py passes these lines through);
+#  - at the end, "[ram] events lost=N": events the meter's log could not keep.
 # With RAMPROBE_ROMFS=IMAGE in the environment, the app is imported from that
 # ROMFS image (mpremote romfs build: .mpy run in place) mounted at /rom, as a
 # stand-in for frozen modules on a port without a frozen build
@@ -53,6 +54,21 @@ def _fill_log(argv):
 
 
 _fill_log(sys.argv)
+
+# every event log the run opens, to report at the end the events it could not
+# store (EventLog.add swallows a MemoryError and counts it in .lost)
+from storage.eventlog import EventLog  # noqa: E402
+
+_logs = []
+_init = EventLog.__init__
+
+
+def _init_and_keep(self, *args):
+    _init(self, *args)
+    _logs.append(self)
+
+
+EventLog.__init__ = _init_and_keep
 _run = [True]
 
 
@@ -74,3 +90,4 @@ try:
     exec(_code, {"__name__": "__main__"})
 finally:
     _run[0] = False
+    print("[ram] events lost=%d" % sum(getattr(lg, "lost", 0) for lg in _logs))
