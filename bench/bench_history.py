@@ -3,8 +3,12 @@
 # 100 days (polls every 10 minutes, tap use in the morning and evening).
 #
 #   MICROPYPATH=.frozen:firmware:.:tests/mp:build/lib .venv/bin/micropython bench/bench_history.py
+# With the 32-bit frozen build of `make ram32` (docs/BUILD.md), the figures
+# of the target's word size and of bytecode in ROM:
+#   MICROPYPATH=.frozen:tests/mp:build/lib MPY_SRC/ports/unix/build-meter32/micropython bench/bench_history.py
 import gc
 import os
+import sys
 
 gc.collect()
 _m0 = gc.mem_alloc()
@@ -55,8 +59,14 @@ def main():
     gc.collect()
     page_b = gc.mem_alloc() - a0
     del page
-    print("RAM (64-bit unix port, live after gc): module %d B, History object %d B, "
-          "a page of 8 records %d B while held" % (MODULE, obj, page_b))
+    try:
+        os.stat(hist.__file__)
+        where = "from " + hist.__file__
+    except (OSError, AttributeError):
+        where = "frozen"              # a frozen module's __file__ is no file on disk
+    print("RAM (%d-bit, module %s; live after gc): module %d B, History object %d B, "
+          "a page of 8 records %d B while held"
+          % (32 if sys.maxsize < 1 << 32 else 64, where, MODULE, obj, page_b))
 
 
 main()
