@@ -56,9 +56,9 @@ def make_image(body, fault=FAULT_NONE):
 
 class OtaFlash:
     """The flash of one simulated board. cut_after: the number of flash
-    operations (block writes, otadata writes) that complete before the
-    power goes; None never. A cut block write leaves the block erased and
-    its first half written."""
+    operations (block erases, block writes, otadata writes) that complete
+    before the power goes; None never. A cut write leaves half the data
+    written."""
 
     RUNNING = 0          # esp32.Partition.RUNNING
     BOOT = 1             # esp32.Partition.BOOT
@@ -68,7 +68,8 @@ class OtaFlash:
         self.slot_size = slot_size
         self.cut_after = cut_after
         self.ops = 0                 # flash operations since power-up
-        self.block_writes = 0
+        self.block_writes = 0        # blocks programmed
+        self.erases = 0              # blocks erased by ioctl(6)
         self.running = None          # label of the slot the bootloader chose
         for label in ("ota_0", "ota_1"):
             p = self._path(label)
@@ -204,27 +205,36 @@ class SimPartition:
             return self.flash.slot_size // BLOCK
         if cmd == 5:
             return BLOCK
+        if cmd == 6:                 # erase block arg (a cut leaves it erased too)
+            fl = self.flash
+            fl._op()
+            with open(fl._path(self.label), "r+b") as f:
+                f.seek(arg * BLOCK)
+                f.write(b"\xff" * BLOCK)
+            fl.erases += 1
         return 0
 
-    def readblocks(self, block, buf):
+    def readblocks(self, block, buf, offset=0):
         with open(self.flash._path(self.label), "rb") as f:
-            f.seek(block * BLOCK)
+            f.seek(block * BLOCK + offset)
             f.readinto(buf)
 
-    def writeblocks(self, block, buf):
-        # esp32_partition.c: erase the range, then write it
+    def writeblocks(self, block, buf, offset=None):
+        # esp32_partition.c: writeblocks(n, buf) erases the block, then
+        # writes it; writeblocks(n, buf, offset) only programs, over a block
+        # erased before with ioctl(6, n). Programming NOR flash only clears
+        # bits: the model stores old & new, so a missing erase shows.
         fl = self.flash
-        if (block + 1) * BLOCK > fl.slot_size or len(buf) != BLOCK:
+        if (block + 1) * BLOCK > fl.slot_size or (offset is None and len(buf) != BLOCK):
             raise OSError(22)
         cut = fl.cut_after is not None and fl.ops >= fl.cut_after
+        at = block * BLOCK + (offset or 0)
         with open(fl._path(self.label), "r+b") as f:
-            f.seek(block * BLOCK)
-            if cut:
-                f.write(b"\xff" * BLOCK)
-                f.seek(block * BLOCK)
-                f.write(bytes(buf[:BLOCK // 2]))
-            else:
-                f.write(buf)
+            f.seek(at)
+            old = b"\xff" * len(buf) if offset is None else f.read(len(buf))
+            new = bytes(a & b for a, b in zip(old, buf))
+            f.seek(at)
+            f.write(new[:len(new) // 2] if cut else new)
         fl._op()
         fl.block_writes += 1
 

@@ -32,10 +32,10 @@ class Ota:
     def step(self, link):
         """One bounded turn: a request out, a verify slice, the trial."""
         u = self.updater
+        u.step()
         req = u.request()
         if req is not None and link.connected:
             link.publish_ota(req)
-        u.step()
         if u.state == 4:           # updater.TRIAL
             self._trial(link)
         if u.reset_due:

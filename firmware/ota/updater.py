@@ -6,7 +6,10 @@
 # two-copy CRC store (<state_dir>/ota.0|1, storage/state.py) and written at
 # chunk boundaries only; the meter owns the version floor (Meter.fw_floor,
 # in the meter's state). RAM: one 4096-byte block buffer and one running
-# SHA-256; a step writes at most one block.
+# SHA-256. A step does at most one flash operation: a block's erase
+# (ioctl(6), while its pieces are on their way) or its program
+# (writeblocks(n, buf, 0), which does not erase), or a progress record,
+# never two of them.
 #
 # MicroPython's hashlib cannot save a running hash, so a download resumes
 # at the start of the chunk it was in: each chunk's digest is in the signed
@@ -49,6 +52,9 @@ class Updater:
         self.doc = None          # the manifest being applied (dict)
         self._hash = None        # SHA-256 of the current chunk, or of the image (VERIFY)
         self._asked = None       # ticks_ms of the last request
+        self._ready = False      # the block buffer holds a whole block, not yet programmed
+        self._erased = -1        # the block erased and not yet programmed
+        self._save_due = False   # a chunk ended: its progress record is written next step
         self._target = None
         self.blocks_written = 0
         self.reset_due = False   # True: the meter should save and reset (set_boot done / trial failed)
@@ -113,6 +119,7 @@ class Updater:
         st = self.p["st"]
         if st == DOWNLOAD:
             self.have = 0
+            self._ready = False
             self._hash = hashlib.sha256()
             self._asked = None
         elif st == VERIFY:
@@ -160,7 +167,7 @@ class Updater:
     def request(self):
         """What the link should publish now on the request topic, or None:
         the next block, again after REQUEST_MS without it."""
-        if self.p["st"] != DOWNLOAD or self.doc is None:
+        if self.p["st"] != DOWNLOAD or self.doc is None or self._ready:
             return None
         now = self.rt.ticks_ms()
         if self._asked is not None and self.rt.ticks_diff(now, self._asked) < REQUEST_MS:
@@ -174,7 +181,7 @@ class Updater:
     def piece(self, offset, data):
         """Bytes of the image at offset (a piece of the block asked for).
         Pieces of other blocks, or repeated ones, are ignored."""
-        if self.p["st"] != DOWNLOAD or self.doc is None:
+        if self.p["st"] != DOWNLOAD or self.doc is None or self._ready:
             return
         o = self.p["o"]
         n = min(BLOCK, self.doc["sz"] - o)
@@ -182,8 +189,18 @@ class Updater:
             return
         self.buf[self.have:self.have + len(data)] = data
         self.have += len(data)
-        if self.have == n:
-            self._block_done(n)
+        self._ready = self.have == n     # programmed by the next step()
+
+    def _download_step(self):
+        # one flash operation per step: erase the block being fetched while
+        # its pieces are on their way, or program the block that is complete
+        blk = self.p["o"] // BLOCK
+        if self._erased != blk:
+            self._target.ioctl(6, blk)
+            self._erased = blk
+            return
+        if self._ready:
+            self._block_done(min(BLOCK, self.doc["sz"] - self.p["o"]))
 
     def _block_done(self, n):
         buf = self.buf
@@ -193,11 +210,13 @@ class Updater:
         self._hash.update(mv[:n])
         d = self.doc
         o = self.p["o"]
-        self._target.writeblocks(o // BLOCK, buf)
+        self._target.writeblocks(o // BLOCK, buf, 0)
+        self._erased = -1            # programmed: a block fetched again is erased again
         self.blocks_written += 1
         o += n
         self.have = 0
-        self._asked = None           # ask for the next block at the next step
+        self._ready = False
+        self._asked = None           # ask for the next block at once
         cs = d["cs"]
         if o % cs and o != d["sz"]:
             self.p["o"] = o          # within a chunk: nothing persisted
@@ -215,14 +234,24 @@ class Updater:
             self.p["o"] = o
             if o == d["sz"]:
                 self.p["st"] = VERIFY
-        self._save()
+        self._save_due = True        # in the next step: one flash operation per step
         self._start_stage()
 
     # ---------------- verify, switch ----------------
     def step(self):
-        """Bounded work outside the messages: VERIFY_BLOCKS blocks hashed back
+        """Bounded work outside the messages, once per link step: one flash
+        erase or program while downloading; VERIFY_BLOCKS blocks hashed back
         from flash, then set_boot."""
-        if self.p["st"] != VERIFY or self.doc is None:
+        if self.doc is None:
+            return
+        if self._save_due:
+            self._save_due = False
+            self._save()
+            return
+        if self.p["st"] == DOWNLOAD:
+            self._download_step()
+            return
+        if self.p["st"] != VERIFY:
             return
         d = self.doc
         o = self.p["o"]
