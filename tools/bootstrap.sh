@@ -6,6 +6,7 @@
 #    package and fails, so no test is skipped for want of it.
 #  - .venv from requirements-dev.txt (every package pinned), rebuilt when that file changes
 #  - umqtt.simple for the unix port in build/lib (tools/fetch_umqtt.py)
+#  - the ULP assembler micropython-esp32-ulp 1.2.0 in build/lib (tools/fetch_ulp_asm.py)
 # The serial port of the simulated meter is tools/ptyrelay.py (standard library): no socat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,4 +52,9 @@ fi
 
 if [ ! -f build/lib/umqtt/simple.py ]; then
     .venv/bin/python tools/fetch_umqtt.py build/lib
+fi
+
+# the ULP assembler (micropython-esp32-ulp, a MicroPython package pip cannot install)
+if [ ! -f build/lib/esp32_ulp/opcodes.py ]; then
+    .venv/bin/python tools/fetch_ulp_asm.py build/lib
 fi

@@ -65,6 +65,18 @@ class FlowSensor:
     def delivered_ml(self):
         return self._acc // 3_600_000_000
 
+    def phase(self, steps):
+        """How far the sensor has turned, in 1/steps of a pulse (a reed
+        contact model reads its magnet's position from this)."""
+        return (self._acc * self.k_num * steps) // (self.k_den * _US_PER_H_ML_PER_L)
+
+    def phase_at_us(self, p, steps, now):
+        """When phase(steps) reaches p at the present rate, or None if still."""
+        if not self._flowing():
+            return None
+        need = -((-p * self.k_den * _US_PER_H_ML_PER_L) // (self.k_num * steps))
+        return now + max(1, -((-(need - self._acc)) // self.rate_mlph))
+
     def _flowing(self):
         return self.rate_mlph > 0 and self.valve.passes()
 
