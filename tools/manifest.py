@@ -35,9 +35,19 @@ if _BOARD == "unix":
     else:
         require("umqtt.simple")  # noqa: F821
 else:
-    # the port's own frozen modules: asyncio, networking, and umqtt.simple
-    # from the tree's micropython-lib (ports/esp32/boards/manifest.py)
-    include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821
+    # what the meter needs of the port's own manifest (ports/esp32/boards/
+    # manifest.py): asyncio, networking, umqtt.simple from the tree's
+    # micropython-lib, and of the port's modules the flash block device and
+    # machine's Python half, but not its _boot.py: ours (boards/esp32/_boot.py)
+    # masks Ctrl-C before it mounts the filesystem (docs/SECURITY.md P11b).
+    # The loader has no way to leave one file of a directory out, and two
+    # _boot.py would not build, so the port's modules are named one by one.
+    for _name in ("flashbdev.py", "machine.py"):
+        module(_name, base_path="$(PORT_DIR)/modules")  # noqa: F821
+    module("_boot.py", base_path="../boards/esp32")  # noqa: F821
+    include("$(MPY_DIR)/extmod/asyncio")  # noqa: F821
+    require("bundle-networking")  # noqa: F821
+    require("umqtt.simple")  # noqa: F821
 
 for _name in sorted(os.listdir(_FW)):
     if _name.endswith(".py"):

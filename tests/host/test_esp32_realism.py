@@ -19,8 +19,9 @@ VENV = ROOT / ".venv" / "bin"
 STUBS = ROOT / "build" / "esp32-stubs"
 
 FIRMWARE = sorted((ROOT / "firmware").rglob("*.py"))
-# every module of boards/ but the simulator's package: what an ESP32 gets deployed
-ESP32_BOARDS = sorted((ROOT / "boards").glob("*.py"))
+# every module of boards/ but the simulator's package: what an ESP32 gets deployed,
+# and the production image's frozen _boot.py (boards/esp32/)
+ESP32_BOARDS = sorted((ROOT / "boards").glob("*.py")) + sorted((ROOT / "boards" / "esp32").glob("*.py"))
 TARGET = FIRMWARE + ESP32_BOARDS
 
 # Built into the ESP32 port but stubbed under stdlib/ (which also holds
