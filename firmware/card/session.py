@@ -24,6 +24,13 @@ def _public_key_a(uid, sector, rev):
     return key_a(uid, sector)
 
 FW_VERSION = 0x0100
+# Office-signed cards open with a public key A, so anyone can make one that
+# reaches the signature check (seconds of ECDSA on an ESP32). Failed verifies
+# have their own budget, apart from the lockout: SIG_BURST of them, one more
+# every SIG_REFILL_MS; while it is spent a signed card answers LOCKED_OUT
+# before its verify. A good signature costs nothing from the budget.
+SIG_BURST = const(3)
+SIG_REFILL_MS = const(60_000)
 
 # results that are authentication failures, the only ones the lockout counts:
 # no key of ours opens the card, a forged MAC, a sector key that fails mid-tap
@@ -45,6 +52,8 @@ class Session:
         self.last = None          # (code, card_type, uid) of the last tap, for UI/REPL
         self._blk = bytearray(16)
         self._key_a = keys.key_a  # the key A family of the card being tapped
+        self._sig_left = SIG_BURST   # failed signature verifies still allowed (SIG_BURST)
+        self._sig_t = clock.ticks_ms()
 
     # -- called by the meter loop ------------------------------------------
     def poll(self):
@@ -130,16 +139,17 @@ class Session:
         A, card/signed_card.py; rev 0). A card that opens only with a
         retired revision is KEY_EXPIRED; one that opens with the transport
         key BLANK; one that opens with nothing FOREIGN. With own_only (the
-        lockout's overflow gate is shut) a card that does not open with the
-        meter's own key A is LOCKED_OUT."""
+        lockout's overflow gate is shut) a card that opens with neither the
+        meter's own key A nor the public one is LOCKED_OUT: office-signed
+        cards still open, their verifies rationed by the signature budget."""
         k = self.keys
         rev = self._try(uid, k.key_a, k.order)
         if rev is not None:
             return rev, True
-        if own_only:
-            raise R.RecordError(codes.LOCKED_OUT, "overflow gate shut")
         if self._try(uid, _public_key_a, (0,)) is not None:
             return 0, False
+        if own_only:
+            raise R.RecordError(codes.LOCKED_OUT, "overflow gate shut")
         if k.retired and self._try(uid, k.key_a, k.retired) is not None:
             raise R.RecordError(codes.KEY_EXPIRED, "retired key revision")
         try:
@@ -250,9 +260,16 @@ class Session:
         m = self.meter
         now = self.clock.time()
         kind = SC.KINDS[ctype]
-        judge = signed.tariff_judge(m) if ctype == R.CARD_TARIFF else signed.card_judge(m, now)
+        cheap = signed.tariff_judge(m) if ctype == R.CARD_TARIFF else signed.card_judge(m, now)
+
+        def judge(d):
+            # runs after the other cheap checks, just before the verify
+            code = cheap(d)
+            return codes.LOCKED_OUT if code == codes.ACCEPTED and not self._sig_allowed() else code
         code, d, _ = signed.admit(getattr(m, "office", None), SC.purpose(ctype), body, sig, kind,
                                   self.meter_id, self.region, now, judge)
+        if code == codes.SIGNATURE:
+            self._sig_left -= 1
         if code != codes.ACCEPTED:
             # a tariff card already applied is a good tap, not a rejection
             return (codes.ACCEPTED if code == codes.USED and ctype == R.CARD_TARIFF else code), ctype
@@ -269,6 +286,17 @@ class Session:
         if isinstance(days, int) and 0 < days <= SC.MAX_HISTORY_DAYS:
             self._write_history(uid, SC.slots(length), days)
         return codes.ACCEPTED, ctype
+
+    def _sig_allowed(self):
+        # refill the failed-verify budget by the time gone since the last refill
+        now = self.clock.ticks_ms()
+        n = self.clock.ticks_diff(now, self._sig_t) // SIG_REFILL_MS
+        if n < 0 or self._sig_left + n >= SIG_BURST:
+            self._sig_left, self._sig_t = SIG_BURST, now
+        elif n:
+            self._sig_left += n
+            self._sig_t = self.clock.ticks_add(self._sig_t, n * SIG_REFILL_MS)
+        return self._sig_left > 0
 
     def _write_history(self, uid, slots, days):
         """The last `days` daily registers (storage/history.py) into this
