@@ -3,7 +3,7 @@
 # is docs/PROTOCOL.md §4.7; the signature is authority.py's.
 #
 # A document is compact JSON, signed whole; its fields:
-#   "k"  kind: "tariff", "fleet", "check", "valve"
+#   "k"  kind: "tariff", "fleet", "check", "valve", "void", "floor"
 #   "r"  region, or "m" [meter ids]: who it is for (exactly one of them)
 #   "x"  expiry, unix s (required for fleet commands and cards)
 #   "n"  sequence (fleet commands, cards): see Meter.office_fresh
@@ -151,3 +151,29 @@ def apply_fleet(meter, d, signer):
 
 
 FLEET_OPS = ("valvetest", "retire")
+
+
+# ---------------- credit recovery: void and floor (docs/CARD.md §5.2-5.3) ----------------
+# fields (u32) of each kind; a void's "c" (0 mqtt, 1 card) is optional
+_RECOVERY = {"void": ("a", "s"), "floor": ("a", "c", "q", "i", "rn")}
+
+
+def recovery_judge(meter, kind):
+    """A void or floor names one meter ("m"), expires ("x"), and has its
+    fields; a floor must carry the recovery nonce of the loss now pending
+    (OLD otherwise, USED with no loss pending), all before the verify."""
+    def judge(d):
+        if "m" not in d or "x" not in d:
+            return codes.FORMAT
+        if kind == "void" and not (_is_int(d.get("c", 0)) and d.get("c", 0) in (0, 1)):
+            return codes.FORMAT
+        for f in _RECOVERY[kind]:
+            if not (_is_int(d.get(f)) and 0 <= d[f] < (1 << 32)):
+                return codes.FORMAT
+        if kind == "floor":
+            if not meter.state_lost:
+                return codes.USED
+            if d["rn"] != meter.recovery_nonce:
+                return codes.OLD
+        return codes.ACCEPTED
+    return judge

@@ -330,9 +330,8 @@ class Station:
             raise CardIOError("not a user card")
         if not info["consumed"] and not force:
             raise CardIOError("the meter has not said that it applied the previous credit (seq {}): "
-                              "ask it (headend.py void) before loading another".format(
+                              "tap it first, or re-issue it (cardtool reissue)".format(
                                   info["credit"]["seq"]))
-        uid = bytes.fromhex(info["uid"])
         hd = info["header"]
         last = (info["credit"] or {}).get("seq", 0)
         if self.book is not None:
@@ -340,31 +339,44 @@ class Station:
         seq = last + 1 if seq is None else seq
         if seq <= last:
             raise CardIOError(f"sequence {seq} is not new (last {last})")
+        self._write_credit(info, seq, amount, flags)
+        if self.book is not None:
+            self.book.record("credit", hd["account"], seq)
+        return seq
+
+    def _write_credit(self, info, seq, amount, flags):
+        uid = bytes.fromhex(info["uid"])
+        hd = info["header"]
         h = R.Header(R.CARD_USER, hd["region"], hd["meter"], hd["account"], hd["card_no"],
                      hd["key_rev"])
         c = R.Credit(seq, h.account, h.region, amount, flags, h.card_no)
         self._auth_b(uid, R.S_PAYLOAD)
         for blk, data in R.plan_credit(self.issuer, uid, h, c):
             self.reader.write(blk, data)
-        if self.book is not None:
-            self.book.record("credit", h.account, seq)
-        return seq
 
-    def reissue(self, void_code):
-        """Re-issue the card's credit under a new sequence, the same amount.
-        Only on the meter's word that the old one never applies: its answer
-        to the head-end's void of it (`headend.py void METER ACCOUNT SEQ
-        --card`) must be ACCEPTED; USED means it was applied (docs/CARD.md §6)."""
+    def reissue(self, seq=None, amount=None):
+        """Write a credit again under its OWN key (card, account, seq): the
+        card's own credit, or with seq and amount from the office's records
+        (a credit lost with a card, onto its replacement). The meter applies
+        a key at most once, so a re-issue of a credit that was in fact
+        applied only answers USED: no verdict is needed, true or forged
+        (docs/CARD.md §6). Refused for a sequence the office never issued,
+        and when the card's own record says the meter applied or voided it."""
         info = self.read()
-        cr = info.get("credit")
-        if info["header"]["type"] != "user" or not cr or "seq" not in cr:
-            raise CardIOError("no credit on this card to re-issue")
-        if void_code != R.OK:
-            raise CardIOError(f"the meter answered {void_code} to the void of seq {cr['seq']}: "
-                              "it was applied (or not voided); nothing to re-issue")
-        if info["verdict"] == "applied":
-            raise CardIOError(f"the meter's record on the card says seq {cr['seq']} was applied")
-        return self.topup(cr["amount"], None, cr["flags"], force=True)
+        if info["header"]["type"] != "user":
+            raise CardIOError("not a user card")
+        cr = info.get("credit") or {}
+        seq = cr.get("seq") if seq is None else seq
+        amount = cr.get("amount") if amount is None else amount
+        if not seq or not amount or amount <= 0:
+            raise CardIOError("no credit on this card to re-issue: give --seq and --amount "
+                              "from the office's records")
+        if self.book is not None and seq >= self.book.next("credit", info["header"]["account"]):
+            raise CardIOError(f"sequence {seq} was never issued to this account: use topup")
+        if cr.get("seq") == seq and info["verdict"] in ("applied", "voided"):
+            raise CardIOError(f"the meter's record on the card says seq {seq} was {info['verdict']}")
+        self._write_credit(info, seq, amount, cr.get("flags", 0) if cr.get("seq") == seq else 0)
+        return seq
 
     def audit(self):
         """A list of findings; empty when the card is sound."""
@@ -548,10 +560,10 @@ def main(argv=None):
     p.add_argument("--emergency", action="store_true", help="also request emergency credit")
     p.add_argument("--force", action="store_true", help="overwrite an unconsumed credit")
 
-    p = sub.add_parser("reissue", help="re-issue a voided credit under a new sequence")
+    p = sub.add_parser("reissue", help="write a credit again under its own sequence (applied at most once)")
     p.add_argument("image")
-    p.add_argument("--void-ack", type=int, required=True,
-                   help="the code of the meter's ack to `headend.py void ... --card` (0 = accepted)")
+    p.add_argument("--seq", type=_u32, help="the credit's sequence (default: the card's own credit)")
+    p.add_argument("--amount", type=int, help="its amount (default: the card's own credit)")
 
     for name in ("read", "audit"):
         p = sub.add_parser(name)
@@ -604,8 +616,8 @@ def main(argv=None):
                            args.force)
             print(f"credit {args.amount} loaded as seq {seq}")
         elif args.cmd == "reissue":
-            seq = st.reissue(args.void_ack)
-            print(f"credit re-issued as seq {seq}")
+            seq = st.reissue(args.seq, args.amount)
+            print(f"credit re-issued under its own seq {seq}")
         elif args.cmd == "read":
             print(json.dumps(st.read(), indent=2))
         elif args.cmd == "audit":

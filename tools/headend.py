@@ -490,12 +490,35 @@ class HeadEnd:
                                "status = 'pending' ORDER BY created", (meter,)).fetchall()
         return [self.topup(meter, amount, account, seq, timeout) for account, seq, amount in rows]
 
+    def reissue(self, meter, account, seq, timeout=10):
+        """The office's recovery of a top-up the customer says never arrived:
+        the same top-up again under its own key (mqtt, account, seq). The
+        meter applies it if it never did and answers USED if it did, so no
+        answer, true or forged, can credit it twice (docs/CARD.md §6).
+        Refused for a top-up voided for a refund: that key never applies."""
+        row = self.db.execute("SELECT amount, status FROM topups WHERE meter = ? AND account = ? "
+                              "AND seq = ?", (meter, account, seq)).fetchone()
+        if row is None:
+            raise HeadEndError(f"no top-up {account}/{seq} for {meter}")
+        if row[1] == "void":
+            raise HeadEndError(f"top-up {account}/{seq} was voided for a refund: it never applies")
+        return self.topup(meter, row[0], account, seq, timeout)
+
+    def _recovery_doc(self, meter, kind, days=1, **fields):
+        # void and floor settle credit keys: office-signed, for this meter only,
+        # short-lived (docs/PROTOCOL.md §4.4); sent inside the sealed command
+        doc = dict(fields, k=kind, m=[meter], x=int(time.time()) + days * 86400)
+        return self.sign_doc(kind.encode(), doc).decode()
+
     def void(self, meter, account, seq, card=False, timeout=10):
-        """The office's only source of a "not applied" verdict (refund, or
-        re-issue under a new seq): the meter settles the credit key without
-        applying it. Ack ACCEPTED: it had not been applied and never will
-        be; USED: it had been applied, nothing is owed (docs/CARD.md §6)."""
-        a = self.command(meter, "void", timeout=timeout, a=account, s=seq, c=1 if card else 0)
+        """The office-signed void of a credit key, before a REFUND (money
+        back, no re-issue): the meter settles the key without applying it.
+        Ack ACCEPTED: it had not been applied and never will be; USED: it
+        had been applied, nothing is owed (docs/CARD.md §5.2). A re-issue
+        needs no void (`reissue`). The refund trusts the meter's answer:
+        the ack is not signed by the meter (docs/SECURITY.md C10)."""
+        d = self._recovery_doc(meter, "void", a=account, s=seq, c=1 if card else 0)
+        a = self.command(meter, "void", timeout=timeout, d=d)
         if not card and a.get("code") in (codes.ACCEPTED, codes.USED):
             with self._lock:
                 self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ? "
@@ -506,13 +529,14 @@ class HeadEnd:
 
     def restore_floor(self, meter, account, card_floor, install_floor=0, timeout=10):
         """After a total state loss, or for a replacement meter with the same
-        id: the meter takes no credit until this signed floor, which carries
-        the recovery nonce it reports (get state "rn"). The MQTT floor is the
+        id: the meter takes no credit until this office-signed floor, which
+        carries the recovery nonce it reports (get state "rn"). The MQTT floor is the
         last top-up sequence issued to the account; card_floor and
         install_floor come from the vending office's book. Top-ups still
         pending, or refused while the meter waited for its floor, fall below
         the floor and can never apply: they are re-issued under new
-        sequences once the floor is acknowledged."""
+        sequences once the floor is acknowledged (the meter's ledger went
+        with its state, so no key's history is left to protect)."""
         rn = (self.get(meter, timeout=timeout).get("detail") or {}).get("rn", 0)
         if not rn:
             raise HeadEndError(f"{meter} reports no state loss (no recovery nonce)")
@@ -523,8 +547,9 @@ class HeadEnd:
             pending = self.db.execute("SELECT seq, amount FROM topups WHERE meter = ? AND account = ? "
                                       "AND (status = 'pending' OR status = 'refused' AND code = ?) "
                                       "ORDER BY seq", (meter, account, codes.REFUSED)).fetchall()
-        a = self.command(meter, "floor", timeout=timeout, a=account, c=card_floor, m=row[0] or 0,
-                         i=install_floor, r=rn)
+        d = self._recovery_doc(meter, "floor", a=account, c=card_floor, q=row[0] or 0,
+                               i=install_floor, rn=rn)
+        a = self.command(meter, "floor", timeout=timeout, d=d)
         if a.get("code") == codes.ACCEPTED:
             for seq, amount in pending:
                 with self._lock:
@@ -682,7 +707,11 @@ def main(argv=None):
     p.add_argument("--seq", type=int)
     p = sub.add_parser("retry")
     p.add_argument("meter")
-    p = sub.add_parser("void", help="settle a credit key without applying it (refund/re-issue verdict)")
+    p = sub.add_parser("reissue", help="send a top-up again under its own key (applied at most once)")
+    p.add_argument("meter")
+    p.add_argument("account", type=int)
+    p.add_argument("seq", type=int)
+    p = sub.add_parser("void", help="office-signed void of a credit key before a refund")
     p.add_argument("meter")
     p.add_argument("account", type=int)
     p.add_argument("seq", type=int)
@@ -811,6 +840,8 @@ def _run(args):
             for a in he.retry(args.meter, args.timeout):
                 rc = max(rc, _ack_exit(a))
             return rc
+        if args.cmd == "reissue":
+            return _ack_exit(he.reissue(args.meter, args.account, args.seq, args.timeout))
         if args.cmd == "void":
             return _ack_exit(he.void(args.meter, args.account, args.seq, args.card, args.timeout))
         if args.cmd == "floor":

@@ -42,9 +42,9 @@ OPS = {
     "get": (("w", _STR, False), ("f", _U32, False)),
     "history": (("k", _STR, True), ("b", _U32, False), ("c", _U32, False)),
     "debt": (("v", _U32, True), ("s", _U32, True)),
-    "void": (("a", _U32, True), ("s", _U32, True), ("c", _BIT, False)),
-    "floor": (("a", _U32, True), ("c", _U32, True), ("m", _U32, True), ("i", _U32, True),
-              ("r", _U32, True)),
+    # the office-signed document (signed.py kinds "void", "floor"), as text
+    "void": (("d", _STR, True),),
+    "floor": (("d", _STR, True),),
 }
 _ENVELOPE = ("n", "op", "x", "e")
 # The replay counter is (epoch << 32) | n: n runs 1 .. 2^32-1 within an
@@ -304,18 +304,34 @@ class Commands:
             return code, d["tar"]["v"] if code in (codes.ACCEPTED, codes.USED) else 0, None
         if op == "emergency":
             return m.request_emergency(), m.balance, None
-        if op == "void":
-            # the office's refund/re-issue verdict: ACCEPTED = was not applied, never will be
-            src = "card" if d.get("c", 0) == 1 else "mqtt"
-            code = m.void_credit(src, d["a"], d["s"])
-            return code, m.ledger.floor(src, d["a"]), None
-        if op == "floor":
-            return m.restore_floors(d["a"], d["c"], d["m"], d["i"], d["r"]), 0, None
+        if op == "void" or op == "floor":
+            return self._recovery(op, d["d"])
         if op == "debt":
             return m.add_arrears(d["v"], d["s"]), m.debt, None
         if op == "history":
             return self._history(d["k"], d.get("b", 0), d.get("c", HISTORY_PAGE))
         return self._get(d.get("w", "state"), d)
+
+    def _recovery(self, op, text):
+        """void / floor: they settle credit keys, so they are office-signed
+        documents (signed.py) carried inside the sealed command; the meter's
+        own key (a flash dump has it) can make neither (docs/PROTOCOL.md §4.4)."""
+        import signed
+        m = self.meter
+        code, body, sig = signed.split(text.encode())
+        if code == codes.ACCEPTED:
+            code = parse_body(body)[0]
+        if code == codes.ACCEPTED:
+            code, doc, _ = signed.admit(m.office, op.encode(), body, sig, op, self.cfg["meter_id"],
+                                        self.cfg["region"], self.clock.time(),
+                                        signed.recovery_judge(m, op))
+        if code != codes.ACCEPTED:
+            return code, 0, None
+        if op == "floor":
+            return m.restore_floors(doc["a"], doc["c"], doc["q"], doc["i"], doc["rn"]), 0, None
+        # the office's refund verdict: ACCEPTED = was not applied, never will be
+        src = "card" if doc.get("c", 0) == 1 else "mqtt"
+        return m.void_credit(src, doc["a"], doc["s"]), m.ledger.floor(src, doc["a"]), None
 
     def _history(self, kind, before, count):
         # docs/PROTOCOL.md §4.6: one page of frozen records, newest first

@@ -79,14 +79,24 @@ def test_attack_replacement_meter_takes_no_credit_before_the_signed_floor(mqtt_w
         m.stop()
 
 
-def test_attack_reissue_needs_the_meters_void(tmp_path):
-    # a credit the meter may have applied is never re-issued on the
-    # customer's word: only the meter's ACCEPTED answer to a void counts
+def test_attack_reissue_is_the_same_key(tmp_path):
+    # "my credit never arrived" (or the card is lost): the office re-writes
+    # the credit under its OWN key, so a credit the meter did apply can only
+    # answer USED; no verdict, true or forged, is needed to re-issue
     p = _issue(tmp_path, amount=7000)
-    assert tool("reissue", p, "--void-ack", 1) == 2          # USED: it was applied
-    assert station(p).read()["credit"]["seq"] == 1
-    assert tool("reissue", p, "--void-ack", 0) == 0          # voided: a new key, same amount
+    assert tool("reissue", p) == 0
     info = station(p).read()
-    assert info["credit"]["seq"] == 2 and info["credit"]["amount"] == 7000
+    assert (info["credit"]["seq"], info["credit"]["amount"]) == (1, 7000)
     assert meter_tap(p) == (0, 7000)
-    assert tool("reissue", p, "--void-ack", 0) == 2          # the meter's record: applied
+    assert tool("reissue", p) == 2                           # the meter's record: applied
+    # onto a replacement card: the lost card's key from the office's records
+    q = tmp_path / "card2.json"
+    assert tool("new", q, "--uid", "55667788") == 0
+    assert tool("issue", q, "user", "--meter", "M000001", "--region", 1, "--account", 42,
+                "--card-no", 2) == 0
+    assert tool("reissue", q, "--seq", 1, "--amount", 7000) == 0
+    assert station(q).read()["credit"]["seq"] == 1
+    assert tool("reissue", q, "--seq", 2, "--amount", 7000) == 2    # never issued: not a re-issue
+    # a new credit still takes the book's next sequence
+    assert tool("topup", q, "--amount", 100, "--force") == 0
+    assert station(q).read()["credit"]["seq"] == 2

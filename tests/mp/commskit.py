@@ -182,3 +182,11 @@ def events(m, code):
 
 
 __all__ = ["json", "codes", "Outbox"]
+
+
+def recovery(link, n, op, d=officekit.TEST_D, x=None, key=MK, **fields):
+    """A sealed "void" or "floor" command as the head-end sends it: the
+    office-signed document (signed.py) for this meter, signed with d."""
+    x = link.meter.clock.time() + 86400 if x is None else x
+    body = json.dumps(dict(fields, k=op, m=[link.meter.cfg["meter_id"]], x=x)).encode()
+    return command(link, n, op, key=key, d=officekit.message(op.encode(), body, d).decode())

@@ -259,7 +259,7 @@ def test_a_copy_with_a_bad_identity_applies_nothing_of_itself():
 def test_after_a_total_loss_old_signed_commands_cannot_be_replayed():
     # the counter went with the state: until the floor, no command acts, and
     # the floor (the head-end's newest counter) closes every older one
-    from commskit import make_link, command, send
+    from commskit import make_link, command, recovery, send
     link, m, hw, b, rt = make_link()
     back = hw.clock.time() - 30 * 86400
     old = command(link, 5, "time", t=back)       # captured by the customer
@@ -273,7 +273,7 @@ def test_after_a_total_loss_old_signed_commands_cannot_be_replayed():
     assert send(link2, b2, old)[-1]["code"] == codes.REFUSED
     assert hw2.clock.time() - t0 < 86400, "the replayed command set the clock back"
     rn = m2.snapshot()["rn"]
-    floor = command(link2, 40, "floor", a=1, c=1, m=0, i=0, r=rn)
+    floor = recovery(link2, 40, "floor", a=1, c=1, q=0, i=0, rn=rn)
     assert send(link2, b2, floor)[-1]["code"] == codes.ACCEPTED
     assert send(link2, b2, old)[-1]["code"] == codes.OLD
     assert send(link2, b2, command(link2, 41, "time", t=t0))[-1]["code"] == codes.ACCEPTED
