@@ -200,3 +200,28 @@ def test_history_over_mqtt_pages_back_to_the_first_record():
     assert ask(k="d", c=0)["code"] == codes.RANGE
     assert ask(k="d", b=-1)["code"] == codes.RANGE
     assert ask(k="x")["code"] == codes.UNKNOWN
+
+
+def test_reverse_flow_and_low_battery_hours_are_counted_apart():
+    m, hw = _meter(batt_low_mv=3300, batt_grace_s=10 ** 6)
+
+    class Battery:
+        mv = 3600
+
+        def millivolts(self):
+            return self.mv
+    bat = Battery()
+    m.detector._battery = bat
+    flow = hw.world.flow
+    flow.set_rate_lph(60)
+    run(m, hw, 600, 60_000)
+    flow.set_reversed(True)                      # two hours of backflow
+    run(m, hw, 2 * 3600, 60_000)
+    flow.set_reversed(False)
+    bat.mv = 3200                                # then five hours on a low battery
+    run(m, hw, 5 * 3600 + 120, 60_000)
+    hours = dict(zip(hist.ALARMS, m.history.hours()))
+    assert hours["reverse"] == 2 and hours["battery"] == 5, hours
+    assert hours["leak"] == hours["burst"] == hours["tamper"] == hours["valve"] == 0
+    assert m.history.latched == hist.A_REVERSE | hist.A_BATTERY
+    assert m.history.active == hist.A_BATTERY
