@@ -28,6 +28,13 @@ class Hardware:
     reset            hard reset (the chip restarts from boot), or None
     partitions       esp32.Partition, or a model of it (boards/unix/ota_model.py),
                      on a board whose partition table has OTA slots, else None
+    ulp_ram          battery boards: RTC slow memory of the ULP pulse counter,
+                     word(i) / set_word(i, v) (boards/ulp.py), else None
+    ulp_fresh        True when the ULP count started again from zero at this boot
+    deepsleep        battery boards: deepsleep(ms) ends this wake (the next is a
+                     fresh boot), else None: the board runs all the time
+    wake_reason      battery boards: why this boot ran ("power", "ulp", "timer",
+                     "button", "reset")
     """
 
     def __init__(self, **kw):
@@ -59,6 +66,10 @@ class Hardware:
         self.ticker = None
         self.reset = None
         self.partitions = None
+        self.ulp_ram = None
+        self.ulp_fresh = False
+        self.deepsleep = None
+        self.wake_reason = "power"
         for k, v in kw.items():
             setattr(self, k, v)
 

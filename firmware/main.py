@@ -51,7 +51,11 @@ FIRMWARE_VERSION = "0.1.0"
 
 
 def pulse_source(hw, cfg):
-    # The board decides: a hardware counter where the chip has PCNT, else IRQs.
+    # The board decides: the ULP's count on a battery board, a hardware
+    # counter where the chip has PCNT, else IRQs.
+    if hw.ulp_ram is not None:
+        from metering.ulpcount import UlpSource
+        return UlpSource(hw.ulp_ram, hw.ulp_fresh)
     if hw.pulse_counter is not None:
         return CounterSource(hw.pulse_counter)
     return IrqSource(hw.pulse_pin, hw.pulse_trigger, hw.clock.ticks_us, hw.clock.ticks_diff,
@@ -63,7 +67,7 @@ def _check_irq_rate(hw, meter):
     # scheduler is held (docs/RUNTIME.md): say so, once per boot
     lim = hw.irq_max_k
     num, den = meter.volume.k_num, meter.volume.k_den
-    if hw.pulse_counter is None and lim is not None and num > lim * den:
+    if hw.pulse_counter is None and hw.ulp_ram is None and lim is not None and num > lim * den:
         meter.log.add(codes.EV_CONFIG, codes.RANGE)
         print("K %d/%d pulses/L is above this board's IRQ limit of %d: pulses will be lost"
               " (docs/BOARDS.md)" % (num, den, lim))
@@ -343,6 +347,10 @@ def boot(board_name, ready=None, **board_opts):
         hw = mod.build(**board_opts)
         _step("meter")
         meter = assemble(hw, cfg)
+        if hw.deepsleep is not None:
+            # a battery board: one wake's work, then deep sleep (docs/BATTERY.md)
+            import wake
+            return wake.cycle(meter, hw)
         _step("link")
         link = None
         try:

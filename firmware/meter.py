@@ -23,6 +23,7 @@ CLOSED = const(0)
 # restarts in 2000: until the time is set, no standing charge, period
 # rollover or tariff activation is based on it.
 TIME_MIN = const(1735689600)
+_K_PULSE_MARK = "ulp"         # state key: the pulse source's mark (None: not saved)
 _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 # the MQTT command counter is (epoch << 32 | n), epoch < 2^31 (docs/LINK.md §7)
 _COUNTER_MAX = 1 << 63
@@ -221,6 +222,8 @@ class Meter:
         if self.valve is not None:
             self.valve.last_move = s.get("vmv", 0)
         self.charged = _uint(s.get("tc", 0), 1 << 62)
+        # the ULP count this volume includes (battery boards, metering/ulpcount.py)
+        self.pulses.resume(s.get(_K_PULSE_MARK))
         h = self.history
         if "hs" in s:
             h.load_state(s["hs"])
@@ -272,6 +275,9 @@ class Meter:
             "lost": 1 if self.state_lost else 0,
             "fwv": self.fw_floor,
         }
+        m = self.pulses.mark()
+        if m is not None:
+            s[_K_PULSE_MARK] = m
         kept = self._kept
         if kept:
             kept.pop("led", None)   # the first firmware's ledger, replaced by "lg"

@@ -32,6 +32,17 @@ class ReedContact:
         slot = (t - c) // self.chatter_us
         return stable ^ (slot & 1)
 
+    def last_change_us(self):
+        return self._changed_at
+
+    def next_change_us(self, now):
+        """The earliest time the level may differ from now's (the ULP
+        emulator skips runs until then)."""
+        c = self._changed_at
+        if c is not None and now < c + self.bounce_us:
+            return now            # chattering
+        return self.next_event_us(now)
+
     def next_event_us(self, now):
         return self.flow.phase_at_us(self._half + 1, _HALVES, now)
 

@@ -1,8 +1,11 @@
 # Pulse sources: where counts of the flow sensor come from.
 #
-# The board decides which source it has. Both offer take(): the net pulses
-# seen since the previous take(), negative when water ran backwards (the
-# sensor's direction output high). Neither allocates on the pulse path.
+# The board decides which source it has. Every source offers take(): the net
+# pulses seen since the previous take(), negative when water ran backwards
+# (the sensor's direction output high); and mark()/resume(mark): the position
+# in a count that outlives the CPU, which the Meter saves with the volume
+# (None for these two, whose counts restart with the CPU; the ULP source,
+# metering/ulpcount.py, has one). Neither allocates on the pulse path.
 #
 # CounterSource: the ESP32 PCNT unit behind machine.Counter (ESP32, S2, S3,
 # C6). value(0) reads and clears atomically in the port, so no edge is lost.
@@ -23,6 +26,12 @@ class CounterSource:
 
     def take(self):
         return self._counter.value(0)
+
+    def mark(self):
+        return None
+
+    def resume(self, mark):
+        pass
 
 
 class IrqSource:
@@ -62,3 +71,9 @@ class IrqSource:
         if n == 0:
             self._armed = False   # quiet since the last take: the next edge is a new pulse
         return n - _WRAP - 1 if n >= _HALF else n
+
+    def mark(self):
+        return None
+
+    def resume(self, mark):
+        pass

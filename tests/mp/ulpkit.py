@@ -39,7 +39,7 @@ class Rig:
         self.clock = SimClock()
         self.flow = FlowSensor(self.clock, OpenValve(), k[0], k[1])
         self.reed = ReedContact(self.clock, self.flow, bounce_us, chatter_us)
-        self.ulp = UlpEmu(self.clock, {PULSE_RTC_IO: self.reed.level})
+        self.ulp = UlpEmu(self.clock, {PULSE_RTC_IO: self.reed})
         self.samples = samples
         self.boot(power_lost=True)
 

@@ -1,0 +1,112 @@
+# ESP32 (WROOM-32) battery meter board: a LiSOCl2 cell, a reed-contact
+# meter, a latching valve; deep sleep between wakes (docs/BATTERY.md).
+#
+# Pulses are counted by the ULP program (firmware/ulp/counter.S) on
+# GPIO34 = RTC_GPIO4, also while the CPU sleeps; the CPU wakes on the ULP's
+# count threshold, on the RTC timer, or on the button (EXT1: MicroPython's
+# esp32.wake_on_ulp refuses to combine with EXT0, modesp32.c). GPIO34 is
+# never made a machine.Pin: that would hand the pad back to the digital GPIO
+# matrix and the ULP would read nothing. Wiring as esp32_devkitc, except:
+#   GPIO 34  reed contact to ground, 1 MOhm external pull-up (input only:
+#            no internal pull), read by the ULP
+#   GPIO 0   user button, active low (RTC_GPIO11: EXT1 wake, all-low)
+#   no PCNT, no card reader on this revision (docs/BATTERY.md §6)
+import machine
+from boards.esp32_common import Clock, WifiLink, Battery, pin_in, pin_out, segment_display
+
+NAME = "esp32_battery"
+CHIP = "esp32"
+HAS_WIFI = True
+COUNTER_UNIT = None
+ULP_BINARY = "/ulp/counter.ulp"     # tools/ulp_build.py, copied at deploy
+PINS = {
+    "pulse": 34, "direction": None, "sensor": None,
+    "valve_open": 25, "valve_close": 26, "fb_open": 32, "fb_closed": 33,
+    "spi_sck": None, "spi_mosi": None, "spi_miso": None, "card_cs": None, "card_rst": None,
+    "led": 2, "buzzer": None, "button": 0, "tamper": None, "battery": 36,
+    "lcd_cs": 13, "lcd_wr": 14, "lcd_data": 21,
+}
+VALVE = {"type": "latching", "pulse_ms": 50, "settle_ms": 200, "retries": 2,
+         "backoff_s": 60, "backoff_max_s": 3600, "exercise_days": 30, "exercise_hour": 3}
+
+_RTC_SLOW_MEM = const(0x50000000)
+# RTC_IO_ADC_PAD_REG: GPIO34 is its "ADC1" pad. MUX_SEL (bit 29) routes the
+# pad to the RTC side, FUN_SEL (27:26) = 0 selects RTC GPIO, FUN_IE (23)
+# enables its input: ESP-IDF soc/esp32 rtc_io_reg.h, what rtc_gpio_init()
+# and rtc_gpio_set_direction(input) set. To confirm on the bench.
+_RTC_IO_ADC_PAD = const(0x3FF48480)
+_ADC1_MUX_SEL = const(1 << 29)
+_ADC1_FUN_SEL = const(3 << 26)
+_ADC1_FUN_IE = const(1 << 23)
+
+
+class RtcSlowMem:
+    """The ULP's words in RTC slow memory (it stores 16 bits; the high half
+    holds the storing PC, so callers mask)."""
+
+    @staticmethod
+    def word(i):
+        return machine.mem32[_RTC_SLOW_MEM + 4 * i]
+
+    @staticmethod
+    def set_word(i, v):
+        machine.mem32[_RTC_SLOW_MEM + 4 * i] = v
+
+
+def _route_pulse_pad():
+    m = machine.mem32
+    m[_RTC_IO_ADC_PAD] = (m[_RTC_IO_ADC_PAD] & ~_ADC1_FUN_SEL) | _ADC1_MUX_SEL | _ADC1_FUN_IE
+
+
+def _wake_reason():
+    cause = machine.wake_reason()
+    for name, reason in (("ULP_WAKE", "ulp"), ("TIMER_WAKE", "timer"), ("EXT1_WAKE", "button")):
+        if cause == getattr(machine, name, -1):
+            return reason
+    return "power" if machine.reset_cause() == machine.PWRON_RESET else "reset"
+
+
+def _deepsleep_on(button_gpio):
+    def deepsleep(ms):
+        import esp32
+        esp32.wake_on_ulp(True)
+        if button_gpio is not None:
+            esp32.wake_on_ext1((machine.Pin(button_gpio),), esp32.WAKEUP_ALL_LOW)
+        machine.deepsleep(ms)
+    return deepsleep
+
+
+def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
+    import esp32
+    from boards import Hardware, ulp, validate
+    p = validate.merged(PINS, pins)
+    vcfg = dict(VALVE)
+    vcfg.update(valve or {})
+    _route_pulse_pad()
+    ram = RtcSlowMem()
+    with open(ULP_BINARY, "rb") as f:
+        binary = f.read()
+    power_lost = machine.reset_cause() == machine.PWRON_RESET   # RTC memory holds noise
+    fresh = ulp.start(esp32.ULP(), ram, binary, power_lost)
+    clock = Clock()
+    return Hardware(
+        name=NAME,
+        clock=clock,
+        state_dir=state_dir,
+        ulp_ram=ram,
+        ulp_fresh=fresh,
+        deepsleep=_deepsleep_on(p["button"]),
+        wake_reason=_wake_reason(),
+        valve_open_pin=pin_out(p["valve_open"]),
+        valve_close_pin=pin_out(p["valve_close"]),
+        valve_fb_open_pin=pin_in(p["fb_open"], machine.Pin.PULL_UP),
+        valve_fb_closed_pin=pin_in(p["fb_closed"], machine.Pin.PULL_UP),
+        valve_cfg=vcfg,
+        led=pin_out(p["led"]),
+        button=pin_in(p["button"], machine.Pin.PULL_UP),
+        display=segment_display(p, clock),
+        battery=Battery(p["battery"]) if p["battery"] is not None else None,
+        net=WifiLink(*wifi),
+        wdt=machine.WDT(timeout=30_000),
+        reset=machine.reset,
+    )

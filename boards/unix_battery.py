@@ -1,0 +1,103 @@
+# The simulated battery board: the unix port standing in for
+# boards/esp32_battery.py. Pulses reach the firmware only through the ULP
+# program (firmware/ulp/counter.S) on the emulator, sampling a reed contact
+# on the flow model; the CPU deep-sleeps between wakes.
+#
+# A deep-sleep wake is a fresh boot, so what outlives it is kept apart, in a
+# Plant: the clock and the water (flow, valve, reed contact) and the RTC
+# domain (the ULP and its slow memory). Everything else is built anew at each
+# build(plant=...), as the chip rebuilds it. deepsleep(ms) puts the CPU to
+# sleep on the virtual clock until the ULP wakes it or the timer runs out,
+# and returns (the test or simulator then boots again); plant.wake_reason
+# says which.
+from boards import Hardware
+from boards import ulp as ulpboot
+from boards.unix import HostNet, SimWDT, _mkdirs
+from boards.unix.clock import SimClock, EPOCH_2026
+from boards.unix.pins import SimPin, OUT, IN, PULL_UP
+from boards.unix.flow import FlowSensor
+from boards.unix.reed import ReedContact
+from boards.unix.ulp_emu import UlpEmu
+from boards.unix.valve_model import LatchingValveModel
+
+NAME = "unix_battery"
+PULSE_RTC_IO = const(4)       # GPIO34 on the ESP32 battery board
+ULP_BINARY = "build/ulp/counter.ulp"   # tools/ulp_build.py
+_SLEEP_STEP_MS = const(1000)
+
+
+class Plant:
+    """What a deep sleep does not reset: time, water, valve, RTC domain."""
+
+    def __init__(self, start=EPOCH_2026, k=(1, 1), bounce_us=0, valve_open=True):
+        self.clock = SimClock(start, 0)
+        self.valve_open_pin = SimPin("valve_open", OUT)
+        self.valve_close_pin = SimPin("valve_close", OUT)
+        self.fb_open = SimPin("valve_fb_open", IN, PULL_UP)
+        self.fb_closed = SimPin("valve_fb_closed", IN, PULL_UP)
+        self.valve = LatchingValveModel(self.clock, self.valve_open_pin, self.valve_close_pin,
+                                        travel_ms=80, start=1 if valve_open else 0,
+                                        fb_open=self.fb_open, fb_closed=self.fb_closed)
+        self.flow = FlowSensor(self.clock, self.valve, k[0], k[1])
+        self.reed = ReedContact(self.clock, self.flow, bounce_us, 500)
+        self.ulp = UlpEmu(self.clock, {PULSE_RTC_IO: self.reed})
+        self.power_lost = True        # the first boot is a power-on
+        self.wake_reason = "power"
+        self.boots = 0
+        self.sleep_ms = 0             # virtual time spent in deep sleep, in total
+
+    def deepsleep(self, ms):
+        ulp = self.ulp
+        ulp.cpu_asleep = True
+        left = ms
+        while left > 0 and ulp.cpu_asleep:
+            # in steps while water flows (a ULP wake ends the sleep within a
+            # step, about the time the chip takes to boot); still water
+            # changes nothing, so the rest of the sleep passes at once
+            flowing = self.reed.next_event_us(self.clock.now_us()) is not None
+            step = _SLEEP_STEP_MS if flowing and left > _SLEEP_STEP_MS else left
+            t0 = self.clock.now_ms()
+            self.clock.advance(step)
+            left -= step
+            self.sleep_ms += self.clock.now_ms() - t0
+        self.wake_reason = "timer" if ulp.cpu_asleep else "ulp"
+        ulp.cpu_asleep = False
+
+    def brown_out(self):
+        """The cell sags below the brown-out level: RTC memory is lost too."""
+        self.ulp.power_loss()
+        self.power_lost = True
+        self.wake_reason = "power"
+
+
+def _binary(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def build(state_dir="sim-state", plant=None, ulp_binary=None):
+    if plant is None:
+        plant = Plant()
+    plant.boots += 1
+    fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost)
+    plant.power_lost = False
+    _mkdirs(state_dir)
+    return Hardware(
+        name=NAME,
+        clock=plant.clock,
+        state_dir=state_dir,
+        ulp_ram=plant.ulp,
+        ulp_fresh=fresh,
+        deepsleep=plant.deepsleep,
+        wake_reason=plant.wake_reason,
+        valve_open_pin=plant.valve_open_pin,
+        valve_close_pin=plant.valve_close_pin,
+        valve_cfg={"type": "latching", "pulse_ms": 50, "settle_ms": 200},
+        valve_fb_open_pin=plant.fb_open,
+        valve_fb_closed_pin=plant.fb_closed,
+        button=SimPin("button", IN, PULL_UP),
+        net=HostNet(),
+        wdt=SimWDT(30_000),
+        world=plant,
+        test_build=True,
+    )
