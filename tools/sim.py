@@ -36,7 +36,7 @@ SIM_START = 1767603600     # boards/unix/scenarios.py START: the simulated clock
 SIM_MASTER = hashlib.sha256(b"simulator master key, not for production").digest()
 CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
 METER_ID, REGION = "M000001", 1
-IMAGE_BYTES = 400_000      # the ota scenario's image (a frozen ESP32 image is ~1.6 MB: bench/bench_ota.py)
+IMAGE_BYTES = 160_000      # the ota scenario's image, kept short for the demo (a frozen ESP32 image is ~1.6 MB: bench/bench_ota.py)
 
 
 def micropython_env():

@@ -77,14 +77,14 @@ OTA = (
      (60, "headend", "ota-forged 2"),  # signed with a key that is not the office's: refused
      (120, "headend", "ota 2"),        # the office's version 2, all groups: it downloads beside
                                        # the running tap, is checked, switched to; the meter resets
-     (9000, "note", "the update did not finish"),
-     (9010, "end", 0)],
+     (27000, "note", "the update did not finish"),
+     (27010, "end", 0)],
     [(0, "note", "version 2's first boot: self-test, then marked valid"),
      (20, "flow", 600),
      (300, "flow", 0),
      (600, "headend", "ota 3 broken"),  # version 3's card driver does not work
-     (9000, "note", "the update did not finish"),
-     (9010, "end", 0)],
+     (27000, "note", "the update did not finish"),
+     (27010, "end", 0)],
     [(0, "note", "version 3's first boot: the self-test finds no card reader"),
      (3600, "note", "the broken image was never reset"),
      (3610, "end", 0)],

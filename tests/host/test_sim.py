@@ -8,10 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_sim(*args):
+def run_sim(*args, timeout=120):
     p = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "sim.py"), *args],
-        cwd=str(ROOT), capture_output=True, text=True, timeout=120,
+        cwd=str(ROOT), capture_output=True, text=True, timeout=timeout,
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     return p.stdout
@@ -75,6 +75,27 @@ def test_night_scenario_exercises_a_stale_valve_and_reopens_it(tmp_path):
     assert re.search(r"\[03:0\d:\d\d\] event  valve-exercise \(0\)", out), "exercise at the quiet hour"
     assert "event  valve-exercise (1)" in out, "the exercise must end with the valve open again"
     assert "valve open," in out
+
+
+def test_ota_scenario_updates_rolls_back_and_refuses_a_forgery(tmp_path):
+    out = run_sim("ota", "--state", str(tmp_path / "s"), timeout=300)     # make sim SCENARIO=ota
+    assert "event  ota: version 2 refused (5)" in out, "the forged manifest: signature"
+    steps = ["version 2 accepted", "version 2 switched", "the meter reset itself",
+             "version 2 trial", "board  booted ota_1", "version 2 valid",
+             "version 3 accepted", "version 3 switched", "version 3 trial", "board  booted ota_0",
+             "version 3 selftest-failed (4)", "version 3 rolled-back", "board  booted ota_1",
+             "rollout of version 3: halted"]
+    at = 0
+    for s in steps:                    # each after the one before
+        at = out.find(s, at)
+        assert at >= 0, s
+    # the water ran while version 2 downloaded, and the rolled-back meter meters
+    first = out[:out.index("the meter reset itself")]
+    assert re.search(r"status flow +[1-9]\d*\.\d L/h", first)
+    tail = out[out.rindex("board  booted ota_1"):]
+    assert "water  tap set to 600 L/h" in tail
+    m = re.search(r"water delivered\s+([\d.]+) m3", tail)
+    assert float(m.group(1)) > 0.05
 
 
 def test_sim_runs_on_the_pure_python_broker_when_mosquitto_is_absent(tmp_path):

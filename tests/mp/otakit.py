@@ -11,6 +11,7 @@ import codes
 import ota
 from boards.unix import ota_model
 from commskit import make_link, events
+from ota import updater as up
 from mptest import fresh_dir
 import officekit
 
@@ -110,3 +111,30 @@ def still_meters(rig, litres=2):
     hw.clock.advance(1000)
     m.poll()
     return m.volume.ml() - ml0 >= litres * 1000 * 9 // 10 and (m.balance < bal0 or bal0 <= 0)
+
+
+def credit(rig):
+    rig.m.apply_credit("mqtt", 1, rig.boots, 100_000)
+    rig.m.confirm()                 # the customer's tap: the valve opens
+
+
+def download(rig, img, msg=None):
+    """Offer the manifest and serve the image until set_boot resets."""
+    rig.offer(msg or signed(manifest_doc(img)))
+    try:
+        rig.serve(img)
+    except Reset:
+        return True
+    return False
+
+
+def update(rig, img, msg=None):
+    assert download(rig, img, msg), rig.ota_events()
+    rig.boot()                      # the new image's first boot: trial
+    assert rig.ota.updater.state == up.TRIAL
+    try:
+        rig.serve(img, steps=20)
+    except Reset:
+        rig.boot()
+        return False
+    return True
