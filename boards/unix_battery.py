@@ -23,7 +23,6 @@ from boards.unix.valve_model import LatchingValveModel
 NAME = "unix_battery"
 PULSE_RTC_IO = const(4)       # GPIO34 on the ESP32 battery board
 ULP_BINARY = "build/ulp/counter.ulp"   # tools/ulp_build.py
-_SLEEP_STEP_MS = const(1000)
 
 
 class Plant:
@@ -45,22 +44,18 @@ class Plant:
         self.wake_reason = "power"
         self.boots = 0
         self.sleep_ms = 0             # virtual time spent in deep sleep, in total
+        self.awake_ms = 0             # virtual time from boot to deep sleep, in total
+        self.wakes = {}               # wake reason -> count
+        self._boot_ms = 0
 
     def deepsleep(self, ms):
+        self.awake_ms += self.clock.now_ms() - self._boot_ms
         ulp = self.ulp
         ulp.cpu_asleep = True
-        left = ms
-        while left > 0 and ulp.cpu_asleep:
-            # in steps while water flows (a ULP wake ends the sleep within a
-            # step, about the time the chip takes to boot); still water
-            # changes nothing, so the rest of the sleep passes at once
-            flowing = self.reed.next_event_us(self.clock.now_us()) is not None
-            step = _SLEEP_STEP_MS if flowing and left > _SLEEP_STEP_MS else left
-            t0 = self.clock.now_ms()
-            self.clock.advance(step)
-            left -= step
-            self.sleep_ms += self.clock.now_ms() - t0
+        # event by event: the sleep ends at the ULP run that woke the CPU
+        self.sleep_ms += self.clock.advance_until(ms, lambda: not ulp.cpu_asleep)
         self.wake_reason = "timer" if ulp.cpu_asleep else "ulp"
+        self.wakes[self.wake_reason] = self.wakes.get(self.wake_reason, 0) + 1
         ulp.cpu_asleep = False
 
     def brown_out(self):
@@ -79,6 +74,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
     if plant is None:
         plant = Plant()
     plant.boots += 1
+    plant._boot_ms = plant.clock.now_ms()
     fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost)
     plant.power_lost = False
     _mkdirs(state_dir)

@@ -85,6 +85,21 @@ class SimClock:
     def advance_us(self, us):
         self._advance_to(self._us + us)
 
+    def advance_until(self, ms, done):
+        """Advance up to ms, one model event at a time, stopping at the
+        first event after which done() is true (a sleeping CPU that the ULP
+        woke). Returns the virtual ms advanced."""
+        t0 = self._us
+        target = t0 + ms * 1000
+        while self._us < target and not done():
+            nxt = target
+            for m in self._models:
+                e = m.next_event_us(self._us)
+                if e is not None and self._us < e < nxt:
+                    nxt = e
+            self._advance_to(nxt)
+        return (self._us - t0) // 1000
+
     def sync(self):
         """Catch up with the host clock (accelerated mode). Called at await
         points and by the simulator's driver, never by device models."""

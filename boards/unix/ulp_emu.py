@@ -61,7 +61,9 @@ class UlpEmu:
         self._idle = False          # the last run was a fixed point
         self._last_run = -1
         self.on_wake = None        # callable() when WAKE reaches a sleeping CPU
-        self.runs = 0
+        self.runs = 0              # runs executed (skipped fixed points not included)
+        self.steps = 0             # instructions executed, in total
+        self.fixed_steps = 0       # instructions of the last fixed-point run
         self.wakes = 0
         clock.attach(self)
 
@@ -152,9 +154,12 @@ class UlpEmu:
         before = self._snapshot()
         wakes = self.wakes
         self._idle = False
-        self._execute(t)
+        n = self._execute(t)
         self.runs += 1
+        self.steps += n
         self._idle = self.wakes == wakes and self._snapshot() == before
+        if self._idle:
+            self.fixed_steps = n
         self._last_run = t
         # the ULP timer starts counting when the program halts
         self._next = t + self.period_us if self.period_us else None
@@ -168,7 +173,7 @@ class UlpEmu:
     def _execute(self, t):
         pc = self.entry
         r = self.r
-        for _ in range(_MAX_STEPS):
+        for n in range(1, _MAX_STEPS):
             w = self.word(pc)
             op = w >> 28
             nxt = pc + 1
@@ -195,7 +200,7 @@ class UlpEmu:
             elif op == 4:
                 pass    # WAIT: time within a run is not modelled
             elif op == 11:
-                return
+                return n          # instructions executed, HALT included
             else:
                 raise UlpFault("opcode %d at %d not modelled" % (op, pc))
             pc = nxt & 0x7FF
