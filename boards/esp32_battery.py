@@ -105,7 +105,7 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
         led=pin_out(p["led"]),
         button=pin_in(p["button"], machine.Pin.PULL_UP),
         display=segment_display(p, clock),
-        battery=Battery(p["battery"]) if p["battery"] is not None else None,
+        battery=Battery(p["battery"], 1000, 1000) if p["battery"] is not None else None,   # 1 MOhm each
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),
         reset=machine.reset,
