@@ -17,11 +17,12 @@ import bench_ram  # noqa: E402
 pytestmark = pytest.mark.timeout(300)
 
 # the smallest -X heapsize that ran this day on the 64-bit port with the app
-# from ROMFS, less the image: 258K (bench/bench_ram.py --romfs --bisect),
-# plus 10 % for the noise of thread timing between runs. The same day on the
-# 32-bit frozen build needs 96K (make ram32): the ratio is 2.7 (docs/BUILD.md).
+# from ROMFS, less the image: 259-270K (fails at 258K, runs at 270K and 276K;
+# bench/bench_ram.py --romfs --bisect), plus 10 % for the noise of thread
+# timing between runs. The same day on the 32-bit frozen build runs at 112K
+# and fails at 104K (make ram32, docs/BUILD.md): a ratio of about 2.4.
 # It fails on the event log compaction that read the whole file into a list.
-BUDGET_K = 284
+BUDGET_K = 300
 
 
 def test_a_simulated_day_runs_within_the_ram_budget(tmp_path):
