@@ -92,6 +92,9 @@ def assemble(hw, cfg=None):
     meter = Meter(cfg, clock, StateStore(hw.state_dir), log, pulse_source(hw, cfg), valve,
                   Indicators(hw.led, hw.buzzer), detector, history_dir=hw.state_dir)
     meter.persist_config = lambda: config.save(hw.state_dir, cfg)
+    if hw.deepsleep is not None:
+        from power import CellEstimate
+        meter.cell = CellEstimate(hw.battery)     # restored with the state below
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore():
         meter.save()

@@ -24,6 +24,7 @@ CLOSED = const(0)
 # rollover or tariff activation is based on it.
 TIME_MIN = const(1735689600)
 _K_PULSE_MARK = "ulp"         # state key: the pulse source's mark (None: not saved)
+_K_CELL = "bq"                # state key: the battery's charge count (power.CellEstimate)
 _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 # the MQTT command counter is (epoch << 32 | n), epoch < 2^31 (docs/LINK.md §7)
 _COUNTER_MAX = 1 << 63
@@ -65,6 +66,7 @@ class Meter:
         self.store = store
         self.log = log
         self.pulses = pulses
+        self.cell = None          # battery boards: power.CellEstimate, set before restore()
         self.valve = valve
         self.indicators = indicators
         self.detector = detector
@@ -224,6 +226,8 @@ class Meter:
         self.charged = _uint(s.get("tc", 0), 1 << 62)
         # the ULP count this volume includes (battery boards, metering/ulpcount.py)
         self.pulses.resume(s.get(_K_PULSE_MARK))
+        if self.cell is not None:
+            self.cell.load(s.get(_K_CELL))
         h = self.history
         if "hs" in s:
             h.load_state(s["hs"])
@@ -278,6 +282,8 @@ class Meter:
         m = self.pulses.mark()
         if m is not None:
             s[_K_PULSE_MARK] = m
+        if self.cell is not None:
+            s[_K_CELL] = self.cell.to_state()
         kept = self._kept
         if kept:
             kept.pop("led", None)   # the first firmware's ledger, replaced by "lg"

@@ -54,6 +54,9 @@ def work(meter, hw):
         hw.clock.delay_ms(_STEP_MS)
         waited += _STEP_MS
         meter.poll()
+    if meter.cell is not None:
+        # a valve that moved this wake: one coil pulse (retries add more)
+        meter.cell.wake(meter.clock.time(), 0, 1 if waited else 0)
     meter.save()      # durable before the ULP is told anything new
     meter.pulses.wake_after(pulses_left(meter))
     return sleep_s(meter) * 1000

@@ -18,6 +18,7 @@ VERSION = 1
 TELE = 1
 EVENT = 2
 SUMMARY = 3
+BATT = 4      # battery boards only (docs/PROTOCOL.md §3.3)
 
 # kind, seq, t, ml, balance, flow mL/h, flags, tariff version, event seq, rssi
 FMT_TELE = ">BIIQqIHIIb"
@@ -26,12 +27,14 @@ FMT_EVENT = ">BIIIHq"
 # kind, seq (first covered), last seq covered, telemetry count, t first,
 # t last, ml first, ml last, balance last, events dropped
 FMT_SUMMARY = ">BIIIIIQQqH"
+# kind, seq, t, cell mV, charge left %, days left at the mean rate so far
+FMT_BATT = ">BIIHBH"
 # version, command counter, result code, value
 FMT_ACK = ">BIBq"
 
 SIZES = {TELE: struct.calcsize(FMT_TELE), EVENT: struct.calcsize(FMT_EVENT),
-         SUMMARY: struct.calcsize(FMT_SUMMARY)}
-FORMATS = {TELE: FMT_TELE, EVENT: FMT_EVENT, SUMMARY: FMT_SUMMARY}
+         SUMMARY: struct.calcsize(FMT_SUMMARY), BATT: struct.calcsize(FMT_BATT)}
+FORMATS = {TELE: FMT_TELE, EVENT: FMT_EVENT, SUMMARY: FMT_SUMMARY, BATT: FMT_BATT}
 ACK_SIZE = struct.calcsize(FMT_ACK)
 
 MAX_DOWNLINK = 1024   # bytes; longer commands/tariffs are refused (FORMAT)
@@ -76,6 +79,12 @@ def tele(t, ml, bal, flow, fl, tv, evs, rssi):
     return bytearray(struct.pack(FMT_TELE, TELE, 0, t, ml, bal, flow, fl, tv, evs, rssi))
 
 
+def batt(t, mv, pct, days):
+    mv = 0 if mv is None or mv < 0 else 65535 if mv > 65535 else mv
+    return bytearray(struct.pack(FMT_BATT, BATT, 0, t, mv, min(max(pct, 0), 100),
+                                 min(max(days, 0), 65535)))
+
+
 def event(evseq, t, code, arg):
     return bytearray(struct.pack(FMT_EVENT, EVENT, 0, evseq, t, code, arg))
 
@@ -109,6 +118,7 @@ _FIELDS = {
     TELE: ("kind", "seq", "t", "ml", "bal", "flow", "flags", "tv", "evs", "rssi"),
     EVENT: ("kind", "seq", "evs", "t", "code", "arg"),
     SUMMARY: ("kind", "seq", "last", "n", "t0", "t1", "ml0", "ml1", "bal", "dropped"),
+    BATT: ("kind", "seq", "t", "mv", "pct", "days"),
 }
 
 

@@ -147,9 +147,16 @@ class MqttLink:
                          s["sf"])
         rec = codec.tele(s["t"], s["ml"], s["bal"], s["flow"], fl, s["tv"], s["evs"], rssi)
         try:
-            return self.outbox.append(rec)
+            n = self.outbox.append(rec)
+            if getattr(m, "cell", None) is not None:   # a battery board: the cell with every report
+                self.outbox.append(self._batt_record(s["t"]))
+            return n
         except OSError:
             return 0
+
+    def _batt_record(self, t):
+        c = self.meter.cell
+        return codec.batt(t, c.millivolts(), c.level_pct(), c.days_left(t))
 
     def _report_due(self):
         t = self.clock.time()

@@ -233,6 +233,8 @@ class Outbox:
             if kind == codec.EVENT:
                 evs.append(r)
                 continue
+            if kind == codec.BATT:
+                continue        # a snapshot: the next report carries a newer one
             d = codec.decode_record(r)[0]
             if kind == codec.TELE:
                 n += 1

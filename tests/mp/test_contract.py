@@ -238,18 +238,19 @@ def _layouts():
 def test_record_and_ack_layouts_are_the_codecs():
     import struct
     got = _layouts()
-    want = [codec.FMT_TELE, codec.FMT_EVENT, codec.FMT_SUMMARY, codec.FMT_ACK]
+    want = [codec.FMT_TELE, codec.FMT_EVENT, codec.FMT_BATT, codec.FMT_SUMMARY, codec.FMT_ACK]
     assert [g[0] for g in got] == want, got
     for fmt, names, offs in got:
         # each offset is where the previous fields end
         for i in range(1, len(offs)):
             assert offs[i] == struct.calcsize(fmt[:i + 1]), (fmt, names[i])
     # the field names telemetry, events and summaries decode to
-    for (fmt, names, _), kind in zip(got[:3], (codec.TELE, codec.EVENT, codec.SUMMARY)):
+    for (fmt, names, _), kind in zip(got[:4], (codec.TELE, codec.EVENT, codec.BATT, codec.SUMMARY)):
         rec = codec.decode_record(struct.pack(fmt, kind, *([0] * (len(fmt) - 2))))[0]
         assert all(n in rec for n in names), (names, rec)
     assert "Sizes: telemetry %d, event %d, summary %d." % (
         codec.SIZES[codec.TELE], codec.SIZES[codec.EVENT], codec.SIZES[codec.SUMMARY]) in DOC
+    assert "Battery records (kind 4): %d." % codec.SIZES[codec.BATT] in DOC
 
 
 def test_topic_table_is_the_codecs():
