@@ -96,12 +96,21 @@ def assemble(hw, cfg=None):
         from power import CellEstimate
         meter.cell = CellEstimate(hw.battery)     # restored with the state below
     log.add(codes.EV_POWER_UP, 0)
-    if not meter.restore():
+    if not meter.restore(_exists(hw.state_dir + "/secrets.json")):
         meter.save()
     attach_office(meter, hw)
     meter.reconcile_valve()
     _check_irq_rate(hw, meter)
     return meter
+
+
+def _exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 def attach_office(meter, hw):

@@ -44,6 +44,7 @@ _LOST_LOG = const(1)           # the event log has history
 _LOST_CORRUPT = const(2)       # a state copy is there but damaged
 _LOST_COUNTER = const(4)       # the old firmware's command counter file is there
 _LOST_INSTALLED = const(8)     # config.json says the meter was installed
+_LOST_PROVISIONED = const(16)  # secrets.json is there but not provisioning's first copy
 
 # findings that close the valve (detect bit, config key or None = always, reason)
 _CLOSERS = (
@@ -116,12 +117,19 @@ class Meter:
         self.history = hist.History(history_dir, self._registers)
 
     # ---------------- state ----------------
-    def restore(self):
+    def restore(self, provisioned=False):
         """Load the newest usable state; returns True if one was found. A
         copy that passes its CRC but cannot be applied (a format this
-        firmware does not know) is skipped for the older copy, and logged."""
+        firmware does not know) is skipped for the older copy, and logged.
+        provisioned: secrets.json is there. Provisioning writes a first copy
+        (storage/state.py mark_provisioned), so a provisioned meter with no
+        copy at all lost its state; only that record alone is a new meter."""
+        from storage.state import is_provisioning
         store = self.store
         copies = store.load_all()
+        first = len(copies) == 1 and not store.corrupt and is_provisioning(copies[0][1])
+        if first:
+            copies = []
         for slot in store.corrupt:
             self.log.add(codes.EV_STATE_CORRUPT, slot)
         anomaly = store.anomaly
@@ -156,7 +164,8 @@ class Meter:
             return True
         evidence = ((_LOST_LOG if self.log.had_history else 0) | (_LOST_CORRUPT if store.corrupt or copies else 0)
                     | (_LOST_COUNTER if legacy_n is not None else 0)
-                    | (_LOST_INSTALLED if self.cfg["account"] or self.cfg["install_seq"] else 0))
+                    | (_LOST_INSTALLED if self.cfg["account"] or self.cfg["install_seq"] else 0)
+                    | (_LOST_PROVISIONED if provisioned and not first else 0))
         if evidence:
             # the meter ran before and its state is gone: the ledger is
             # empty, so card credits wait for the office's signed floor

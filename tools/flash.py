@@ -389,6 +389,10 @@ else:
     os.rename(sd + '/config.json.new', sd + '/config.json')
     f = open(sd + '/secrets.json.new', 'w'); f.write(%(secrets)r); f.close()
     os.rename(sd + '/secrets.json.new', sd + '/secrets.json')
+    # the first state copy: from now on "secrets, no state" is a state loss
+    import time
+    from storage.state import mark_provisioned
+    mark_provisioned(sd, time.time())
     import hashlib, binascii
     print('P OK', sd, binascii.hexlify(hashlib.sha256(open(sd + '/secrets.json', 'rb').read()).digest()).decode())
 """

@@ -58,6 +58,7 @@ from comms import (
     sign,
 )
 from office import OfficeKey, office_secrets
+from storage.state import mark_provisioned
 
 # events that count as alarms in `meters`
 ALARMS = {c: codes.event_name(c) for c in (
@@ -221,6 +222,10 @@ class HeadEnd:
             if replaces is not None:
                 cfg["account"], cfg["install_seq"] = (int(x) for x in replaces)
             cp.write_text(json.dumps(cfg))
+            if replaces is None:
+                # the first state copy: without it a meter with these
+                # secrets and no state boots as a loss (docs/METERING.md)
+                mark_provisioned(str(d), int(time.time()))
         return sec
 
     def broker_files(self, out_dir, headend_password):

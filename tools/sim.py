@@ -132,6 +132,8 @@ def ctrl_c_at_boot(state, micropython):
     (data / "config.json").write_text(json.dumps({"production": True}))
     office = OfficeKey.load(Path(state) / "office.pem")
     (data / "secrets.json").write_text(json.dumps(office_secrets([office])))
+    from storage.state import mark_provisioned
+    mark_provisioned(str(data))         # as tools/flash.py provision does
     steps = ("board", "meter", "link", "cards", "gate")
     with UartMeter(root, micropython=micropython) as m:
         for step in steps:

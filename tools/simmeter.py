@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
 sys.path.insert(0, str(ROOT / "tools"))
 from comms import sign
+from storage.state import mark_provisioned
 
 MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
 
@@ -72,6 +73,7 @@ def prepare(d, secrets, region, mqtt, ca_pem):
         if region is None:
             raise SystemExit(f"simmeter: {d} is a new meter: give --region")
         cfg = {"meter_id": sec["id"], "region": region}
+        mark_provisioned(str(d))    # the first state copy, as tools/flash.py provision writes it
     if mqtt:
         m = dict(cfg.get("mqtt", {}))
         m.update(mqtt)

@@ -131,6 +131,26 @@ class StateStore:
         _remove(self._dir + "/cmd_n")
 
 
+# Provisioning's first copy: {PROVISIONED: unix time}. With it, "secrets
+# present, no state" means the state was lost, never that the meter is new
+# (Meter.restore, docs/METERING.md "Total loss").
+PROVISIONED = "prov"
+
+
+def mark_provisioned(directory, t=0):
+    """Write the provisioning record as the first state copy; False (and
+    nothing written) if a copy, good or damaged, is already there."""
+    store = StateStore(directory)
+    if store.load_all() or store.corrupt:
+        return False
+    store.save({PROVISIONED: t})
+    return True
+
+
+def is_provisioning(state):
+    return PROVISIONED in state and "bal" not in state
+
+
 def _write(path, head, body):
     with open(path, "wb") as f:
         f.write(head)

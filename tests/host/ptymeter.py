@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv" / "bin"
 MICROPYTHON = os.environ.get("MICROPYTHON", str(VENV / "micropython"))
 MPREMOTE = str(VENV / "mpremote")
+sys.path.insert(0, str(ROOT / "firmware"))
+from storage.state import mark_provisioned  # noqa: E402 - the firmware's own writer
 
 
 def mp_path(app_dirs=None):
@@ -42,6 +44,7 @@ def write_device(root, board="unix", speed=20, opts=None, config=None, secrets=N
         (data / "config.json").write_text(json.dumps(config))
     if secrets is not None:
         (data / "secrets.json").write_text(json.dumps(secrets))
+        mark_provisioned(str(data))      # as tools/flash.py provision does
     return data
 
 

@@ -58,3 +58,47 @@ def test_attack_meter_key_cannot_void():
     assert m.apply_credit("card", 1, 2, 1000) == codes.VOIDED
     assert send(link, b, recovery(link, 5, "void", a=1, s=7))[-1]["code"] == codes.ACCEPTED
     assert m.apply_credit("mqtt", 1, 7, 1000) == codes.VOIDED
+
+
+def _rm_all_but_secrets(d):
+    for ent in os.ilistdir(d):
+        p = d + "/" + ent[0]
+        if ent[1] == 0x4000:
+            _rm_all_but_secrets(p)
+            os.rmdir(p)
+        elif ent[0] != "secrets.json":
+            os.remove(p)
+
+
+def test_attack_wiping_all_but_the_secrets_boots_lost_not_new():
+    # S7's evidence (event log, damaged slots, counter file, installed
+    # config) is all deletable; secrets.json is what the card session and
+    # the link need, so the customer keeps it. Provisioning's first state
+    # copy makes "secrets, no state" a loss.
+    import json
+    import boards
+    import config
+    import main
+    import officekit
+    from mptest import fresh_dir
+    from simkit import make_meter
+    from storage.state import mark_provisioned
+    d = fresh_dir("prov")
+    with open(d + "/secrets.json", "w") as f:
+        f.write(json.dumps(officekit.secrets()))
+    assert mark_provisioned(d, 1_700_000_000)
+    assert not mark_provisioned(d)                    # only ever the first copy
+    m, hw = make_meter(d)
+    assert not m.state_lost                           # provisioned, first boot: new
+    for s in range(1, 6):
+        assert m.apply_credit("card", 1, s, 2_000_000) == codes.ACCEPTED
+    m, hw = make_meter(d)
+    assert not m.state_lost and m.balance == 10_000_000   # an ordinary reboot
+    _rm_all_but_secrets(d)
+    m2 = main.assemble(boards.load("unix").build(state_dir=d), config.load(d))
+    assert m2.state_lost
+    assert [m2.apply_credit("card", 1, s, 2_000_000) for s in range(1, 6)] == [codes.REFUSED] * 5
+    # a meter that was never provisioned (no secrets, no state) is still new
+    m3, _ = make_meter()
+    assert not m3.state_lost
+    assert m3.apply_credit("card", 1, 1, 1000) == codes.ACCEPTED

@@ -298,6 +298,8 @@ def test_the_gate_waits_while_the_boards_thread_meters():
     config.save(d, cfg)
     with open(d + "/secrets.json", "w") as f:
         f.write(json.dumps(officekit.secrets(officekit.TEST_D)))
+    from storage.state import mark_provisioned
+    mark_provisioned(d)              # as tools/flash.py provision does
     seen = {}
 
     def ready(s):
