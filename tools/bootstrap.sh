@@ -4,6 +4,7 @@
 #    broker with TLS and ACLs), python3-venv where the Python has no ensurepip. As root they
 #    are installed with apt-get (one `apt-get update` first); otherwise the script names the
 #    package and fails, so no test is skipped for want of it.
+#    (`--system-only`: stop after this step.)
 #  - .venv from requirements-dev.txt (every package pinned), rebuilt when that file changes
 #  - umqtt.simple for the unix port in build/lib (tools/fetch_umqtt.py)
 #  - the ULP assembler micropython-esp32-ulp 1.2.0 in build/lib (tools/fetch_ulp_asm.py)
@@ -33,6 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
         exit 1
     fi
 fi
+[ "${1:-}" = "--system-only" ] && exit 0    # tests/host/test_bootstrap.py: this step alone
 
 want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then

@@ -31,7 +31,8 @@ def _machine(tmp_path, uid):
 
 
 def _bootstrap(env):
-    return subprocess.run(["bash", str(ROOT / "tools" / "bootstrap.sh")], env=env,
+    # the system-package step only: the rest would (re)build the shared .venv
+    return subprocess.run(["bash", str(ROOT / "tools" / "bootstrap.sh"), "--system-only"], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
