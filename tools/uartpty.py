@@ -182,6 +182,9 @@ class UartMeter:
             if text in self.output():
                 return True
             if not self.alive():
+                # what it printed last may still be in the pty: the reader
+                # ends once it has read all of it (EIO after the slave closed)
+                self._reader.join(2)
                 return text in self.output()
             time.sleep(0.005)
         return False
