@@ -47,7 +47,7 @@ def test_fleet_on_a_broker_from_the_command_line(tmp_path):
     log = open(tmp_path / "out.log", "ab")  # noqa: SIM115 - closed at the end
     meters = subprocess.Popen(fleet + ["--broker-files", str(bdir), "--headend-password", "hp"],
                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    wait_for(lambda: (bdir / "acl").exists(), what="broker files")
+    wait_for(lambda: (bdir / "acl").exists(), timeout=60, what="broker files")
     broker = subprocess.Popen([PY, "tools/broker.py", "--dir", str(bdir), "--port", str(port),
                                "--admin-port", str(admin), "--tls", "--passwd", str(bdir / "passwd"),
                                "--acl", str(bdir / "acl")], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -56,20 +56,21 @@ def test_fleet_on_a_broker_from_the_command_line(tmp_path):
         he = HeadEnd(tmp_path / "he.db", bytes.fromhex(master.read_text().strip()), "127.0.0.1", admin,
                      "headend", "hp", str(ca), "headend", persistent=True, office=office)
         wait_for(lambda: socket.create_connection(("127.0.0.1", admin), 1).close() or True,
-                 what="the broker's head-end listener")
+                 timeout=60, what="the broker's head-end listener")
         for mid in ("SIM0001", "SIM0002"):
             he.provision(mid, 4)
         he.connect()
         # a command is queued for a meter only once it has subscribed: wait for it online
-        wait_for(lambda: all(m["online"] for m in he.meters()), timeout=30, what="the fleet online")
+        wait_for(lambda: all(m["online"] for m in he.meters()), timeout=90, what="the fleet online")
         for mid in ("SIM0001", "SIM0002"):
-            a = he.topup(mid, 1_000_000, timeout=30)
+            a = he.topup(mid, 1_000_000, timeout=90)
             assert a["result"] == "accepted" and a["val"] == 1_000_000, a
         # the office's public key came with --office: an office-signed region tariff applies
         he.publish_tariff({"v": 2, "at": 0, "b": [[0, 500_000]], "sc": 0}, region=4)
-        wait_for(lambda: he.get("SIM0002")["detail"]["tv"] == 2, timeout=30, what="region tariff")
-        assert he.configure("SIM0001", "report_s", 120)["result"] == "accepted"
-        t1 = he.get("SIM0001")["detail"]["t"]
+        wait_for(lambda: he.get("SIM0002", timeout=60)["detail"]["tv"] == 2, timeout=90,
+                 what="region tariff")
+        assert he.configure("SIM0001", "report_s", 120, timeout=60)["result"] == "accepted"
+        t1 = he.get("SIM0001", timeout=60)["detail"]["t"]
         _stop(meters)
         cfg = json.loads((mdir / "SIM0001" / "config.json").read_text())
         assert cfg["report_s"] == 120 and cfg["mqtt"]["keepalive"] == 15
@@ -77,9 +78,9 @@ def test_fleet_on_a_broker_from_the_command_line(tmp_path):
         meters = subprocess.Popen(fleet[:-4] + ["--speed", "60"], cwd=ROOT, stdout=log,
                                   stderr=subprocess.STDOUT)
         time.sleep(1)
-        a = he.get("SIM0001", "cfg", timeout=30)
+        a = he.get("SIM0001", "cfg", timeout=90)
         assert a["detail"]["report_s"] == 120
-        s = he.get("SIM0001")["detail"]
+        s = he.get("SIM0001", timeout=60)["detail"]
         assert s["t"] > t1 and s["bal"] <= 1_000_000 and s["n"] >= 3
         assert json.loads((mdir / "SIM0001" / "config.json").read_text())["mqtt"]["keepalive"] == 15
     finally:
