@@ -87,3 +87,20 @@ def signer(keys, purpose, payload, sig):
 
 def verify(keys, purpose, payload, sig):
     return signer(keys, purpose, payload, sig) != 0
+
+
+def signer_steps(keys, purpose, payload, sig, every):
+    """signer() in slices (p256.verify_steps): yields None between slices,
+    then the revision, or 0."""
+    if keys is None or len(sig) != 64:
+        yield 0
+        return
+    d = digest(purpose, payload)
+    for rev in keys.active():
+        for ok in p256.verify_steps(keys.revs[rev], d, sig, every):
+            if ok is None:
+                yield None
+        if ok:
+            yield rev
+            return
+    yield 0

@@ -83,8 +83,9 @@ def _add(p1, p2):
     return (X3, Y3, Z3)
 
 
-def _shamir(u1, u2, qx, qy):
+def _shamir_steps(u1, u2, qx, qy, every=128):
     # table[4*i + j] = i*G + j*Q for i, j in 0..3 (index 0 is infinity).
+    # Yields None after every `every` windows of 2 bits, then the sum.
     g = (_GX, _GY, 1)
     q = (qx, qy, 1)
     g2 = _double(g)
@@ -93,12 +94,55 @@ def _shamir(u1, u2, qx, qy):
     qs = ((1, 1, 0), q, q2, _add(q2, q))
     table = [_add(gs[i], qs[j]) for i in range(4) for j in range(4)]
     acc = (1, 1, 0)
+    n = 0
     for shift in range(254, -1, -2):
         acc = _double(_double(acc))
         k = ((u1 >> shift) & 3) << 2 | ((u2 >> shift) & 3)
         if k:
             acc = _add(acc, table[k])
+        n += 1
+        if n % every == 0 and shift:
+            yield None
+    yield acc
+
+
+def _shamir(u1, u2, qx, qy):
+    for acc in _shamir_steps(u1, u2, qx, qy):
+        pass
     return acc
+
+
+def verify_steps(pub, digest, sig, every=128):
+    """verify() in slices: a generator that yields None after every `every`
+    of the 128 windows (each about 23 ms on an ESP32, bench/bench_sig.py),
+    then yields the result, True or False. For callers that must give the
+    loop back between slices (firmware/ota)."""
+    if len(pub) != 64 or len(sig) != 64 or len(digest) != 32:
+        yield False
+        return
+    r = int.from_bytes(sig[:32], "big")
+    s = int.from_bytes(sig[32:], "big")
+    if not (1 <= r < _N and 1 <= s <= _HALF_N):
+        yield False
+        return
+    qx = int.from_bytes(pub[:32], "big")
+    qy = int.from_bytes(pub[32:], "big")
+    if not on_curve(qx, qy):
+        yield False
+        return
+    # The digest is as long as n, so it is used whole (SEC 1 4.1.4 step 3).
+    e = int.from_bytes(digest, "big")
+    w = _inv(s, _N)
+    for pt in _shamir_steps(e * w % _N, r * w % _N, qx, qy, every):
+        if pt is None:
+            yield None
+    X, Y, Z = pt
+    if Z == 0:
+        yield False
+        return
+    zi = _inv(Z, _P)
+    x = X * zi * zi % _P
+    yield x % _N == r
 
 
 def verify(pub, digest, sig):
@@ -108,25 +152,9 @@ def verify(pub, digest, sig):
     malformed or non-canonical input: r or s outside [1, n-1], s above n/2
     (the low-s rule: one valid signature per message), a key off the curve.
     """
-    if len(pub) != 64 or len(sig) != 64 or len(digest) != 32:
-        return False
-    r = int.from_bytes(sig[:32], "big")
-    s = int.from_bytes(sig[32:], "big")
-    if not (1 <= r < _N and 1 <= s <= _HALF_N):
-        return False
-    qx = int.from_bytes(pub[:32], "big")
-    qy = int.from_bytes(pub[32:], "big")
-    if not on_curve(qx, qy):
-        return False
-    # The digest is as long as n, so it is used whole (SEC 1 4.1.4 step 3).
-    e = int.from_bytes(digest, "big")
-    w = _inv(s, _N)
-    X, Y, Z = _shamir(e * w % _N, r * w % _N, qx, qy)
-    if Z == 0:
-        return False
-    zi = _inv(Z, _P)
-    x = X * zi * zi % _P
-    return x % _N == r
+    for ok in verify_steps(pub, digest, sig):
+        pass
+    return ok
 
 
 def verify_msg(pub, msg, sig):

@@ -12,10 +12,10 @@
 #   "bat" minimum battery, mV (0: none)
 #   "g"   rollout group: 1 (1 % of the fleet), 2 (10 %), 3 (all)
 #   "rb"  optional, 1: an emergency rollback (old code under a new version)
-# Checks run cheapest first and the signature (seconds on an ESP32) last.
+# Checks run cheapest first; the signature (seconds on an ESP32) is last,
+# checked by the Updater in slices.
 import json
 
-import authority
 import codes
 
 MAX_MANIFEST = const(3000)     # bytes of JSON: 26 chunk digests of a 1.6 MB image fit
@@ -80,12 +80,13 @@ def bucket(meter_id):
     return (h[0] << 8 | h[1]) % 100
 
 
-def admit(msg, keys, board, floor, slot_size, meter_id, battery_mv, min_mv, refused=0):
-    """(code, dict, body, sig) of a manifest offered to this meter: FORMAT,
-    WRONG_BOARD, OLD (not above the version floor, or the version that
-    failed here last, `refused`), RANGE (larger than the slot), REFUSED
-    (not this meter's rollout group yet), BATTERY_LOW, SIGNATURE, else
-    ACCEPTED."""
+def admit(msg, board, floor, slot_size, meter_id, battery_mv, min_mv, refused=0):
+    """(code, dict, body, sig) of a manifest offered to this meter, every
+    check but the signature: FORMAT, WRONG_BOARD, OLD (not above the version
+    floor, or the version that failed here last, `refused`), RANGE (larger
+    than the slot), REFUSED (not this meter's rollout group yet),
+    BATTERY_LOW, else ACCEPTED. The caller then verifies the signature
+    (purpose b"ota", authority.signer_steps), in slices."""
     code, body, sig = split(msg)
     d = None
     if code == codes.ACCEPTED:
@@ -101,6 +102,4 @@ def admit(msg, keys, board, floor, slot_size, meter_id, battery_mv, min_mv, refu
             code = codes.REFUSED
         elif battery_mv is not None and battery_mv < max(min_mv, d.get("bat", 0)):
             code = codes.BATTERY_LOW
-        elif not authority.verify(keys, b"ota", body, sig):
-            code = codes.SIGNATURE
     return code, d, body, sig

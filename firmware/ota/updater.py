@@ -33,6 +33,7 @@ STATE_NAMES = ("idle", "download", "verify", "switched", "trial")
 REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
 MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
+SIG_WINDOWS = const(2)         # signature windows per step: ~47 ms of a 3 s verify on an ESP32
 MAX_TRIALS = const(2)          # trials cut short (power, watchdog) before the version is refused
 
 
@@ -55,6 +56,8 @@ class Updater:
         self._ready = False      # the block buffer holds a whole block, not yet programmed
         self._erased = -1        # the block erased and not yet programmed
         self._save_due = False   # a chunk ended: its progress record is written next step
+        self._checking = None    # (verify generator, doc, body, sig) of a manifest being checked
+        self._forged = None      # SHA-256 of the last manifest body whose signature failed
         self._target = None
         self.blocks_written = 0
         self.reset_due = False   # True: the meter should save and reset (set_boot done / trial failed)
@@ -62,6 +65,11 @@ class Updater:
     @property
     def state(self):
         return self.p["st"]
+
+    @property
+    def checking(self):
+        """A manifest's signature is being verified (idle until it ends)."""
+        return self._checking is not None
 
     def _event(self, step, detail=0):
         v = self.p.get("v", 0) if self.doc is None else self.doc["v"]
@@ -135,25 +143,47 @@ class Updater:
 
     # ---------------- a manifest arrives ----------------
     def offer(self, msg):
-        """A manifest from the link. Returns the result code."""
-        if self.p["st"] != IDLE:
+        """A manifest from the link. Returns the result code of the cheap
+        checks; ACCEPTED means its signature is checked next, in slices of
+        SIG_WINDOWS windows a step (event accepted or refused then)."""
+        if self.p["st"] != IDLE or self._checking is not None:
             return codes.USED if self.doc is not None and _same(self.p, msg) else codes.REFUSED
         try:
             mv = self.battery.millivolts() if self.battery is not None else None
         except (OSError, ValueError):
             mv = 0                   # a failing ADC read: treated as a flat battery
-        run = self.parts(self.parts.RUNNING)
-        slot = run.get_next_update().info()[3]
-        code, d, body, sig = mf.admit(msg, self.meter.office, self.board, self.meter.fw_floor,
-                                      slot, self.meter.cfg["meter_id"], mv, self.min_mv,
+        slot = self.parts(self.parts.RUNNING).get_next_update().info()[3]
+        code, d, body, sig = mf.admit(msg, self.board, self.meter.fw_floor, slot,
+                                      self.meter.cfg["meter_id"], mv, self.min_mv,
                                       self.p.get("bad", 0))
+        if code == codes.ACCEPTED and hashlib.sha256(body).digest() == self._forged:
+            code = codes.SIGNATURE   # the same forgery again (a retained one): not verified twice
         if code != codes.ACCEPTED:
-            if d is not None and d.get("v") != self.p.get("seen"):
-                # once per version: a retained manifest comes at every connection
-                self.p["seen"] = d["v"]
-                self.meter.log.add(codes.EV_OTA, d["v"] << 16 | code << 8 | codes.OTA_REFUSED)
+            self._refused(d, code)
             return code
+        import authority
+        self._checking = (authority.signer_steps(self.meter.office, b"ota", body, sig, SIG_WINDOWS),
+                          d, body, sig)
+        return code
+
+    def _refused(self, d, code):
+        if d is not None and d.get("v") != self.p.get("seen"):
+            # once per version: a retained manifest comes at every connection
+            self.p["seen"] = d["v"]
+            self.meter.log.add(codes.EV_OTA, d["v"] << 16 | code << 8 | codes.OTA_REFUSED)
+
+    def _check_step(self):
+        gen, d, body, sig = self._checking
+        rev = next(gen)
+        if rev is None:
+            return                   # more slices to go
+        self._checking = None
+        if not rev:
+            self._forged = hashlib.sha256(body).digest()
+            self._refused(d, codes.SIGNATURE)
+            return
         import binascii
+        run = self.parts(self.parts.RUNNING)
         self.doc = d
         self.p = {"st": DOWNLOAD, "v": d["v"], "m": body.decode(), "sig": binascii.hexlify(sig).decode(),
                   "o": 0, "slot": run.get_next_update().info()[4], "bad": self.p.get("bad", 0),
@@ -161,7 +191,6 @@ class Updater:
         self._save()
         self._event(codes.OTA_ACCEPTED)
         self._start_stage()
-        return codes.ACCEPTED
 
     # ---------------- the download ----------------
     def request(self):
@@ -242,6 +271,9 @@ class Updater:
         """Bounded work outside the messages, once per link step: one flash
         erase or program while downloading; VERIFY_BLOCKS blocks hashed back
         from flash, then set_boot."""
+        if self._checking is not None:
+            self._check_step()
+            return
         if self.doc is None:
             return
         if self._save_due:

@@ -92,7 +92,8 @@ class Rig:
                         k = min(PIECE, r["o"] + r["n"] - o)
                         self.offer(b"D" + o.to_bytes(4, "big") + img[o:o + k])
             seen = len(self.b.published)
-            if self.ota.updater.state == 0 and not self.b.pending:
+            u = self.ota.updater
+            if u.state == 0 and not u.checking and not self.b.pending:
                 return
 
     def ota_events(self, step=None):

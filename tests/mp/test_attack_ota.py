@@ -15,7 +15,7 @@ def test_a_manifest_with_a_forged_signature_is_refused():
     img = image()
     forged = signed(manifest_doc(img), d=12345)    # signed by a key the meter does not hold
     rig.offer(forged)
-    rig.serve(img, steps=5)
+    rig.serve(img, steps=80)            # the signature is checked in 64 slices, one a step
     assert rig.ota.updater.state == up.IDLE
     assert rig.ota_events(codes.OTA_REFUSED) == [2 << 16 | codes.SIGNATURE << 8 | codes.OTA_REFUSED]
     assert rig.ota_events(codes.OTA_RUNNING) == [0 << 16 | up.IDLE << 8 | codes.OTA_RUNNING]
@@ -30,7 +30,7 @@ def test_a_body_changed_after_signing_is_refused():
     tampered = msg.replace(b"1000", b"0000")     # the battery minimum taken out
     assert tampered != msg
     rig.offer(tampered)
-    rig.serve(img, steps=5)
+    rig.serve(img, steps=80)
     assert rig.ota_events()[-1] & 0xFFFF == codes.SIGNATURE << 8 | codes.OTA_REFUSED
 
 
@@ -91,4 +91,24 @@ def test_a_corrupt_chunk_is_fetched_again_and_a_corrupt_image_never_boots():
     assert rig2.ota_events()[-1] == 2 << 16 | codes.CRC << 8 | codes.OTA_IMAGE_BAD
     assert rig2.flash.entries() == [(0, ota_model.ST_UNDEFINED)] * 2   # set_boot never ran
     assert still_meters(rig2)
+
+
+
+def test_a_forged_manifest_is_verified_in_slices_and_once():
+    # the verify (seconds on an ESP32) is spread over link steps, never one
+    # long step; the same forgery retained on the broker is not verified again
+    rig = Rig()
+    img = image()
+    forged = signed(manifest_doc(img), d=4242)
+    u = rig.ota.updater
+    rig.ota.on_message(forged)               # as the link hands it over
+    slices = 0
+    while u.checking:
+        u.step()
+        slices += 1
+    assert slices >= 128 // up.SIG_WINDOWS, slices   # 2 of the 128 windows a step
+    assert rig.ota_events(codes.OTA_REFUSED)[-1] & 0xFFFF == codes.SIGNATURE << 8 | codes.OTA_REFUSED
+    n = len(rig.ota_events())
+    rig.ota.on_message(forged)               # the next connection: the retained copy again
+    assert not u.checking and len(rig.ota_events()) == n   # refused at once, logged once
 
