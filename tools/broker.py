@@ -317,7 +317,16 @@ def main(argv=None):
         ap.error("give --passwd and --acl (as the project runs it), or --anonymous")
     if mosquitto_path() is None and not (args.anonymous and not args.tls):
         ap.error("Mosquitto is not installed (apt-get install mosquitto)")
+    for name in ("passwd", "acl"):
+        f = getattr(args, name)
+        if f and not Path(f).is_file():
+            ap.error(f"--{name} {f}: no such file (headend.py broker-files writes it)")
     port = args.port or (8883 if args.tls else 1883)
+    busy = port_in_use(args.host, [port] if args.anonymous else [port, args.admin_port or port + 1])
+    if busy:
+        print(f"broker.py: {args.host}:{busy[0]} is already in use ({busy[1]}): another broker? "
+              "choose --port/--admin-port", file=sys.stderr)
+        return 1
     b = Broker(None, port, args.tls, acl=Path(args.acl).read_text() if args.acl else None,
                persistence=True, admins=tuple(args.admin or ("headend",)), directory=args.dir,
                host=args.host, passwd_file=args.passwd, admin_port=args.admin_port or port + 1,
@@ -336,10 +345,27 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, interrupt)   # a service manager's stop: stop Mosquitto too
     try:
-        return b.proc.wait()
+        rc = b.proc.wait()
     except KeyboardInterrupt:
         b.stop()
         return 0
+    if rc:
+        tail = (b.dir / "broker.log").read_text(errors="replace").strip().splitlines()[-5:]
+        print(f"broker.py: {b.kind} on port {b.port} exited with status {rc}:", *tail,
+              sep="\n  ", file=sys.stderr)
+    return rc
+
+
+def port_in_use(host, ports):
+    """(port, reason) of the first of ports that cannot be bound on host, else None."""
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Mosquitto binds
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                return port, e.strerror or str(e)
+    return None
 
 
 if __name__ == "__main__":

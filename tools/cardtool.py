@@ -28,7 +28,6 @@ are signed with the office key: --office FILE (PEM, tools/office.py), or
 """
 
 import argparse
-import binascii
 import json
 import os
 import sys
@@ -488,6 +487,17 @@ def _u32(text):
     return v
 
 
+def _uid(text):
+    # a MIFARE Classic UID is single (4 bytes) or double size (7 bytes)
+    try:
+        uid = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not hex") from None
+    if len(uid) not in (4, 7):
+        raise argparse.ArgumentTypeError(f"{text!r} is {len(uid)} bytes: a UID has 4 or 7")
+    return uid
+
+
 def _tariff_arg(text):
     t = json.loads(text)
     if not isinstance(t, dict) or "v" not in t or "b" not in t:
@@ -534,7 +544,7 @@ def main(argv=None):
 
     p = sub.add_parser("new", help="create a blank card image")
     p.add_argument("image")
-    p.add_argument("--uid", required=True, help="4 or 7 bytes, hex")
+    p.add_argument("--uid", required=True, type=_uid, help="4 or 7 bytes, hex")
     p.add_argument("--size", choices=("1k", "4k"), default="1k")
 
     p = sub.add_parser("issue", help="personalise a blank card")
@@ -571,10 +581,9 @@ def main(argv=None):
 
     args = ap.parse_args(argv)
     if args.cmd == "new":
-        uid = binascii.unhexlify(args.uid)
-        card = MC.ClassicCard(uid, 1024 if args.size == "1k" else 4096)
+        card = MC.ClassicCard(args.uid, 1024 if args.size == "1k" else 4096)
         card.save(args.image)
-        print(f"blank {args.size} card {args.uid} -> {args.image}")
+        print(f"blank {args.size} card {args.uid.hex()} -> {args.image}")
         return 0
 
     issuer = load_issuer(args)

@@ -101,6 +101,10 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
+# ops that can answer `old` themselves, past the counter check (docs/PROTOCOL.md §4.4)
+OWN_OLD = ("topup", "debt", "void", "floor", "tariff")
+
+
 class HeadEndError(Exception):
     """A clear, user-facing error (exit status 2)."""
 
@@ -450,9 +454,36 @@ class HeadEnd:
         a["result"] = codes.result_name(a["code"])
         return a
 
-    def command(self, meter, op, timeout=10, **args):
+    def resync_counter(self, meter, value):
+        """Raise the meter's counter to value (e * 2^32 + n), the counter an
+        `old` ack reports (docs/PROTOCOL.md §4.4); never lowers it. True if
+        it moved."""
+        with self._lock:
+            moved = self.db.execute("UPDATE meters SET ctr = ? WHERE id = ? AND ctr < ?",
+                                    (int(value), meter, int(value))).rowcount
+            self.db.commit()
+        return bool(moved)
+
+    def command(self, meter, op, timeout=10, resync=True, **args):
         """Send one signed command and wait for its ack (dict with n, code,
-        result, val, detail). Raises NoAck after timeout seconds."""
+        result, val, detail). Raises NoAck after timeout seconds. An `old`
+        ack whose value (the meter's counter) is above ours means this
+        head-end lost count (a restored database, a second head-end): the
+        counter jumps to it and the command goes once more, under a new n."""
+        a = self._command_once(meter, op, timeout, **args)
+        if not resync or a.get("code") != codes.OLD:
+            return a
+        # these ops answer `old` of their own (a ledger or version check, with
+        # another value): a `get`, which never does, tells the two apart
+        probe = self._command_once(meter, "get", timeout, w="state") if op in OWN_OLD else a
+        if (probe.get("code") == codes.OLD and isinstance(probe.get("val"), int)
+                and self.resync_counter(meter, probe["val"])):
+            print(f"headend: {meter}'s command counter is {a['val']}: resynchronised, "
+                  f"sending {op} again", file=sys.stderr)
+            a = self._command_once(meter, op, timeout, **args)
+        return a
+
+    def _command_once(self, meter, op, timeout, **args):
         n, topic, payload = self.sealed_command(meter, op, **args)
         if len(payload) > codec.MAX_DOWNLINK:
             raise HeadEndError(f"command too long ({len(payload)} bytes)")
@@ -460,6 +491,7 @@ class HeadEnd:
             self.db.execute("INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?, NULL, NULL)",
                             (meter, n, op, json.dumps(args), time.time()))
             self.db.commit()
+            self._acks.pop((meter, n), None)   # an n used before a lost count: not this one's ack
         self._need_client().publish(topic, payload, qos=1)
         if timeout is None:
             return {"n": n}

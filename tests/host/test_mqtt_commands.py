@@ -146,3 +146,34 @@ def test_cli(mqtt_world, m1, tmp_path):
     p = subprocess.run(base[:-4] + ["get", "M1", "state"], capture_output=True, text=True, timeout=60,
                        check=False)
     assert p.returncode == 2 and "did not accept" in p.stderr   # no credentials
+
+
+def test_head_end_catches_up_with_the_meters_counter(mqtt_world, m1):
+    # the head-end's database was restored from an old backup: its counter for
+    # M1 is far behind; the `old` ack's value (the meter's counter) resyncs it
+    # and the command goes once more (docs/PROTOCOL.md §4.4)
+    he = mqtt_world.he
+    state = he.get("M1", "state")
+    ctr, bal = state["n"], state["detail"]["bal"]
+    assert state["detail"]["n"] == ctr
+
+    def lose_count():
+        he.db.execute("UPDATE meters SET ctr = 1 WHERE id = 'M1'")
+        he.db.commit()
+
+    lose_count()
+    a = he.get("M1", "state")
+    assert a["result"] == "accepted" and a["n"] == ctr + 1
+    lose_count()
+    # a top-up can answer `old` of its own: a `get` probe tells which it was
+    t = he.topup("M1", 1_000, account=6)
+    assert t["result"] == "accepted" and t["val"] == bal + 1_000 and t["n"] == ctr + 2
+    assert he.topup_status("M1", 6, t["seq"])["status"] == "applied"
+    # a genuine `old` of the op itself (an arrears sequence below the last,
+    # its value the debt register) is not taken for a lost counter
+    d = he.add_arrears("M1", 5_000, seq=50)
+    assert d["result"] == "accepted"
+    o = he.add_arrears("M1", 5_000, seq=49)
+    assert o["code"] == OLD and o["val"] == d["val"] > d["n"]
+    ctr_now = he.db.execute("SELECT ctr FROM meters WHERE id = 'M1'").fetchone()[0]
+    assert ctr_now == o["n"] + 1     # the debt, then the `get` probe
