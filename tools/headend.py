@@ -847,6 +847,9 @@ def _run(args):
     with he:
         if args.cmd == "listen":
             end = time.monotonic() + args.seconds if args.seconds else None
+            until = f"for {args.seconds:g} s" if end else "until Ctrl-C"
+            print(f"listening on {he.host}:{he.port} to m/+/t, m/+/e, m/+/s, m/+/a (telemetry, "
+                  f"events, online status, acks) into {he.db_path}, {until}", flush=True)
             try:
                 while end is None or time.monotonic() < end:
                     time.sleep(0.2)

@@ -13,6 +13,7 @@ tariff, an online top-up, a broker outage, a card top-up at the office.
 """
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -37,6 +38,16 @@ SIM_MASTER = hashlib.sha256(b"simulator master key, not for production").digest(
 CARDTOOL = [sys.executable, str(ROOT / "tools" / "cardtool.py"), "--test-keys"]
 METER_ID, REGION = "M000001", 1
 IMAGE_BYTES = 160_000      # the ota scenario's image, kept short for the demo (a frozen ESP32 image is ~1.6 MB: bench/bench_ota.py)
+
+
+def scenario_names():
+    """The keys of SCENARIOS in boards/unix/scenarios.py, read without
+    running it (it is MicroPython: const())."""
+    tree = ast.parse((ROOT / "boards" / "unix" / "scenarios.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SCENARIOS" for t in node.targets):
+            return [k.value for k in node.value.keys]
+    raise SystemExit("boards/unix/scenarios.py has no SCENARIOS table")
 
 
 def micropython_env():
@@ -257,7 +268,8 @@ def _run_meter(cmd, args, he, broker, cards):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("scenario", nargs="?", default="day")
+    ap.add_argument("scenario", nargs="?", default="day", choices=scenario_names(),
+                    help="boards/unix/scenarios.py (default: day)")
     ap.add_argument("--interactive", action="store_true")
     ap.add_argument("--speed", type=int, default=300, help="simulated seconds per real second")
     ap.add_argument("--state", default=str(ROOT / "sim-state"))

@@ -79,11 +79,26 @@ def _clock_str(t):
     return "%02d:%02d:%02d" % ((t // 3600) % 24, (t // 60) % 60, t % 60)
 
 
+_TOTALS = ("delivered_ml", "credited", "moves", "shoot_through", "sent", "received", "writes")
+
+
+def _load_totals(state, start):
+    """The summary's counters of the boots before this one (DIR/sim-totals,
+    written at each simulated reset), so a scenario of several boots sums
+    them all; t0 is when the first boot started."""
+    try:
+        with open(state + "/sim-totals") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return dict({k: 0 for k in _TOTALS}, t0=start)
+
+
 class Sim:
     def __init__(self, opts):
         self.opts = opts
         start = rtc.resume(opts["state"], scenarios.SCENARIOS[opts["scenario"]][0])
         self.t0 = start
+        self.before = _load_totals(opts["state"], start)
         self.credited = 0
         self.link = None
         extra = {}
@@ -116,6 +131,13 @@ class Sim:
         self.hw, self.meter, self.link, self.cards = s.hw, s.meter, s.link, s.cards
         if s.link is not None:
             s.link.on_traffic = self._traffic
+        board_reset = s.hw.reset
+        if board_reset is not None:
+            def reset():
+                # the process ends here: keep this boot's counters for the summary
+                self._save_totals()
+                board_reset()
+            s.hw.reset = reset
         if s.hw.partitions is not None:
             # what the boot itself logged about an update (a rollback, a
             # trial), before this listener was attached
@@ -346,22 +368,37 @@ class Sim:
         except _Quit:
             pass
 
+    def totals(self):
+        """The summary's counters over every boot of this run."""
+        w, link = self.hw.world, self.link
+        now = (w.flow.delivered_ml(), self.credited, w.valve.moves, w.valve.shoot_through,
+               link.sent if link else 0, link.received if link else 0, self.meter.store.writes)
+        t = dict(self.before)
+        for k, v in zip(_TOTALS, now):
+            t[k] += v
+        return t
+
+    def _save_totals(self):
+        with open(self.opts["state"] + "/sim-totals", "w") as f:
+            json.dump(self.totals(), f)
+
     def summary(self):
-        m, w = self.meter, self.hw.world
-        charged = self.credited + m.emergency_owed - m.balance
+        m, t = self.meter, self.totals()
+        charged = t["credited"] + m.emergency_owed - m.balance
         print("")
-        print("== summary (%s, %d simulated s) ==" % (self.opts["scenario"], self.now()))
+        print("== summary (%s, %d simulated s) ==" % (
+            self.opts["scenario"], self.hw.clock.time() - t["t0"]))
         print("water delivered  %s m3 (metered %s m3 at K=%d/%d pulses/L)" % (
-            units.volume(w.flow.delivered_ml()), units.volume(m.volume.ml()),
+            units.volume(t["delivered_ml"]), units.volume(m.volume.ml()),
             m.volume.k_num, m.volume.k_den))
         print("credit applied   %s   charged %s   balance %s   emergency owed %s" % (
-            units.money(self.credited), units.money(charged), units.money(m.balance),
+            units.money(t["credited"]), units.money(charged), units.money(m.balance),
             units.money(m.emergency_owed)))
         print("tariff in force  v%d   valve %s, %d moves, shoot-through %d" % (
-            m.billing.tariff.version, "open" if m.want_open else "closed", w.valve.moves,
-            w.valve.shoot_through))
+            m.billing.tariff.version, "open" if m.want_open else "closed", t["moves"],
+            t["shoot_through"]))
         print("mqtt             %d sent, %d received   events logged %d   state writes %d" % (
-            self.link.sent, self.link.received, m.log.seq, m.store.writes))
+            t["sent"], t["received"], m.log.seq, t["writes"]))
 
 
 def run():

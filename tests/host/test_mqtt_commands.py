@@ -143,6 +143,8 @@ def test_cli(mqtt_world, m1, tmp_path):
     assert p.returncode == 2 and "bad block" in p.stderr
     p = cli("meters")
     assert p.returncode == 0 and "M1" in p.stdout
+    p = cli("listen", "--seconds", "0.3")      # says what it listens to, then listens
+    assert p.returncode == 0 and "listening on" in p.stdout and "m/+/t" in p.stdout, p.stderr
     p = subprocess.run(base[:-4] + ["get", "M1", "state"], capture_output=True, text=True, timeout=60,
                        check=False)
     assert p.returncode == 2 and "did not accept" in p.stderr   # no credentials

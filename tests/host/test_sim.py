@@ -94,8 +94,22 @@ def test_ota_scenario_updates_rolls_back_and_refuses_a_forgery(tmp_path):
     assert re.search(r"status flow +[1-9]\d*\.\d L/h", first)
     tail = out[out.rindex("board  booted ota_1"):]
     assert "water  tap set to 600 L/h" in tail
-    m = re.search(r"water delivered\s+([\d.]+) m3", tail)
-    assert float(m.group(1)) > 0.05
+    # the summary counts every boot of the run, not only the last one
+    m = re.search(r"summary \(ota, (\d+) simulated s\)", tail)
+    assert int(m.group(1)) > 4 * 3600, "09:00 to after 13:00"
+    m = re.search(r"water delivered\s+([\d.]+) m3 \(metered ([\d.]+) m3", tail)
+    delivered, metered = float(m.group(1)), float(m.group(2))
+    assert metered > 0.5 and abs(delivered - metered) < 0.005, (delivered, metered)
+
+
+def test_sim_rejects_an_unknown_scenario_before_starting_anything(tmp_path):
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "sim.py"), "nosuch",
+                        "--state", str(tmp_path / "s")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "invalid choice: 'nosuch'" in p.stderr
+    assert "broker" not in p.stdout and not (tmp_path / "s").exists()
+    h = subprocess.run([sys.executable, str(ROOT / "tools" / "sim.py"), "--help"],
+                       capture_output=True, text=True, timeout=60).stdout
+    assert all(name in h for name in ("day", "quick", "night", "ota"))
 
 
 def test_sim_runs_on_the_pure_python_broker_when_mosquitto_is_absent(tmp_path):
