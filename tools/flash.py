@@ -398,6 +398,44 @@ else:
 """
 
 
+def _hex_of(v, digits: int) -> bool:
+    return isinstance(v, str) and len(v) == digits and all(c in "0123456789abcdefABCDEF" for c in v)
+
+
+# what a meter's provisioning file holds (docs/SERVICE.md §3; headend.py
+# provision, cardtool.py meter-secret): the checks a key file gets before
+# anything is written, so a wrong or truncated file is refused at the bench
+MISSING = {"mk": "the meter will refuse every MQTT command",
+           "pw": "the meter cannot log in to the broker",
+           "card": "the meter will have no card reader (cardtool.py meter-secret)",
+           "office": "the meter will refuse every office-signed tariff, card and fleet command"}
+
+
+def key_problems(sec: dict, meter_id: str) -> tuple[list, list]:
+    """(errors, warnings) of a provisioning file for meter_id."""
+    bad = []
+    for k in ("id", "user"):
+        if k in sec and sec[k] != meter_id:
+            bad.append(f"{k} is {sec[k]!r}, not --meter-id {meter_id!r}: another meter's keys?")
+    if "mk" in sec and not _hex_of(sec["mk"], 64):
+        bad.append("mk must be 64 hex digits (the 32-byte command key)")
+    if "pw" in sec and not _hex_of(sec["pw"], 32):
+        bad.append("pw must be 32 hex digits (the broker password)")
+    if "card" in sec:
+        card = sec["card"]
+        for e in card if isinstance(card, list) and card else [card]:
+            if not (isinstance(e, dict) and isinstance(e.get("rev"), int) and _hex_of(e.get("rec"), 64)
+                    and isinstance(e.get("min_rev", 0), int)):
+                bad.append('card must be {"rev": INT, "rec": 64 hex digits[, "min_rev": INT]} '
+                           "or a list of them (docs/CARD.md §3.2)")
+                break
+    if "office" in sec and not (isinstance(sec["office"], dict) and sec["office"] and all(
+            k.isdigit() and _hex_of(v, 128) for k, v in sec["office"].items())):
+        bad.append('office must be {"<rev>": 128 hex digits} (docs/PROTOCOL.md §4.7)')
+    warn = [f"no {k} in the secrets: {why}" for k, why in MISSING.items() if k not in sec]
+    return bad, warn
+
+
 def _inside_repo(path: Path) -> bool:
     try:
         path.resolve().relative_to(ROOT)
@@ -436,6 +474,11 @@ def cmd_provision(a: argparse.Namespace) -> int:
             raise Fail(f"secrets file {sp} is not JSON: {e}") from None
         if not isinstance(secrets, dict):
             raise Fail("secrets file must hold a JSON object")
+        bad, warn = key_problems(secrets, a.meter_id)
+        if bad:
+            raise Fail(f"secrets file {sp}: " + "; ".join(bad))
+        for w in warn:
+            print(f"warning: {w}")
     cfg = {"meter_id": a.meter_id, "region": a.region}
     if a.broker_host:
         cfg["mqtt"] = {"host": a.broker_host, "port": a.broker_port, "tls": a.tls, "keepalive": 60}

@@ -14,8 +14,8 @@ from ptymeter import ROOT, PtyMeter
 pytestmark = pytest.mark.timeout(120)
 
 FLASH = [sys.executable, str(ROOT / "tools" / "flash.py")]
-KEYS = {"mk": "11223344556677889900aabbccddeeff", "rk": "ffeeddccbbaa00998877665544332211",
-        "user": "M000123", "pw": "broker-password-xyz"}
+KEYS = {"mk": "11223344556677889900aabbccddeeff" * 2, "rk": "ffeeddccbbaa00998877665544332211",
+        "id": "M000123", "user": "M000123", "pw": "0123456789abcdef0123456789abcdef"}
 WIFI_PW = "wifi-password-abc"
 PIN = "47114711"
 
@@ -139,3 +139,38 @@ def test_provision_validates_identity_and_pin(tmp_path):
               "--service-pin-env", "PIN", "--dry-run", env={"PIN": "12345678"})
     assert p.returncode == 0 and "123456" not in p.stdout + p.stderr
     assert "svc_pin" in p.stdout
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"id": "M000124"}, "id is 'M000124', not --meter-id 'M000123'"),
+    ({"mk": "1122"}, "mk must be 64 hex digits"),
+    ({"mk": "zz" * 32}, "mk must be 64 hex digits"),
+    ({"pw": "broker-password-xyz"}, "pw must be 32 hex digits"),
+    ({"card": {"rev": 1, "rec": "ab"}}, "card must be"),
+    ({"card": [{"rev": "1", "rec": "ab" * 32}]}, "card must be"),
+    ({"office": {"1": "00"}}, "office must be"),
+])
+def test_provision_dry_run_checks_the_keys(tmp_path, change, why):
+    keyfile = tmp_path / "keys.json"
+    good = dict(KEYS, card={"rev": 1, "rec": "ab" * 32}, office={"1": "cd" * 64})
+    for keys, ok in ((good, True), (dict(good, **change), False)):
+        keyfile.write_text(json.dumps(keys))
+        keyfile.chmod(0o600)
+        p = flash("provision", "--port", "x", "--meter-id", "M000123", "--region", "3",
+                  "--secrets", str(keyfile), "--no-pin", "--dry-run")
+        if ok:
+            assert p.returncode == 0 and "warning" not in p.stdout, p.stdout + p.stderr
+        else:
+            assert p.returncode == 2 and why in p.stderr, p.stdout + p.stderr
+            assert keys["mk"] not in p.stderr          # the error names the key, not its value
+
+
+def test_provision_warns_of_missing_keys(tmp_path):
+    keyfile = tmp_path / "keys.json"
+    keyfile.write_text(json.dumps({"id": "M000123"}))
+    keyfile.chmod(0o600)
+    p = flash("provision", "--port", "x", "--meter-id", "M000123", "--region", "3",
+              "--secrets", str(keyfile), "--no-pin", "--dry-run")
+    assert p.returncode == 0
+    for k in ("mk", "pw", "card", "office"):
+        assert f"warning: no {k} in the secrets" in p.stdout
