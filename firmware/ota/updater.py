@@ -33,7 +33,7 @@ STATE_NAMES = ("idle", "download", "verify", "switched", "trial")
 REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
 MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
-SIG_WINDOWS = const(2)         # signature windows per step: ~47 ms of a 3 s verify on an ESP32
+SIG_WINDOWS = const(2)         # signature windows per step: 25-53 ms of a 1.6-3.4 s verify on an ESP32
 MAX_TRIALS = const(2)          # trials cut short (power, watchdog) before the version is refused
 
 
@@ -57,7 +57,8 @@ class Updater:
         self._erased = -1        # the block erased and not yet programmed
         self._save_due = False   # a chunk ended: its progress record is written next step
         self._checking = None    # (verify generator, doc, body, sig) of a manifest being checked
-        self._forged = None      # SHA-256 of the last manifest body whose signature failed
+        self._forged = None      # SHA-256 of the last manifest (body, signature) that failed
+        self._next = None        # a manifest that arrived during a check, offered after it
         self._target = None
         self.blocks_written = 0
         self.reset_due = False   # True: the meter should save and reset (set_boot done / trial failed)
@@ -146,7 +147,10 @@ class Updater:
         """A manifest from the link. Returns the result code of the cheap
         checks; ACCEPTED means its signature is checked next, in slices of
         SIG_WINDOWS windows a step (event accepted or refused then)."""
-        if self.p["st"] != IDLE or self._checking is not None:
+        if self._checking is not None:
+            self._next = bytes(msg)  # offered when this check ends (the newest one only)
+            return codes.ACCEPTED
+        if self.p["st"] != IDLE:
             return codes.USED if self.doc is not None and _same(self.p, msg) else codes.REFUSED
         try:
             mv = self.battery.millivolts() if self.battery is not None else None
@@ -156,7 +160,7 @@ class Updater:
         code, d, body, sig = mf.admit(msg, self.board, self.meter.fw_floor, slot,
                                       self.meter.cfg["meter_id"], mv, self.min_mv,
                                       self.p.get("bad", 0))
-        if code == codes.ACCEPTED and hashlib.sha256(body).digest() == self._forged:
+        if code == codes.ACCEPTED and _digest(body, sig) == self._forged:
             code = codes.SIGNATURE   # the same forgery again (a retained one): not verified twice
         if code != codes.ACCEPTED:
             self._refused(d, code)
@@ -179,9 +183,13 @@ class Updater:
             return                   # more slices to go
         self._checking = None
         if not rev:
-            self._forged = hashlib.sha256(body).digest()
+            self._forged = _digest(body, sig)
             self._refused(d, codes.SIGNATURE)
+            nxt, self._next = self._next, None
+            if nxt is not None:
+                self.offer(nxt)
             return
+        self._next = None            # one update at a time; a newer manifest comes again
         import binascii
         run = self.parts(self.parts.RUNNING)
         self.doc = d
@@ -357,6 +365,12 @@ class Updater:
         if d is None or self.p["st"] != DOWNLOAD:
             return 100 if self.p["st"] in (VERIFY, SWITCHED, TRIAL) else 0
         return self.p["o"] * 100 // d["sz"]
+
+
+def _digest(body, sig):
+    h = hashlib.sha256(body)
+    h.update(sig)
+    return h.digest()
 
 
 def _same(p, msg):
