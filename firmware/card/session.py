@@ -26,10 +26,12 @@ def _public_key_a(uid, sector, rev):
 FW_VERSION = 0x0100
 # Office-signed cards open with a public key A, so anyone can make one that
 # reaches the signature check (seconds of ECDSA on an ESP32). Failed verifies
-# have their own budget, apart from the lockout: SIG_BURST of them, one more
-# every SIG_REFILL_MS; while it is spent a signed card answers LOCKED_OUT
-# before its verify. A good signature costs nothing from the budget.
-SIG_BURST = const(3)
+# have their own budget, apart from the lockout: SIG_BURST of them (two
+# forged cards' worth of the per-UID lockout, so one locked-out forger leaves
+# room for a genuine card), one more every SIG_REFILL_MS; while it is spent a
+# signed card answers LOCKED_OUT before its verify. A good signature costs
+# nothing from the budget.
+SIG_BURST = const(6)
 SIG_REFILL_MS = const(60_000)
 
 # results that are authentication failures, the only ones the lockout counts:
