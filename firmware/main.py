@@ -163,13 +163,18 @@ def attach_card(meter, hw, secrets):
     """The card reader's session, or None. A board without a reader, a meter
     not provisioned with card keys, or keys refused (test keys outside a
     test build) give a meter without cards, never a meter that stops."""
-    if hw.card_spi is None or "card" not in secrets:
+    if hw.card_spi is None:
+        return None
+    if "card" not in secrets:
+        # a reader but no card keys: say so, or the meter just ignores cards
+        print("card reader off: secrets.json has no \"card\" keys (cardtool.py meter-secret)")
         return None
     import card
     from card.keys import MeterKeys
     try:
         keys = MeterKeys.from_secrets(secrets["card"], hw.test_build, meter.cfg["meter_id"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError) as e:
+        print("card reader off: card keys refused:", e)
         meter.log.add(codes.EV_CARD_REJECTED, codes.KEY_EXPIRED)
         return None
     session = card.attach(hw, meter, keys)

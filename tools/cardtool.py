@@ -16,6 +16,13 @@ Examples:
   cardtool.py --test-keys topup card.json --amount 1000000
   cardtool.py --test-keys read card.json
   cardtool.py --test-keys audit card.json
+  cardtool.py --keys issuer.json meter-secret M000123 --into meter/secrets.json
+
+A meter opens its own user and install cards with its card secret, derived
+from the issuer's record master MR for its id (docs/CARD.md §3.2):
+`meter-secret METER` prints {"card": {"rev", "rec"[, "min_rev"]}} for the
+meter's provisioning file, or with --into merges it into that file (mode
+0600; an entry of another revision is kept, so rotating adds one).
 
 Keys: --keys FILE with {"rev": 1, "mb": hex, "mr": hex} (issuer masters, 16+
 bytes each), or --test-keys for the public test masters, which no meter
@@ -467,8 +474,35 @@ def load_issuer(args):
         return K.testing_issuer()
     if not args.keys:
         raise SystemExit("give --keys FILE (or --test-keys for simulated cards)")
-    d = json.loads(Path(args.keys).read_text())
-    return K.IssuerKeys(d["mb"], d["mr"], d.get("rev", 1))
+    try:
+        d = json.loads(Path(args.keys).read_text())
+        return K.IssuerKeys(d["mb"], d["mr"], d.get("rev", 1))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(f"issuer key file {args.keys}: {e!r} "
+                         '(want {"rev": 1, "mb": hex, "mr": hex})') from None
+
+
+def meter_secret(issuer, meter_id, min_rev=0, into=None):
+    """The card section of one meter's secrets.json; merged into `into`."""
+    entry = issuer.meter_secrets(meter_id, min_rev)
+    if into is None:
+        print(json.dumps({"card": entry}))
+        return 0
+    p = Path(into)
+    try:
+        sec = json.loads(p.read_text()) if p.exists() else {}
+    except ValueError as e:
+        raise SystemExit(f"{p} is not JSON: {e}") from None
+    if sec.get("id", meter_id) != meter_id:
+        raise SystemExit(f"{p} is meter {sec['id']!r}'s, not {meter_id!r}")
+    old = sec.get("card", [])
+    others = [e for e in (old if isinstance(old, list) else [old]) if e.get("rev") != issuer.rev]
+    sec["card"] = [*others, entry] if others else entry
+    fd = os.open(str(p), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(sec, f)
+    print(f"card keys of {meter_id} (revision {issuer.rev}) -> {p}")
+    return 0
 
 
 def load_office(args):
@@ -575,6 +609,11 @@ def main(argv=None):
     p.add_argument("--seq", type=_u32, help="the credit's sequence (default: the card's own credit)")
     p.add_argument("--amount", type=int, help="its amount (default: the card's own credit)")
 
+    p = sub.add_parser("meter-secret", help="a meter's card keys for its secrets.json (docs/CARD.md 3.2)")
+    p.add_argument("meter")
+    p.add_argument("--min-rev", type=int, default=0, help="retire the revisions below this one")
+    p.add_argument("--into", help="merge into this secrets.json (else print the JSON)")
+
     for name in ("read", "audit"):
         p = sub.add_parser(name)
         p.add_argument("image")
@@ -587,6 +626,8 @@ def main(argv=None):
         return 0
 
     issuer = load_issuer(args)
+    if args.cmd == "meter-secret":
+        return meter_secret(issuer, args.meter, args.min_rev, args.into)
     reader = ImageReader(args.image)
     book = OfficeBook(args.book or Path(args.image).resolve().parent / "office-book.json")
     st = Station(issuer, reader, book)

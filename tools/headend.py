@@ -7,10 +7,11 @@ because it imports the firmware's own codec and HMAC (firmware/comms/).
                [--user NAME] [--password PW] COMMAND ...
 
     init                                  new master key and office signing key (files, mode
-                                          0600) and database
-    provision METER --region R [--state DIR] [--tls]
-                                          derive the meter's keys; write DIR/secrets.json
-                                          and DIR/config.json for the meter
+                                          0600), the meters' public office.json, database
+    provision METER --region R [--state DIR] [--tls] [--card-keys ISSUER.json]
+                                          derive the meter's keys (card keys too, given the
+                                          vending station's issuer file); write
+                                          DIR/secrets.json and DIR/config.json for the meter
     broker-files DIR [--headend-password PW]
                                           Mosquitto password and ACL files for all meters
     tariff (--region R | --meter ID) --version V --block UPTO_L:PRICE ... [--at EPOCH]
@@ -190,13 +191,16 @@ class HeadEnd:
     def mqtt_password(self, meter_id):
         return sign.mqtt_password(self.master, meter_id)
 
-    def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None, replaces=None):
+    def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None, replaces=None,
+                  card=None):
         """Register a meter and derive its secrets. With state_dir, write the
         meter's secrets.json (keys, broker credentials, CA) and merge mqtt
         (host/port/tls/keepalive) and the id and region into its config.json.
         replaces=(account, install_seq): a replacement for a meter with the
         same id; its config carries the old binding, so it boots as a state
-        loss and takes no credit before `floor` (docs/CARD.md §5.3)."""
+        loss and takes no credit before `floor` (docs/CARD.md §5.3).
+        card: the meter's card section ({"rev", "rec"}, IssuerKeys.meter_secrets)
+        when the head-end holds the vending station's issuer key file."""
         # the meter's own rule for its id (docs/PROTOCOL.md §2, config.py)
         if not 1 <= len(meter_id) <= 16 or not all(c.isascii() and (c.isalnum() or c in "-_")
                                                    for c in meter_id):
@@ -210,6 +214,8 @@ class HeadEnd:
         sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(), "user": meter_id,
                "pw": self.mqtt_password(meter_id), "ca": ca_pem}
         sec.update(office_secrets([self._need_office()]))
+        if card is not None:
+            sec["card"] = card
         if state_dir is not None:
             d = Path(state_dir)
             d.mkdir(parents=True, exist_ok=True)
@@ -717,6 +723,8 @@ def main(argv=None):
     p.add_argument("--state", help="the meter's state directory to write")
     p.add_argument("--tls", action="store_true", help="the meter connects with TLS (needs --ca)")
     p.add_argument("--keepalive", type=int, default=60)
+    p.add_argument("--card-keys", metavar="ISSUER.json",
+                   help="the vending station's issuer key file: add the meter's card keys")
     p.add_argument("--replaces", nargs=2, type=int, metavar=("ACCOUNT", "INSTALL_SEQ"),
                    help="a replacement meter: the old meter's binding (docs/CARD.md 5.3)")
     p = sub.add_parser("broker-files")
@@ -800,10 +808,14 @@ def _run(args):
         p = new_master(master)
         if Path(office).exists():
             raise HeadEndError(f"{office} exists; refusing to replace the office key")
-        OfficeKey.generate(rev=1).save(office)
+        key = OfficeKey.generate(rev=1)
+        key.save(office)
+        # the meters' part, public: simmeter.py --office, flash.py provision
+        Path(args.db + ".office-public.json").write_text(json.dumps(office_secrets([key])))
         sqlite3.connect(args.db).executescript(SCHEMA)
         print(f"master key written to {p}, office signing key to {office} (keep both "
-              f"secret); database {args.db}")
+              f"secret; {office.removesuffix('.pem')}.json holds its revision); the meters' "
+              f"public office keys to {args.db}.office-public.json; database {args.db}")
         return 0
     host, _, port = args.broker.rpartition(":")
     try:
@@ -816,9 +828,15 @@ def _run(args):
         if args.tls and not args.ca:
             raise HeadEndError("--tls needs --ca (the CA that signed the broker's certificate)")
         ca_pem = Path(args.ca).read_text() if args.tls else None
+        card = None
+        if args.card_keys:
+            # the vending station's issuer masters: this meter's card secret (docs/CARD.md §3.2)
+            from cardtool import load_issuer
+            card = load_issuer(argparse.Namespace(test_keys=False, keys=args.card_keys)
+                               ).meter_secrets(args.meter)
         he.provision(args.meter, args.region, args.state,
                      {"host": he.host, "port": he.port, "tls": bool(args.tls),
-                      "keepalive": args.keepalive}, ca_pem, args.replaces)
+                      "keepalive": args.keepalive}, ca_pem, args.replaces, card)
         where = f" -> {args.state}" if args.state else ""
         print(f"provisioned {args.meter} in region {args.region}{where}")
         return 0

@@ -12,7 +12,7 @@ A fleet of N, keys derived from a master key file (docs/PROTOCOL.md §4.2),
 meters PREFIX0001 ... in DIR/PREFIX0001 ...:
 
     python tools/simmeter.py --state DIR --master FILE --fleet N [--prefix SIM] --region R \\
-        --broker HOST:PORT [--tls --ca CA.pem] [--office OFFICE.json] \\
+        --broker HOST:PORT [--tls --ca CA.pem] [--office OFFICE.json] [--card-keys ISSUER.json] \\
         [--broker-files BDIR --headend-password PW]
 
 A meter's directory keeps its config.json (whatever the head-end changed),
@@ -107,6 +107,23 @@ def command(d, speed, flow=0, repl=False):
     return cmd + (["--repl"] if repl else [])
 
 
+def load_office(path):
+    """The office's public keys for the meters' secrets: the JSON that
+    `headend.py init` writes (DB.office-public.json), checked."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"simmeter: --office {path}: {e}: use the DB.office-public.json of "
+                         "headend.py init") from None
+    keys = d.get("office") if isinstance(d, dict) else None
+    if not (isinstance(keys, dict) and keys and all(
+            k.isdigit() and isinstance(v, str) and len(v) == 128 for k, v in keys.items())
+            and isinstance(d.get("office_min_rev", 0), int)):
+        raise SystemExit(f'simmeter: --office {path} is not {{"office": {{"<rev>": "<128 hex>"}}, '
+                         '"office_min_rev": r}: use the DB.office-public.json of headend.py init')
+    return {"office": keys, "office_min_rev": d.get("office_min_rev", 1)}
+
+
 def _mqtt_args(args):
     m = {}
     if args.broker:
@@ -130,6 +147,9 @@ def main(argv=None):
     ap.add_argument("--fleet", type=int, default=0, help="number of meters (with --master)")
     ap.add_argument("--office", help="JSON merged into each secrets.json: the office's public keys "
                     '{"office": {"<rev>": "<128 hex>"}, "office_min_rev": r}')
+    ap.add_argument("--card-keys", metavar="ISSUER.json",
+                    help="the vending station's issuer key file {rev, mb, mr}: each meter gets "
+                    "its card keys (docs/CARD.md 3.2), so cards from cardtool.py --keys open")
     ap.add_argument("--prefix", default="SIM", help="fleet meter ids: PREFIX0001 ...")
     ap.add_argument("--region", type=int, help="region of a new meter")
     ap.add_argument("--broker", help="HOST:PORT of the broker")
@@ -145,7 +165,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     mqtt = _mqtt_args(args)
     ca_pem = Path(args.ca).read_text() if args.ca else None
-    office = json.loads(Path(args.office).read_text()) if args.office else {}
+    office = load_office(args.office) if args.office else {}
+    card_issuer = None
+    if args.card_keys:
+        from cardtool import load_issuer
+        card_issuer = load_issuer(argparse.Namespace(test_keys=False, keys=args.card_keys))
     dirs = []
     if args.master:
         if args.fleet < 1 or args.region is None:
@@ -156,6 +180,8 @@ def main(argv=None):
             mid = f"{args.prefix}{i:04d}"
             sec = fleet_secrets(master, mid)
             sec.update(office)
+            if card_issuer is not None:
+                sec["card"] = card_issuer.meter_secrets(mid)
             fleet[mid] = (args.region, sec["pw"])
             d = Path(args.state) / mid
             prepare(d, sec, args.region, mqtt, ca_pem)
@@ -170,6 +196,8 @@ def main(argv=None):
         if args.secrets:
             sec = json.loads(Path(args.secrets).read_text())
             sec.update(office)
+            if card_issuer is not None:
+                sec["card"] = card_issuer.meter_secrets(sec["id"])
             prepare(d, sec, args.region, mqtt, ca_pem)
         elif not (d / "secrets.json").exists():
             ap.error(f"{d} has no secrets.json: give --secrets (or --master and --fleet)")
