@@ -145,6 +145,21 @@ def _report(d, img):
         print(f"  largest block alive at a sample   {d['max_block']:7d} bytes")
 
 
+# The heap a day must run in, per build, as the project documents it: the
+# 32-bit frozen build's target (README "Figures", docs/BUILD.md) and the
+# suite's ROMFS budget (tests/host/test_ram_budget.py BUDGET_K). The 64-bit
+# port with the app from source has no RAM claim: only that a day runs.
+TARGET_32BIT_K = 96
+ROOMY_K = 2048
+
+
+def limit_k(bits, romfs):
+    """The documented heap (kB) this build must run the day in."""
+    if bits == "32bit":
+        return TARGET_32BIT_K
+    return 300 if romfs else ROOMY_K
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--micropython", default=MICROPYTHON)
@@ -176,22 +191,39 @@ def main(argv=None):
         world = sim_world(mp, env)
         want_k = int(a.heap.rstrip("Kk"))
         d = day(mp, f"{want_k + img_k}K", env=env)
-        print(f"simulated day at -X heapsize={want_k}K: "
-              + ("ran to its end, no MemoryError" if d["ok"] else "FAILED"
-                 + (" (MemoryError, or events lost)" if d["memory_error"] else "")))
+        limit = limit_k(mp_bits(mp), a.romfs)
+        why = " (MemoryError, or events lost)" if d["memory_error"] else ""
+        # exit status 1 only for a regression: the day failing in a heap the
+        # project says it runs in; below that it is a figure, said as such
+        rc = 0
+        if d["ok"]:
+            print(f"simulated day at -X heapsize={want_k}K: ran to its end, no MemoryError")
+        elif want_k >= limit:
+            rc = 1
+            print(f"simulated day at -X heapsize={want_k}K: FAILED{why}: a regression, this "
+                  f"build's documented limit is {limit}K")
+        else:
+            print(f"simulated day at -X heapsize={want_k}K: does not fit{why}; not a regression: "
+                  f"this build ({mp_bits(mp)}{', ROMFS' if a.romfs else ', app from source'}) "
+                  f"is documented to need up to {limit}K")
         if not d["ok"]:
             # figures from a heap with room (the app from source on the 64-bit
             # port does not even boot in 512K: compiling card/session.py fails)
-            d = day(mp, f"{2048 + img_k}K", env=env)
-            print("figures from a day at -X heapsize=2048K:" if d["ok"] else
-                  "the day fails even at 2048K; figures of that run:")
+            d = day(mp, f"{ROOMY_K + img_k}K", env=env)
+            if not d["ok"]:
+                rc = 1
+            print(f"figures from a day at -X heapsize={ROOMY_K}K:" if d["ok"] else
+                  f"FAILED: the day fails even at {ROOMY_K}K; figures of that run:")
         _report(d, d["romfs"])
         print(f"  the simulator's own objects at boot {world:5d} bytes of these (not on a device)")
         if a.bisect:
             k = smallest_heap(mp, 16 + img_k, 512 + img_k, env=env)
             print(f"smallest -X heapsize that runs the day clean: {k - img_k}K" if k else
                   "the day does not run clean even at 512K")
-    return 0
+            if k and k - img_k > limit:
+                rc = 1
+                print(f"FAILED: above this build's documented limit of {limit}K")
+    return rc
 
 
 if __name__ == "__main__":
