@@ -31,6 +31,12 @@ class Burst:
         n, self.pending = self.pending, 0
         return n
 
+    def mark(self):
+        return None     # a count that restarts with the CPU (metering/pulses.py)
+
+    def resume(self, mark):
+        pass
+
 
 def lcg(x):
     return (x * 1103515245 + 12345) & 0x7FFFFFFF
