@@ -257,3 +257,17 @@ def test_topic_table_is_the_codecs():
     rows = _rows(_section("## 2. Topics"), "topic")
     listed = sorted(r[0].strip("`").replace("<id>", "M7").replace("<r>", "9") for r in rows)
     assert listed == sorted(codec.topics("M7", 9).values()), listed
+
+
+def test_get_state_lists_every_field_the_meter_returns():
+    from simkit import make_meter
+    m, _hw = make_meter()
+    text = _section("### 4.6")
+    for key in m.snapshot():
+        assert "`%s`" % key in text, "get state returns %r, which §4.6 does not name" % key
+
+
+def test_time_bounds_and_their_years_agree():
+    lo, hi = commands.TIME_MIN, commands.TIME_MAX - 1   # the doc gives the last second
+    assert "`%d..%d` (2020 … 2099)" % (lo, hi) in DOC
+    assert "2100" not in DOC, "the time range ends in 2099 (%d)" % hi
