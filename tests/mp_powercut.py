@@ -176,7 +176,7 @@ def offer(path, seq):
     body = codec.command(n_next, "topup", a=9, s=seq, v=AMOUNT)
     n_next += 1
     ack = commands.handle(tp["c"].encode(), codec.seal(MK, tp["c"].encode(), body))
-    return codec.parse_ack(ack)["code"]
+    return codec.parse_ack(ack, False)["code"]
 
 
 for i in range(steps):

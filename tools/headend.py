@@ -68,7 +68,22 @@ ALARMS = {c: codes.event_name(c) for c in (
     codes.EV_LOW_BATTERY, codes.EV_SENSOR_FAULT, codes.EV_OUTBOX_OVERFLOW,
     codes.EV_FLOW_WHILE_CLOSED, codes.EV_COMMAND_REJECTED)}
 
+# The most an outbox holds (firmware/comms/outbox.py: 16 segments of 64):
+# a genuine meter's next record is never further than this above the last
+# one stored, so a bigger jump is refused (docs/PROTOCOL.md §3.1).
+OUTBOX_SPAN = 16 * 64
+
+# head-end alarms (table alarms), shown in `meters` with the event alarms:
+#   forged_uplink  a publish on m/<id>/t, e or a whose tag is not that meter's
+#   seq_jump       a record sequence more than OUTBOX_SPAN above the last stored
+#   seq_conflict   a sequence number already stored with other content
+#   rollback       a register went backwards: volume or event sequence
+#   ack_mismatch   an ack whose command hash is not that of the command sent
+UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch")
+
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms (
+    meter TEXT, kind TEXT, detail TEXT, received REAL);
 CREATE TABLE IF NOT EXISTS meters (
     id TEXT PRIMARY KEY, region INTEGER NOT NULL, ctr INTEGER NOT NULL DEFAULT 0,
     online INTEGER, last_seen REAL, last_seq INTEGER DEFAULT 0, t INTEGER, ml INTEGER,
@@ -167,6 +182,7 @@ class HeadEnd:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._acks = {}          # (meter, n) -> ack dict
+        self._sent = {}          # (meter, n) -> codec.command_hash of the command published
         self.on_ack = []         # fn(meter, ack) for every ack (the bench uses it)
         self.on_record = []      # fn(meter, record dict)
         self.ota = None          # rollout.Rollout being served (tools/rollout.py)
@@ -177,6 +193,9 @@ class HeadEnd:
     # ---------------- keys ----------------
     def meter_key(self, meter_id):
         return sign.meter_key(self.master, meter_id)
+
+    def uplink_key(self, meter_id):
+        return sign.uplink_key(self.meter_key(meter_id))
 
     def _need_office(self):
         if self.office is None:
@@ -210,6 +229,15 @@ class HeadEnd:
         with self._lock:
             self.db.execute("INSERT INTO meters (id, region) VALUES (?, ?) ON CONFLICT(id) DO "
                             "UPDATE SET region = excluded.region", (meter_id, int(region)))
+            if replaces is not None:
+                # the new meter's outbox starts again at 1: the old meter's
+                # records move to "<id>@<unix time>", so they are neither
+                # conflicts nor a rollback of the new one
+                old = f"{meter_id}@{int(time.time())}"
+                for table in ("telemetry", "events"):
+                    self.db.execute(f"UPDATE {table} SET meter = ? WHERE meter = ?",
+                                    (old, meter_id))
+                self.db.execute("UPDATE meters SET last_seq = 0 WHERE id = ?", (meter_id,))
             self.db.commit()
         sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(), "user": meter_id,
                "pw": self.mqtt_password(meter_id), "ca": ca_pem}
@@ -310,8 +338,17 @@ class HeadEnd:
     # ---------------- ingestion ----------------
     def ingest(self, meter, chan, payload):
         now = time.time()
+        if chan in ("t", "e", "a") and not codec.verify_up(self.uplink_key(meter),
+                                                           f"m/{meter}/{chan}", payload):
+            # not signed by this meter's uplink key: dropped, and flagged
+            self.alarm(meter, "forged_uplink", f"{chan}: {len(payload)} bytes")
+            return
         if chan == "a":
             a = codec.parse_ack(payload)
+            sent = self._sent.get((meter, a["n"]))
+            if a["n"] and sent is not None and sent != a["h"]:
+                self.alarm(meter, "ack_mismatch", f"n={a['n']}")
+                return
             with self._cond:
                 self.db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?)",
                                 (meter, a["n"], a["code"], a["val"], json.dumps(a["detail"]), now))
@@ -335,33 +372,107 @@ class HeadEnd:
         if chan not in ("t", "e"):
             return
         recs = codec.unbatch(payload)
+        taken = []
         with self._lock:
             for r in recs:
-                if r["kind"] == codec.EVENT:
-                    self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                    (meter, r["seq"], r["evs"], r["t"], r["code"], r["arg"], now))
-                elif r["kind"] == codec.TELE:
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, flow, flags,"
-                        " tv, evs, rssi, received) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (meter, r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
-                         r["evs"], r["rssi"], now))
-                    self.db.execute(
-                        "UPDATE meters SET last_seq = ?, t = ?, ml = ?, bal = ?, flow = ?, flags = ?,"
-                        " tv = ?, rssi = ? WHERE id = ? AND COALESCE(last_seq, 0) < ?",
-                        (r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
-                         r["rssi"], meter, r["seq"]))
-                else:
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, last_seq, n,"
-                        " t0, ml0, dropped, received) VALUES (?, ?, 3, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (meter, r["seq"], r["t1"], r["ml1"], r["bal"], r["last"], r["n"], r["t0"],
-                         r["ml0"], r["dropped"], now))
+                verdict = self._admit(meter, r) if r["kind"] != codec.BATT else "ok"
+                if verdict:
+                    self._store(meter, r, now, verdict == "ok")
+                    taken.append(r)
             self.db.execute("UPDATE meters SET last_seen = ? WHERE id = ?", (now, meter))
             self.db.commit()
         for fn in self.on_record:
-            for r in recs:
+            for r in taken:
                 fn(meter, r)
+
+    def alarm(self, meter, kind, detail=""):
+        with self._lock:
+            self.db.execute("INSERT INTO alarms VALUES (?, ?, ?, ?)",
+                            (meter, kind, detail, time.time()))
+            self.db.commit()
+        print(f"headend: ALARM {meter} {kind} {detail}", file=sys.stderr)
+
+    def alarms(self, meter):
+        rows = self.db.execute("SELECT kind, detail, received FROM alarms WHERE meter = ? "
+                               "ORDER BY rowid", (meter,))
+        return [{"kind": k, "detail": d, "received": t} for k, d, t in rows]
+
+    def _stored(self, meter, r):
+        """The stored record with r's sequence, as a comparable tuple, or None."""
+        if r["kind"] == codec.EVENT:
+            row = self.db.execute("SELECT 2, evs, t, code, arg FROM events WHERE meter = ? AND "
+                                  "seq = ?", (meter, r["seq"])).fetchone()
+        else:
+            row = self.db.execute("SELECT kind, t, ml, bal, COALESCE(last_seq, flags) FROM "
+                                  "telemetry WHERE meter = ? AND seq = ?",
+                                  (meter, r["seq"])).fetchone()
+        return row
+
+    @staticmethod
+    def _content(r):
+        if r["kind"] == codec.EVENT:
+            return (2, r["evs"], r["t"], r["code"], r["arg"])
+        if r["kind"] == codec.TELE:
+            return (1, r["t"], r["ml"], r["bal"], r["flags"])
+        return (3, r["t1"], r["ml1"], r["bal"], r["last"])
+
+    def _admit(self, meter, r):
+        """What to do with a record whose tag checked (docs/PROTOCOL.md §3.2):
+        None drop it (a repeat of a stored one; or, with an alarm, another
+        record under a stored sequence or a jump beyond what an outbox
+        holds), "back" store it with an alarm but leave the meters row (a
+        register went backwards: docs/SECURITY.md S6), "ok" store it."""
+        row = self._stored(meter, r)
+        if row is not None:
+            if tuple(row) != self._content(r):
+                self.alarm(meter, "seq_conflict", f"seq {r['seq']}")
+            return None
+        top = self.db.execute(
+            "SELECT MAX(s) FROM (SELECT MAX(seq, COALESCE(last_seq, 0)) AS s FROM telemetry "
+            "WHERE meter = ? UNION ALL SELECT seq FROM events WHERE meter = ?)",
+            (meter, meter)).fetchone()[0] or 0
+        if r["seq"] > top + OUTBOX_SPAN:
+            self.alarm(meter, "seq_jump", f"seq {r['seq']} after {top}")
+            return None
+        if r["kind"] == codec.EVENT:
+            hi = self.db.execute("SELECT MAX(evs) FROM events WHERE meter = ?",
+                                 (meter,)).fetchone()[0]
+            if hi is not None and r["evs"] < hi:
+                self.alarm(meter, "rollback", f"event {r['evs']} after {hi} (seq {r['seq']})")
+                return "back"
+            return "ok"
+        ml = r["ml"] if r["kind"] == codec.TELE else r["ml1"]
+        hi = self.db.execute("SELECT MAX(ml) FROM telemetry WHERE meter = ?",
+                             (meter,)).fetchone()[0]
+        if hi is not None and ml < hi:
+            self.alarm(meter, "rollback", f"volume {ml} mL after {hi} mL (seq {r['seq']})")
+            return "back"
+        return "ok"
+
+    def _store(self, meter, r, now, current=True):
+        if r["kind"] == codec.BATT:
+            return        # battery records (PROTOCOL.md §3.3): only to on_record listeners
+        if r["kind"] == codec.EVENT:
+            self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (meter, r["seq"], r["evs"], r["t"], r["code"], r["arg"], now))
+        elif r["kind"] == codec.TELE:
+            self.db.execute(
+                "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, flow, flags,"
+                " tv, evs, rssi, received) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (meter, r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
+                 r["evs"], r["rssi"], now))
+            if current:
+                self.db.execute(
+                    "UPDATE meters SET last_seq = ?, t = ?, ml = ?, bal = ?, flow = ?, flags = ?,"
+                    " tv = ?, rssi = ? WHERE id = ? AND COALESCE(last_seq, 0) < ?",
+                    (r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
+                     r["rssi"], meter, r["seq"]))
+        else:
+            self.db.execute(
+                "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, last_seq, n,"
+                " t0, ml0, dropped, received) VALUES (?, ?, 3, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (meter, r["seq"], r["t1"], r["ml1"], r["bal"], r["last"], r["n"], r["t0"],
+                 r["ml0"], r["dropped"], now))
 
     def _settle(self, meter, a, now):
         # the command this ack answers; a top-up's fate goes to its record
@@ -498,6 +609,7 @@ class HeadEnd:
                             (meter, n, op, json.dumps(args), time.time()))
             self.db.commit()
             self._acks.pop((meter, n), None)   # an n used before a lost count: not this one's ack
+        self._sent[(meter, n)] = codec.command_hash(payload)
         self._need_client().publish(topic, payload, qos=1)
         if timeout is None:
             return {"n": n}
@@ -675,6 +787,9 @@ class HeadEnd:
             alarms = [ALARMS[c] for (c,) in self.db.execute(
                 "SELECT DISTINCT code FROM events WHERE meter = ? AND received > ? ORDER BY code",
                 (mid, time.time() - 7 * 86400)) if c in ALARMS]
+            # the head-end's own (kept until cleared: a rollback stays news)
+            alarms += [k for (k,) in self.db.execute(
+                "SELECT DISTINCT kind FROM alarms WHERE meter = ? ORDER BY kind", (mid,))]
             out.append({"id": mid, "region": region, "online": online, "last_seen": seen,
                         "t": t, "ml": ml, "bal": bal, "valve": None if flags is None else flags & 1,
                         "tv": tv, "rssi": rssi, "alarms": alarms})

@@ -5,14 +5,19 @@
 #
 # Uplink data is binary and big-endian: a batch is one version byte followed
 # by whole records, each starting with its kind byte and its outbox sequence.
+# Every uplink publish (batch or ack) ends with a 16-byte tag: HMAC-SHA256
+# of topic + "\n" + body under the meter's uplink key (sign.uplink_key), so
+# the head-end takes from m/<id>/t, e, a only what that meter's key signed.
 # Downlink (commands, tariffs) is compact JSON followed by "|" and the hex
 # HMAC-SHA256 of topic + "\n" + JSON under the meter's or the region's key.
 import json
 import struct
+from hashlib import sha256
 
 from comms.sign import hmac_sha256, equal
 
-VERSION = 1
+VERSION = 2           # 2: uplink publishes carry the tag (1 had none)
+UP_TAG = 16           # bytes of the uplink tag
 
 # record kinds
 TELE = 1
@@ -29,8 +34,9 @@ FMT_EVENT = ">BIIIHq"
 FMT_SUMMARY = ">BIIIIIQQqH"
 # kind, seq, t, cell mV, charge left %, days left at the mean rate so far
 FMT_BATT = ">BIIHBH"
-# version, command counter, result code, value
-FMT_ACK = ">BIBq"
+# version, command counter, result code, value, first 8 bytes of the SHA-256
+# of the command message answered (as received, seal included)
+FMT_ACK = ">BIBq8s"
 
 SIZES = {TELE: struct.calcsize(FMT_TELE), EVENT: struct.calcsize(FMT_EVENT),
          SUMMARY: struct.calcsize(FMT_SUMMARY), BATT: struct.calcsize(FMT_BATT)}
@@ -108,10 +114,28 @@ def channel(kind):
 
 
 def batch(records):
-    out = bytearray(b"\x01")
+    """The body of a batch (seal_up adds the tag)."""
+    out = bytearray(b"\x02")
     for r in records:
         out.extend(r)
     return bytes(out)
+
+
+def up_tag(key, topic, body):
+    t = topic.encode() if isinstance(topic, str) else topic
+    return hmac_sha256(key or b"", t + b"\n" + body)[:UP_TAG]
+
+
+def seal_up(key, topic, body):
+    """An uplink payload: body + its tag under the meter's uplink key."""
+    return bytes(body) + up_tag(key, topic, body)
+
+
+def verify_up(key, topic, payload):
+    """True if payload's tag is the uplink key's over topic and body."""
+    if len(payload) <= UP_TAG:
+        return False
+    return equal(up_tag(key, topic, bytes(payload[:-UP_TAG])), bytes(payload[-UP_TAG:]))
 
 
 _FIELDS = {
@@ -145,10 +169,15 @@ def decode_record(buf, off=0):
     return d, SIZES[kind]
 
 
-def unbatch(payload):
-    """Records of an uplink batch, as dicts; ValueError if malformed."""
+def unbatch(payload, tagged=True):
+    """Records of an uplink batch, as dicts; ValueError if malformed. The
+    tag is not checked here (verify_up)."""
     if not payload or payload[0] != VERSION:
         raise ValueError("unknown batch version")
+    if tagged:
+        if len(payload) <= UP_TAG:
+            raise ValueError("no tag")
+        payload = payload[:-UP_TAG]
     out = []
     off = 1
     while off < len(payload):
@@ -159,19 +188,27 @@ def unbatch(payload):
 
 
 # ---------------- acks ----------------
-def ack(n, code, val=0, detail=None):
-    b = struct.pack(FMT_ACK, VERSION, n & 0xFFFFFFFF, code, val)
+def command_hash(msg):
+    """What an ack carries of the command it answers."""
+    return sha256(bytes(msg)).digest()[:8]
+
+
+def ack(n, code, val=0, detail=None, cmd=b""):
+    """The body of an ack (seal_up adds the tag); cmd: the message answered."""
+    b = struct.pack(FMT_ACK, VERSION, n & 0xFFFFFFFF, code, val, command_hash(cmd))
     if detail is not None:
         b += json.dumps(detail).encode()
     return b
 
 
-def parse_ack(payload):
+def parse_ack(payload, tagged=True):
+    if tagged:
+        payload = payload[:-UP_TAG] if len(payload) > UP_TAG else b""
     if len(payload) < ACK_SIZE or payload[0] != VERSION:
         raise ValueError("bad ack")
-    _, n, code, val = struct.unpack_from(FMT_ACK, payload, 0)
+    _, n, code, val, h = struct.unpack_from(FMT_ACK, payload, 0)
     detail = json.loads(payload[ACK_SIZE:]) if len(payload) > ACK_SIZE else None
-    return {"n": n, "code": code, "val": val, "detail": detail}
+    return {"n": n, "code": code, "val": val, "detail": detail, "h": bytes(h)}
 
 
 # ---------------- signed downlink ----------------

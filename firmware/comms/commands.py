@@ -185,15 +185,15 @@ class Commands:
             if r is None:
                 return None
             n, code, val, detail = r
-            return codec.ack(n, code, val, detail)
+            return codec.ack(n, code, val, detail, msg)
         if topic == self.t_tariff:
             code, val = self._office(msg, b"tariff", "tariff")
             if code == codes.ACCEPTED:
-                return codec.ack(0, code, val)
+                return codec.ack(0, code, val, None, msg)
         if topic == self.t_fleet:
             code, val = self._office(msg, b"fleet", "fleet")
             if code == codes.ACCEPTED:
-                return codec.ack(0, code, val)
+                return codec.ack(0, code, val, None, msg)
         return None
 
     def _office(self, msg, purpose, kind):

@@ -23,6 +23,7 @@ import time
 
 import codes
 from comms import codec
+from comms.sign import uplink_key
 from comms.commands import Commands
 from comms.outbox import Outbox
 from keystore import load as load_secrets
@@ -60,6 +61,10 @@ class MqttLink:
         self.password = password
         self.transport = transport
         self.state_dir = state_dir
+        # tags every publish on t, e, a (docs/PROTOCOL.md §3.2); without a
+        # key (not provisioned) the tag is the empty key's, which no
+        # head-end accepts
+        self._up_key = uplink_key(meter_key) if meter_key else None
         mid = cfg["meter_id"]
         self.client_id = mid
         tp = codec.topics(mid, cfg["region"])
@@ -270,7 +275,7 @@ class MqttLink:
     def _reply(self, payload):
         # sent when the link is up, kept until the broker has it (bounded:
         # the head-end re-sends, and a re-sent top-up answers USED)
-        self._acks.append([payload, 0])
+        self._acks.append([codec.seal_up(self._up_key, self.t_ack, payload), 0])
         if len(self._acks) > MAX_ACKS:
             self._acks.pop(0)
             self.acks_dropped += 1
@@ -301,7 +306,8 @@ class MqttLink:
             if not recs:
                 return
             topic = self.t_events if codec.channel(recs[0][0]) == "e" else self.t_tele
-            self._batch = (self._publish(topic, codec.batch(recs)), recs)
+            body = codec.seal_up(self._up_key, topic, codec.batch(recs))
+            self._batch = (self._publish(topic, body), recs)
             c.poll(0)   # out now; on a near broker its PUBACK is back by the next turn
 
     # ---------------- forged commands ----------------

@@ -17,6 +17,13 @@ def meter_key(master, meter_id):
     return derive(master, "meter/" + meter_id)
 
 
+def uplink_key(mk):
+    """Key that signs what the meter publishes (docs/PROTOCOL.md §3.2): from
+    the meter's command key mk, under its own label, so an uplink tag is
+    never a valid command MAC and the reverse."""
+    return derive(mk, "uplink")
+
+
 def mqtt_password(master, meter_id):
     """The meter's broker password (32 hex digits)."""
     return "".join("%02x" % b for b in derive(master, "mqtt/" + meter_id)[:16])

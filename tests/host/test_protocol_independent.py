@@ -41,14 +41,28 @@ def derive(master, label):
 
 
 def keys(master, meter_id):
-    return {"mk": derive(master, "meter/" + meter_id),
-            "pw": derive(master, "mqtt/" + meter_id)[:16].hex()}
+    mk = derive(master, "meter/" + meter_id)
+    return {"mk": mk, "pw": derive(master, "mqtt/" + meter_id)[:16].hex(),
+            "uk": hmac.new(mk, b"uplink", hashlib.sha256).digest()}      # §3.2
+
+
+# -- PROTOCOL.md §3.2: the uplink tag --
+def tag(uk, topic, body: bytes) -> bytes:
+    return hmac.new(uk, topic.encode() + b"\n" + body, hashlib.sha256).digest()[:16]
+
+
+def untag(uk, topic, p: bytes):
+    """The body of an uplink message, or None if its tag is not the meter's."""
+    body, t = p[:-16], p[-16:]
+    return body if len(p) > 16 and hmac.compare_digest(tag(uk, topic, body), t) else None
 
 
 def test_key_derivation_matches_the_documented_vector():
     k = keys(bytes(range(32)), "M000123")
     assert k["mk"].hex() == "6b3624caff7ac81059b78ee6e124ad2ae0f434f50f9232dd15e888d023640bc2"
     assert k["pw"] == "c3674ac9e2f3025b5f58420c57cded38"
+    assert k["uk"].hex() == "1435bc88147977443fefc2f3cb90501589efb510e8f04c1c13b9dc576e689cc4"
+    assert tag(k["uk"], "m/M000123/a", b"\x02" + bytes(21)).hex() == "a914fed7ee7fbef6935fe78ce7b61583"
 
 
 # -- PROTOCOL.md §4.1: the envelope --
@@ -76,9 +90,10 @@ def office_doc(key, purpose: bytes, doc: dict) -> bytes:
 
 # -- PROTOCOL.md §5: acks --
 def parse_ack(p: bytes):
-    ver, n, code, val = struct.unpack(">BIBq", p[:14])
-    assert ver == 1
-    return {"n": n, "code": code, "val": val, "detail": json.loads(p[14:]) if len(p) > 14 else None}
+    ver, n, code, val, h = struct.unpack(">BIBq8s", p[:22])
+    assert ver == 2
+    return {"n": n, "code": code, "val": val, "h": h,
+            "detail": json.loads(p[22:]) if len(p) > 22 else None}
 
 
 # -- PROTOCOL.md §3.2-3.3: uplink batches --
@@ -89,7 +104,7 @@ KINDS = {1: TELE, 2: EVENT, 3: SUMMARY}
 
 
 def parse_batch(p: bytes):
-    assert p[0] == 1, "batch version"
+    assert p[0] == 2, "batch version"
     off, out = 1, []
     while off < len(p):
         fmt, names = KINDS[p[off]]
@@ -109,6 +124,7 @@ class HeadEnd:
     def __init__(self, host, port, ca, user, password, master):
         self.k = keys(master, METER)
         self.acks, self.records, self.status = queue.Queue(), queue.Queue(), queue.Queue()
+        self.forged = []          # uplink messages whose tag is not the meter's
         self.n = 0
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
         c.username_pw_set(user, password)
@@ -124,18 +140,26 @@ class HeadEnd:
 
     def _on_message(self, cl, ud, msg):
         kind = msg.topic.rsplit("/", 1)[1]
+        if kind in ("a", "t", "e"):
+            body = untag(self.k["uk"], msg.topic, msg.payload)
+            if body is None:
+                self.forged.append((msg.topic, msg.payload))
+                return
         if kind == "a":
-            self.acks.put(parse_ack(msg.payload))
+            self.acks.put(parse_ack(body))
         elif kind in ("t", "e"):
-            for r in parse_batch(msg.payload):
+            for r in parse_batch(body):
                 self.records.put(r)
         elif kind == "s":
             self.status.put(msg.payload)
 
     def send(self, body: bytes, timeout=60):   # generous: the suite may share a loaded machine
         topic = f"m/{METER}/c"
-        self.c.publish(topic, seal(self.k["mk"], topic, body), qos=1)
-        return self.acks.get(timeout=timeout)
+        msg = seal(self.k["mk"], topic, body)
+        self.c.publish(topic, msg, qos=1)
+        a = self.acks.get(timeout=timeout)
+        assert a["h"] == hashlib.sha256(msg).digest()[:8], "the ack answers another message"
+        return a
 
     def command(self, op, **fields):
         self.n += 1
@@ -242,9 +266,12 @@ def test_an_independent_head_end_interoperates(world):
     # an office-signed region tariff, retained (§4.3, §4.7): acked with n 0 and its version
     rt = f"r/{REGION}/tariff"
     doc = {"k": "tariff", "r": REGION, "v": 8, "at": 0, "b": [[0, 600_000]], "sc": 0}
-    he.c.publish(rt, office_doc(office, b"tariff", doc), qos=1, retain=True)
+    region_msg = office_doc(office, b"tariff", doc)
+    he.c.publish(rt, region_msg, qos=1, retain=True)
     a = he.acks.get(timeout=60)
     assert (a["n"], a["code"], a["val"]) == (0, ACCEPTED, 8), a
+    assert a["h"] == hashlib.sha256(region_msg).digest()[:8]
+
     assert he.wait_record(lambda r: r["kind"] == 1 and r["tv"] == 8)
 
     # a restart keeps the setting and the clock goes on
@@ -254,3 +281,4 @@ def test_an_independent_head_end_interoperates(world):
     assert he.command("get", w="cfg")["detail"]["report_s"] == 10
     s = he.command("get", w="state")["detail"]
     assert s["t"] >= last_t and s["bal"] <= 5_000_000 and s["tv"] == 8
+    assert he.forged == []                                   # every uplink message carried its tag

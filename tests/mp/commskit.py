@@ -4,7 +4,7 @@
 import json
 
 import codes
-from comms import codec
+from comms import codec, sign
 from comms.link import MqttLink
 from comms.outbox import Outbox
 from simkit import make_meter
@@ -159,20 +159,34 @@ def command(link, n, op, key=MK, **args):
     return codec.seal(key, link.t_cmd, body)
 
 
+UK = sign.uplink_key(MK)
+
+
 def send(link, b, payload, topic=None):
     """Deliver one message to the meter and run the link; returns the acks
-    published in that step, parsed."""
+    published in that step, parsed, each checked as the head-end checks it:
+    its tag under the meter's uplink key, and an ack of this very message
+    carries this message's hash (then dropped from the dict)."""
     before = len(b.topics(b"/a"))
     b.pending.append((topic or link.t_cmd, payload))
     link.step()
-    return [codec.parse_ack(p[1]) for p in b.topics(b"/a")[before:]]
+    out = []
+    for t, p, _, _ in b.topics(b"/a")[before:]:
+        assert codec.verify_up(UK if link._up_key else None, t, p), "ack tag"
+        a = codec.parse_ack(p)
+        h = a.pop("h")
+        assert len(out) or h == codec.command_hash(payload), "ack of another command"
+        out.append(a)
+    return out
 
 
 def records(b):
-    """Every uplink record the fake broker received, in order."""
+    """Every uplink record the fake broker received, in order (each batch's
+    tag checked)."""
     out = []
     for t, p, _, _ in b.published:
         if t.endswith(b"/t") or t.endswith(b"/e"):
+            assert codec.verify_up(UK, t, p), "batch tag"
             out.extend(codec.unbatch(p))
     return out
 

@@ -42,7 +42,7 @@ def test_batch_of_mixed_records_round_trips():
     e = codec.event(5, 11, 24, -7)
     codec.set_seq(e, 2)
     s = codec.summary(3, 9, 6, 12, 20, 100, 200, -1, 2)
-    recs = codec.unbatch(codec.batch([t, e, s]))
+    recs = codec.unbatch(codec.seal_up(b"k" * 32, "m/M1/t", codec.batch([t, e, s])))
     assert [r["kind"] for r in recs] == [codec.TELE, codec.EVENT, codec.SUMMARY]
     assert recs[1]["code"] == 24 and recs[1]["arg"] == -7 and recs[1]["evs"] == 5
     assert (recs[2]["seq"], recs[2]["last"], recs[2]["n"], recs[2]["ml1"], recs[2]["dropped"]) == (3, 9, 6, 200, 2)
@@ -52,17 +52,38 @@ def test_malformed_batches_are_refused():
     t = codec.tele(10, 1, 2, 3, 0, 1, 5, -50)
     good = codec.batch([t])
     raises(ValueError, codec.unbatch, b"")
-    raises(ValueError, codec.unbatch, b"\x02" + good[1:])      # unknown version
-    raises(ValueError, codec.unbatch, good[:-1])               # truncated
-    raises(ValueError, codec.unbatch, good + b"\x09")          # unknown kind
+    raises(ValueError, codec.unbatch, b"\x01" + good[1:], False)   # version 1: untagged
+    raises(ValueError, codec.unbatch, good[:-1], False)             # truncated
+    raises(ValueError, codec.unbatch, good + b"\x09", False)       # unknown kind
+    raises(ValueError, codec.unbatch, good[:10])                   # shorter than a tag
+
+
+def test_uplink_tag_binds_key_topic_and_body():
+    key = b"u" * 32
+    body = codec.batch([codec.tele(10, 1, 2, 3, 0, 1, 5, -50)])
+    p = codec.seal_up(key, "m/M1/t", body)
+    assert len(p) == len(body) + codec.UP_TAG
+    assert codec.verify_up(key, "m/M1/t", p) and codec.verify_up(key, b"m/M1/t", p)
+    assert not codec.verify_up(b"x" * 32, "m/M1/t", p)          # another meter's key
+    assert not codec.verify_up(key, "m/M1/e", p)                # moved to the event topic
+    assert not codec.verify_up(key, "m/M2/t", p)                # moved to another meter
+    bad = bytearray(p)
+    bad[5] ^= 1
+    assert not codec.verify_up(key, "m/M1/t", bytes(bad))      # one bit of the body
+    assert not codec.verify_up(key, "m/M1/t", body)             # no tag at all
+    assert not codec.verify_up(key, "m/M1/t", b"")
+    from comms import sign
+    mk = b"m" * 32
+    assert sign.uplink_key(mk) != mk and sign.uplink_key(mk) != sign.uplink_key(b"n" * 32)
 
 
 def test_ack_round_trip():
-    a = codec.parse_ack(codec.ack(77, 1, 5_000_000))
+    a = codec.parse_ack(codec.ack(77, 1, 5_000_000, None, b"cmd"), False)
     assert (a["n"], a["code"], a["val"], a["detail"]) == (77, 1, 5_000_000, None)
-    a = codec.parse_ack(codec.ack(3, 0, 0, {"bal": 12}))
+    assert a["h"] == codec.command_hash(b"cmd") != codec.command_hash(b"cmd2")
+    a = codec.parse_ack(codec.seal_up(b"k", "m/M1/a", codec.ack(3, 0, 0, {"bal": 12})))
     assert a["detail"] == {"bal": 12}
-    assert len(codec.ack(1, 0)) == 14
+    assert len(codec.ack(1, 0)) == 22
 
 
 def test_seal_and_unseal():
@@ -83,6 +104,6 @@ def test_seal_and_unseal():
 
 def test_describe_never_raises():
     t = codec.tele(10, 1, 2, 3, 0, 1, 5, -50)
-    assert codec.describe(b"m/M1/t", codec.batch([t])).startswith("T#0")
+    assert codec.describe(b"m/M1/t", codec.seal_up(b"k", "m/M1/t", codec.batch([t]))).startswith("T#0")
     assert codec.describe(b"m/M1/t", b"\xff\x00garbage") == "9 bytes"
-    assert "ack" in codec.describe("m/M1/a", codec.ack(1, 0))
+    assert "ack" in codec.describe("m/M1/a", codec.seal_up(b"k", "m/M1/a", codec.ack(1, 0)))

@@ -218,7 +218,7 @@ def _layouts():
     """Every "| offset | type | field |" table of the document, in order, as
     (struct format, field names, offsets)."""
     codes_of = {"uint8": "B", "int8": "b", "uint16": "H", "uint32": "I", "uint64": "Q",
-                "int64": "q"}
+                "int64": "q", "bytes8": "8s"}
     out = []
     text = DOC
     while "\n| offset" in text:

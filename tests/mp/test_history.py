@@ -166,7 +166,7 @@ def _commands(m):
     def ask(**f):
         n[0] += 1
         body = codec.command(n[0], "history", **f)
-        return codec.parse_ack(c.handle(tp["c"].encode(), codec.seal(key, tp["c"].encode(), body)))
+        return codec.parse_ack(c.handle(tp["c"].encode(), codec.seal(key, tp["c"].encode(), body)), False)
     return ask
 
 
