@@ -1,7 +1,8 @@
 """Forged acks in credit recovery (outside review of issue 10; docs/CARD.md
-§5.2, §6). Acks on m/<id>/a are not signed by the meter: the customer, with
-the broker password from their own meter's secrets.json, answers the
-office's commands in the meter's place. The office's recovery of a top-up
+§5.2, §6). Acks on m/<id>/a are tagged with the meter's uplink key
+(PROTOCOL.md §3.2), which a dump of the customer's own meter holds: with it
+and the broker password from secrets.json they answer the office's
+commands in the meter's place. The office's recovery of a top-up
 "that never arrived" is a re-issue under the SAME key, so whatever a rogue
 answers, the real meter applies it at most once. Real Mosquitto, TLS, ACL."""
 import json
@@ -10,7 +11,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from comms import codec
+from comms import codec, sign
 from headend import HeadEndError
 
 
@@ -23,9 +24,12 @@ def _as_meter(w, mid):
     c.tls_set(ca_certs=w.broker.ca_file)
     c.on_connect = lambda cl, ud, fl, rc, pr=None: (cl.subscribe(f"m/{mid}/c", 1), up.set())
 
+    uk = sign.uplink_key(bytes.fromhex(s["mk"]))
+
     def on_cmd(cl, ud, msg):
         cmd = json.loads(msg.payload.rsplit(b"|", 1)[0])
-        cl.publish(f"m/{mid}/a", codec.ack(cmd["n"], 0, 0), qos=1)   # "ACCEPTED"
+        body = codec.ack(cmd["n"], 0, 0, None, msg.payload)          # "ACCEPTED"
+        cl.publish(f"m/{mid}/a", codec.seal_up(uk, f"m/{mid}/a", body), qos=1)
     c.on_message = on_cmd
     c.connect(w.broker.host, w.broker.port)
     c.loop_start()
