@@ -77,8 +77,14 @@ OUTBOX_SPAN = 16 * 64
 #   forged_uplink  a publish on m/<id>/t, e or a whose tag is not that meter's
 #   seq_jump       a record sequence more than OUTBOX_SPAN above the last stored
 #   seq_conflict   a sequence number already stored with other content
-#   rollback       a register went backwards: volume or event sequence
+#   rollback       a register went backwards: the event sequence, or the
+#                  volume by more than a power cut can lose
 #   ack_mismatch   an ack whose command hash is not that of the command sent
+# A power cut may lose up to save_l litres not yet saved (docs/METERING.md;
+# save_l is at most 1000): a volume that far below the highest is not a
+# rollback. A restored outbox is caught by its sequence numbers instead.
+POWER_CUT_ML = 1000 * 1000
+
 UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch")
 
 SCHEMA = """
@@ -444,7 +450,7 @@ class HeadEnd:
         ml = r["ml"] if r["kind"] == codec.TELE else r["ml1"]
         hi = self.db.execute("SELECT MAX(ml) FROM telemetry WHERE meter = ?",
                              (meter,)).fetchone()[0]
-        if hi is not None and ml < hi:
+        if hi is not None and ml < hi - POWER_CUT_ML:
             self.alarm(meter, "rollback", f"volume {ml} mL after {hi} mL (seq {r['seq']})")
             return "back"
         return "ok"

@@ -161,16 +161,20 @@ def test_own_key_forgeries_meet_the_record_rules(tmp_path):
     put("e", [_ev(2, 1, 20)])
     assert _kinds(he)[-1] == "seq_conflict"
     # registers backwards: stored, flagged, the row keeps the highest
-    put("t", [_tele(3, 1_800_000_200, 10, 900_000)])
-    assert _kinds(he)[-1] == "rollback" and he.meters()[0]["ml"] == 1000
-    put("e", [_ev(4, 5, 20), _ev(5, 3, 20)])
+    n = len(_kinds(he))
+    put("t", [_tele(3, 1_800_000_200, 0, 900_000)])             # 1 L back: a power cut's loss
+    assert len(_kinds(he)) == n
+    put("t", [_tele(4, 1_800_000_200, 5_000_000, 900_000)])
+    put("t", [_tele(5, 1_800_000_300, 1000, 900_000)])          # 4.999 m3 back
+    assert _kinds(he)[-1] == "rollback" and he.meters()[0]["ml"] == 5_000_000
+    put("e", [_ev(6, 5, 20), _ev(7, 3, 20)])
     assert _kinds(he)[-1] == "rollback"
     # an untagged copy of a genuine batch, or a tag moved to another topic
-    body = codec.batch([_tele(6, 1_800_000_300, 2000, 400)])
+    body = codec.batch([_tele(8, 1_800_000_300, 6_000_000, 400)])
     he.ingest("M1", "t", body)
     he.ingest("M1", "e", codec.seal_up(uk, "m/M1/t", body))
     assert _kinds(he)[-2:] == ["forged_uplink", "forged_uplink"]
-    assert he.db.execute("SELECT COUNT(*) FROM telemetry WHERE seq = 6").fetchone()[0] == 0
+    assert he.db.execute("SELECT COUNT(*) FROM telemetry WHERE seq = 8").fetchone()[0] == 0
 
 
 def test_an_ack_moved_to_another_command_is_refused(tmp_path):
