@@ -312,8 +312,13 @@ def read_board_txt(path="board.txt"):
     return name, opts
 
 
+_last_step = None
+
+
 def _step(name):
     # boot progress on the console: where a boot stops, for the technician
+    global _last_step
+    _last_step = name
     print("boot:", name)
 
 
@@ -352,6 +357,7 @@ def boot(board_name, ready=None, **board_opts):
             for e in err:
                 print("  " + e)
             print("Meter NOT started; outputs left undriven. Fix board.txt, then reboot.")
+            service.boot_failure = "board config (%s): %s" % (board_name, "; ".join(err))
             if production:
                 hold_closed(None, None, "board config")
             return None
@@ -402,6 +408,12 @@ def boot(board_name, ready=None, **board_opts):
         import sys
         print("METER FAILED TO START:")
         sys.print_exception(e)
+        try:
+            import service
+            service.boot_failure = "%s at step %r (board %s; board.txt names the board)" % (
+                repr(e), _last_step, board_name)
+        except ImportError:
+            pass
         if hw is not None and hw.wdt is not None:
             from boards import ticker
             ticker.for_board(hw).start(hw.wdt.feed, 1000)

@@ -179,9 +179,15 @@ def attach(meter, hw, link=None, version="?", ticker=None):
     return _s
 
 
+# why the last boot started no meter (main.boot sets it), for the commands
+# at the prompt: a console that attached after the boot's message missed it
+boot_failure = None
+
+
 def _session():
     if _s is None:
-        raise RuntimeError("no meter attached (boot failed? see the message above)")
+        raise RuntimeError("no meter attached: %s" % (
+            "boot failed: " + boot_failure if boot_failure else "boot() has not run"))
     return _s
 
 
