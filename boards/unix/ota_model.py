@@ -61,7 +61,6 @@ class OtaFlash:
     written."""
 
     RUNNING = 0          # esp32.Partition.RUNNING
-    BOOT = 1             # esp32.Partition.BOOT
 
     def __init__(self, directory, slot_size=SLOT_SIZE, cut_after=None):
         self.dir = directory
@@ -173,10 +172,7 @@ class OtaFlash:
     def __call__(self, which):
         if which == self.RUNNING:
             return SimPartition(self, self.running)
-        if which == self.BOOT:
-            best, e = self._selected()
-            return SimPartition(self, "ota_%d" % ((e[best][0] - 1) % 2 if e[best][0] else 0))
-        return SimPartition(self, which)
+        return SimPartition(self, which)     # by label, as Partition("ota_0")
 
     def mark_app_valid_cancel_rollback(self):
         best, e = self._selected()

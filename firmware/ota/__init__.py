@@ -10,7 +10,8 @@ import struct
 
 import codes
 
-TRIAL_WAIT_MS = const(300_000)   # the new image's link must be up within this, else rollback
+TRIAL_WAIT_MS = const(300_000)
+_TRIAL = const(4)                # updater.TRIAL (the updater module is imported only when attached)   # the new image's link must be up within this, else rollback
 
 
 class Ota:
@@ -36,7 +37,7 @@ class Ota:
         req = u.request()
         if req is not None and link.connected:
             link.publish_ota(req)
-        if u.state == 4:           # updater.TRIAL
+        if u.state == _TRIAL:
             self._trial(link)
         if u.reset_due:
             self._reset()
@@ -59,10 +60,6 @@ class Ota:
             pass
         if self.hw.reset is not None:
             self.hw.reset()
-
-    def status(self):
-        """(update state, per cent) for telemetry and the REPL."""
-        return self.updater.state, self.updater.progress()
 
 
 def attach(meter, hw, link, board):

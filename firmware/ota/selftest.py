@@ -6,7 +6,6 @@ STATE = const(2)       # the state just restored saves and reads back the same
 VALVE = const(3)       # valve controller without fault; the limit switches agree with it
 CARD = const(4)        # the card reader answers (VersionReg)
 LINK = const(5)        # the MQTT link is up (checked last: it is waited for)
-NAMES = ("", "metering", "state", "valve", "card", "link")
 
 
 def _metering(meter, hw):

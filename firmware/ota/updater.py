@@ -28,7 +28,6 @@ DOWNLOAD = const(1)
 VERIFY = const(2)      # all chunks written: hashing the slot back from flash
 SWITCHED = const(3)    # set_boot done, waiting for the reset
 TRIAL = const(4)       # the new image runs, not yet confirmed
-STATE_NAMES = ("idle", "download", "verify", "switched", "trial")
 
 REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
