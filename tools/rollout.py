@@ -10,8 +10,12 @@ event stream (event 44, `ota`) and
 
 - advances to the next group once every meter of the current one that has
   reported runs the new version (`valid`) and at least `min_valid` do;
-- halts (clears the retained manifest and stops serving) as soon as the
-  failures in the group pass `threshold` of those that reported.
+- halts (clears the retained manifest and stops serving) once at least
+  `min_failed` distinct meters of the group (or all its members, if it
+  has fewer) report a failure and the failures pass `threshold` of those
+  that reported. Only tagged events count (docs/PROTOCOL.md §3.2), so a
+  customer can report only for their own meter: one meter, however loud,
+  never halts a region.
 """
 
 from __future__ import annotations
@@ -54,13 +58,14 @@ def manifest(image: bytes, version: int, board: str, group: int, bat: int = 0,
 class Rollout:
     def __init__(self, headend, image: bytes, version: int, board: str, region: int,
                  bat: int = 0, cs: int = 65536, rb: int = 0, threshold: float = 0.2,
-                 min_valid: int = 1):
+                 min_valid: int = 1, min_failed: int = 3):
         self.he = headend
         self.image = image
         self.version, self.board, self.region = version, board, region
         self.bat, self.cs, self.rb = bat, cs, rb
         self.threshold = threshold
         self.min_valid = min_valid
+        self.min_failed = min_failed
         self.group = 0
         self.status = "new"
         self.pieces_sent = 0
@@ -140,7 +145,9 @@ class Rollout:
             return self.status
         t = self.tally()
         reported = t["valid"] + t["failed"]
-        if t["failed"] and t["failed"] > self.threshold * reported:
+        # tally() counts each meter once, by its newest event
+        if (t["failed"] >= max(1, min(self.min_failed, t["members"]))
+                and t["failed"] > self.threshold * reported):
             self.halt("halted")
         elif t["busy"] == 0 and t["valid"] >= min(self.min_valid, t["members"]):
             if self.group < 3:

@@ -91,9 +91,9 @@ def test_rollout_goes_group_by_group_updates_the_fleet_and_halts_on_failures(fre
     # version 3's card driver is broken: the first meter's trial fails, it
     # rolls back, and the failure halts the rollout for the rest
     bad = _image(b"version three ", fault=1)
-    r3 = Rollout(w.he, bad, 3, "unix", 1, cs=16384, threshold=0.2)
+    r3 = Rollout(w.he, bad, 3, "unix", 1, cs=16384, threshold=0.2, min_failed=2)
     r3.start(3)
-    # both meters take it; the first self-test failure halts the rollout
+    # both meters take it; their two self-test failures halt the rollout
     _keep_powered(procs, lambda: r3.check() == "halted", "rollout halted")
     assert any(a & 0xFF == codes.OTA_SELFTEST_FAILED for m in FLEET for a in _ota_events(w, m))
     for p in procs:
