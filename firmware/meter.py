@@ -7,7 +7,7 @@
 import codes
 import config
 from codes import (WHY_NONE, WHY_CREDIT, WHY_COMMAND, WHY_LEAK, WHY_BURST, WHY_TAMPER,
-                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE)
+                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE, WHY_POWER)
 import ledger
 import timeutil
 from metering import detect
@@ -526,6 +526,12 @@ class Meter:
         if not v.last_move:
             v.last_move = now
         changed = False
+        if self.why_closed == WHY_POWER:
+            # closed only because the supply went: back to the intent it
+            # had, which the rules below then judge as at any boot
+            self.want_open = True
+            self.why_closed = WHY_NONE
+            changed = True
         if self.want_open:
             if (self.balance <= 0 and self.why_closed != WHY_OVERRIDE
                     and not self._may_owe(now)):
@@ -541,6 +547,18 @@ class Meter:
                          self.why_closed)
         if changed:
             self._persist()
+
+    def power_fail(self, _pin=None):
+        """The board's power-fail input fell (a soft IRQ, scheduled): the
+        hold-up capacitor carries one valve pulse and one save, so close
+        first, then save (docs/VALVE.md "Power fail"). A latching valve
+        stays shut with no power; no water flows unmetered while off."""
+        if self.want_open and self.valve is not None:
+            self.want_open = False
+            self.why_closed = WHY_POWER
+            self.valve.close()
+            self.log.add(codes.EV_VALVE_CLOSED, WHY_POWER)
+        self.save()
 
     def _valve_step(self, now, ml):
         # From poll(): the controller's retries, tamper watch and exercise.
