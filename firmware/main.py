@@ -100,10 +100,6 @@ def assemble(hw, cfg=None):
         meter.save()
     attach_office(meter, hw)
     meter.reconcile_valve()
-    pf = getattr(hw, "power_fail_pin", None)
-    if pf is not None:
-        # soft IRQ (ESP32 Pin.irq is scheduled): closes the valve and saves
-        pf.irq(handler=meter.power_fail, trigger=pf.IRQ_FALLING)
     _check_irq_rate(hw, meter)
     return meter
 

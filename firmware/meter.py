@@ -7,7 +7,7 @@
 import codes
 import config
 from codes import (WHY_NONE, WHY_CREDIT, WHY_COMMAND, WHY_LEAK, WHY_BURST, WHY_TAMPER,
-                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE, WHY_POWER)
+                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE)
 import ledger
 import timeutil
 from metering import detect
@@ -31,6 +31,9 @@ _COUNTER_MAX = 1 << 63
 FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
 TARIFF_STEP = const(1000)     # a tariff version rises by at most this much at a time
 _PERIOD_MAX_S = const(2_678_400)   # 31 days: the longest billing period
+# a clock jump closes at most this many missed periods at one poll, each with
+# its standing and minimum charge (a year; the head-end bills the rest)
+_CATCHUP_MAX = const(12)
 
 # snapshot()["sf"], state flags: what a head-end must know before trusting the figures
 SF_CLOCK_UNTRUSTED = const(1)  # clock unset or behind the time floor: no friendly hours
@@ -90,6 +93,7 @@ class Meter:
         self.ledger = ledger.Ledger()
         self.emergency_owed = 0       # emergency credit to repay from the next top-up
         self.debt = 0                 # the debt register: arrears and friendly-hours debt (tariff "dr")
+        self.debt_friendly = 0        # its part moved in from a negative balance (<= debt)
         self.arrears_seq = 0          # sequence of the last arrears the office added
         self.debt_week_end = 0        # next weekly repayment (local Monday 00:00), 0: unset
         self.want_open = False        # valve intent
@@ -213,7 +217,9 @@ class Meter:
         self.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
         self.office_seq = dict(s.get("ofc", {}))
         self.emergency_owed = s.get("emo", 0)
-        self.debt, self.arrears_seq, self.debt_week_end = s.get("dbt", (0, 0, 0))
+        dbt = s.get("dbt", (0, 0, 0))
+        self.debt, self.arrears_seq, self.debt_week_end = dbt[:3]
+        self.debt_friendly = dbt[3] if len(dbt) > 3 else 0   # firmware before the total cap: 0
         self.want_open = bool(s.get("vw", 0))
         self.why_closed = s.get("vwhy", WHY_CREDIT)
         self.awaiting_confirm = bool(s.get("vcf", 0))
@@ -273,7 +279,7 @@ class Meter:
             "lg": self.ledger.to_state(),
             "rnc": self._nonce(),
             "emo": self.emergency_owed,
-            "dbt": [self.debt, self.arrears_seq, self.debt_week_end],
+            "dbt": [self.debt, self.arrears_seq, self.debt_week_end, self.debt_friendly],
             "vw": 1 if self.want_open else 0,
             "vwhy": self.why_closed,
             "vcf": 1 if self.awaiting_confirm else 0,
@@ -366,11 +372,7 @@ class Meter:
             # the other order would bill the standing charge twice
             h = self.history
             if now >= self.period_end:
-                self._charge(self.billing.roll_period(ml, self.period_end))
-                h.close_month(self.period_end)
-                self.period_end = timeutil.next_month_day(now, self.cfg["period_day"], self.cfg["tz"])
-                self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
-                self._persist()
+                self._close_periods(ml, now)
             if not h.day_end:
                 h.anchor(now, self.cfg["tz"])
             elif now >= h.day_end:
@@ -395,6 +397,33 @@ class Meter:
         if (self.save_failing or ml - self._last_save_ml >= self.cfg["save_l"] * 1000
                 or (ml != self._last_save_ml and now - self._last_save_t >= self.cfg["save_s"])):
             self._persist()
+
+    def _close_periods(self, ml, now):
+        # Every period end passed since the last poll closes in turn with its
+        # own standing and minimum charge, so a clock that jumps forward (a
+        # trusted time after a power cut stopped an untrusted clock) skips no
+        # minimum charge. The water counted by now belongs to the first one.
+        # At most _CATCHUP_MAX at once (one event each, arg 0); the later ends
+        # are passed over (one more event, arg: how many) and the open period
+        # runs from the last closed end to the next end after now, its
+        # standing charge in full, one minimum charge.
+        h, day, tz = self.history, self.cfg["period_day"], self.cfg["tz"]
+        for _ in range(_CATCHUP_MAX):
+            end = self.period_end
+            self._charge(self.billing.roll_period(ml, end))
+            h.close_month(end)
+            self.period_end = timeutil.next_month_day(end, day, tz)
+            self.log.add(codes.EV_PERIOD_ROLLOVER, 0)
+            if now < self.period_end:
+                break
+            self._persist()      # the state holds only the newest record: one save each
+        else:
+            skipped = 0
+            while now >= self.period_end:
+                skipped += 1
+                self.period_end = timeutil.next_month_day(self.period_end, day, tz)
+            self.log.add(codes.EV_PERIOD_ROLLOVER, skipped)
+        self._persist()
 
     def _charge(self, d):
         self.balance -= d
@@ -450,9 +479,17 @@ class Meter:
             return False
         return start <= h < end if start < end else (h >= start or h < end)
 
+    def owed_friendly(self):
+        """What the customer owes on credit the meter extended: the negative
+        balance plus the part of the debt register moved in from it (the
+        office's arrears are not in it)."""
+        return max(0, -self.balance) + self.debt_friendly
+
     def _may_owe(self, now):
-        # no cut-off for lack of credit: friendly period, debt below its cap
-        return self.friendly(now) and self.balance > -self.cfg["friendly_debt_max"]
+        # no cut-off for lack of credit: friendly period, and what is owed in
+        # total below the cap (a top-up moving the debt to the register under
+        # a recovery rule does not reset it)
+        return self.friendly(now) and self.owed_friendly() < self.cfg["friendly_debt_max"]
 
     def _policy(self, now):
         b = self.balance
@@ -526,12 +563,6 @@ class Meter:
         if not v.last_move:
             v.last_move = now
         changed = False
-        if self.why_closed == WHY_POWER:
-            # closed only because the supply went: back to the intent it
-            # had, which the rules below then judge as at any boot
-            self.want_open = True
-            self.why_closed = WHY_NONE
-            changed = True
         if self.want_open:
             if (self.balance <= 0 and self.why_closed != WHY_OVERRIDE
                     and not self._may_owe(now)):
@@ -547,18 +578,6 @@ class Meter:
                          self.why_closed)
         if changed:
             self._persist()
-
-    def power_fail(self, _pin=None):
-        """The board's power-fail input fell (a soft IRQ, scheduled): the
-        hold-up capacitor carries one valve pulse and one save, so close
-        first, then save (docs/VALVE.md "Power fail"). A latching valve
-        stays shut with no power; no water flows unmetered while off."""
-        if self.want_open and self.valve is not None:
-            self.want_open = False
-            self.why_closed = WHY_POWER
-            self.valve.close()
-            self.log.add(codes.EV_VALVE_CLOSED, WHY_POWER)
-        self.save()
 
     def _valve_step(self, now, ml):
         # From poll(): the controller's retries, tamper watch and exercise.
@@ -632,11 +651,12 @@ class Meter:
         if code != codes.ACCEPTED:
             return self._reject(code)
         repay = min(amount, self.emergency_owed)   # emergency credit is paid back first
-        balance, debt = self._debt_split(amount - repay)
+        balance, debt, debt_friendly = self._debt_split(amount - repay)
         if amount > self.cfg["max_topup"] or balance > self.cfg["max_balance"]:
             return self._reject(codes.OVER_LIMIT)
-        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy(), self.debt)
-        self.balance, self.debt = balance, debt
+        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy(), self.debt,
+                  self.debt_friendly)
+        self.balance, self.debt, self.debt_friendly = balance, debt, debt_friendly
         self.emergency_owed -= repay
         if self.balance > 0:
             self.in_debt = False
@@ -645,7 +665,8 @@ class Meter:
             self.save()
         except Exception:  # noqa: BLE001 - OSError, MemoryError, anything
             # Not durable, so not applied: roll back and let the sender retry.
-            self.balance, self.emergency_owed, self.in_debt, self.ledger, self.debt = before
+            (self.balance, self.emergency_owed, self.in_debt, self.ledger, self.debt,
+             self.debt_friendly) = before
             return self._reject(codes.STORAGE)
         if debt != before[4]:
             self.log.add(codes.EV_DEBT, debt - before[4])
@@ -655,18 +676,20 @@ class Meter:
 
     # ---------------- debt recovery (tariff "dr", docs/METERING.md) ----------------
     def _debt_split(self, credit):
-        """(balance, debt) after `credit` is added under the recovery rule:
-        with a rule in force, a negative balance (friendly-hours debt) moves
-        to the debt register, and the rule's share of the credit repays it."""
+        """(balance, debt, debt_friendly) after `credit` is added under the
+        recovery rule: with a rule in force, a negative balance (friendly-hours
+        debt) moves to the debt register, and the rule's share of the credit
+        repays it, its friendly part first."""
         t = self.billing.tariff
-        balance, debt = self.balance, self.debt
+        balance, debt, friendly = self.balance, self.debt, self.debt_friendly
         if not (t.debt_share or t.debt_week):
-            return balance + credit, debt
+            return balance + credit, debt, friendly
         if balance < 0:
             debt -= balance
+            friendly -= balance
             balance = 0
         repay = min(debt, credit * t.debt_share // 100)
-        return balance + credit - repay, debt - repay
+        return balance + credit - repay, debt - repay, max(0, friendly - repay)
 
     def _weekly_repayment(self, now):
         # each local Monday 00:00: the rule's weekly amount, from the balance
@@ -680,6 +703,7 @@ class Meter:
         if take > 0:
             self.balance -= take
             self.debt -= take
+            self.debt_friendly = max(0, self.debt_friendly - take)
             self.log.add(codes.EV_DEBT, -take)
         self._persist()
 

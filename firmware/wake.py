@@ -22,7 +22,7 @@ def pulses_left(meter):
         return ARM_MAX
     money = meter.balance
     if meter.friendly(meter.clock.time()):
-        money += meter.cfg["friendly_debt_max"]   # no cut-off before the debt cap
+        money += max(0, meter.cfg["friendly_debt_max"] - meter.debt_friendly)   # no cut-off before the cap
     if money <= 0:
         return 1
     price = 0

@@ -1,5 +1,5 @@
 # Reference run for tests/host/test_billing_reference.py (MicroPython side).
-#   micropython tests/mp_reference.py SEED PULSES STATE_DIR [social]
+#   micropython tests/mp_reference.py SEED PULSES STATE_DIR [social [JUMP_S]]
 # Drives the real meter with pulse bursts from a seeded generator and prints
 # the result as JSON. The host side rebuilds the same schedule from the seed
 # and prices it with fractions.Fraction.
@@ -21,6 +21,10 @@ if len(sys.argv) > 4 and sys.argv[4] == "social":
     # end tops up to
     T1 = dict(T1, fb=2000, fd=[850, 6])
     T2 = dict(T2, fd=[780, 6], mc=9_000_000)
+# a trusted set_time JUMP_S seconds forward once JUMP_AT pulses are in: the
+# period ends it passes each close with their standing and minimum charge
+JUMP_S = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+JUMP_AT = TOTAL * 6 // 10
 
 
 class Burst:
@@ -60,6 +64,9 @@ while sent < TOTAL:
     dt = 1 + x % 1200                          # seconds between polls
     src.pending = n
     sent += n
+    if JUMP_S and sent >= JUMP_AT:
+        m.set_time(hw.clock.time() + JUMP_S)
+        JUMP_S = 0
     hw.clock.advance(dt * 1000)
     m.poll()
     bursts += 1

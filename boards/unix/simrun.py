@@ -421,5 +421,4 @@ def run():
     sim.summary()
 
 
-if __name__ == "__main__":    # bench/mp_ramprobe.py imports it and calls run()
-    run()
+run()

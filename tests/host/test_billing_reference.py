@@ -10,6 +10,7 @@ period's end, with the volume counted by then). The meter must match this
 to the unit, and stay within two units per segment of the unrounded price.
 """
 
+import datetime
 import json
 import os
 import subprocess
@@ -121,14 +122,26 @@ def next_reset(t, hour):
     return r + 86400 if r <= t else r
 
 
-def reference_social(seed, total):
+def period_ends(after, count):
+    """The next `count` local 00:00 of day 1 (tz 0) strictly after `after`."""
+    d = datetime.datetime.fromtimestamp(after, datetime.timezone.utc)
+    y, m, out = d.year, d.month, []
+    while len(out) < count:
+        m, y = (1, y + 1) if m == 12 else (m + 1, y)
+        out.append(int(datetime.datetime(y, m, 1, tzinfo=datetime.timezone.utc).timestamp()))
+    return out
+
+
+def reference_social(seed, total, jump_s=0):
     """The documented rule, step by step from the text: the chargeable
     volume is the period volume less the daily allowance used (an allowance
     day ends at the first poll at or after its reset time, with the volume
     counted by then; a period start and a tariff change open a fresh one),
     priced with the period's free volume first, then the blocks; a segment
     floors its volume charge and its standing charge once; a period's charge
-    below the minimum is topped up at its end."""
+    below the minimum is topped up at its end, and every period end passed
+    (a clock set `jump_s` forward once 60 % of the pulses are in) closes in
+    turn, the water counted by then in the first of them."""
     polls, x, sent, t = [], seed, 0, START
     while sent < total:
         x = lcg(x)
@@ -136,6 +149,8 @@ def reference_social(seed, total):
         x = lcg(x)
         t += 1 + x % 1200
         sent += n
+        if jump_s and sent >= total * 6 // 10:
+            t, jump_s = t + jump_s, 0
         polls.append((t, sent))
     tariff_at = next(i for i, (_, s) in enumerate(polls) if s >= total * 3 // 10)
 
@@ -173,19 +188,20 @@ def reference_social(seed, total):
         st["period"] += c
         total_charged += c
 
-    rolled = False
+    ends = period_ends(START, 24)
+    assert ends[0] == FEB_1
     for i, (t, pulses) in enumerate(polls):
         ml = ml_of(pulses)
-        if not rolled and t >= FEB_1:
+        while t >= ends[0]:
+            end = ends.pop(0)
             pv = ml - st["p_ml"]
-            allowance_check(pv, FEB_1)
-            close(pv, FEB_1)
+            allowance_check(pv, end)
+            close(pv, end)
             short = max(0, st["tar"]["mc"] - st["period"])
             total_charged += short
             months.append(st["period"] + short)
-            st.update(p_ml=ml, fd_ml=0, fd_used=0, fd_end=next_reset(FEB_1, 6), seg_c=0, seg_t=FEB_1,
+            st.update(p_ml=ml, fd_ml=0, fd_used=0, fd_end=next_reset(end, 6), seg_c=0, seg_t=end,
                       period=0)
-            rolled = True
         allowance_check(ml - st["p_ml"], t)
         if i == tariff_at:
             pv = ml - st["p_ml"]
@@ -219,3 +235,23 @@ def test_social_tariff_charged_exactly_by_the_documented_rule(tmp_path):
     plain, _, _, _, _ = reference(seed, total)
     print("social reference: charged %d units (without the social fields %d), first period %d"
           % (charged, plain, months[0]))
+
+
+def test_social_tariff_over_a_clock_set_forward_closes_every_period_it_passes(tmp_path):
+    # 75 days forward at 60 % of the schedule (early February to late April):
+    # March 1 closes with the water since February 1, April 1 is an empty
+    # period (standing charge, topped up to the minimum), May 1 comes by polls
+    seed, total, jump = 20261201, 10_000_000, 75 * 86400
+    p = subprocess.run(
+        [MICROPYTHON, str(ROOT / "tests" / "mp_reference.py"), str(seed), str(total), str(tmp_path),
+         "social", str(jump)],
+        cwd=str(ROOT), env=mp_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    charged, months, polls, t_end, _ = reference_social(seed, total, jump)
+    assert len(months) == 4 and months[2] == 9_000_000, months
+    assert got["bursts"] == polls and got["t"] == t_end
+    assert months == got["months_chg"], (months, got["months_chg"])
+    assert got["charged"] == charged, "meter %d, reference %d" % (got["charged"], charged)
+    assert got["days_chg"] == got["charged"] and got["days_ml"] == got["ml"]
