@@ -172,7 +172,8 @@ def send(link, b, payload, topic=None):
     link.step()
     out = []
     for t, p, _, _ in b.topics(b"/a")[before:]:
-        assert codec.verify_up(UK if link._up_key else None, t, p), "ack tag"
+        # the key the link was built with (MK for make_link's default)
+        assert codec.verify_up(link._up_key, t, p), "ack tag"
         a = codec.parse_ack(p)
         h = a.pop("h")
         assert len(out) or h == codec.command_hash(payload), "ack of another command"
