@@ -90,6 +90,8 @@ UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_m
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
     meter TEXT, kind TEXT, detail TEXT, received REAL);
+CREATE TABLE IF NOT EXISTS marks (
+    meter TEXT, reg TEXT, hi INTEGER, PRIMARY KEY (meter, reg));
 CREATE TABLE IF NOT EXISTS meters (
     id TEXT PRIMARY KEY, region INTEGER NOT NULL, ctr INTEGER NOT NULL DEFAULT 0,
     online INTEGER, last_seen REAL, last_seq INTEGER DEFAULT 0, t INTEGER, ml INTEGER,
@@ -244,6 +246,7 @@ class HeadEnd:
                     self.db.execute(f"UPDATE {table} SET meter = ? WHERE meter = ?",
                                     (old, meter_id))
                 self.db.execute("UPDATE meters SET last_seq = 0 WHERE id = ?", (meter_id,))
+                self.db.execute("DELETE FROM marks WHERE meter = ?", (meter_id,))
             self.db.commit()
         sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(), "user": meter_id,
                "pw": self.mqtt_password(meter_id), "ca": ca_pem}
@@ -356,6 +359,8 @@ class HeadEnd:
                 self.alarm(meter, "ack_mismatch", f"n={a['n']}")
                 return
             with self._cond:
+                if isinstance(a["detail"], dict) and a["detail"].get("id") == meter:
+                    self._check_registers(meter, a["detail"])   # a get state
                 self.db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?)",
                                 (meter, a["n"], a["code"], a["val"], json.dumps(a["detail"]), now))
                 self._settle(meter, a, now)
@@ -390,6 +395,27 @@ class HeadEnd:
         for fn in self.on_record:
             for r in taken:
                 fn(meter, r)
+
+    # registers of `get state` that never go back on a genuine meter (the
+    # command counter is saved before a command acts, outbox sequences and
+    # event sequences are on flash before they are used); ml allows a
+    # power cut's loss. A restored state directory brings them all back
+    # (the counter shows it only to a get with an n the meter saw before).
+    REGISTERS = (("n", 0), ("oq", 0), ("evs", 0), ("ml", POWER_CUT_ML))
+
+    def _check_registers(self, meter, d):
+        """Raise alarm `rollback` if a reported register is below the
+        highest this meter reported before; keep the high marks."""
+        for reg, slack in self.REGISTERS:
+            v = d.get(reg)
+            if not isinstance(v, int) or isinstance(v, bool):
+                continue
+            row = self.db.execute("SELECT hi FROM marks WHERE meter = ? AND reg = ?",
+                                  (meter, reg)).fetchone()
+            if row is not None and v < row[0] - slack:
+                self.alarm(meter, "rollback", f"{reg} {v} after {row[0]}")
+            elif row is None or v > row[0]:
+                self.db.execute("INSERT OR REPLACE INTO marks VALUES (?, ?, ?)", (meter, reg, v))
 
     def alarm(self, meter, kind, detail=""):
         with self._lock:

@@ -356,6 +356,8 @@ class Commands:
         if what == "state":
             s = m.snapshot()
             s["ob"] = self.outbox.count if self.outbox is not None else 0
+            s["oq"] = self.outbox.next_seq - 1 if self.outbox is not None else 0
+            s["tc"] = m.charged
             s["n"] = self.cmd_n
             return codes.ACCEPTED, m.balance, s
         if what == "log":
