@@ -217,9 +217,9 @@ class Meter:
         self.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
         self.office_seq = dict(s.get("ofc", {}))
         self.emergency_owed = s.get("emo", 0)
-        dbt = s.get("dbt", (0, 0, 0))
-        self.debt, self.arrears_seq, self.debt_week_end = dbt[:3]
-        self.debt_friendly = dbt[3] if len(dbt) > 3 else 0   # firmware before the total cap: 0
+        self.debt, self.arrears_seq, self.debt_week_end = s.get("dbt", (0, 0, 0))
+        self.debt_friendly = _uint(s.get("dbf", 0), self.debt + 1)   # a key of its own: older
+        # firmware (an OTA rollback) unpacks "dbt" as three and ignores "dbf"
         self.want_open = bool(s.get("vw", 0))
         self.why_closed = s.get("vwhy", WHY_CREDIT)
         self.awaiting_confirm = bool(s.get("vcf", 0))
@@ -279,7 +279,8 @@ class Meter:
             "lg": self.ledger.to_state(),
             "rnc": self._nonce(),
             "emo": self.emergency_owed,
-            "dbt": [self.debt, self.arrears_seq, self.debt_week_end, self.debt_friendly],
+            "dbt": [self.debt, self.arrears_seq, self.debt_week_end],
+            "dbf": self.debt_friendly,
             "vw": 1 if self.want_open else 0,
             "vwhy": self.why_closed,
             "vcf": 1 if self.awaiting_confirm else 0,
