@@ -32,15 +32,6 @@ def test_quick_scenario_meters_bills_and_reports(tmp_path):
     assert abs(charged - metered * 3.5) < 0.011
 
 
-def test_unknown_scenario_is_a_clear_error(tmp_path):
-    p = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "sim.py"), "nosuch", "--state", str(tmp_path / "s")],
-        cwd=str(ROOT), capture_output=True, text=True, timeout=60,
-    )
-    assert p.returncode == 2
-    assert "unknown scenario 'nosuch'" in p.stdout
-
-
 def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     out = run_sim("day", "--state", str(tmp_path / "s"))       # the default speed, as make sim
     assert "user card removed (last tap: accepted)" in out
