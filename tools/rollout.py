@@ -58,7 +58,8 @@ def manifest(image: bytes, version: int, board: str, group: int, bat: int = 0,
 class Rollout:
     def __init__(self, headend, image: bytes, version: int, board: str, region: int,
                  bat: int = 0, cs: int = 65536, rb: int = 0, threshold: float = 0.2,
-                 min_valid: int = 1, min_failed: int = 3):
+                 min_valid: int = 1, min_failed: int = 3, busy_s: float = 3 * 86400,
+                 block_gap_s: float = 0.25, clock=time.time):
         self.he = headend
         self.image = image
         self.version, self.board, self.region = version, board, region
@@ -66,6 +67,10 @@ class Rollout:
         self.threshold = threshold
         self.min_valid = min_valid
         self.min_failed = min_failed
+        self.busy_s = busy_s           # busy longer than this (last event received): stalled, not waited for
+        self.block_gap_s = block_gap_s  # one block per meter per this many seconds
+        self.clock = clock
+        self._served = {}              # meter -> clock() of the last block sent to it
         self.group = 0
         self.status = "new"
         self.pieces_sent = 0
@@ -107,12 +112,13 @@ class Rollout:
         return [r[0] for r in rows]
 
     def state_of(self, meter: str) -> str | None:
-        """'valid', 'failed', 'busy' or None (nothing reported) for this
-        version, from the meter's newest ota event."""
+        """'valid', 'failed', 'busy', 'stalled' (busy, nothing new for
+        busy_s) or None (nothing reported) for this version, from the
+        meter's newest ota event."""
         rows = self.he.db.execute(
-            "SELECT arg FROM events WHERE meter = ? AND code = ? ORDER BY seq DESC",
+            "SELECT arg, received FROM events WHERE meter = ? AND code = ? ORDER BY seq DESC",
             (meter, codes.EV_OTA)).fetchall()
-        for (arg,) in rows:
+        for arg, received in rows:
             if arg >> 16 != self.version:
                 continue
             step = arg & 0xFF
@@ -122,14 +128,16 @@ class Rollout:
                 return "valid"
             if step in FAILED:
                 return "failed"
-            if step == codes.OTA_RUNNING:
-                return "valid" if (arg >> 8 & 0xFF) == 0 else "busy"
+            if step == codes.OTA_RUNNING and (arg >> 8 & 0xFF) == 0:
+                return "valid"
+            if self.clock() - (received or 0) > self.busy_s:
+                return "stalled"  # gone quiet mid-update: no longer holds the group back
             return "busy"
         return None
 
     def tally(self, group: int | None = None) -> dict:
         g = self.group if group is None else group
-        out = {"members": 0, "valid": 0, "failed": 0, "busy": 0}
+        out = {"members": 0, "valid": 0, "failed": 0, "busy": 0, "stalled": 0}
         for m in self.meters():
             if bucket(m) >= GROUP_PERCENT[g]:
                 continue
@@ -160,8 +168,13 @@ class Rollout:
     # ---------------- serving the image ----------------
     def serve(self, meter: str, payload: bytes):
         """A block request from a meter: its pieces on m/<id>/o."""
-        if self.status != "running":
+        if self.status != "running" or bucket(meter) >= GROUP_PERCENT[self.group]:
             return
+        now = self.clock()
+        if now - self._served.get(meter, -self.block_gap_s) < self.block_gap_s:
+            return                # one block in flight per meter, at most one a block_gap_s
+        if self.state_of(meter) not in ("busy", "stalled"):
+            return                # only a meter that reported accepting this version
         try:
             r = json.loads(payload)
             v, o, n = int(r["v"]), int(r["o"]), int(r["n"])
@@ -169,6 +182,7 @@ class Rollout:
             return
         if v != self.version or not 0 <= o < len(self.image) or not 0 < n <= 4096:
             return
+        self._served[meter] = now
         c = self.he._need_client()
         end = min(o + n, len(self.image))
         for p in range(o, end, PIECE):

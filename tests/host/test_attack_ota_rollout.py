@@ -1,0 +1,117 @@
+"""Attacks on tools/rollout.py's rules by one customer's meter in the group
+(docs/OTA.md §6, SECURITY.md U15, U16). The rules read the head-end's
+database; the publishes are recorded instead of sent (the MQTT path is
+tests/host/test_ota_rollout.py's, on Mosquitto). Each test fails if the
+attack works."""
+import sqlite3
+import sys
+import threading
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import codes
+import headend
+from rollout import Rollout, bucket, sim_image
+
+
+class _Pub:
+    def wait_for_publish(self, timeout=None):
+        return True
+
+
+class _Client:
+    def __init__(self):
+        self.retained = {}
+        self.bytes = 0
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        if retain:
+            self.retained[topic] = payload
+        else:
+            self.bytes += len(payload)
+        return _Pub()
+
+
+class _HE:
+    def __init__(self):
+        self.db = sqlite3.connect(":memory:")
+        self.db.executescript(headend.SCHEMA)
+        self._lock = threading.Lock()
+        self.c = _Client()
+
+    def _need_client(self):
+        return self.c
+
+    def sign_doc(self, purpose, doc):
+        return b"signed"
+
+
+class _Clock:
+    t = 1_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+def _ids(pred, n):
+    out, i = [], 0
+    while len(out) < n:
+        if pred(bucket(f"M{i}")):
+            out.append(f"M{i}")
+        i += 1
+    return out
+
+
+def _ev(he, m, seq, v, step, received, detail=0):
+    he.db.execute("INSERT INTO meters (id, region) VALUES (?, 1) ON CONFLICT DO NOTHING", (m,))
+    he.db.execute("INSERT INTO events VALUES (?, ?, 0, 0, ?, ?, ?)",
+                  (m, seq, codes.EV_OTA, v << 16 | detail << 8 | step, received))
+
+
+def test_a_member_that_accepts_then_goes_quiet_stalls_the_group_only_for_busy_s():
+    he, clk = _HE(), _Clock()
+    g1 = _ids(lambda b: b < 1, 5)
+    r = Rollout(he, sim_image(b"x" * 1000), 2, "unix", 1, clock=clk, busy_s=3600)
+    r.start(1)
+    for m in g1[:4]:
+        _ev(he, m, 1, 2, codes.OTA_ACCEPTED, clk.t)
+        _ev(he, m, 2, 2, codes.OTA_VALID, clk.t)
+    _ev(he, g1[4], 1, 2, codes.OTA_ACCEPTED, clk.t)   # accepted, then offline
+    assert r.check() == "running" and r.group == 1      # still waited for
+    clk.t += 3601
+    assert r.tally()["stalled"] == 1
+    assert r.check() == "running" and r.group == 2      # no longer
+
+
+def test_blocks_go_only_to_meters_that_accepted_the_version_and_at_a_bounded_rate():
+    he, clk = _HE(), _Clock()
+    img = sim_image(b"x" * 200_000)
+    r = Rollout(he, img, 2, "unix", 1, clock=clk, block_gap_s=0.25)
+    r.start(3)                                          # the whole region
+    req = b'{"v":2,"o":0,"n":4096}'
+    quiet, member = _ids(lambda b: True, 2)
+    _ev(he, quiet, 1, 1, codes.OTA_VALID, clk.t)        # never accepted version 2
+    for _ in range(1000):
+        r.serve(quiet, req)
+    assert he.c.bytes == 0
+    _ev(he, member, 1, 2, codes.OTA_ACCEPTED, clk.t)
+    for _ in range(1000):                               # a flood within one second
+        r.serve(member, req)
+        clk.t += 0.001
+    assert he.c.bytes <= 4 * (4096 + 2 * 5)             # four blocks a second at most
+    clk.t += 1
+    r.serve(member, req)
+    assert he.c.bytes > 4096                            # and the meter is still served
+
+
+def test_a_meter_outside_the_current_group_gets_no_blocks():
+    he, clk = _HE(), _Clock()
+    r = Rollout(he, sim_image(b"x" * 20_000), 2, "unix", 1, clock=clk)
+    r.start(1)
+    outsider = _ids(lambda b: b >= 10, 1)[0]
+    _ev(he, outsider, 1, 2, codes.OTA_ACCEPTED, clk.t)  # claims it accepted (its own meter)
+    for _ in range(100):
+        clk.t += 1
+        r.serve(outsider, b'{"v":2,"o":0,"n":4096}')
+    assert he.c.bytes == 0
