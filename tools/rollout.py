@@ -173,8 +173,12 @@ class Rollout:
         now = self.clock()
         if now - self._served.get(meter, -self.block_gap_s) < self.block_gap_s:
             return                # one block in flight per meter, at most one a block_gap_s
-        if self.state_of(meter) not in ("busy", "stalled"):
-            return                # only a meter that reported accepting this version
+        if self.state_of(meter) in ("valid", "failed"):
+            return                # a meter with a verdict on this version needs no blocks
+        # No event yet is served too: a meter's first request can reach the
+        # head-end before the event saying it accepted the manifest (a race
+        # the simulator showed). The group check above and the rate limit
+        # below bound what one meter can draw.
         try:
             r = json.loads(payload)
             v, o, n = int(r["v"]), int(r["o"]), int(r["n"])

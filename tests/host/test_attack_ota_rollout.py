@@ -84,14 +84,14 @@ def test_a_member_that_accepts_then_goes_quiet_stalls_the_group_only_for_busy_s(
     assert r.check() == "running" and r.group == 2      # no longer
 
 
-def test_blocks_go_only_to_meters_that_accepted_the_version_and_at_a_bounded_rate():
+def test_blocks_go_only_to_meters_still_updating_and_at_a_bounded_rate():
     he, clk = _HE(), _Clock()
     img = sim_image(b"x" * 200_000)
     r = Rollout(he, img, 2, "unix", 1, clock=clk, block_gap_s=0.25)
     r.start(3)                                          # the whole region
     req = b'{"v":2,"o":0,"n":4096}'
     quiet, member = _ids(lambda b: True, 2)
-    _ev(he, quiet, 1, 1, codes.OTA_VALID, clk.t)        # never accepted version 2
+    _ev(he, quiet, 1, 2, codes.OTA_VALID, clk.t)        # already runs version 2: needs no blocks
     for _ in range(1000):
         r.serve(quiet, req)
     assert he.c.bytes == 0
