@@ -169,3 +169,4 @@ OTA_VALID = const(8)           # self-test passed, marked valid: the version flo
 OTA_SELFTEST_FAILED = const(9)  # detail: which check (ota/selftest.py); the reset rolls back
 OTA_ROLLED_BACK = const(10)    # the old image runs again after a trial that did not confirm
 OTA_RUNNING = const(11)        # at boot, when it changed: the version now running; detail: update state
+OTA_TAMPER = const(12)         # a peripheral check failed on the new image and on the old one: hardware, not the image; detail: which check

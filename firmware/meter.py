@@ -1029,14 +1029,15 @@ class Meter:
     def raise_fw_floor(self, version):
         """The firmware version floor goes up to version (never down), made
         durable before the caller confirms the image (docs/OTA.md)."""
-        if version > self.fw_floor:
-            old = self.fw_floor
-            self.fw_floor = version
-            try:
-                self.save()
-            except Exception:  # noqa: BLE001 - OSError, MemoryError: not confirmed
-                self.fw_floor = old
-                return codes.STORAGE
+        if version <= self.fw_floor:
+            return codes.OLD     # a trial of an older or equal version confirms nothing
+        old = self.fw_floor
+        self.fw_floor = version
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - OSError, MemoryError: not confirmed
+            self.fw_floor = old
+            return codes.STORAGE
         return codes.ACCEPTED
 
     def attach_office(self, keys):

@@ -11,7 +11,8 @@ import struct
 import codes
 
 TRIAL_WAIT_MS = const(300_000)
-_TRIAL = const(4)                # updater.TRIAL (the updater module is imported only when attached)   # the new image's link must be up within this, else rollback
+_TRIAL = const(4)                # updater.TRIAL
+_RECHECK = const(5)              # updater.RECHECK (the updater module is imported only when attached)
 
 
 class Ota:
@@ -24,7 +25,8 @@ class Ota:
     def on_message(self, msg):
         """A message of r/<r>/ota or m/<id>/o."""
         if not msg:
-            return None               # a cleared retained manifest: the rollout was halted
+            self.updater.halted()     # a cleared retained manifest: the rollout was halted
+            return None
         if msg[0] == 0x44 and len(msg) > 5:   # b"D"
             self.updater.piece(struct.unpack_from(">I", msg, 1)[0], memoryview(msg)[5:])
             return None
@@ -37,8 +39,10 @@ class Ota:
         req = u.request()
         if req is not None and link.connected:
             link.publish_ota(req)
-        if u.state == _TRIAL:
+        if u.state == _TRIAL and u.trial_ready:
             self._trial(link)
+        elif u.state == _RECHECK:
+            self._recheck(link)
         if u.reset_due:
             self._reset()
 
@@ -51,6 +55,19 @@ class Ota:
         if failed == selftest.LINK and rt.ticks_diff(rt.ticks_ms(), self._trial_t0) < TRIAL_WAIT_MS:
             return                    # the link may still be connecting
         self.updater.confirm(failed)
+
+    def _recheck(self, link):
+        # the old image runs the check the new one failed (the link: waited for)
+        from ota import selftest
+        rt = link.rt
+        if self._trial_t0 is None:
+            self._trial_t0 = rt.ticks_ms()
+        n = self.updater.p.get("sf", 0)
+        ok = selftest.check(n, self.meter, self.hw, link)
+        if not ok and n == selftest.LINK and rt.ticks_diff(rt.ticks_ms(), self._trial_t0) < TRIAL_WAIT_MS:
+            return
+        self._trial_t0 = None
+        self.updater.rechecked(ok)
 
     def _reset(self):
         # the meter's state first: the image that boots next restores it

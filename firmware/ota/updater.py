@@ -28,12 +28,16 @@ DOWNLOAD = const(1)
 VERIFY = const(2)      # all chunks written: hashing the slot back from flash
 SWITCHED = const(3)    # set_boot done, waiting for the reset
 TRIAL = const(4)       # the new image runs, not yet confirmed
+RECHECK = const(5)     # rolled back after a peripheral check failed: that check runs on the old image
 
 REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
 MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
 SIG_WINDOWS = const(2)         # signature windows per step: 25-53 ms of a 1.6-3.4 s verify on an ESP32
 MAX_TRIALS = const(2)          # trials cut short (power, watchdog) before the version is refused
+STALL_MS = const(21_600_000)   # a download with no piece for 6 h is given up (a halted rollout)
+RETRY_MS = const(86_400_000)   # after a peripheral self-test failure the trial is tried again a day later
+MAX_PERIPHERAL = const(3)      # peripheral failures (old image passing the check) before the version is refused
 
 
 class Updater:
@@ -57,8 +61,11 @@ class Updater:
         self._save_due = False   # a chunk ended: its progress record is written next step
         self._checking = None    # (verify generator, doc, body, sig) of a manifest being checked
         self._forged = None      # SHA-256 of the last manifest (body, signature) that failed
-        self._next = None        # a manifest that arrived during a check, offered after it
+        self._next = None        # the newest manifest that came during a check or a trial, offered after it
         self._target = None
+        self._piece_t = None     # ticks_ms of the last piece (or of the download's start)
+        self._hold = None        # ticks_ms before which a VERIFY after a peripheral failure waits
+        self.trial_ready = False # TRIAL: the running partition hashed and equal to the manifest's h
         self.blocks_written = 0
         self.reset_due = False   # True: the meter should save and reset (set_boot done / trial failed)
 
@@ -68,8 +75,9 @@ class Updater:
 
     @property
     def checking(self):
-        """A manifest's signature is being verified (idle until it ends)."""
-        return self._checking is not None
+        """A manifest's signature is being verified, or a manifest waits to
+        be offered (idle until both end)."""
+        return self._checking is not None or self._next is not None
 
     def _event(self, step, detail=0):
         v = self.p.get("v", 0) if self.doc is None else self.doc["v"]
@@ -88,20 +96,35 @@ class Updater:
         if st == IDLE:
             return
         running = self.parts(self.parts.RUNNING).info()[4]
-        if not self._load_doc():
+        if not self._load_doc(st != DOWNLOAD):
             return
+        frm = self.p.get("from")
+        if frm is not None and (frm == self.p["slot"] or running not in (frm, self.p["slot"])):
+            # the record does not fit the slots: not an update this meter made
+            self._abandon(codes.FORMAT)
+            return
+        if st == RECHECK:
+            return                      # Ota.step runs the check again
         if st != DOWNLOAD and running == self.p["slot"]:
             # the new image runs (a cut between set_boot and the progress
             # save leaves VERIFY on file: the slot that booted says more)
             self.p["st"] = TRIAL
             self._save()
             self._event(codes.OTA_TRIAL)
+            self._start_stage()
             return
         if st == SWITCHED or st == TRIAL:
             # the bootloader booted the old image: the new one never confirmed
             self.p["tries"] = self.p.get("tries", 0) + 1
             self._event(codes.OTA_ROLLED_BACK, self.p["tries"])
-            if self.p.get("sf") or self.p["tries"] >= MAX_TRIALS:
+            sf = self.p.get("sf")
+            if sf in _PERIPHERAL:
+                # a reader or valve cable pulled at the first boot looks like
+                # a broken image: the old image runs the same check first
+                self.p["st"] = RECHECK
+                self._save()
+                return
+            if sf or self.p["tries"] >= MAX_TRIALS:
                 self._abandon(codes.REFUSED)
                 return
             self.p["st"] = VERIFY       # the image is still in its slot: check it again
@@ -110,7 +133,11 @@ class Updater:
             self._event(codes.OTA_RESUMED, self.p["o"] * 100 // self.doc["sz"])
         self._start_stage()
 
-    def _load_doc(self):
+    def _load_doc(self, switched):
+        """The manifest on file, signature checked again, or False (record
+        given up). Its version must be above the floor; equal only once the
+        image is written (a cut between the floor's save and the record's:
+        the trial is done again, the running partition hashed)."""
         body = self.p["m"].encode()
         import binascii
         sig = binascii.unhexlify(self.p["sig"])
@@ -119,25 +146,41 @@ class Updater:
         if code != codes.ACCEPTED or not authority.verify(self.meter.office, b"ota", body, sig):
             self._abandon(codes.SIGNATURE)
             return False
+        floor = self.meter.fw_floor
+        if d["v"] < floor or (d["v"] == floor and not switched):
+            self._abandon(codes.OLD)
+            return False
         self.doc = d
         return True
 
     def _start_stage(self):
-        self._target = self.parts(self.parts.RUNNING).get_next_update()
+        run = self.parts(self.parts.RUNNING)
+        self._target = run.get_next_update()
         st = self.p["st"]
         if st == DOWNLOAD:
             self.have = 0
             self._ready = False
             self._hash = hashlib.sha256()
             self._asked = None
+            self._piece_t = self.rt.ticks_ms()
         elif st == VERIFY:
             self.p["o"] = 0
             self._hash = hashlib.sha256()
+        elif st == TRIAL:
+            # a record can claim a trial while the old image runs: the
+            # running partition is hashed before anything is confirmed
+            self._target = run
+            self.p["o"] = 0
+            self._hash = hashlib.sha256()
+            self.trial_ready = False
 
-    def _abandon(self, code):
+    def _abandon(self, code, burn=True):
+        """The update ends. burn: its version is refused from now on (not
+        for a stalled download or a fault of the meter's hardware)."""
         self._event(codes.OTA_IMAGE_BAD if code in (codes.CRC, codes.SIGNATURE) else codes.OTA_REFUSED,
                     code)
-        self.p = {"st": IDLE, "bad": self.p.get("v", 0), "rv": self.p.get("rv", -1)}
+        bad = self.p.get("v", 0) if burn else self.p.get("bad", 0)
+        self.p = {"st": IDLE, "bad": bad, "rv": self.p.get("rv", -1)}
         self.doc = None
         self._save()
 
@@ -149,21 +192,39 @@ class Updater:
         if self._checking is not None:
             self._next = bytes(msg)  # offered when this check ends (the newest one only)
             return codes.ACCEPTED
-        if self.p["st"] != IDLE:
-            return codes.USED if self.doc is not None and _same(self.p, msg) else codes.REFUSED
+        st = self.p["st"]
+        if st == DOWNLOAD and self._stalled():
+            self._abandon(codes.TIMEOUT, burn=False)
+            st = IDLE
+        if st != IDLE:
+            if self.doc is not None and _same(self.p, msg):
+                return codes.USED
+            if st not in (DOWNLOAD, VERIFY, RECHECK):
+                # SWITCHED, TRIAL: nothing starts before this update confirms
+                # or rolls back. A retained manifest comes once a connection,
+                # so the newest is kept and offered when the updater can
+                # take it (the next release arriving during a trial)
+                self._next = bytes(msg)
+                return codes.ACCEPTED
+            # an unfinished update gives way to a higher signed version
+            # (the office's fix after a halt); checked like any manifest
+            floor = self.p["v"]
+        else:
+            floor = self.meter.fw_floor
         try:
             mv = self.battery.millivolts() if self.battery is not None else None
         except (OSError, ValueError):
             mv = 0                   # a failing ADC read: treated as a flat battery
         slot = self.parts(self.parts.RUNNING).get_next_update().info()[3]
-        code, d, body, sig = mf.admit(msg, self.board, self.meter.fw_floor, slot,
+        code, d, body, sig = mf.admit(msg, self.board, floor, slot,
                                       self.meter.cfg["meter_id"], mv, self.min_mv,
                                       self.p.get("bad", 0))
         if code == codes.ACCEPTED and _digest(body, sig) == self._forged:
             code = codes.SIGNATURE   # the same forgery again (a retained one): not verified twice
         if code != codes.ACCEPTED:
-            self._refused(d, code)
-            return code
+            if st == IDLE:
+                self._refused(d, code)
+            return code if st == IDLE else codes.REFUSED
         import authority
         self._checking = (authority.signer_steps(self.meter.office, b"ota", body, sig, SIG_WINDOWS),
                           d, body, sig)
@@ -184,17 +245,18 @@ class Updater:
         if not rev:
             self._forged = _digest(body, sig)
             self._refused(d, codes.SIGNATURE)
-            nxt, self._next = self._next, None
-            if nxt is not None:
-                self.offer(nxt)
-            return
-        self._next = None            # one update at a time; a newer manifest comes again
+            return                   # step() offers a manifest kept meanwhile
         import binascii
         run = self.parts(self.parts.RUNNING)
         self.doc = d
+        if self.p["st"] not in (IDLE, DOWNLOAD, VERIFY, RECHECK):
+            return                   # a switch happened during the check: the newer one comes again
+        self._erased = -1
+        self._save_due = False
+        self._hold = None
         self.p = {"st": DOWNLOAD, "v": d["v"], "m": body.decode(), "sig": binascii.hexlify(sig).decode(),
-                  "o": 0, "slot": run.get_next_update().info()[4], "bad": self.p.get("bad", 0),
-                  "rv": self.p.get("rv", -1)}
+                  "o": 0, "slot": run.get_next_update().info()[4], "from": run.info()[4],
+                  "bad": self.p.get("bad", 0), "rv": self.p.get("rv", -1)}
         self._save()
         self._event(codes.OTA_ACCEPTED)
         self._start_stage()
@@ -225,11 +287,19 @@ class Updater:
             return
         self.buf[self.have:self.have + len(data)] = data
         self.have += len(data)
+        self._piece_t = self.rt.ticks_ms()
         self._ready = self.have == n     # programmed by the next step()
+
+    def _stalled(self):
+        return self._piece_t is not None and \
+            self.rt.ticks_diff(self.rt.ticks_ms(), self._piece_t) > STALL_MS
 
     def _download_step(self):
         # one flash operation per step: erase the block being fetched while
         # its pieces are on their way, or program the block that is complete
+        if self._stalled():
+            self._abandon(codes.TIMEOUT, burn=False)   # halted rollout: a later offer starts again
+            return
         blk = self.p["o"] // BLOCK
         if self._erased != blk:
             self._target.ioctl(6, blk)
@@ -281,31 +351,30 @@ class Updater:
         if self._checking is not None:
             self._check_step()
             return
+        if self._next is not None and self.p["st"] in (IDLE, DOWNLOAD, VERIFY, RECHECK):
+            nxt, self._next = self._next, None
+            self.offer(nxt)          # kept during a check or a trial
+            return
         if self.doc is None:
             return
         if self._save_due:
             self._save_due = False
             self._save()
             return
-        if self.p["st"] == DOWNLOAD:
+        st = self.p["st"]
+        if st == DOWNLOAD:
             self._download_step()
             return
-        if self.p["st"] != VERIFY:
+        if st == TRIAL and not self.trial_ready:
+            self._trial_hash_step()
             return
-        d = self.doc
-        o = self.p["o"]
-        for _ in range(VERIFY_BLOCKS):
-            if o >= d["sz"]:
-                break
-            self._target.readblocks(o // BLOCK, self.buf)
-            n = min(BLOCK, d["sz"] - o)
-            self._hash.update(memoryview(self.buf)[:n])
-            o += n
-        self.p["o"] = o
-        if o < d["sz"]:
+        if st != VERIFY or (self._hold is not None and
+                            self.rt.ticks_diff(self.rt.ticks_ms(), self._hold) < 0):
+            return
+        if self._hash_step():
             return
         import binascii
-        if binascii.hexlify(self._hash.digest()).decode() != d["h"]:
+        if binascii.hexlify(self._hash.digest()).decode() != self.doc["h"]:
             self._abandon(codes.CRC)
             return
         try:
@@ -317,6 +386,33 @@ class Updater:
         self._save()
         self._event(codes.OTA_SWITCHED)
         self.reset_due = True
+
+    def _hash_step(self):
+        """VERIFY_BLOCKS blocks of the target hashed; True while more remain."""
+        d = self.doc
+        o = self.p["o"]
+        for _ in range(VERIFY_BLOCKS):
+            if o >= d["sz"]:
+                break
+            self._target.readblocks(o // BLOCK, self.buf)
+            n = min(BLOCK, d["sz"] - o)
+            self._hash.update(memoryview(self.buf)[:n])
+            o += n
+        self.p["o"] = o
+        return o < d["sz"]
+
+    def _trial_hash_step(self):
+        if self._hash_step():
+            return
+        import binascii
+        if binascii.hexlify(self._hash.digest()).decode() != self.doc["h"]:
+            # not the signed image that runs (a record that lies): nothing
+            # is confirmed, the version not refused; a real trial's reset
+            # goes back to the old image
+            self._abandon(codes.CRC, burn=False)
+            self.reset_due = True
+            return
+        self.trial_ready = True
 
     # ---------------- the first boot of the new image ----------------
     def confirm(self, failed_check):
@@ -334,14 +430,49 @@ class Updater:
             self._event(codes.OTA_SELFTEST_FAILED, failed_check)
             self.reset_due = True
             return
-        if self.meter.raise_fw_floor(self.doc["v"]) != codes.ACCEPTED:
+        if not self.trial_ready:
+            return                   # the running partition is still being hashed
+        v = self.doc["v"]
+        if v > self.meter.fw_floor and self.meter.raise_fw_floor(v) != codes.ACCEPTED:
             self.reset_due = True    # not durable: do not confirm; the old image returns
+            return
+        if v < self.meter.fw_floor:
+            self._abandon(codes.OLD)
             return
         self.parts.mark_app_valid_cancel_rollback()
         self._event(codes.OTA_VALID)
         self.p = {"st": IDLE, "rv": self.p.get("rv", -1)}
         self.doc = None
         self._save()
+
+    def rechecked(self, passed):
+        """RECHECK: the check the trial failed, run on the old image. It
+        passes here: the new image may be at fault (refused after
+        MAX_PERIPHERAL such failures). It fails here too: the meter's
+        hardware is (a cable pulled), event OTA_TAMPER, the version is kept.
+        Either way the trial is tried again RETRY_MS later."""
+        sf = self.p.pop("sf")
+        if passed:
+            self.p["pf"] = self.p.get("pf", 0) + 1
+            if self.p["pf"] >= MAX_PERIPHERAL:
+                self._abandon(codes.REFUSED)
+                return
+        else:
+            self._event(codes.OTA_TAMPER, sf)
+        self.p["st"] = VERIFY
+        self.p["tries"] = 0
+        self._save()
+        self._start_stage()
+        self._hold = self.rt.ticks_add(self.rt.ticks_ms(), RETRY_MS)
+
+    def halted(self):
+        """The rollout was halted: a trial held for a retry is not tried
+        again (its version is not refused: a later rollout may bring it).
+        A manifest kept for later goes too: the office withdrew it."""
+        self._next = None
+        if self.p["st"] == RECHECK or (self.p["st"] == VERIFY and self._hold is not None):
+            self._hold = None
+            self._abandon(codes.REFUSED, burn=False)
 
     def running_version(self):
         """The version of the image that runs: the trial's, else the floor
@@ -362,8 +493,11 @@ class Updater:
         """Per cent of the image written (0 outside a download)."""
         d = self.doc
         if d is None or self.p["st"] != DOWNLOAD:
-            return 100 if self.p["st"] in (VERIFY, SWITCHED, TRIAL) else 0
+            return 100 if self.p["st"] in (VERIFY, SWITCHED, TRIAL, RECHECK) else 0
         return self.p["o"] * 100 // d["sz"]
+
+
+_PERIPHERAL = (4, 3, 5)   # selftest CARD, VALVE, LINK: hardware outside the board a customer can unplug
 
 
 def _digest(body, sig):
