@@ -10,6 +10,8 @@
 # sleep on the virtual clock until the ULP wakes it or the timer runs out,
 # and returns (the test or simulator then boots again); plant.wake_reason
 # says which.
+import time
+
 from boards import Hardware
 from boards import ulp as ulpboot
 from boards.unix import HostNet, SimWDT, _mkdirs
@@ -25,11 +27,45 @@ PULSE_RTC_IO = const(4)       # GPIO34 on the ESP32 battery board
 ULP_BINARY = "build/ulp/counter.ulp"   # tools/ulp_build.py
 
 
+class _Clock(SimClock):
+    """The virtual clock; with `real` set, a blocking delay also takes that
+    long on the host, because the network on the other side is real (a
+    reporting window waits for the broker between link steps)."""
+    real = False
+
+    def delay_us(self, us):
+        if self.real:
+            time.sleep_us(us)
+        self.advance_us(us)
+
+
+class _Ext1:
+    """The button's EXT1 wake: a press at a given virtual time ends the
+    deep sleep (the chip wakes on the pin's level, all-low)."""
+
+    def __init__(self, clock):
+        self.at_us = None
+        self.fired = False
+        clock.attach(self)
+
+    def next_event_us(self, now):
+        return self.at_us
+
+    def advance(self, t0, t1):
+        pass
+
+    def at(self, t):
+        if self.at_us is not None and t >= self.at_us:
+            self.at_us = None
+            self.fired = True
+
+
 class Plant:
     """What a deep sleep does not reset: time, water, valve, RTC domain."""
 
-    def __init__(self, start=EPOCH_2026, k=(1, 1), bounce_us=0, valve_open=True):
-        self.clock = SimClock(start, 0)
+    def __init__(self, start=EPOCH_2026, k=(1, 1), bounce_us=0, valve_open=True, real_time=False):
+        self.clock = _Clock(start, 0)
+        self.clock.real = real_time
         self.valve_open_pin = SimPin("valve_open", OUT)
         self.valve_close_pin = SimPin("valve_close", OUT)
         self.fb_open = SimPin("valve_fb_open", IN, PULL_UP)
@@ -40,6 +76,7 @@ class Plant:
         self.flow = FlowSensor(self.clock, self.valve, k[0], k[1])
         self.reed = ReedContact(self.clock, self.flow, bounce_us, 500)
         self.ulp = UlpEmu(self.clock, {PULSE_RTC_IO: self.reed})
+        self.ext1 = _Ext1(self.clock)
         self.power_lost = True        # the first boot is a power-on
         self.wake_reason = "power"
         self.boots = 0
@@ -48,15 +85,23 @@ class Plant:
         self.wakes = {}               # wake reason -> count
         self._boot_ms = 0
 
+    def press_button(self, after_ms):
+        """The customer presses the button after_ms into the next sleep."""
+        self.ext1.at_us = None if after_ms is None else self.clock.now_us() + after_ms * 1000
+
     def deepsleep(self, ms):
         self.awake_ms += self.clock.now_ms() - self._boot_ms
         ulp = self.ulp
+        ext1 = self.ext1
         ulp.cpu_asleep = True
-        # event by event: the sleep ends at the ULP run that woke the CPU
-        self.sleep_ms += self.clock.advance_until(ms, lambda: not ulp.cpu_asleep)
-        self.wake_reason = "timer" if ulp.cpu_asleep else "ulp"
+        ext1.fired = False
+        # event by event: the sleep ends at the ULP run or the press that woke the CPU
+        self.sleep_ms += self.clock.advance_until(ms, lambda: not ulp.cpu_asleep or ext1.fired)
+        self.wake_reason = "button" if ext1.fired else "timer" if ulp.cpu_asleep else "ulp"
         self.wakes[self.wake_reason] = self.wakes.get(self.wake_reason, 0) + 1
         ulp.cpu_asleep = False
+        ext1.fired = False
+        ext1.at_us = None
 
     def brown_out(self):
         """The cell sags below the brown-out level: RTC memory is lost too."""

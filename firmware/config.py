@@ -44,6 +44,7 @@ DEFAULTS = {
     "batt_grace_s": 604800,      # ... and close after this grace period (a week)
     "sensor_close": True,        # sensor cable cut: close, keep the reading
     "report_s": 3600,            # telemetry interval
+    "window_s": 86400,           # battery boards: reporting windows this far apart (docs/BATTERY.md §7)
     "display_sleep_s": 30,       # the display powers down after this long untouched (0: never)
     "display_lang": "en",        # a dot-matrix display's language: "en" or "fr" (docs/DISPLAY.md)
     "mqtt": {"host": "127.0.0.1", "port": 1883, "tls": False, "keepalive": 60,
@@ -118,7 +119,7 @@ RANGES = {
     "tz": (-43200, 50400), "low1": (0, 2_000_000_000), "low2": (0, 2_000_000_000),
     "emergency": (0, 100_000_000), "max_balance": (0, 2_000_000_000),
     "max_topup": (1, 2_000_000_000), "save_l": (1, 1000), "save_s": (10, 3600),
-    "poll_ms": (100, 10_000), "report_s": (10, 86400),
+    "poll_ms": (100, 10_000), "report_s": (10, 86400), "window_s": (3600, 86400),
     "account": (0, 0xFFFFFFFF), "install_seq": (0, 0xFFFFFFFF),   # u32, as on the card
     "leak_gap_s": (60, 86400),
     "leak_window_s": (0, 2_592_000), "burst_lph": (0, 100_000), "burst_s": (10, 3600),
@@ -134,7 +135,7 @@ ITEMS = {"friendly_hours": (2, 2), "friendly_days": (0, 7), "friendly_dates": (0
 # argument when one of them changes; the order never changes).
 REMOTE = ("report_s", "low1", "low2", "emergency", "max_balance", "max_topup", "save_l",
           "save_s", "tz", "period_day", "friendly_hours", "friendly_days",
-          "friendly_dates", "reopen", "friendly_debt_max")
+          "friendly_dates", "reopen", "friendly_debt_max", "window_s")
 READ_ONLY = ("tariff", "k", "install_seq")
 EXTRA = {"production": False}          # settings with no entry in DEFAULTS
 RESTART = ("meter_id", "region", "mqtt", "poll_ms", "debounce_us", "production", "display_lang")

@@ -94,7 +94,9 @@ def assemble(hw, cfg=None):
     meter.persist_config = lambda: config.save(hw.state_dir, cfg)
     if hw.deepsleep is not None:
         from power import CellEstimate
+        from window import Schedule
         meter.cell = CellEstimate(hw.battery)     # restored with the state below
+        meter.window = Schedule()
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore(_exists(hw.state_dir + "/secrets.json")):
         meter.save()
@@ -371,9 +373,10 @@ def boot(board_name, ready=None, **board_opts):
         _step("meter")
         meter = assemble(hw, cfg)
         if hw.deepsleep is not None:
-            # a battery board: one wake's work, then deep sleep (docs/BATTERY.md)
+            # a battery board: one wake's work (its reporting window when
+            # one is due), then deep sleep (docs/BATTERY.md)
             import wake
-            return wake.cycle(meter, hw)
+            return wake.cycle(meter, hw, make_link)
         _step("link")
         link = None
         try:

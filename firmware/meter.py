@@ -25,6 +25,7 @@ CLOSED = const(0)
 TIME_MIN = const(1735689600)
 _K_PULSE_MARK = "ulp"         # state key: the pulse source's mark (None: not saved)
 _K_CELL = "bq"                # state key: the battery's charge count (power.CellEstimate)
+_K_WINDOW = "rw"              # state key: the reporting windows' schedule (window.Schedule)
 _KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
 # the MQTT command counter is (epoch << 32 | n), epoch < 2^31 (docs/LINK.md §7)
 _COUNTER_MAX = 1 << 63
@@ -71,6 +72,7 @@ class Meter:
         self.log = log
         self.pulses = pulses
         self.cell = None          # battery boards: power.CellEstimate, set before restore()
+        self.window = None        # battery boards: window.Schedule, set before restore()
         self.valve = valve
         self.indicators = indicators
         self.detector = detector
@@ -243,6 +245,8 @@ class Meter:
         self.pulses.resume(s.get(_K_PULSE_MARK))
         if self.cell is not None:
             self.cell.load(s.get(_K_CELL))
+        if self.window is not None:
+            self.window.load(s.get(_K_WINDOW))
         h = self.history
         if "hs" in s:
             h.load_state(s["hs"])
@@ -300,6 +304,8 @@ class Meter:
             s[_K_PULSE_MARK] = m
         if self.cell is not None:
             s[_K_CELL] = self.cell.to_state()
+        if self.window is not None:
+            s[_K_WINDOW] = self.window.to_state()
         kept = self._kept
         if kept:
             kept.pop("led", None)   # the first firmware's ledger, replaced by "lg"

@@ -9,7 +9,7 @@
 
 SLEEP_UA_X10 = const(221)      # deep sleep + ULP + LCD asleep + pull-up + divider: 22.1 uA
 WAKE_UAS = const(24_000)       # a wake: 40 mA for 600 ms
-REPORT_UAS = const(600_000)    # a Wi-Fi report: 120 mA for 5 s
+RADIO_MA = const(120)          # Wi-Fi on in a reporting window (uAs per ms on)
 VALVE_UAS = const(15_000)      # a latching valve pulse: 300 mA for 50 ms
 USABLE_UAS = 19 * 3600 * 1_000_000 * 8 // 10   # 19 Ah LiSOCl2 D cell, 80 % usable
 _DAY_S = const(86400)
@@ -34,12 +34,15 @@ class CellEstimate:
     def to_state(self):
         return [self.used, self.since, self.last]
 
-    def wake(self, now, reports=0, valve_pulses=0):
-        """Count the sleep since the last count and this wake's work."""
+    def wake(self, now, radio_ms=None, valve_pulses=0):
+        """Count the sleep since the last count and this wake's work: the
+        radio's on-time of a reporting window (None: no window; on a chip
+        it includes joining the network), and the valve's coil pulses."""
         if not self.since:
             self.since = self.last = now
         slept = now - self.last if now > self.last else 0
-        self.used += slept * SLEEP_UA_X10 // 10 + WAKE_UAS + reports * REPORT_UAS + valve_pulses * VALVE_UAS
+        radio = radio_ms * RADIO_MA if radio_ms else 0
+        self.used += slept * SLEEP_UA_X10 // 10 + WAKE_UAS + radio + valve_pulses * VALVE_UAS
         self.last = now
 
     def millivolts(self):

@@ -3,9 +3,10 @@
 # A deep-sleep wake is a fresh boot: main.assemble() has just restored the
 # state, and the ULP pulse source resumed from the mark saved with it. This
 # bills what the ULP counted in sleep, runs the credit policy and the valve,
-# saves (the mark together with the volume it produced), tells the ULP when
-# to wake the CPU again, and ends in deep sleep. Nothing here runs on a
-# mains board.
+# opens the reporting window when one is due (firmware/window.py), saves
+# (the mark together with the volume it produced), tells the ULP when to
+# wake the CPU again, and ends in deep sleep. Nothing here runs on a mains
+# board.
 from metering.ulpcount import ARM_MAX
 
 _STEP_MS = const(20)          # valve pulses and settles are tens of ms
@@ -37,16 +38,20 @@ def pulses_left(meter):
 
 
 def sleep_s(meter):
-    """Until the day's registers close (local midnight), at most a day."""
+    """Until the day's registers close (local midnight) or the next
+    reporting window, whichever comes first; at most a day."""
     now = meter.clock.time()
     end = meter.history.day_end
     s = end - now + 1 if end and end > now else _DAY_S
+    w = meter.window
+    if w is not None and w.next and w.next - now < s:
+        s = w.next - now
     return _MIN_SLEEP_S if s < _MIN_SLEEP_S else _DAY_S if s > _DAY_S else s
 
 
-def work(meter, hw):
-    """Bill, run the policy and the valve to rest, save, arm the ULP.
-    Returns the milliseconds to sleep."""
+def _settle(meter, hw):
+    """Bill and run the policy, then drive the valve to rest. Returns the
+    coil pulses this took (a move is one pulse; retries add more)."""
     meter.poll()
     v = meter.valve
     waited = 0
@@ -54,15 +59,48 @@ def work(meter, hw):
         hw.clock.delay_ms(_STEP_MS)
         waited += _STEP_MS
         meter.poll()
+    return 1 if waited else 0
+
+
+def _window(meter, hw, make_link):
+    """The reporting window, if this wake opens one (firmware/window.py).
+    Returns the radio's on-time in ms, or None when no window ran."""
+    import window
+    w = meter.window
+    cfg = meter.cfg
+    now = meter.clock.time()
+    if w is None or not w.due(hw.wake_reason, now, cfg["tz"]):
+        return None
+    try:
+        link = make_link(meter, hw)
+    except Exception as e:  # noqa: BLE001 - no link is a meter that reports nothing, not a dead one
+        print("MQTT link not started: %r" % e)
+        link = None
+    ok, on_ms = window.run(meter, hw, link) if link is not None else (False, 0)
+    period = cfg["window_s"]
+    w.done(ok, meter.clock.time(), period, window.offset_s(cfg["meter_id"], period), cfg["tz"])
+    return on_ms
+
+
+def work(meter, hw, make_link=None):
+    """Bill, run the policy and the valve to rest, open the reporting
+    window when one is due (only with make_link, the link's builder), save,
+    arm the ULP. Returns the milliseconds to sleep."""
+    pulses = _settle(meter, hw)
+    radio_ms = _window(meter, hw, make_link) if make_link is not None else None
+    if radio_ms is not None:
+        pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve
     if meter.cell is not None:
-        # a valve that moved this wake: one coil pulse (retries add more)
-        meter.cell.wake(meter.clock.time(), 0, 1 if waited else 0)
+        meter.cell.wake(meter.clock.time(), radio_ms, pulses)
     meter.save()      # durable before the ULP is told anything new
     meter.pulses.wake_after(pulses_left(meter))
     return sleep_s(meter) * 1000
 
 
-def cycle(meter, hw):
-    ms = work(meter, hw)
-    hw.deepsleep(ms)      # the chip does not return: the next wake boots afresh
-    return None
+def cycle(meter, hw, make_link=None):
+    """One wake, then deep sleep. On a chip deepsleep() does not return (the
+    next wake boots afresh); on the unix board it does, and the meter is
+    returned to the simulator."""
+    ms = work(meter, hw, make_link)
+    hw.deepsleep(ms)
+    return meter

@@ -381,6 +381,15 @@ class MqttLink:
         except Exception as e:  # noqa: BLE001
             self._fail(e)
 
+    def settled(self):
+        """Connected with nothing left to do: the outbox sent, every batch
+        and ack with the broker, no command waiting. A battery meter's
+        reporting window ends on it (firmware/window.py)."""
+        c = self.client
+        return (self.connected and c is not None and not self._inbox and not self._acks
+                and self._batch is None and not c.unacked and not c.backlog()
+                and not self.outbox.count)
+
     # ---------------- incoming ----------------
     def publish_ota(self, payload):
         """A block request of the OTA path (firmware/ota), when the
