@@ -116,7 +116,8 @@ def frozen_image(board: str, mpy_src: str) -> Path:
     if not img.is_file():
         raise Fail(f"{img} not found: build it first (docs/BUILD.md):\n"
                    f"  cd {Path(mpy_src) / 'ports' / 'esp32'} && METER_BOARD={board} make "
-                   f"BOARD={IDF_BOARDS[board]} FROZEN_MANIFEST={ROOT / 'tools' / 'manifest.py'}")
+                   f"BOARD_DIR={ROOT / 'boards' / 'esp32' / 'idf' / IDF_BOARDS[board]} "
+                   f"FROZEN_MANIFEST={ROOT / 'tools' / 'manifest.py'}")
     return img
 
 

@@ -1,7 +1,7 @@
 # Freeze the meter app into a MicroPython firmware image (docs/BUILD.md).
 #
 #   cd micropython/ports/esp32
-#   METER_BOARD=esp32_devkitc make BOARD=ESP32_GENERIC FROZEN_MANIFEST=$REPO/tools/manifest.py
+#   METER_BOARD=esp32_devkitc make BOARD_DIR=$REPO/boards/esp32/idf/ESP32_GENERIC FROZEN_MANIFEST=$REPO/tools/manifest.py
 #
 #   cd micropython/ports/unix                    # the 32-bit RAM build (make ram32)
 #   METER_BOARD=unix make MICROPY_FORCE_32BIT=1 FROZEN_MANIFEST=$REPO/tools/manifest.py ...

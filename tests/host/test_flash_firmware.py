@@ -131,7 +131,8 @@ def test_frozen_build_not_built_names_the_make_command(fake, tmp_path):
     (tmp_path / "mpy" / "ports" / "esp32").mkdir(parents=True)
     p, calls = fake("--board", "esp32s3_devkitc", "--mpy-src", str(tmp_path / "mpy"))
     assert p.returncode == 2 and calls == []
-    assert "METER_BOARD=esp32s3_devkitc make BOARD=ESP32_GENERIC_S3 FROZEN_MANIFEST=" in p.stderr
+    assert "METER_BOARD=esp32s3_devkitc make BOARD_DIR=" in p.stderr
+    assert "boards/esp32/idf/ESP32_GENERIC_S3 FROZEN_MANIFEST=" in p.stderr     # the OTA table (docs/OTA.md §2)
     assert "tools/manifest.py" in p.stderr and "Traceback" not in p.stderr
 
 
