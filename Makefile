@@ -31,7 +31,7 @@ ram32: setup
 	tools/ram32.sh $(MPY_SRC)
 
 lint: setup
-	$(VENV)/bin/ruff check tools
+	$(VENV)/bin/ruff check tools utility
 
 clean:
 	rm -rf build sim-state .pytest_cache

@@ -31,6 +31,7 @@ def bus(model, clock, fn):
 
 def tap_latency():
     from test_card_rig import meter_rig, user_card
+    from simkit import tap_in_task
     import display
     m, hw, s = meter_rig(friendly_hours=[0, 0], friendly_days=[])
     d = display.attach(hw, m)
@@ -39,29 +40,9 @@ def tap_latency():
                             (codes.USED, None),
                             (codes.FOREIGN, user_card(uid=b"\x31\x32\x33\x34", meter_id="M000009")[0])):
         card = card or out[-1][2]
-        ends = []
-        poll = s.poll
-
-        def timed():
-            r = poll()
-            if r is not None:
-                ends.append((r, hw.clock.now_us()))
-            return r
-        s.poll = timed
-        hw.world.reader.place(card)
-
-        async def go():
-            t = asyncio.create_task(main.card_task(s, m, hw, display=d))
-            while not ends:
-                await hw.clock.sleep_ms(10)
-            await hw.clock.sleep_ms(0)
-            t.cancel()
-        asyncio.run(go())
-        hw.world.reader.remove(card)
-        s.poll = poll
-        code, end = ends[0]
+        code, latency_us = tap_in_task(m, hw, s, d, card)
         assert code == code_want, (code, code_want)
-        out.append((codes.result_name(code), hw.world.lcd.last_write_us - end, card))
+        out.append((codes.result_name(code), latency_us, card))
     return out
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from broker import Broker
+from mqttwire import publish_qos1, read_packet
 
 MP = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
 MPPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp"),
@@ -144,36 +145,6 @@ def cond_dns(seconds):
         u.close()
 
 
-def _rl(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _read_packet(c):
-    h = c.recv(1)
-    if not h:
-        raise OSError("closed")
-    n, sh = 0, 0
-    while True:
-        b = c.recv(1)[0]
-        n |= (b & 0x7F) << sh
-        sh += 7
-        if not b & 0x80:
-            break
-    body = b""
-    while len(body) < n:
-        part = c.recv(n - len(body))
-        if not part:
-            raise OSError("closed")
-        body += part
-    return h[0], body
-
-
 def cond_1mb(seconds, size=1 << 20):
     """A minimal broker: CONNACK, SUBACKs, then one oversized QoS 1 command."""
     seen = {"puback": 0}
@@ -181,16 +152,15 @@ def cond_1mb(seconds, size=1 << 20):
     def handle(c):
         try:
             while True:
-                t, body = _read_packet(c)
+                t, body = read_packet(c)
                 if t == 0x10:
                     c.sendall(b"\x20\x02\x00\x00")
                 elif t == 0x82:
                     c.sendall(b"\x90\x03" + body[:2] + b"\x01")
                     if b"/c" in body:
                         topic = b"m/B01/c"
-                        var = len(topic).to_bytes(2, "big") + topic + b"\x00\x07"
-                        payload = b"x" * (size - len(var) - 6)
-                        c.sendall(b"\x32" + _rl(len(var) + len(payload)) + var + payload)
+                        var_len = 2 + len(topic) + 2          # topic length, topic, packet id 7
+                        c.sendall(publish_qos1(topic, 7, b"x" * (size - var_len - 6)))
                 elif t == 0x40 and body == b"\x00\x07":
                     seen["puback"] += 1
                 elif t & 0xF0 == 0x30 and t & 6 == 2:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up for `make test` and `make sim`: idempotent, installs only what is missing.
 #  - Debian packages the suite needs from the system: mosquitto (the MQTT tests run a real
-#    broker with TLS and ACLs), python3-venv where the Python has no ensurepip. As root they
+#    broker with TLS and ACLs), postgresql (the store's tests start a throw-away server from
+#    its binaries, tests/host/pgserver.py), python3-venv where the Python has no ensurepip. As root they
 #    are installed with apt-get (one `apt-get update` first); otherwise the script names the
 #    package and fails, so no test is skipped for want of it.
 #    (`--system-only`: stop after this step.)
@@ -15,9 +16,13 @@ cd "$(dirname "$0")/.."
 # where Debian puts daemons; tools/broker.py looks in the same places (SBIN_DIRS: for tests)
 SBIN_DIRS=${SBIN_DIRS-/usr/sbin:/usr/local/sbin}
 has_mosquitto() { PATH="$PATH:$SBIN_DIRS" command -v mosquitto >/dev/null; }
+# Debian's server binaries, where tests/host/pgserver.py looks for them (PG_LIB for tests)
+PG_LIB=${PG_LIB-/usr/lib/postgresql}
+has_postgresql() { compgen -G "$PG_LIB/*/bin/initdb" >/dev/null; }
 
 need=()
 has_mosquitto || need+=(mosquitto)
+has_postgresql || need+=(postgresql)
 if [ ! -x .venv/bin/python ] && ! python3 -c "import ensurepip" 2>/dev/null; then
     need+=("python3-venv")
 fi
@@ -27,6 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
         has_mosquitto || { echo "bootstrap: apt-get installed mosquitto but no mosquitto binary found" >&2; exit 1; }
+        has_postgresql || { echo "bootstrap: apt-get installed postgresql but no $PG_LIB/*/bin/initdb" >&2; exit 1; }
     else
         echo "bootstrap: the tests need the Debian package(s): ${need[*]}" >&2
         echo "bootstrap: not root, so not installing them; run as root:" >&2

@@ -42,6 +42,22 @@
 # = 37.74 us. t_startup is the crystal's start-up, which the datasheet leaves
 # to the crystal; the model takes STARTUP_US.
 #
+# Soft power-down (datasheet 8.6.2; CommandReg bit 4, PowerDown, 9.3.1.2):
+# writing PowerDown = 1 switches every current sink off, the oscillator
+# buffer included: the running command ends, the RF field goes (cards lose
+# power) and nothing runs. The registers, the FIFO and the configuration
+# keep their contents, and the SPI is still served (the host must be able to
+# clear the bit). Writing PowerDown = 0 starts the wake-up: the bit reads 1
+# until the oscillator is stable again and 1024 clocks have passed (the model:
+# STARTUP_US + SOFT_WAKE_US), and it clears itself. Until then no command
+# runs: a command written during the power-down or the wake-up is lost
+# (CommandReg's low bits keep Idle), so a driver that does not wait for
+# PowerDown = 0 sends nothing. The field comes back with the clock when
+# TxControlReg still enables it (it kept its content).
+#
+# Statistics for the power budget (bench): active_us (oscillator running),
+# field_us (RF field on), polls (REQA/WUPA frames sent).
+#
 # Test hooks: place(card), remove(card=None) (a card pulled while its answer
 # or its EEPROM write is still in flight gets torn), inject_rf_error(kind)
 # with kind in "crc", "parity", "protocol", "collision", "drop" for the next
@@ -118,6 +134,8 @@ _RESET = {
 _PRESETS = (0x0000, 0x6363, 0xA671, 0xFFFF)
 STARTUP_US = 300          # crystal start-up after a hard power-down (assumed, crystal-dependent)
 T_D_US = 38               # 1024 clocks of 27.12 MHz: the chip's own delay once the clock runs
+SOFT_WAKE_US = 76         # 8.6.2: 1024 clocks (of 13.56 MHz) after PowerDown is cleared
+POWER_DOWN = 0x10         # CommandReg bit 4
 
 
 def air_us(nbits):
@@ -157,7 +175,13 @@ class MFRC522Model:
         self._down = False        # NRSTPD low: hard power-down
         self._ready_at = 0        # after a hard reset: the chip answers from here
         self._pending_seed = 0
+        self._soft_down = False   # CommandReg PowerDown: soft power-down (or waking from it)
+        self._wake_at = None      # when the wake-up from soft power-down ends
         # statistics for benchmarks
+        self.active_us = 0
+        self.field_us = 0
+        self.polls = 0
+        self._since = clock.now_us()
         self.frames = 0
         self.reg_reads = 0
         self.reg_writes = 0
@@ -205,6 +229,7 @@ class MFRC522Model:
     def attach_rst(self, pin):
         """The NRSTPD pin: low = hard power-down, rising edge = hard reset."""
         def edge(p, old, new):
+            self._account()
             if new and not old:
                 self._down = False
                 self._soft_reset()
@@ -216,6 +241,38 @@ class MFRC522Model:
 
     def _serving(self):
         return not self._down and self._now() >= self._ready_at
+
+    def _running(self):
+        """The oscillator runs: not in either power-down, not waking."""
+        return not self._down and not self._soft_down and self._now() >= self._ready_at
+
+    def power_state(self):
+        """'hard', 'soft' (soft power-down or waking from it), 'starting'
+        (oscillator start-up after a hard reset) or 'on'."""
+        self._tick()
+        if self._down:
+            return "hard"
+        if self._soft_down:
+            return "soft"
+        return "on" if self._now() >= self._ready_at else "starting"
+
+    def usage(self):
+        """(active_us, field_us, polls) so far, for the power budget."""
+        self._tick()
+        self._account()
+        return self.active_us, self.field_us, self.polls
+
+    def _account(self, upto=None):
+        # time in each power state up to now (called before every change of
+        # the power state or of the field)
+        now = self._now() if upto is None else upto
+        if not self._down and not self._soft_down:
+            start = self._ready_at if self._ready_at > self._since else self._since
+            if now > start:
+                self.active_us += now - start
+                if self._field_on():
+                    self.field_us += now - start
+        self._since = now
 
     attach_reset = attach_rst
 
@@ -260,6 +317,8 @@ class MFRC522Model:
             return len(self.fifo)
         if a == VersionReg:
             return self.version
+        if a == CommandReg:
+            return r[CommandReg] | (POWER_DOWN if self._soft_down else 0)
         if a == Status1Reg:
             v = r[Status1Reg] & 0x60  # CRCOk, CRCReady
             if self._timer_end is not None:
@@ -305,15 +364,24 @@ class MFRC522Model:
             else:
                 r[a] &= ~v & 0x14
         elif a == CommandReg:
-            r[a] = (r[a] & 0x0F) | (v & 0x30)
+            r[a] = (r[a] & 0x0F) | (v & 0x20)     # RcvOff; PowerDown lives in _soft_down
             cmd = v & 0x0F
+            if v & POWER_DOWN and cmd != SOFT_RESET:
+                self._power_down()
+                return
+            if self._soft_down:
+                if self._wake_at is None:       # PowerDown = 0: the wake-up starts
+                    self._wake_at = self._now() + STARTUP_US + SOFT_WAKE_US
+                return                          # no clock yet: the command is lost
             if cmd != NO_CMD_CHANGE:
                 self._command(cmd)
         elif a == BitFramingReg:
             r[a] = v
-            if v & 0x80 and (r[CommandReg] & 0x0F) == TRANSCEIVE:
+            if v & 0x80 and (r[CommandReg] & 0x0F) == TRANSCEIVE and self._running():
                 self._transmit(True)
         elif a == ControlReg:
+            if not self._running():
+                return
             if v & 0x80:
                 self._timer_end = None
             if v & 0x40:
@@ -325,7 +393,11 @@ class MFRC522Model:
                 r[a] &= 0xF7
                 self._crypto = None
             r[a] = (r[a] & 0x0F) | (v & 0xC0)
-        elif a == TxControlReg:
+        elif a in (TxControlReg, TxASKReg):
+            self._account()
+            if a == TxASKReg:
+                r[a] = v
+                return
             r[a] = v
             self._antenna(v & 0x03)
         elif a in (ErrorReg, Status1Reg, VersionReg, CRCResultRegH,
@@ -346,7 +418,26 @@ class MFRC522Model:
         self._events.sort(key=lambda x: x[0])
         return e
 
+    def _power_down(self):
+        # 8.6.2: the command ends, the clock and the field stop; the
+        # registers and the FIFO keep their contents
+        self._account()
+        self._gen += 1
+        self._events = []
+        self._timer_end = None
+        self._crypto = None
+        self.reg[Status2Reg] &= 0xF7
+        self.reg[CommandReg] &= 0xF0        # Idle
+        self._soft_down = True
+        self._wake_at = None
+        for c in self.cards:
+            c.power_off()
+
     def _tick(self):
+        if self._wake_at is not None and self._now() >= self._wake_at:
+            self._account(self._wake_at)    # asleep until then, awake from there
+            self._soft_down = False
+            self._wake_at = None
         if not self._events:
             return
         now = self._now()
@@ -357,6 +448,9 @@ class MFRC522Model:
             self._fire(e)
 
     def _soft_reset(self):
+        self._account()
+        self._soft_down = False
+        self._wake_at = None
         self._gen += 1
         self._events = []
         self.reg = bytearray(64)
@@ -374,7 +468,8 @@ class MFRC522Model:
                 c.power_off()
 
     def _field_on(self):
-        return (self.reg[TxControlReg] & 0x03) and (self.reg[TxASKReg] & 0x40)
+        return (not self._soft_down and not self._down
+                and (self.reg[TxControlReg] & 0x03) and (self.reg[TxASKReg] & 0x40))
 
     def _presc2(self):
         p = ((self.reg[TModeReg] & 0x0F) << 8) | self.reg[TPrescalerReg]
@@ -429,6 +524,8 @@ class MFRC522Model:
         last = r[BitFramingReg] & 0x07
         nbits = len(data) * 8 if last == 0 else (len(data) - 1) * 8 + last
         bits = to_bits(data, max(0, nbits))
+        if nbits == 7 and data and data[0] in (0x26, 0x52):
+            self.polls += 1             # REQA / WUPA: a look for a card
         if r[TxModeReg] & 0x80 and last == 0:
             c = crc_a(data)
             bits += to_bits(bytes((c & 0xFF, c >> 8)))

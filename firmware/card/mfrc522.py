@@ -45,6 +45,7 @@ _CALC_CRC = const(0x03)
 _TRANSCEIVE = const(0x0C)
 _MF_AUTHENT = const(0x0E)
 _SOFT_RESET = const(0x0F)
+_POWER_DOWN = const(0x10)     # CommandReg bit 4 (9.3.1.2)
 
 # ComIrqReg bits
 _RX_IRQ = const(0x20)
@@ -255,7 +256,7 @@ class MFRC522:
         self._wr(_CommandReg, _SOFT_RESET)
         self.clock.delay_us(50)
         n = 0
-        while self._rd(_CommandReg) & 0x10:  # PowerDown set until the reset is done
+        while self._rd(_CommandReg) & _POWER_DOWN:  # set until the reset is done
             n += 1
             if n > 20:
                 raise NoChip("MFRC522 does not leave soft reset")
@@ -271,6 +272,37 @@ class MFRC522:
         self._wr(_BitFramingReg, 0x00)
         self.antenna(True)
         self._selected = False
+
+    # -- power (datasheet 8.6) ---------------------------------------------
+    def power_down(self):
+        """Soft power-down (8.6.2): the field and the clock stop, the
+        registers and the FIFO keep their contents. Cards in the field lose
+        power, so the next poll finds them idle."""
+        self._wr(_CommandReg, _POWER_DOWN | _IDLE)
+        self._selected = False
+        self._crypto = False
+
+    def wake(self):
+        """Leave soft power-down: clear PowerDown, then wait until the chip
+        clears it itself (oscillator start-up + 1024 clocks; a command
+        written before that is lost). Polls every 50 us for up to 5 ms.
+        Returns the polls it took; raises NoChip when the bit stays set."""
+        self._wr(_CommandReg, _IDLE)
+        for n in range(100):
+            if not self._rd(_CommandReg) & _POWER_DOWN:
+                return n
+            self.clock.delay_us(50)
+        raise NoChip("MFRC522 does not leave soft power-down")
+
+    def hard_power_down(self):
+        """NRSTPD low (8.6.1): everything off and lost; init() brings the chip
+        back. Without an RST pin, soft power-down is the lowest state."""
+        if self.rst is None:
+            self.power_down()
+            return
+        self.rst.value(0)
+        self._selected = False
+        self._crypto = False
 
     def antenna(self, on):
         v = self._rd(_TxControlReg)

@@ -23,10 +23,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(ROOT))                # the utility package
 
 from broker import Broker, meter_acl, mosquitto_path
 from headend import HeadEnd
 from office import OfficeKey
+from pgserver import PgServer, pg_bin_dir
 
 # the unix port and its import path, as tests/conftest.py sets them up
 MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
@@ -188,6 +190,33 @@ def fresh_world(tmp_path):
     w = World(tmp_path).start()
     yield w
     w.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One PostgreSQL server per test session (per xdist worker)."""
+    bin_dir = pg_bin_dir()
+    if bin_dir is None:
+        # a failure, not a skip: `make test` installs it (tools/bootstrap.sh)
+        pytest.fail("PostgreSQL server binaries are not installed: run `make test` (installs "
+                    "them as root) or apt-get install postgresql", pytrace=False)
+    server = PgServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def pg_url(pg_server):
+    """A SQLAlchemy URL of a fresh, empty PostgreSQL database."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The URL of an empty store, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return request.getfixturevalue("pg_url")
 
 
 __all__ = ["shutil", "wait_for"]

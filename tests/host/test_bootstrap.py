@@ -70,3 +70,24 @@ def test_broker_lookup_agrees_with_bootstrap(tmp_path, monkeypatch):
     assert mosquitto_path() is None
     assert _bootstrap(env).returncode == 0
     assert mosquitto_path() == str(tmp_path / "bin" / "mosquitto")
+
+
+def test_root_installs_postgresql_when_its_server_binaries_are_missing(tmp_path):
+    env = _machine(tmp_path, 0)
+    pg_lib = tmp_path / "pglib"
+    env["PG_LIB"] = str(pg_lib)
+    fake = tmp_path / "bin"
+    # this apt-get "installs" both packages: mosquitto on PATH, initdb where Debian puts it
+    _tool(fake, "apt-get", f'echo "$*" >> {tmp_path}/apt.log\n'
+          f'case "$1" in install) printf "#!/bin/sh\\n" > {fake}/mosquitto; chmod +x {fake}/mosquitto; '
+          f'mkdir -p {pg_lib}/15/bin; printf "#!/bin/sh\\n" > {pg_lib}/15/bin/initdb;; esac')
+    p = _bootstrap(env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _apt_log(tmp_path)[-1] == "install -y -qq --no-install-recommends mosquitto postgresql"
+    assert _bootstrap(env).returncode == 0 and len(_apt_log(tmp_path)) == 2   # present now
+
+
+def test_not_root_names_postgresql_too(tmp_path):
+    env = dict(_machine(tmp_path, 1000), PG_LIB=str(tmp_path / "none"))
+    p = _bootstrap(env)
+    assert p.returncode != 0 and "apt-get install mosquitto postgresql" in p.stderr, p.stderr

@@ -12,6 +12,7 @@ from codes import EV_MESSAGE_TOO_LONG
 from comms import codec
 from conftest import wait_for
 from headend import NoAck
+from mqttwire import publish_qos1, read_packet
 
 TOPUP = 0
 
@@ -160,15 +161,6 @@ def test_broker_refuses_an_oversized_command_and_the_meter_never_sees_it(mqtt_wo
     m.stop()
 
 
-def _rl(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 class TinyBroker:
     """Just enough MQTT 3.1.1 to accept one meter and push it packets that
     Mosquitto (with max_packet_size) would never pass on."""
@@ -185,35 +177,15 @@ class TinyBroker:
         self.port = self.ls.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
 
-    def _read(self, c):
-        h = c.recv(1)
-        if not h:
-            raise OSError("closed")
-        n, sh = 0, 0
-        while True:
-            b = c.recv(1)[0]
-            n |= (b & 0x7F) << sh
-            sh += 7
-            if not b & 0x80:
-                break
-        body = b""
-        while len(body) < n:
-            part = c.recv(n - len(body))
-            if not part:
-                raise OSError("closed")
-            body += part
-        return h[0], body
-
     def _publish(self, c, pid, payload):
-        var = len(self.topic).to_bytes(2, "big") + self.topic + pid.to_bytes(2, "big")
-        c.sendall(b"\x32" + _rl(len(var) + len(payload)) + var + payload)
+        c.sendall(publish_qos1(self.topic, pid, payload))
 
     def _serve(self):
         try:
             c, _ = self.ls.accept()
             subs = 0
             while True:
-                t, body = self._read(c)
+                t, body = read_packet(c)
                 if t == 0x10:
                     c.sendall(b"\x20\x02\x00\x00")
                 elif t == 0x82:

@@ -1,5 +1,7 @@
 # Building blocks for firmware tests: a simulated meter on the unix board,
 # driven on the virtual clock.
+import asyncio
+
 import boards
 import config
 import main
@@ -27,3 +29,30 @@ def run(meter, hw, seconds, step_ms=1000):
     for _ in range(seconds * 1000 // step_ms):
         hw.clock.advance(step_ms)
         meter.poll()
+
+
+def tap_in_task(m, hw, s, d, card):
+    """Run the card task until the tap's result is drawn; returns (code,
+    microseconds from the end of the tap to the last nibble latched)."""
+    ends = []
+    poll = s.poll
+
+    def timed():
+        r = poll()
+        if r is not None:
+            ends.append((r, hw.clock.now_us()))
+        return r
+    s.poll = timed
+    hw.world.reader.place(card)
+
+    async def go():
+        t = asyncio.create_task(main.card_task(s, m, hw, display=d))
+        while not ends:
+            await hw.clock.sleep_ms(10)
+        await hw.clock.sleep_ms(0)
+        t.cancel()
+    asyncio.run(go())
+    hw.world.reader.remove(card)
+    s.poll = poll
+    code, end_us = ends[0]
+    return code, hw.world.lcd.last_write_us - end_us

@@ -273,3 +273,47 @@ def test_soft_reset_turns_the_field_off():
     _ready(r, c)
     r.rc.init()                          # soft reset + set-up again
     assert r.rc.request() == 0x0004      # card was reset to IDLE by the field drop
+
+
+def test_a_poll_without_wake_after_soft_power_down_misses_the_card():
+    r = Rig()
+    c = card()
+    r.rc.power_down()
+    r.model.place(c)
+    assert r.model.power_state() == "soft"
+    assert r.rc.request() == 0           # forgot wake(): no clock, no field, no answer
+    r.rc.power_down()
+    r.rc.wake()
+    assert r.model.power_state() == "on"
+    assert r.rc.request() == 0x0004      # woken: the card answers, no init needed
+    assert r.rc.select() == 4
+
+
+def test_wake_waits_for_the_oscillator_and_the_1024_clocks():
+    from boards.unix.mfrc522_model import STARTUP_US, SOFT_WAKE_US
+    r = Rig()
+    r.rc.power_down()
+    t0 = r.clock.now_us()
+    assert r.rc.wake() > 0               # PowerDown read back as 1 at least once
+    took = r.clock.now_us() - t0
+    assert STARTUP_US + SOFT_WAKE_US <= took < STARTUP_US + SOFT_WAKE_US + 100, took
+
+
+def test_hard_power_down_needs_init_and_costs_more_than_a_soft_wake():
+    r = Rig()
+    rst = SimPin("card_rst", SimPin.OUT, value=1)
+    r.model.attach_rst(rst)
+    rc = MFRC522(r.spi, r.cs, rst, r.clock)
+    c = card()
+    r.model.place(c)
+    rc.hard_power_down()
+    assert r.model.power_state() == "hard" and rc.request() == 0
+    w = r.model.reg_writes
+    rc.init()                            # hard reset, oscillator, set-up again
+    init_writes = r.model.reg_writes - w
+    assert rc.request() == 0x0004
+    rc.power_down()
+    w = r.model.reg_writes
+    rc.wake()
+    assert r.model.reg_writes - w == 1   # a soft wake keeps the set-up: one write
+    assert init_writes >= 10

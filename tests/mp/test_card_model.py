@@ -208,3 +208,59 @@ def test_hard_power_down_resets_registers_stops_rf_and_takes_its_start_up_time()
     p.clock.advance_us(STARTUP_US + T_D_US)
     assert p.rd(0x37) == 0x92 and p.rd(0x2B) == 0x00 and p.rd(0x14) == 0x80
     assert p.rd(0x08) & 0x08 == 0             # MFCrypto1On cleared by the reset
+
+
+def _reqa_answered(p, wait_us=2000):
+    """REQA by hand with a bounded wait: True when RxIRq came (ATQA)."""
+    p.wr(0x01, 0x00)
+    p.wr(0x04, 0x7F)
+    p.wr(0x0A, 0x80)
+    p.wr(0x09, 0x26)
+    p.wr(0x01, 0x0C)
+    p.wr(0x0D, 0x87)                          # StartSend, 7 bits
+    p.clock.advance_us(wait_us)
+    return bool(p.rd(0x04) & 0x20)
+
+
+def test_soft_power_down_keeps_registers_stops_rf_and_loses_commands_until_awake():
+    from boards.unix.mfrc522_model import STARTUP_US, SOFT_WAKE_US
+    p = Plain()
+    c = _auth_4k(p)
+    p.wr(0x2B, 0x55)                          # a register away from its reset value
+    p.wr(0x0A, 0x80)
+    p.wr(0x09, 0xA5)                          # one byte left in the FIFO
+    p.wr(0x01, 0x10)                          # PowerDown: soft power-down (8.6.2)
+    assert c.state == 0 and c.crypto is None  # the field went: the card lost power
+    assert p.m.power_state() == "soft"
+    assert p.rd(0x01) & 0x10                  # SPI still served, PowerDown reads 1
+    assert p.rd(0x2B) == 0x55 and p.rd(0x0A) == 1   # registers and FIFO kept
+    assert p.rd(0x08) & 0x08 == 0             # the Crypto1 session ended with the field
+    # a driver that starts a REQA without waking the chip: the Transceive
+    # write clears PowerDown (its bit 4 is 0) and starts the wake-up, but
+    # there is no clock yet, so the command is lost and no card answers
+    assert not _reqa_answered(p)
+    assert p.rd(0x01) & 0x0F == 0             # CommandReg kept Idle: Transceive lost
+    # waking: PowerDown reads 1 until oscillator start-up + 1024 clocks
+    p.m.place(c)
+    p.wr(0x01, 0x10)
+    p.wr(0x01, 0x00)                          # clear PowerDown: the wake-up starts
+    p.clock.advance_us(STARTUP_US + SOFT_WAKE_US - 10)
+    assert p.rd(0x01) & 0x10
+    p.clock.advance_us(10)
+    assert p.rd(0x01) & 0x10 == 0 and p.m.power_state() == "on"
+    assert p.rd(0x2B) == 0x55 and p.rd(0x14) & 0x03 == 0x03   # set-up kept: no re-init
+    assert _reqa_answered(p)                  # the field is back with the clock
+
+
+def test_power_state_time_is_counted_for_the_budget():
+    from boards.unix.mfrc522_model import STARTUP_US, SOFT_WAKE_US
+    p = Plain()
+    a0, f0, _ = p.m.usage()
+    p.clock.advance_us(1000)                  # awake, field on
+    p.wr(0x01, 0x10)
+    p.clock.advance_us(50_000)                # soft power-down: counts nothing
+    p.wr(0x01, 0x00)
+    p.clock.advance_us(STARTUP_US + SOFT_WAKE_US + 500)
+    a, f, _ = p.m.usage()
+    assert 1500 <= a - a0 <= 1520, a - a0     # 1 ms before, 0.5 ms after, SPI time aside
+    assert f - f0 == a - a0

@@ -8,7 +8,7 @@ import display
 import main
 from display import pages
 from display.ui import RESULT_MS
-from simkit import make_meter, run
+from simkit import make_meter, run, tap_in_task
 from test_card_rig import meter_rig, user_card, signed_card, R
 from card import lockout as L
 
@@ -120,58 +120,31 @@ def test_button_cycles_pages_and_confirms_only_when_a_reopen_waits():
     _shown(hw, "OPEn    ", ["valve", "low"])
 
 
-def _tap_in_task(m, hw, s, d, card):
-    """Run the card task until the tap's result is drawn; returns (code,
-    microseconds from the end of the tap to the last nibble latched)."""
-    ends = []
-    poll = s.poll
-
-    def timed():
-        r = poll()
-        if r is not None:
-            ends.append((r, hw.clock.now_us()))
-        return r
-    s.poll = timed
-    hw.world.reader.place(card)
-
-    async def go():
-        t = asyncio.create_task(main.card_task(s, m, hw, display=d))
-        while not ends:
-            await hw.clock.sleep_ms(10)
-        await hw.clock.sleep_ms(0)
-        t.cancel()
-    asyncio.run(go())
-    hw.world.reader.remove(card)
-    s.poll = poll
-    code, end_us = ends[0]
-    return code, hw.world.lcd.last_write_us - end_us
-
-
 def test_tap_results_show_within_200_ms_of_the_tap():
     m, hw, s = meter_rig(friendly_hours=[0, 0], friendly_days=[])
     d = display.attach(hw, m)
     c, _ = user_card(amount=1_000_000, seq=1)
-    code, lat = _tap_in_task(m, hw, s, d, c)
+    code, lat = tap_in_task(m, hw, s, d, c)
     assert code == codes.ACCEPTED and 0 < lat <= 200_000, lat
     _shown(hw, "A   10.00", ["card", "money", "valve"])       # the tap confirmed the reopening
-    code, lat = _tap_in_task(m, hw, s, d, c)                 # the same credit again
+    code, lat = tap_in_task(m, hw, s, d, c)                 # the same credit again
     assert code == codes.USED and 0 < lat <= 200_000
     _shown(hw, "E     01", ["card", "valve"])
     m.apply_credit("mqtt", 1, 7, 2_000_000)                  # an online top-up meanwhile ...
     hw.clock.advance(RESULT_MS)
     d.step()
     check = signed_card(R.CARD_CHECK, {"k": "check", "r": 1, "n": 5, "x": hw.clock.time() + 86400})
-    code, lat = _tap_in_task(m, hw, s, d, check)             # ... is not this card's credit
+    code, lat = tap_in_task(m, hw, s, d, check)             # ... is not this card's credit
     assert code == codes.ACCEPTED and 0 < lat <= 200_000, (code, lat)
     _shown(hw, "A    0.00", ["card", "money", "valve"])
     other, _ = user_card(uid=b"\x31\x32\x33\x34", meter_id="M000009")
     for _ in range(L.LOCK_AFTER):
         hw.clock.advance(RESULT_MS)                          # the last result has gone
         d.step()
-        code, lat = _tap_in_task(m, hw, s, d, other)         # no key of this meter opens it
+        code, lat = tap_in_task(m, hw, s, d, other)         # no key of this meter opens it
         assert code == codes.FOREIGN and 0 < lat <= 200_000
         _shown(hw, "E     19", ["card", "valve"])
-    code, lat = _tap_in_task(m, hw, s, d, other)
+    code, lat = tap_in_task(m, hw, s, d, other)
     assert code == codes.LOCKED_OUT and 0 < lat <= 200_000
     _shown(hw, "E     10", ["card", "valve"])
     hw.clock.advance(RESULT_MS)
