@@ -87,8 +87,10 @@ def assemble(hw, cfg=None):
         valve = build_valve(hw.valve_cfg, hw.valve_open_pin, hw.valve_close_pin, clock, log,
                             getattr(hw, "valve_fb_open_pin", None),
                             getattr(hw, "valve_fb_closed_pin", None))
-    detector = Detector(cfg, log, clock.time(), hw.tamper_pin, hw.battery,
-                        hw.sensor_pin)
+    # a battery board watches its cell by the charge count (power.py), not
+    # by the voltage: a LiSOCl2 cell's is flat, and each wake is a new boot
+    detector = Detector(cfg, log, clock.time(), hw.tamper_pin,
+                        hw.battery if hw.deepsleep is None else None, hw.sensor_pin)
     meter = Meter(cfg, clock, StateStore(hw.state_dir), log, pulse_source(hw, cfg), valve,
                   Indicators(hw.led, hw.buzzer), detector, history_dir=hw.state_dir)
     meter.persist_config = lambda: config.save(hw.state_dir, cfg)
@@ -96,6 +98,7 @@ def assemble(hw, cfg=None):
         from power import CellEstimate
         from window import Schedule
         meter.cell = CellEstimate(hw.battery)     # restored with the state below
+        detector.cell = meter.cell
         meter.window = Schedule()
     log.add(codes.EV_POWER_UP, 0)
     if not meter.restore(_exists(hw.state_dir + "/secrets.json")):

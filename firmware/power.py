@@ -7,13 +7,31 @@
 # the Meter saves the total in its CRC-checked state. Integers only:
 # microampere-seconds (uAs).
 
+import codes
+from metering.detect import BATTERY_LOW, BATTERY_CUT
+
 SLEEP_UA_X10 = const(221)      # deep sleep + ULP + LCD asleep + pull-up + divider: 22.1 uA
 WAKE_UAS = const(24_000)       # a wake: 40 mA for 600 ms
 RADIO_MA = const(120)          # Wi-Fi on in a reporting window (uAs per ms on)
-VALVE_UAS = const(15_000)      # a latching valve pulse: 300 mA for 50 ms
+WINDOW_UAS = const(600_000)    # a typical window: 5 s of radio (reserve sizing only)
+# a latching valve pulse, docs/VALVE.md's coil (12 V, 24 Ohm, 50 ms: 0.30 J)
+# through a boost converter of 80 % from the 3.6 V cell: 0.30 / 0.8 / 3.6 As
+VALVE_UAS = const(104_000)
 USABLE_UAS = 19 * 3600 * 1_000_000 * 8 // 10   # 19 Ah LiSOCl2 D cell, 80 % usable
 _DAY_S = const(86400)
 _DAYS_MAX = const(65535)
+LOW_PCT = const(10)            # low-battery warning: 10 % of the usable charge left
+# The valve's reserve (docs/BATTERY.md §8): at this much left the valve
+# closes, with credit or not, so that a close is always possible. Two
+# closes with the driver's two retries each, 90 days of sleep, wakes and a
+# daily window while the meter waits for a new cell, and 3 % of the usable
+# charge against the count's own error (its currents are a model).
+RESERVE_PULSES = const(6)
+RESERVE_DAYS = const(90)
+RESERVE_UAS = (USABLE_UAS * 3 // 100 + RESERVE_PULSES * VALVE_UAS
+               + RESERVE_DAYS * (SLEEP_UA_X10 * _DAY_S // 10 + 3 * WAKE_UAS + WINDOW_UAS))
+LEVEL_LOW = const(1)
+LEVEL_RESERVE = const(2)
 
 
 class CellEstimate:
@@ -22,17 +40,42 @@ class CellEstimate:
         self.used = 0          # uAs drawn since the cell was fitted
         self.since = 0         # when it was fitted (Unix s; 0: at the first wake)
         self.last = 0          # when the charge was last counted
+        self.raised = 0        # the alarm level already logged (LEVEL_*)
 
     def load(self, s):
         if s is None:
             return
-        used, since, last = s
-        if used < 0 or since < 0 or last < 0:
-            raise ValueError("cell state")
-        self.used, self.since, self.last = used, since, last
+        if len(s) == 3:
+            s = list(s) + [0]      # a state from before the alarm latch
+        for v in s:
+            if not isinstance(v, int) or v < 0:
+                raise ValueError("cell state")
+        self.used, self.since, self.last, self.raised = s
 
     def to_state(self):
-        return [self.used, self.since, self.last]
+        return [self.used, self.since, self.last, self.raised]
+
+    def fitted(self, now):
+        """A new cell: the technician's battery change (service.battery_fitted)."""
+        self.used, self.since, self.last, self.raised = 0, now, now, 0
+
+    def level(self):
+        """LEVEL_RESERVE once the valve's reserve is reached, LEVEL_LOW
+        below LOW_PCT, else 0."""
+        left = USABLE_UAS - self.used
+        if left <= RESERVE_UAS:
+            return LEVEL_RESERVE
+        return LEVEL_LOW if left * 100 <= LOW_PCT * USABLE_UAS else 0
+
+    def findings(self, log):
+        """The detector's battery bits for the charge left (the Meter closes
+        the valve on BATTERY_CUT). Each level's event 22 is logged once per
+        cell (latched in the state), arg level << 8 | % left."""
+        lvl = self.level()
+        if lvl > self.raised:
+            self.raised = lvl
+            log.add(codes.EV_LOW_BATTERY, lvl << 8 | self.level_pct())
+        return (BATTERY_LOW if lvl else 0) | (BATTERY_CUT if lvl == LEVEL_RESERVE else 0)
 
     def wake(self, now, radio_ms=None, valve_pulses=0):
         """Count the sleep since the last count and this wake's work: the

@@ -118,6 +118,8 @@ CREATE TABLE IF NOT EXISTS fleet (
 CREATE TABLE IF NOT EXISTS arrears (
     meter TEXT, seq INTEGER, amount INTEGER, code INTEGER, debt INTEGER, created REAL,
     PRIMARY KEY (meter, seq));
+CREATE TABLE IF NOT EXISTS battery (
+    meter TEXT PRIMARY KEY, t INTEGER, mv INTEGER, pct INTEGER, days INTEGER, received REAL);
 CREATE TABLE IF NOT EXISTS history (
     meter TEXT, kind TEXT, seq INTEGER, t INTEGER, al INTEGER, span INTEGER, ml INTEGER,
     dml INTEGER, tc INTEGER, chg INTEGER, bal INTEGER, received REAL,
@@ -483,7 +485,13 @@ class HeadEnd:
 
     def _store(self, meter, r, now, current=True):
         if r["kind"] == codec.BATT:
-            return        # battery records (PROTOCOL.md §3.3): only to on_record listeners
+            # a battery meter's cell (PROTOCOL.md §3.3): the newest one is kept
+            self.db.execute(
+                "INSERT INTO battery VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meter) DO UPDATE SET "
+                "t = excluded.t, mv = excluded.mv, pct = excluded.pct, days = excluded.days, "
+                "received = excluded.received WHERE excluded.t >= battery.t",
+                (meter, r["t"], r["mv"], r["pct"], r["days"], now))
+            return
         if r["kind"] == codec.EVENT:
             self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (meter, r["seq"], r["evs"], r["t"], r["code"], r["arg"], now))
@@ -822,9 +830,12 @@ class HeadEnd:
             # the head-end's own (kept until cleared: a rollback stays news)
             alarms += [k for (k,) in self.db.execute(
                 "SELECT DISTINCT kind FROM alarms WHERE meter = ? ORDER BY kind", (mid,))]
+            b = self.db.execute("SELECT t, mv, pct, days FROM battery WHERE meter = ?",
+                                (mid,)).fetchone()
             out.append({"id": mid, "region": region, "online": online, "last_seen": seen,
                         "t": t, "ml": ml, "bal": bal, "valve": None if flags is None else flags & 1,
-                        "tv": tv, "rssi": rssi, "alarms": alarms})
+                        "tv": tv, "rssi": rssi, "alarms": alarms,
+                        "battery": None if b is None else dict(zip(("t", "mv", "pct", "days"), b))})
         return out
 
     def telemetry(self, meter, limit=1000):
@@ -840,11 +851,19 @@ class HeadEnd:
 
 
 # ---------------- command line ----------------
-ROW = "{:<10} {:>6} {:>6} {:>12} {:>10} {:>5} {:>4} {:<19} {}"
+ROW = "{:<10} {:>6} {:>6} {:>12} {:>10} {:>5} {:>4} {:<19} {:>12} {}"
 
 
 def _money(u):
     return "-" if u is None else f"{u / 100_000:.2f}"
+
+
+def _battery(b):
+    """A battery meter's cell as `meters` shows it: % of the usable charge
+    left and days left (a mains meter: -)."""
+    if b is None:
+        return "-"
+    return f"{b['pct']}% {b['days']}d" if b["days"] < 65535 else f"{b['pct']}% >179y"
 
 
 def _ack_exit(a):
@@ -993,14 +1012,14 @@ def _run(args):
         return 0
     if args.cmd == "meters":
         print(ROW.format("meter", "region", "online", "balance", "m3", "valve", "tv", "last seen",
-                         "alarms"))
+                         "battery", "alarms"))
         for m in he.meters():
             seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["last_seen"])) if m["last_seen"] else "never"
             print(ROW.format(
                 m["id"], m["region"], {1: "yes", 0: "no"}.get(m["online"], "?"), _money(m["bal"]),
                 "-" if m["ml"] is None else f"{m['ml'] / 1e6:.3f}",
                 {1: "open", 0: "shut"}.get(m["valve"], "?"), m["tv"] if m["tv"] is not None else "-",
-                seen, ",".join(m["alarms"]) or "-"))
+                seen, _battery(m["battery"]), ",".join(m["alarms"]) or "-"))
         return 0
     if args.cmd == "show":
         for r in he.telemetry(args.meter, args.limit):

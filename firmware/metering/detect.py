@@ -36,6 +36,7 @@ class Detector:
         self._burst_since = None
         self._closed_ml = None      # volume when the valve was last seen seated
         self._batt_low_since = None
+        self.cell = None            # battery boards: power.CellEstimate, the charge count
 
     def restart(self, now, ml):
         """After a restore: windows start from the restored register."""
@@ -102,6 +103,8 @@ class Detector:
                 self._clear(SENSOR)
         if self._battery is not None:
             self._check_battery(now)
+        if self.cell is not None:
+            self.active |= self.cell.findings(self.log)
 
     def _check_battery(self, now):
         c = self.cfg

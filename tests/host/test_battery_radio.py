@@ -119,6 +119,11 @@ def test_a_topup_sent_while_the_meter_sleeps_is_applied_once_across_a_cut_before
     wait_for(lambda: he.db.execute("SELECT online FROM meters WHERE id = ?", (METER,)).fetchone()
              == (0,), 20, "the meter offline after its window")
     assert s["bal"] == 0 and s["w_next"] > s["t"]
+    # the battery record came with the window's telemetry; the head-end shows it
+    b = wait_for(lambda: [x for x in he.meters() if x["id"] == METER][0]["battery"], 20,
+                 "the battery record at the head-end")
+    assert s["w_last"] - 60 <= b["t"] <= s["w_last"]
+    assert s["pct"] <= b["pct"] <= s["pct"] + 1 and b["days"] >= s["days"] and b["mv"] == 0
     window_at = s["w_next"]
     # the top-up goes to the broker while the meter sleeps
     sent = he.topup(METER, AMOUNT, timeout=None)
