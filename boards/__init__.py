@@ -35,6 +35,8 @@ class Hardware:
                      fresh boot), else None: the board runs all the time
     wake_reason      battery boards: why this boot ran ("power", "ulp", "timer",
                      "button", "reset")
+    lightsleep       battery boards: lightsleep(ms), the CPU stopped with RAM kept
+                     (machine.lightsleep), else None
     """
 
     def __init__(self, **kw):
@@ -70,6 +72,7 @@ class Hardware:
         self.ulp_fresh = False
         self.deepsleep = None
         self.wake_reason = "power"
+        self.lightsleep = None
         for k, v in kw.items():
             setattr(self, k, v)
 

@@ -10,7 +10,14 @@
 #   GPIO 34  reed contact to ground, 1 MOhm external pull-up (input only:
 #            no internal pull), read by the ULP
 #   GPIO 0   user button, active low (RTC_GPIO11: EXT1 wake, all-low)
-#   no PCNT, no card reader on this revision (docs/BATTERY.md §6)
+#   GPIO 18/23/19 SPI2 SCK/MOSI/MISO, GPIO 5 MFRC522 SDA (CS), GPIO 22 its
+#            NRSTPD with a 100 kOhm pull-down: the reader is in hard
+#            power-down whenever the CPU does not drive the pin (deep sleep,
+#            reset; docs/BATTERY.md §8)
+#   no PCNT; no card-present switch: EXT1 takes one level for all its pins
+#   (all-low or any-high on the ESP32) and the active-low button on GPIO 0,
+#   a strapping pin, cannot become active-high, so a button wake opens the
+#   card window instead (firmware/card/wakepoll.py)
 import machine
 from boards.esp32_common import Clock, WifiLink, Battery, pin_in, pin_out, segment_display
 
@@ -22,13 +29,15 @@ ULP_BINARY = "/ulp/counter.ulp"     # tools/ulp_build.py, copied at deploy
 PINS = {
     "pulse": 34, "direction": None, "sensor": None,
     "valve_open": 25, "valve_close": 26, "fb_open": 32, "fb_closed": 33,
-    "spi_sck": None, "spi_mosi": None, "spi_miso": None, "card_cs": None, "card_rst": None,
+    "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "card_cs": 5, "card_rst": 22,
     "led": 2, "buzzer": None, "button": 0, "tamper": None, "battery": 36,
     "lcd_cs": 13, "lcd_wr": 14, "lcd_data": 21,
 }
 VALVE = {"type": "latching", "pulse_ms": 50, "settle_ms": 200, "retries": 2,
          "backoff_s": 60, "backoff_max_s": 3600, "exercise_days": 30, "exercise_hour": 3}
 
+SPI_ID = const(2)             # VSPI: its IO_MUX pins are 18/23/19
+SPI_BAUD = const(4_000_000)
 _RTC_SLOW_MEM = const(0x50000000)
 # RTC_IO_ADC_PAD_REG: GPIO34 is its "ADC1" pad. MUX_SEL (bit 29) routes the
 # pad to the RTC side, FUN_SEL (27:26) = 0 selects RTC GPIO, FUN_IE (23)
@@ -104,6 +113,12 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
         valve_cfg=vcfg,
         led=pin_out(p["led"]),
         button=pin_in(p["button"], machine.Pin.PULL_UP),
+        card_spi=machine.SPI(SPI_ID, baudrate=SPI_BAUD, sck=machine.Pin(p["spi_sck"]),
+                             mosi=machine.Pin(p["spi_mosi"]), miso=machine.Pin(p["spi_miso"]))
+        if p["card_cs"] is not None else None,
+        card_cs=pin_out(p["card_cs"], 1),
+        card_rst=pin_out(p["card_rst"], 0),     # the driver's init is the hard reset
+        lightsleep=machine.lightsleep,
         display=segment_display(p, clock),
         battery=Battery(p["battery"], 1000, 1000) if p["battery"] is not None else None,   # 1 MOhm each
         net=WifiLink(*wifi),

@@ -17,6 +17,8 @@ from boards import ulp as ulpboot
 from boards.unix import HostNet, SimWDT, _mkdirs
 from boards.unix.clock import SimClock, EPOCH_2026
 from boards.unix.pins import SimPin, OUT, IN, PULL_UP
+from boards.unix.spi import SimSPI
+from boards.unix.mfrc522_model import MFRC522Model
 from boards.unix.flow import FlowSensor
 from boards.unix.reed import ReedContact
 from boards.unix.ulp_emu import UlpEmu
@@ -25,6 +27,7 @@ from boards.unix.valve_model import LatchingValveModel
 NAME = "unix_battery"
 PULSE_RTC_IO = const(4)       # GPIO34 on the ESP32 battery board
 ULP_BINARY = "build/ulp/counter.ulp"   # tools/ulp_build.py
+SPI_BAUD = const(4_000_000)
 
 
 class _Clock(SimClock):
@@ -77,6 +80,16 @@ class Plant:
         self.reed = ReedContact(self.clock, self.flow, bounce_us, 500)
         self.ulp = UlpEmu(self.clock, {PULSE_RTC_IO: self.reed})
         self.ext1 = _Ext1(self.clock)
+        # the card reader and the cards at it outlive a boot; NRSTPD has a
+        # pull-down on the board, so the reader is in hard power-down
+        # whenever the CPU does not drive the pin (deep sleep, reset)
+        self.card_spi = SimSPI(1, SPI_BAUD, self.clock)
+        self.card_cs = SimPin("card_cs", OUT, value=1)
+        self.card_rst = SimPin("card_rst", OUT, value=0)
+        self.reader = MFRC522Model(self.clock)
+        self.card_spi.attach(self.card_cs, self.reader)
+        self.reader.attach_rst(self.card_rst)
+        self.light_ms = 0             # virtual time the CPU spent in light sleep, in total
         self.power_lost = True        # the first boot is a power-on
         self.wake_reason = "power"
         self.boots = 0
@@ -84,13 +97,20 @@ class Plant:
         self.awake_ms = 0             # virtual time from boot to deep sleep, in total
         self.wakes = {}               # wake reason -> count
         self._boot_ms = 0
+        self._boot_light = 0
+
+    def lightsleep(self, ms):
+        """machine.lightsleep: RAM kept, the ULP counts on, the CPU stopped."""
+        self.clock.advance(ms)
+        self.light_ms += ms
 
     def press_button(self, after_ms):
         """The customer presses the button after_ms into the next sleep."""
         self.ext1.at_us = None if after_ms is None else self.clock.now_us() + after_ms * 1000
 
     def deepsleep(self, ms):
-        self.awake_ms += self.clock.now_ms() - self._boot_ms
+        self.awake_ms += self.clock.now_ms() - self._boot_ms - (self.light_ms - self._boot_light)
+        self.card_rst.value(0)        # the pads float: the pull-down holds NRSTPD low
         ulp = self.ulp
         ext1 = self.ext1
         ulp.cpu_asleep = True
@@ -120,6 +140,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         plant = Plant()
     plant.boots += 1
     plant._boot_ms = plant.clock.now_ms()
+    plant._boot_light = plant.light_ms
     fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost)
     plant.power_lost = False
     _mkdirs(state_dir)
@@ -137,6 +158,10 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         valve_fb_open_pin=plant.fb_open,
         valve_fb_closed_pin=plant.fb_closed,
         button=SimPin("button", IN, PULL_UP),
+        card_spi=plant.card_spi,
+        card_cs=plant.card_cs,
+        card_rst=plant.card_rst,
+        lightsleep=plant.lightsleep,
         net=HostNet(),
         wdt=SimWDT(30_000),
         world=plant,

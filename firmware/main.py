@@ -379,7 +379,7 @@ def boot(board_name, ready=None, **board_opts):
             # a battery board: one wake's work (its reporting window when
             # one is due), then deep sleep (docs/BATTERY.md)
             import wake
-            return wake.cycle(meter, hw, make_link)
+            return wake.cycle(meter, hw, make_link, attach_card(meter, hw, sec))
         _step("link")
         link = None
         try:

@@ -3,10 +3,11 @@
 # A deep-sleep wake is a fresh boot: main.assemble() has just restored the
 # state, and the ULP pulse source resumed from the mark saved with it. This
 # bills what the ULP counted in sleep, runs the credit policy and the valve,
-# opens the reporting window when one is due (firmware/window.py), saves
+# looks for a card (firmware/card/wakepoll.py), opens the reporting window when one is due (firmware/window.py), saves
 # (the mark together with the volume it produced), tells the ULP when to
 # wake the CPU again, and ends in deep sleep. Nothing here runs on a mains
 # board.
+import codes
 from metering.ulpcount import ARM_MAX
 
 _STEP_MS = const(20)          # valve pulses and settles are tens of ms
@@ -82,11 +83,26 @@ def _window(meter, hw, make_link):
     return on_ms
 
 
-def work(meter, hw, make_link=None):
-    """Bill, run the policy and the valve to rest, open the reporting
-    window when one is due (only with make_link, the link's builder), save,
-    arm the ULP. Returns the milliseconds to sleep."""
+def _card(meter, hw, cards):
+    """This wake's look for a card (a window of looks on a button wake).
+    Returns True when a card answered."""
+    from card.wakepoll import polls
+    from card.records import CARD_USER
+    code = polls(cards, hw, hw.wake_reason == "button")
+    # as main.card_task: a user at the reader confirms reopening after a top-up
+    if code in (codes.ACCEPTED, codes.USED) and cards.last[1] == CARD_USER:
+        meter.confirm()
+    return code is not None
+
+
+def work(meter, hw, make_link=None, cards=None):
+    """Bill, run the policy and the valve to rest, look for a card (cards:
+    the card session, or None), open the reporting window when one is due
+    (only with make_link, the link's builder), save, arm the ULP. Returns
+    the milliseconds to sleep."""
     pulses = _settle(meter, hw)
+    if cards is not None and _card(meter, hw, cards):
+        pulses += _settle(meter, hw)     # a credit tapped may reopen the valve
     radio_ms = _window(meter, hw, make_link) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve
@@ -97,10 +113,10 @@ def work(meter, hw, make_link=None):
     return sleep_s(meter) * 1000
 
 
-def cycle(meter, hw, make_link=None):
+def cycle(meter, hw, make_link=None, cards=None):
     """One wake, then deep sleep. On a chip deepsleep() does not return (the
     next wake boots afresh); on the unix board it does, and the meter is
     returned to the simulator."""
-    ms = work(meter, hw, make_link)
+    ms = work(meter, hw, make_link, cards)
     hw.deepsleep(ms)
     return meter

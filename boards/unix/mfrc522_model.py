@@ -238,6 +238,9 @@ class MFRC522Model:
                 self._down = True
                 self._soft_reset()      # oscillator off: nothing runs, nothing is kept
         pin.watch(edge)
+        if not pin.value():             # held low from the start (a board's pull-down)
+            self._soft_reset()
+            self._down = True
 
     def _serving(self):
         return not self._down and self._now() >= self._ready_at

@@ -1,0 +1,127 @@
+# Card taps on the battery board: the reader is powered only for its looks
+# (hard power-down between wakes, soft power-down inside a card window), and
+# a credit tapped at a wake is applied exactly once, through the same card
+# session and ledger as on a mains meter. Every wake is a fresh boot on the
+# same plant (water, valve, ULP, reader and the cards at it).
+import boards
+import codes
+import main
+import wake
+from simkit import make_cfg
+from mptest import fresh_dir
+from ulpkit import binary
+from boards.unix_battery import Plant
+from card.keys import testing_meter_keys
+from card import wakepoll
+from meter import WHY_NONE
+from test_card_rig import user_card, card_status
+
+PRICE_L = 350
+AMOUNT = 1_000_000
+
+
+def _boot(plant, d, reason=None):
+    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
+    if reason is not None:
+        hw.wake_reason = reason
+    m = main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[]))
+    import card
+    return m, hw, card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"]))
+
+
+def _first(plant, d, litres):
+    m, hw, s = _boot(plant, d)
+    m.balance = litres * PRICE_L
+    m.want_open, m.why_closed = True, WHY_NONE
+    m.save()
+    plant.deepsleep(wake.work(m, hw, cards=s))
+
+
+def test_the_reader_is_in_hard_power_down_whenever_the_cpu_sleeps():
+    plant, d = Plant(), fresh_dir("bc0")
+    assert plant.reader.power_state() == "hard"      # the board's pull-down, from power-on
+    m, hw, s = _boot(plant, d)
+    assert s is not None                              # the driver's start is the hard reset
+    plant.deepsleep(wake.work(m, hw, cards=s))
+    assert plant.reader.power_state() == "hard"
+    assert plant.reader.polls == 1                    # one look at this wake, no window
+
+
+def test_a_card_tapped_at_a_button_wake_is_applied_once_and_confirmed():
+    plant, d = Plant(), fresh_dir("bc1")
+    _first(plant, d, 100)
+    c, h = user_card(amount=AMOUNT, seq=1)
+    m, hw, s = _boot(plant, d, "button")
+    # the customer presses the button, then holds the card to the reader 2 s later
+    looks0 = plant.reader.polls
+    t0 = plant.clock.now_ms()
+    _place_after(plant, c, 2000)
+    plant.deepsleep(wake.work(m, hw, cards=s))
+    assert s.last[0] == codes.ACCEPTED
+    assert m.balance == 100 * PRICE_L + AMOUNT
+    assert card_status(c, h)[0] is not None          # the return record is on the card
+    assert 8 <= plant.reader.polls - looks0 <= 10    # a look every 250 ms until the card came
+    assert plant.light_ms >= 2000 - wakepoll.POLL_MS  # the CPU napped between looks
+    assert plant.clock.now_ms() - t0 >= 2000
+    # the card stays on the reader: every later wake reads it again, never applies it again
+    for reason in ("timer", "button", None):
+        m, hw, s = _boot(plant, d, reason)
+        plant.deepsleep(wake.work(m, hw, cards=s))
+        assert s.last[0] == codes.USED
+        assert m.balance == 100 * PRICE_L + AMOUNT
+
+
+def test_a_timer_wake_looks_once_and_a_button_wake_without_card_ends_after_its_window():
+    plant, d = Plant(), fresh_dir("bc2")
+    _first(plant, d, 100)
+    m, hw, s = _boot(plant, d, "timer")
+    n = plant.reader.polls
+    plant.deepsleep(wake.work(m, hw, cards=s))
+    assert plant.reader.polls - n == 1
+    m, hw, s = _boot(plant, d, "button")
+    n, light = plant.reader.polls, plant.light_ms
+    plant.deepsleep(wake.work(m, hw, cards=s))
+    assert plant.reader.polls - n == 1 + wakepoll.WINDOW_MS // wakepoll.POLL_MS
+    assert plant.light_ms - light == wakepoll.WINDOW_MS
+    active, field, _ = plant.reader.usage()
+    # the reader ran for the looks only: under 2 ms a look, the field less
+    assert active < 2000 * plant.reader.polls and field <= active, (active, field)
+
+
+def test_a_credit_tapped_at_a_wake_reopens_the_valve_in_the_same_wake():
+    plant, d = Plant(valve_open=False), fresh_dir("bc3")
+    m, hw, s = _boot(plant, d)
+    m.balance = 0
+    m.want_open = False
+    m.save()
+    plant.deepsleep(wake.work(m, hw, cards=s))
+    assert plant.valve.state == 0
+    c, _ = user_card(amount=AMOUNT, seq=1)
+    plant.reader.place(c)
+    m, hw, s = _boot(plant, d, "timer")
+    plant.deepsleep(wake.work(m, hw, cards=s))
+    assert s.last[0] == codes.ACCEPTED and m.balance == AMOUNT
+    assert m.want_open and plant.valve.state == 1
+
+
+class _Placer:
+    """Puts a card on the reader at a virtual time (a device on the clock)."""
+
+    def __init__(self, plant, c, at_us):
+        self.plant, self.c, self.at_us = plant, c, at_us
+        plant.clock.attach(self)
+
+    def next_event_us(self, now):
+        return self.at_us
+
+    def advance(self, t0, t1):
+        pass
+
+    def at(self, t):
+        if self.at_us is not None and t >= self.at_us:
+            self.at_us = None
+            self.plant.reader.place(self.c)
+
+
+def _place_after(plant, c, ms):
+    _Placer(plant, c, plant.clock.now_us() + ms * 1000)
