@@ -84,25 +84,25 @@ def _window(meter, hw, make_link):
 
 
 def _card(meter, hw, cards):
-    """This wake's look for a card (a window of looks on a button wake).
-    Returns True when a card answered."""
+    """This wake's look for a card (a window of looks on a button wake)."""
     from card.wakepoll import polls
     from card.records import CARD_USER
     code = polls(cards, hw, hw.wake_reason == "button")
     # as main.card_task: a user at the reader confirms reopening after a top-up
     if code in (codes.ACCEPTED, codes.USED) and cards.last[1] == CARD_USER:
         meter.confirm()
-    return code is not None
 
 
 def work(meter, hw, make_link=None, cards=None):
-    """Bill, run the policy and the valve to rest, look for a card (cards:
-    the card session, or None), open the reporting window when one is due
+    """Look for a card (cards: the card session, or None), bill, run the
+    policy and the valve to rest, open the reporting window when one is due
     (only with make_link, the link's builder), save, arm the ULP. Returns
     the milliseconds to sleep."""
+    if cards is not None:
+        # first, while the reader is still on from the driver's start: a
+        # credit tapped now reaches the policy and the valve of this wake
+        _card(meter, hw, cards)
     pulses = _settle(meter, hw)
-    if cards is not None and _card(meter, hw, cards):
-        pulses += _settle(meter, hw)     # a credit tapped may reopen the valve
     radio_ms = _window(meter, hw, make_link) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve

@@ -20,21 +20,25 @@ PRICE_L = 350
 AMOUNT = 1_000_000
 
 
-def _boot(plant, d, reason=None):
+def _boot(plant, d):
     hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
-    if reason is not None:
-        hw.wake_reason = reason
     m = main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[]))
     import card
     return m, hw, card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"]))
 
 
-def _first(plant, d, litres):
+def _sleep(plant, m, hw, s, press_after_ms=None):
+    ms = wake.work(m, hw, cards=s)
+    plant.press_button(press_after_ms)
+    plant.deepsleep(ms)
+
+
+def _first(plant, d, litres, press_after_ms=None):
     m, hw, s = _boot(plant, d)
     m.balance = litres * PRICE_L
     m.want_open, m.why_closed = True, WHY_NONE
     m.save()
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    _sleep(plant, m, hw, s, press_after_ms)
 
 
 def test_the_reader_is_in_hard_power_down_whenever_the_cpu_sleeps():
@@ -42,45 +46,49 @@ def test_the_reader_is_in_hard_power_down_whenever_the_cpu_sleeps():
     assert plant.reader.power_state() == "hard"      # the board's pull-down, from power-on
     m, hw, s = _boot(plant, d)
     assert s is not None                              # the driver's start is the hard reset
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    _sleep(plant, m, hw, s)
     assert plant.reader.power_state() == "hard"
     assert plant.reader.polls == 1                    # one look at this wake, no window
 
 
 def test_a_card_tapped_at_a_button_wake_is_applied_once_and_confirmed():
     plant, d = Plant(), fresh_dir("bc1")
-    _first(plant, d, 100)
+    _first(plant, d, 100, press_after_ms=3_600_000)     # the customer presses the button
+    assert plant.wake_reason == "button"
     c, h = user_card(amount=AMOUNT, seq=1)
-    m, hw, s = _boot(plant, d, "button")
-    # the customer presses the button, then holds the card to the reader 2 s later
-    looks0 = plant.reader.polls
-    t0 = plant.clock.now_ms()
-    _place_after(plant, c, 2000)
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    m, hw, s = _boot(plant, d)
+    looks0, light0, t0 = plant.reader.polls, plant.light_ms, plant.clock.now_ms()
+    _place_after(plant, c, 2000)                         # ... and holds the card there 2 s later
+    _sleep(plant, m, hw, s, press_after_ms=3_600_000)
     assert s.last[0] == codes.ACCEPTED
     assert m.balance == 100 * PRICE_L + AMOUNT
     assert card_status(c, h)[0] is not None          # the return record is on the card
     assert 8 <= plant.reader.polls - looks0 <= 10    # a look every 250 ms until the card came
-    assert plant.light_ms >= 2000 - wakepoll.POLL_MS  # the CPU napped between looks
-    assert plant.clock.now_ms() - t0 >= 2000
-    # the card stays on the reader: every later wake reads it again, never applies it again
-    for reason in ("timer", "button", None):
-        m, hw, s = _boot(plant, d, reason)
-        plant.deepsleep(wake.work(m, hw, cards=s))
+    assert plant.light_ms - light0 >= 2000 - wakepoll.POLL_MS   # the CPU napped between looks
+    assert plant.reader.power_state() == "hard"
+    # the card stays on the reader: every later wake (a button wake, then a
+    # timer wake) reads it again and never applies it again
+    for press in (None, None):
+        assert plant.clock.now_ms() - t0 >= 2000
+        m, hw, s = _boot(plant, d)
+        _sleep(plant, m, hw, s, press)
         assert s.last[0] == codes.USED
         assert m.balance == 100 * PRICE_L + AMOUNT
+    assert plant.wakes.get("timer", 0) >= 1
 
 
 def test_a_timer_wake_looks_once_and_a_button_wake_without_card_ends_after_its_window():
     plant, d = Plant(), fresh_dir("bc2")
     _first(plant, d, 100)
-    m, hw, s = _boot(plant, d, "timer")
+    assert plant.wake_reason == "timer"
+    m, hw, s = _boot(plant, d)
     n = plant.reader.polls
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    _sleep(plant, m, hw, s, press_after_ms=60_000)
     assert plant.reader.polls - n == 1
-    m, hw, s = _boot(plant, d, "button")
+    assert plant.wake_reason == "button"
+    m, hw, s = _boot(plant, d)
     n, light = plant.reader.polls, plant.light_ms
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    _sleep(plant, m, hw, s)
     assert plant.reader.polls - n == 1 + wakepoll.WINDOW_MS // wakepoll.POLL_MS
     assert plant.light_ms - light == wakepoll.WINDOW_MS
     active, field, _ = plant.reader.usage()
@@ -94,14 +102,16 @@ def test_a_credit_tapped_at_a_wake_reopens_the_valve_in_the_same_wake():
     m.balance = 0
     m.want_open = False
     m.save()
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    _sleep(plant, m, hw, s)
     assert plant.valve.state == 0
     c, _ = user_card(amount=AMOUNT, seq=1)
     plant.reader.place(c)
-    m, hw, s = _boot(plant, d, "timer")
-    plant.deepsleep(wake.work(m, hw, cards=s))
+    m, hw, s = _boot(plant, d)
+    pulses0 = len(plant.valve.rises["open"]) + len(plant.valve.rises["close"])
+    _sleep(plant, m, hw, s)
     assert s.last[0] == codes.ACCEPTED and m.balance == AMOUNT
     assert m.want_open and plant.valve.state == 1
+    assert len(plant.valve.rises["open"]) + len(plant.valve.rises["close"]) == pulses0 + 1   # one move
 
 
 class _Placer:
