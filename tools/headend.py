@@ -959,6 +959,8 @@ def main(argv=None):
     p = sub.add_parser("show")
     p.add_argument("meter")
     p.add_argument("--limit", type=int, default=24)
+    import rollout
+    rollout.add_parser(sub)
     args = ap.parse_args(argv)
     try:
         return _run(args)
@@ -1028,6 +1030,12 @@ def _run(args):
         for e in he.events(args.meter, args.limit):
             print(f"E#{e['seq']} t={e['t']} event {e['code']} arg {e['arg']}")
         return 0
+    if args.cmd == "rollout":
+        import rollout
+        try:
+            return rollout.command(he, args)
+        except rollout.RolloutError as e:
+            raise HeadEndError(str(e)) from None
     with he:
         if args.cmd == "listen":
             end = time.monotonic() + args.seconds if args.seconds else None

@@ -23,18 +23,32 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 
 import codes
 
 PIECE = 2048                 # image bytes per message: under the meter's 4096-byte packet limit
 GROUP_PERCENT = (0, 1, 10, 100)
-FAILED = (codes.OTA_SELFTEST_FAILED, codes.OTA_ROLLED_BACK, codes.OTA_IMAGE_BAD)
+# a meter's verdict "failed": its self-test failed, it rolled back, its image
+# did not hash, or the recheck on the old image failed too (tamper: the
+# meter's hardware, a reader unplugged at the first boot; it is retried a
+# day later, but until then the group must not go on as if it were busy)
+FAILED = (codes.OTA_SELFTEST_FAILED, codes.OTA_ROLLED_BACK, codes.OTA_IMAGE_BAD, codes.OTA_TAMPER)
 
+# rollouts: one row per rollout, its group and status; started is when the
+# current group's manifest was published (the soak timer runs from it).
+# rollout_plans: what a head-end needs to carry the rollout on after a
+# restart: the image and the rules (JSON: threshold, min_valid, min_failed,
+# busy_s, soak_s, block_gap_s, bat, cs, rb, since).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollouts (
     version INTEGER, board TEXT, region INTEGER, grp INTEGER, status TEXT,
     sha TEXT, started REAL, PRIMARY KEY (version, board, region));
+CREATE TABLE IF NOT EXISTS rollout_plans (
+    version INTEGER, board TEXT, region INTEGER, image BLOB, params TEXT,
+    PRIMARY KEY (version, board, region));
 """
+RULES = ("threshold", "min_valid", "min_failed", "busy_s", "soak_s", "block_gap_s", "bat", "cs", "rb")
 
 
 def bucket(meter_id: str) -> int:
@@ -59,7 +73,7 @@ class Rollout:
     def __init__(self, headend, image: bytes, version: int, board: str, region: int,
                  bat: int = 0, cs: int = 65536, rb: int = 0, threshold: float = 0.2,
                  min_valid: int = 1, min_failed: int = 3, busy_s: float = 3 * 86400,
-                 block_gap_s: float = 0.25, clock=time.time):
+                 soak_s: float = 0, block_gap_s: float = 0.25, clock=time.time):
         self.he = headend
         self.image = image
         self.version, self.board, self.region = version, board, region
@@ -68,22 +82,75 @@ class Rollout:
         self.min_valid = min_valid
         self.min_failed = min_failed
         self.busy_s = busy_s           # busy longer than this (last event received): stalled, not waited for
+        self.soak_s = soak_s           # a group runs at least this long before the next one starts
         self.block_gap_s = block_gap_s  # one block per meter per this many seconds
         self.clock = clock
-        self._served = {}              # meter -> clock() of the last block sent to it
+        self._served = {}              # meter -> clock() of the last block sent to it (a rate limit only)
         self.group = 0
         self.status = "new"
+        self.started = 0.0             # clock() when the current group's manifest went out
+        self.since = 0.0               # failures received before this (a resume) are not counted
         self.pieces_sent = 0
         self.he.db.executescript(SCHEMA)
         headend.ota = self
 
+    @classmethod
+    def load(cls, headend, version: int, board: str, region: int, clock=time.time) -> Rollout:
+        """The rollout as the database holds it: a head-end that restarts
+        carries on with the same group, status, timers and rules."""
+        headend.db.executescript(SCHEMA)
+        with headend._lock:
+            row = headend.db.execute(
+                "SELECT r.grp, r.status, r.started, p.image, p.params FROM rollouts r JOIN rollout_plans p"
+                " USING (version, board, region) WHERE version = ? AND board = ? AND region = ?",
+                (version, board, region)).fetchone()
+        if row is None:
+            raise LookupError(f"no rollout of version {version} for {board} in region {region}")
+        grp, status, started, image, params = row
+        rules = json.loads(params)
+        r = cls(headend, bytes(image), version, board, region, clock=clock,
+                **{k: rules[k] for k in RULES})
+        r.group, r.status, r.started, r.since = grp, status, started, rules["since"]
+        return r
+
+    @staticmethod
+    def listed(headend) -> list[tuple]:
+        """(version, board, region, group, status, started) of every rollout."""
+        headend.db.executescript(SCHEMA)
+        with headend._lock:
+            return headend.db.execute("SELECT version, board, region, grp, status, started FROM rollouts"
+                                      " ORDER BY started DESC").fetchall()
+
+    def refresh(self):
+        """Group, status, timers and rules again from the database: another
+        head-end process (the operator's halt, resume) may have changed them."""
+        with self.he._lock:
+            row = self.he.db.execute(
+                "SELECT r.grp, r.status, r.started, p.params FROM rollouts r JOIN rollout_plans p"
+                " USING (version, board, region) WHERE version = ? AND board = ? AND region = ?",
+                (self.version, self.board, self.region)).fetchone()
+        self.group, self.status, self.started = row[0], row[1], row[2]
+        rules = json.loads(row[3])
+        for k in RULES:
+            setattr(self, k, rules[k])
+        self.since = rules["since"]
+
     # ---------------- the stages ----------------
     def _record(self):
+        rules = {k: getattr(self, k) for k in RULES}
+        rules["since"] = self.since
         with self.he._lock:
             self.he.db.execute(
                 "INSERT OR REPLACE INTO rollouts VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.version, self.board, self.region, self.group, self.status,
-                 hashlib.sha256(self.image).hexdigest(), time.time()))
+                 hashlib.sha256(self.image).hexdigest(), self.started))
+            if not self.he.db.execute("SELECT 1 FROM rollout_plans WHERE version = ? AND board = ? AND "
+                                      "region = ?", (self.version, self.board, self.region)).fetchone():
+                self.he.db.execute("INSERT INTO rollout_plans VALUES (?, ?, ?, ?, ?)",
+                                   (self.version, self.board, self.region, self.image, json.dumps(rules)))
+            else:
+                self.he.db.execute("UPDATE rollout_plans SET params = ? WHERE version = ? AND board = ? AND "
+                                   "region = ?", (json.dumps(rules), self.version, self.board, self.region))
             self.he.db.commit()
 
     def _publish(self, payload: bytes, timeout=10):
@@ -93,6 +160,7 @@ class Rollout:
     def start(self, group: int = 1):
         self.group = group
         self.status = "running"
+        self.started = self.clock()
         doc = manifest(self.image, self.version, self.board, group, self.bat, self.cs, self.rb)
         self._publish(self.he.sign_doc(b"ota", doc))
         self._record()
@@ -104,6 +172,18 @@ class Rollout:
         self.status = why
         self._publish(b"")
         self._record()
+
+    def resume(self, threshold: float | None = None):
+        """An operator carries on with a halted rollout (the failures were
+        looked at: a bad batch of readers, not the image): the current
+        group's manifest again, its soak from now, and only failures
+        received from now on count."""
+        if self.status == "done":
+            raise ValueError("the rollout is done")
+        if threshold is not None:
+            self.threshold = threshold
+        self.since = self.clock()
+        self.start(self.group)
 
     # ---------------- what the fleet says ----------------
     def meters(self) -> list[str]:
@@ -127,7 +207,7 @@ class Rollout:
             if step == codes.OTA_VALID:
                 return "valid"
             if step in FAILED:
-                return "failed"
+                return "failed" if (received or 0) >= self.since else None
             if step == codes.OTA_RUNNING and (arg >> 8 & 0xFF) == 0:
                 return "valid"
             if self.clock() - (received or 0) > self.busy_s:
@@ -157,7 +237,8 @@ class Rollout:
         if (t["failed"] >= max(1, min(self.min_failed, t["members"]))
                 and t["failed"] > self.threshold * reported):
             self.halt("halted")
-        elif t["busy"] == 0 and t["valid"] >= min(self.min_valid, t["members"]):
+        elif (t["busy"] == 0 and t["valid"] >= min(self.min_valid, t["members"])
+              and self.clock() - self.started >= self.soak_s):
             if self.group < 3:
                 self.start(self.group + 1)
             else:
@@ -170,6 +251,10 @@ class Rollout:
         """A block request from a meter: its pieces on m/<id>/o."""
         if self.status != "running" or bucket(meter) >= GROUP_PERCENT[self.group]:
             return
+        with self.he._lock:
+            row = self.he.db.execute("SELECT region FROM meters WHERE id = ?", (meter,)).fetchone()
+        if row is None or row[0] != self.region:
+            return                # another region's rollout (or an unknown meter)
         now = self.clock()
         if now - self._served.get(meter, -self.block_gap_s) < self.block_gap_s:
             return                # one block in flight per meter, at most one a block_gap_s
@@ -193,6 +278,170 @@ class Rollout:
             c.publish(f"m/{meter}/o", b"D" + p.to_bytes(4, "big") + self.image[p:min(p + PIECE, end)],
                       qos=1)
             self.pieces_sent += 1
+
+
+# ---------------- the operator's command line: headend.py rollout ... ----------------
+# Every command is its own head-end process: what a rollout is (image, rules,
+# group, timers) lives in the database, so `run` can be stopped and started
+# again, and `halt`/`resume` from another shell reach it within --every.
+
+IMAGE_MAGIC = 0xE9              # an ESP app image's first byte (and the simulator's, sim_image)
+
+
+class RolloutError(Exception):
+    """A command the operator must correct (headend.py prints it, exit 2)."""
+
+
+def add_parser(sub):
+    """The `rollout` subcommand of tools/headend.py (docs/OTA.md §6)."""
+    p = sub.add_parser("rollout", help="staged firmware rollout: start, status, halt, resume, run")
+    rs = p.add_subparsers(dest="rollout_cmd", required=True)
+    s = rs.add_parser("start", help="sign the image's manifest and publish it to its first group")
+    s.add_argument("image", help="the app image file (the build's micropython.bin)")
+    s.add_argument("--version", type=int, required=True, help="above every meter's floor")
+    s.add_argument("--board", required=True, help="board module name (board.txt): esp32_devkitc, ...")
+    s.add_argument("--region", type=int, required=True)
+    s.add_argument("--group", type=int, choices=(1, 2, 3), default=1,
+                   help="first group: 1 (1 %%), 2 (10 %%) or 3 (all); default 1")
+    s.add_argument("--threshold", type=float, default=0.2,
+                   help="halt when failures exceed this share of the meters that reported (0.2)")
+    s.add_argument("--min-failed", type=int, default=3, help="and come from at least this many meters (3)")
+    s.add_argument("--min-valid", type=int, default=1, help="valid meters a group needs before the next (1)")
+    s.add_argument("--soak-hours", type=float, default=24.0, help="least time in a group (24)")
+    s.add_argument("--busy-days", type=float, default=3.0,
+                   help="a meter busy this long with nothing new no longer holds its group (3)")
+    s.add_argument("--battery-mv", type=int, default=0, help="minimum battery for the update (0: none)")
+    s.add_argument("--chunk", type=int, default=65536, help="chunk size of the manifest's digests")
+    s.add_argument("--rollback", action="store_true",
+                   help="an emergency rollback: the old image under a new, higher version, to all "
+                        "groups at once; it replaces the region's running rollout (docs/OTA.md §5)")
+    for name, what in (("status", "groups, state and tally"), ("halt", "stop: manifest cleared, no blocks"),
+                       ("resume", "carry on a halted rollout; earlier failures no longer count")):
+        q = rs.add_parser(name, help=what)
+        q.add_argument("--version", type=int, required=name != "status")
+        q.add_argument("--board", required=name != "status")
+        q.add_argument("--region", type=int, required=name != "status")
+        if name == "resume":
+            q.add_argument("--threshold", type=float, help="a new failure threshold")
+    q = rs.add_parser("run", help="serve the running rollouts' blocks and apply their rules")
+    q.add_argument("--every", type=float, default=10.0, help="seconds between rule checks (10)")
+    q.add_argument("--seconds", type=float, default=0, help="stop after this long (0: until Ctrl-C)")
+
+
+def _percent(group):
+    return f"{GROUP_PERCENT[group]} %" if group < 3 else "all"
+
+
+def _line(r: Rollout) -> str:
+    t = r.tally()
+    soak = max(0.0, r.soak_s - (r.clock() - r.started)) if r.status == "running" else 0
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)) if r.started else "-"
+    return (f"version {r.version} {r.board} region {r.region}: group {r.group} ({_percent(r.group)}) "
+            f"{r.status} since {when}, soak {soak / 3600:.1f} h left; members {t['members']} "
+            f"valid {t['valid']} failed {t['failed']} busy {t['busy']} stalled {t['stalled']}; "
+            f"threshold {r.threshold:g} min_failed {r.min_failed}")
+
+
+def _start(he, a):
+    try:
+        image = Path(a.image).read_bytes()
+    except OSError as e:
+        raise RolloutError(f"cannot read the image: {e}") from None
+    if not image or image[0] != IMAGE_MAGIC:
+        raise RolloutError(f"{a.image} is not an app image (first byte {IMAGE_MAGIC:#x})")
+    if not 0 < a.version < 1 << 32 or not 0 < a.threshold < 1 or a.min_failed < 1 or a.chunk % 4096:
+        raise RolloutError("version 1..2^32-1, threshold between 0 and 1, min-failed >= 1, chunk a "
+                           "multiple of 4096")
+    for v, board, region, _, status, _ in Rollout.listed(he):
+        if region == a.region and status == "running":
+            if not a.rollback:
+                raise RolloutError(f"version {v} ({board}) is running in region {region}: halt it first "
+                                   "(the region's manifest topic holds one rollout)")
+            old = Rollout.load(he, v, board, region)
+            old.status = "superseded"
+            old._record()
+    try:
+        Rollout.load(he, a.version, a.board, a.region)
+        raise RolloutError(f"version {a.version} for {a.board} in region {a.region} exists: resume it")
+    except LookupError:
+        pass
+    r = Rollout(he, image, a.version, a.board, a.region, bat=a.battery_mv, cs=a.chunk, rb=int(a.rollback),
+                threshold=a.threshold, min_valid=a.min_valid, min_failed=a.min_failed,
+                busy_s=a.busy_days * 86400, soak_s=a.soak_hours * 3600)
+    r.start(3 if a.rollback else a.group)
+    print(_line(r))
+    return 0
+
+
+class _Serving:
+    """What headend.HeadEnd.ota points at during `run`: each running
+    rollout answers the block requests of its own version and region."""
+
+    def __init__(self):
+        self.rollouts = {}
+
+    def serve(self, meter, payload):
+        for r in list(self.rollouts.values()):
+            r.serve(meter, payload)
+
+
+def _run_rules(he, a):
+    serving = _Serving()
+    end = time.monotonic() + a.seconds if a.seconds else None
+    print(f"serving rollouts from {he.db_path}, checking every {a.every:g} s", flush=True)
+    try:
+        while end is None or time.monotonic() < end:
+            for v, board, region, _, status, _ in Rollout.listed(he):
+                key = (v, board, region)
+                r = serving.rollouts.get(key)
+                if r is None and status == "running":
+                    r = serving.rollouts[key] = Rollout.load(he, v, board, region)
+                elif r is not None:
+                    r.refresh()
+                if r is None:
+                    continue
+                was = (r.group, r.status)
+                r.check()
+                if (r.group, r.status) != was:
+                    print(_line(r), flush=True)
+                if r.status != "running":
+                    del serving.rollouts[key]
+            he.ota = serving
+            time.sleep(a.every if end is None else max(0.0, min(a.every, end - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def command(he, a) -> int:
+    """headend.py rollout <start|status|halt|resume|run>: he not yet connected."""
+    if a.rollout_cmd == "status":
+        rows = [row for row in Rollout.listed(he)
+                if all(want is None or want == got for want, got in
+                       ((a.version, row[0]), (a.board, row[1]), (a.region, row[2])))]
+        for v, board, region, *_ in rows:
+            print(_line(Rollout.load(he, v, board, region)))
+        if not rows:
+            print("no rollout")
+        return 0
+    if a.rollout_cmd in ("halt", "resume"):
+        try:
+            r = Rollout.load(he, a.version, a.board, a.region)
+        except LookupError as e:
+            raise RolloutError(str(e)) from None
+        if a.rollout_cmd == "resume" and r.status != "halted":
+            raise RolloutError(f"version {a.version} is {r.status}, not halted")
+    with he:
+        if a.rollout_cmd == "start":
+            return _start(he, a)
+        if a.rollout_cmd == "halt":
+            r.halt("halted")
+        elif a.rollout_cmd == "resume":
+            r.resume(a.threshold)
+        else:
+            return _run_rules(he, a)
+        print(_line(r))
+        return 0
 
 
 def sim_image(body: bytes, fault: int = 0) -> bytes:

@@ -34,8 +34,8 @@ class _Client:
 
 
 class _HE:
-    def __init__(self):
-        self.db = sqlite3.connect(":memory:")
+    def __init__(self, path=":memory:"):
+        self.db = sqlite3.connect(str(path))
         self.db.executescript(headend.SCHEMA)
         self._lock = threading.Lock()
         self.c = _Client()
@@ -115,3 +115,57 @@ def test_a_meter_outside_the_current_group_gets_no_blocks():
         clk.t += 1
         r.serve(outsider, b'{"v":2,"o":0,"n":4096}')
     assert he.c.bytes == 0
+
+
+def test_meters_reporting_tamper_count_as_failures_not_as_busy():
+    # readers unplugged at the first boot: each meter rolls back, its old
+    # image fails the same check (tamper), and the trial is held a day. The
+    # group must halt on them, not wait busy_s as if they were updating.
+    he, clk = _HE(), _Clock()
+    g1 = _ids(lambda b: b < 1, 3)
+    r = Rollout(he, sim_image(b"x" * 1000), 2, "unix", 1, clock=clk, busy_s=3600)
+    r.start(1)
+    for m in g1:
+        _ev(he, m, 1, 2, codes.OTA_ACCEPTED, clk.t)
+        _ev(he, m, 2, 2, codes.OTA_SWITCHED, clk.t)
+        _ev(he, m, 3, 2, codes.OTA_TAMPER, clk.t, detail=4)        # the card check, on the old image
+    assert r.tally()["failed"] == 3
+    assert r.check() == "halted" and he.c.retained["r/1/ota"] == b""
+
+
+def test_a_restarted_headend_keeps_the_soak_timer_and_the_rules(tmp_path):
+    # every rollout command is its own process (headend.py rollout): the
+    # group's start, its rules and the image are the database's
+    he, clk = _HE(tmp_path / "he.sqlite"), _Clock()
+    g1 = _ids(lambda b: b < 1, 2)
+    img = sim_image(b"x" * 5000)
+    r = Rollout(he, img, 2, "unix", 1, clock=clk, soak_s=3600, min_failed=2, threshold=0.5)
+    r.start(1)
+    for m in g1:
+        _ev(he, m, 1, 2, codes.OTA_VALID, clk.t)
+    he.db.commit()
+    clk.t += 1800
+    assert r.check() == "running" and r.group == 1       # soaking
+    he.db.close()
+    he = _HE(tmp_path / "he.sqlite")                      # the head-end restarts 1 h later
+    clk.t += 1900
+    r = Rollout.load(he, 2, "unix", 1, clock=clk)
+    assert (r.image, r.group, r.status, r.min_failed, r.threshold) == (img, 1, "running", 2, 0.5)
+    assert r.check() == "running" and r.group == 2        # 3700 s after group 1 began
+
+
+def test_a_resumed_rollout_counts_only_new_failures():
+    he, clk = _HE(), _Clock()
+    g1 = _ids(lambda b: b < 1, 3)
+    r = Rollout(he, sim_image(b"x" * 1000), 2, "unix", 1, clock=clk)
+    r.start(1)
+    for m in g1:
+        _ev(he, m, 1, 2, codes.OTA_SELFTEST_FAILED, clk.t, detail=4)
+    assert r.check() == "halted"
+    clk.t += 60
+    r.resume()
+    assert r.status == "running" and he.c.retained["r/1/ota"] == b"signed"
+    assert r.check() == "running" and r.tally()["failed"] == 0
+    for m in g1:
+        _ev(he, m, 2, 2, codes.OTA_ROLLED_BACK, clk.t)   # they fail again after the resume
+    assert r.check() == "halted"

@@ -1,0 +1,108 @@
+"""The operator's rollout commands (headend.py rollout, docs/OTA.md §6), each
+a process of its own, on a real Mosquitto with TLS and the project's ACL and
+a meter process with its modelled OTA flash: start signs and publishes the
+first group's manifest, run serves blocks and applies the rules (killed
+mid-download and started again, it carries on from the database), status
+reports, halt clears the region's manifest and resume brings it back."""
+
+import json
+import subprocess
+import sys
+import threading
+
+import paho.mqtt.client as mqtt
+from conftest import ROOT, wait_for
+from test_ota_rollout import _image, _restart_after_reset, _start
+
+sys.path.insert(0, str(ROOT / "tools"))
+from rollout import bucket
+
+
+def _cli(w, *args, check=True):
+    cmd = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", str(w.tmp / "he.sqlite"),
+           "--broker", f"{w.broker.host}:{w.broker.admin_port}", "--ca", w.broker.ca_file,
+           "--user", "headend", "--password", w.he_password, "rollout", *map(str, args)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    assert not check or p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
+def _run(w, every=0.5):
+    cmd = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", str(w.tmp / "he.sqlite"),
+           "--broker", f"{w.broker.host}:{w.broker.admin_port}", "--ca", w.broker.ca_file,
+           "--user", "headend", "--password", w.he_password, "rollout", "run", "--every", str(every)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _retained(w, topic="r/1/ota", wait=3.0):
+    """The retained message on topic (None: none within wait seconds)."""
+    got, done = [], threading.Event()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rollout-cli-test")
+    c.username_pw_set("headend", w.he_password)
+    c.tls_set(ca_certs=w.broker.ca_file)
+    c.on_connect = lambda cl, *_: cl.subscribe(topic, 1)
+    c.on_message = lambda cl, u, msg: (got.append(msg.payload), done.set())
+    c.connect(w.broker.host, w.broker.admin_port)
+    c.loop_start()
+    done.wait(wait)
+    c.loop_stop()
+    c.disconnect()
+    return got[0] if got else None
+
+
+def test_an_operator_starts_runs_halts_and_resumes_a_rollout(fresh_world, tmp_path):
+    w = fresh_world
+    w.office.save(w.tmp / "he.sqlite.office.pem")
+    (w.tmp / "he.sqlite.master").write_text(w.master.hex() + "\n")
+    assert bucket("M1") == 53                      # group 3 only
+    p = _start(w, "M1")
+    p.wait(lambda s: s["connected"] and s.get("ota") == 0, 60, "M1 up with OTA")
+    img = tmp_path / "v2.bin"
+    img.write_bytes(_image(b"version two "))
+
+    out = _cli(w, "start", img, "--version", 2, "--board", "unix", "--region", 1, "--soak-hours", 0,
+               "--min-failed", 1, "--chunk", 16384).stdout
+    assert "version 2 unix region 1: group 1 (1 %) running" in out, out
+    doc = json.loads(_retained(w).rpartition(b"|")[0])
+    assert (doc["v"], doc["g"], doc["cs"]) == (2, 1, 16384)
+    # one rollout per region: a second one is refused with its reason
+    again = _cli(w, "start", img, "--version", 4, "--board", "unix", "--region", 1, check=False)
+    assert again.returncode == 2 and "version 2 (unix) is running in region 1: halt it first" in again.stderr
+    not_image = tmp_path / "x.bin"
+    not_image.write_bytes(b"MZ not an app image")
+    bad = _cli(w, "start", not_image, "--version", 5, "--board", "unix", "--region", 2, check=False)
+    assert bad.returncode == 2 and "is not an app image" in bad.stderr
+
+    # run: groups 1 and 2 have no member here, so it goes on to 3 and M1 downloads
+    run = _run(w)
+    try:
+        p.wait(lambda s: s.get("ota") == 1, 120, "M1 downloading")
+        run.kill()                                 # the head-end dies mid-download ...
+        run.wait(10)
+        assert "group 3 (all) running" in _cli(w, "status", "--version", 2, "--board", "unix",
+                                               "--region", 1).stdout
+        wait_for(lambda: "busy 1" in _cli(w, "status").stdout, 30, "M1's accepted event")
+        run = _run(w)                              # ... and starts again from its database
+        _restart_after_reset(p)                    # downloaded, checked, switched, reset
+        p.wait(lambda s: s.get("fw") == 2 and s.get("ota") == 0 and s["connected"], 180,
+               "M1 confirmed version 2")
+        wait_for(lambda: "done" in _cli(w, "status").stdout, 60, "rollout done")
+    finally:
+        run.kill()
+        run.wait(10)
+    assert "valid 1" in _cli(w, "status").stdout
+
+    # version 3 to group 1 with a soak: halted by the operator, then resumed
+    img3 = tmp_path / "v3.bin"
+    img3.write_bytes(_image(b"version three "))
+    key = ("--version", 3, "--board", "unix", "--region", 1)
+    out = _cli(w, "start", img3, *key, "--soak-hours", 1, "--threshold", 0.3).stdout
+    assert "group 1 (1 %) running" in out and "soak 1.0 h left" in out, out
+    assert "halted" in _cli(w, "halt", *key).stdout
+    assert _retained(w, wait=1.5) is None          # the region's manifest is cleared
+    refused = _cli(w, "resume", "--version", 2, "--board", "unix", "--region", 1, check=False)
+    assert refused.returncode == 2 and "is done, not halted" in refused.stderr
+    out = _cli(w, "resume", *key, "--threshold", 0.5).stdout
+    assert "group 1 (1 %) running" in out and "threshold 0.5" in out, out
+    assert json.loads(_retained(w).rpartition(b"|")[0])["v"] == 3
+    p.kill()
