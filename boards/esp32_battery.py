@@ -62,6 +62,14 @@ class RtcSlowMem:
         machine.mem32[_RTC_SLOW_MEM + 4 * i] = v
 
 
+_RTC_GPIO_IN = const(0x3FF48424)    # RTC_GPIO_IN_REG: RTC_GPIOn at bit 14 + n (counter.S)
+_PULSE_BIT = const(18)               # GPIO34 = RTC_GPIO4
+
+
+def _pulse_level():
+    return (machine.mem32[_RTC_GPIO_IN] >> _PULSE_BIT) & 1
+
+
 def _route_pulse_pad():
     m = machine.mem32
     m[_RTC_IO_ADC_PAD] = (m[_RTC_IO_ADC_PAD] & ~_ADC1_FUN_SEL) | _ADC1_MUX_SEL | _ADC1_FUN_IE
@@ -96,7 +104,7 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
     with open(ULP_BINARY, "rb") as f:
         binary = f.read()
     power_lost = machine.reset_cause() == machine.PWRON_RESET   # RTC memory holds noise
-    fresh = ulp.start(esp32.ULP(), ram, binary, power_lost)
+    fresh = ulp.start(esp32.ULP(), ram, binary, power_lost, _pulse_level())
     clock = Clock()
     return Hardware(
         name=NAME,

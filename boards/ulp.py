@@ -1,19 +1,23 @@
 # Starting the ULP pulse counter (firmware/ulp/counter.S) on a battery board.
 # Shared by the ESP32 battery board (esp32.ULP) and the unix board (the
 # emulator in boards/unix/ulp_emu.py has the same three methods).
-from metering.ulpcount import W_MAGIC, W_SAMPLES, MAGIC, ENTRY
+from metering.ulpcount import W_MAGIC, W_SAMPLES, W_STABLE, MAGIC, ENTRY
 
 PERIOD_US = const(10_000)   # one sample every 10 ms (docs/BATTERY.md §2)
 SAMPLES = const(3)          # 3 equal samples (30 ms) accept a new level
 
 
-def start(ulp, ram, binary, power_lost, period_us=PERIOD_US, samples=SAMPLES):
+def start(ulp, ram, binary, power_lost, level=1, period_us=PERIOD_US, samples=SAMPLES):
     """Load and start the counter unless RTC memory holds a running one.
-    Returns True when the count starts again from zero (fresh)."""
+    level: the contact's pad now (1 open, 0 closed). The count starts from
+    the contact as it is: a meter that stopped with the contact closed is
+    no pulse at power-on (the binary's `stable` says open). Returns True
+    when the count starts again from zero (fresh)."""
     if not power_lost and ram.word(W_MAGIC) & 0xFFFF == MAGIC:
         return False          # deep-sleep wake or CPU reset: it kept counting
     ulp.set_wakeup_period(0, period_us)
     ulp.load_binary(0, binary)
     ram.set_word(W_SAMPLES, samples)
+    ram.set_word(W_STABLE, 1 if level else 0)
     ulp.run(ENTRY)
     return True

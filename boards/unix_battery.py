@@ -123,8 +123,19 @@ class Plant:
         ext1.fired = False
         ext1.at_us = None
 
+    def cpu_reset(self):
+        """The CPU resets in the middle of a wake (watchdog, a crash, a cut
+        of the CPU's rail): its pads float, so the board's pull-downs take
+        the valve's H-bridge inputs and the reader's NRSTPD low; the RTC
+        domain (ULP, slow memory) runs on."""
+        self.valve_open_pin.value(0)
+        self.valve_close_pin.value(0)
+        self.card_rst.value(0)
+        self.wake_reason = "reset"
+
     def brown_out(self):
         """The cell sags below the brown-out level: RTC memory is lost too."""
+        self.cpu_reset()
         self.ulp.power_loss()
         self.power_lost = True
         self.wake_reason = "power"
@@ -141,7 +152,8 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
     plant.boots += 1
     plant._boot_ms = plant.clock.now_ms()
     plant._boot_light = plant.light_ms
-    fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost)
+    fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost,
+                          plant.reed.level(plant.clock.now_us()))
     plant.power_lost = False
     _mkdirs(state_dir)
     return Hardware(

@@ -107,3 +107,21 @@ def test_pulses_left_is_never_later_than_the_credit():
     assert wake.pulses_left(m) == 9
     m.want_open = False
     assert wake.pulses_left(m) > 1000   # closed: only to keep the count in range
+
+
+def test_a_power_on_with_the_contact_closed_is_no_pulse():
+    plant, d = Plant(), fresh_dir("bl")
+    m, hw = _first(plant, d, 100)
+    plant.flow.pour(1700, 600)     # stops with the contact closed (second half of pulse 2)
+    plant.clock.advance(60_000)
+    wake.work(m, hw)
+    assert m.volume.ml() == 2000 and plant.reed.level(plant.clock.now_us()) == 0
+    plant.brown_out()              # the count is reloaded with the contact still closed
+    m, hw = _boot(plant, d)
+    plant.clock.advance(60_000)
+    wake.work(m, hw)
+    assert m.volume.ml() == 2000   # the closed contact at load is not a closing
+    plant.flow.pour(1000, 600)     # opens at 2.0 L, closes again at 2.5 L: one pulse
+    plant.clock.advance(60_000)
+    wake.work(m, hw)
+    assert m.volume.ml() == 3000
