@@ -418,7 +418,8 @@ class Updater:
     def confirm(self, failed_check):
         """The trial's self-test result: 0 passed, else the number of the
         check that failed (ota/selftest.py). Passed: the version floor goes
-        up, then the image is marked valid. Failed: a reset, and the
+        up (its state save is this call's flash write), then, at the next
+        call, the image is marked valid. Failed: a reset, and the
         bootloader goes back to the old image."""
         if self.p["st"] != TRIAL:
             return
@@ -433,9 +434,10 @@ class Updater:
         if not self.trial_ready:
             return                   # the running partition is still being hashed
         v = self.doc["v"]
-        if v > self.meter.fw_floor and self.meter.raise_fw_floor(v) != codes.ACCEPTED:
-            self.reset_due = True    # not durable: do not confirm; the old image returns
-            return
+        if v > self.meter.fw_floor:
+            if self.meter.raise_fw_floor(v) != codes.ACCEPTED:
+                self.reset_due = True    # not durable: do not confirm; the old image returns
+            return                   # marked valid at the next call (a step of its own)
         if v < self.meter.fw_floor:
             self._abandon(codes.OLD)
             return
