@@ -84,13 +84,15 @@ def _window(meter, hw, make_link):
 
 
 def _card(meter, hw, cards):
-    """This wake's look for a card (a window of looks on a button wake)."""
+    """This wake's look for a card (a window of looks on a button wake).
+    Returns its charge in uAs."""
     from card.wakepoll import polls
     from card.records import CARD_USER
-    code = polls(cards, hw, hw.wake_reason == "button")
+    code, uas = polls(cards, hw, hw.wake_reason == "button")
     # as main.card_task: a user at the reader confirms reopening after a top-up
     if code in (codes.ACCEPTED, codes.USED) and cards.last[1] == CARD_USER:
         meter.confirm()
+    return uas
 
 
 def work(meter, hw, make_link=None, cards=None):
@@ -98,16 +100,17 @@ def work(meter, hw, make_link=None, cards=None):
     policy and the valve to rest, open the reporting window when one is due
     (only with make_link, the link's builder), save, arm the ULP. Returns
     the milliseconds to sleep."""
+    card_uas = 0
     if cards is not None:
         # first, while the reader is still on from the driver's start: a
         # credit tapped now reaches the policy and the valve of this wake
-        _card(meter, hw, cards)
+        card_uas = _card(meter, hw, cards)
     pulses = _settle(meter, hw)
     radio_ms = _window(meter, hw, make_link) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve
     if meter.cell is not None:
-        meter.cell.wake(meter.clock.time(), radio_ms, pulses)
+        meter.cell.wake(meter.clock.time(), radio_ms, pulses, card_uas)
     meter.save()      # durable before the ULP is told anything new
     meter.pulses.wake_after(pulses_left(meter))
     return sleep_s(meter) * 1000
@@ -118,5 +121,10 @@ def cycle(meter, hw, make_link=None, cards=None):
     next wake boots afresh); on the unix board it does, and the meter is
     returned to the simulator."""
     ms = work(meter, hw, make_link, cards)
-    hw.deepsleep(ms)
+    button = hw.button is not None
+    if button:
+        from card.wakepoll import button_plan
+        day = (meter.clock.time() + meter.cfg["tz"]) // _DAY_S
+        ms, button = button_plan(hw, ms, day)
+    hw.deepsleep(ms, button)
     return meter
