@@ -106,6 +106,9 @@ def work(meter, hw, make_link=None, cards=None):
         # credit tapped now reaches the policy and the valve of this wake
         card_uas = _card(meter, hw, cards)
     pulses = _settle(meter, hw)
+    if hw.wake_reason == "button" and meter.awaiting_confirm:
+        meter.confirm()                  # a press confirms a reopening, as main.button_task
+        pulses += _settle(meter, hw)
     radio_ms = _window(meter, hw, make_link) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve

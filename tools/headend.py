@@ -599,6 +599,14 @@ class HeadEnd:
         topic = f"m/{meter}/c"
         return n, topic, codec.seal(self.meter_key(meter), topic, codec.command(n, op, **args))
 
+    def flush(self, timeout=10):
+        """Wait until the broker has the last command sent without waiting
+        for its ack (QoS 1 PUBACKs come in order): a meter that connects
+        after this gets it from its persistent session."""
+        info = getattr(self, "_last_publish", None)
+        if info is not None:
+            info.wait_for_publish(timeout)
+
     def wait_ack(self, meter, n, timeout=10):
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -650,7 +658,7 @@ class HeadEnd:
             self.db.commit()
             self._acks.pop((meter, n), None)   # an n used before a lost count: not this one's ack
         self._sent[(meter, n)] = codec.command_hash(payload)
-        self._need_client().publish(topic, payload, qos=1)
+        self._last_publish = self._need_client().publish(topic, payload, qos=1)
         if timeout is None:
             return {"n": n}
         return self.wait_ack(meter, n, timeout)
