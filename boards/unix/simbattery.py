@@ -8,7 +8,8 @@
 # to event: a ULP run, the RTC timer, a button press, a scenario step. The
 # scenario's steps are a device model on that clock, so they happen at
 # their time whether the meter sleeps or not: water through the reed
-# contact (the ULP counts it), a button press (an EXT1 wake), a top-up the
+# contact (the ULP counts it), a button press (an EXT1 wake), a card held
+# to the reader (read in the press's card window), a top-up the
 # head-end sends ("!headend topup N" for tools/sim.py, answered "ok" once
 # it is at the broker). The reporting windows are real MQTT sessions, so
 # the clock runs at real speed inside them. Each wake is printed when it
@@ -37,8 +38,10 @@ def _say(line):
 class Script:
     """The scenario's steps, as a model on the Plant's clock."""
 
-    def __init__(self, plant, start, steps):
+    def __init__(self, plant, start, steps, state):
         self.plant = plant
+        self.state = state
+        self.card = None
         self.start = start
         self.steps = steps
         self.i = 0
@@ -70,6 +73,16 @@ class Script:
         elif action == "press":
             p.ext1.fired = True          # EXT1, all-low: the press ends the deep sleep
             _say("[%s] the customer presses the button" % _hms(t))
+        elif action == "card":
+            from boards.unix.mifare_card import ClassicCard
+            self.card = (arg, ClassicCard.load("%s/cards/%s.json" % (self.state, arg)))
+            p.reader.place(self.card[1])
+            _say("[%s] the customer holds the %s card to the reader" % (_hms(t), arg))
+        elif action == "remove":
+            name, c = self.card
+            p.reader.remove(c)
+            c.save("%s/cards/%s.json" % (self.state, name))   # what the meter wrote stays on it
+            _say("[%s] the %s card is taken away" % (_hms(t), name))
         elif action == "headend":
             _say("!headend " + arg)      # tools/sim.py sends it ...
             _say("!sync")                # ... and answers ok once the broker has it
@@ -85,7 +98,7 @@ class BatterySim:
         start, steps = scenarios.SCENARIOS[name]
         self.state = state
         self.plant = Plant(start=start, real_time=True)
-        self.script = Script(self.plant, start, steps)
+        self.script = Script(self.plant, start, steps, state)
         with open(ulp_file, "rb") as f:
             self.ulp = f.read()
         self.wakes = []            # (time, reason, window or None)
@@ -93,8 +106,8 @@ class BatterySim:
         # each wake is shown when its work is done, before the CPU sleeps
         work = wake.work
 
-        def shown(meter, hw, make_link=None):
-            ms = work(meter, hw, make_link)
+        def shown(meter, hw, make_link=None, cards=None):
+            ms = work(meter, hw, make_link, cards)
             self._show(meter)
             return ms
         wake.work = shown

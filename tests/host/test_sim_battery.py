@@ -48,7 +48,7 @@ def test_the_printed_day_is_what_the_meter_did_and_uplinked(run):
     # every wake printed once, and they add up to the simulator's count by reason
     assert summary == facts["wakes"]
     assert len(wakes) == sum(facts["wakes"].values())
-    assert wakes[0][1] == "power-on" and facts["wakes"]["ulp"] >= 1 and facts["wakes"]["button"] == 2
+    assert wakes[0][1] == "power-on" and facts["wakes"]["ulp"] >= 1 and facts["wakes"]["button"] == 3
     # windows: the printed count, each settled, and the head-end heard each
     # one: a telemetry record per window, none between them
     m = re.search(r"^\[summary\] windows: (\d+), settled (\d+)", out, re.M)
@@ -60,10 +60,15 @@ def test_the_printed_day_is_what_the_meter_did_and_uplinked(run):
     # and the head-end's top-ups are settled as applied with those amounts
     printed = [(int(a), t) for a, t in re.findall(r"^\[summary\] credit (\d+) applied at (\S+)", out, re.M)]
     ev = db.execute("SELECT t, arg FROM events WHERE code = ? ORDER BY seq", (EV_CREDIT,)).fetchall()
-    assert printed == [(arg, _hms(t)) for t, arg in ev] == [(100000, _hms(START + 7320)),
-                                                            (200000, _hms(START + 43500))]
-    # the first waits for the night's window (02:02 for this meter id), the
-    # second comes with the customer's press at 12:05, not at the next window
+    assert printed == [(arg, _hms(t)) for t, arg in ev]
+    # the first top-up waits for the night's window (02:02 for this meter
+    # id); the card is read in the 09:00 press's card window; the second
+    # top-up comes with the customer's press at 12:05, not at the next window
+    assert [a for a, _ in printed] == [100000, 500000, 200000]
+    (t1, _), (t2, _), (t3, _) = ev
+    assert START + 7320 <= t1 < START + 7320 + 60
+    assert START + 32402 <= t2 < START + 32420
+    assert START + 43500 <= t3 < START + 43500 + 60
     topups = db.execute("SELECT amount, status FROM topups ORDER BY seq").fetchall()
     assert topups == [(100000, "applied"), (200000, "applied")]
     # the cut-off: woken by the ULP, at the time the head-end got in event 8 (why credit)
@@ -78,7 +83,7 @@ def test_the_printed_day_is_what_the_meter_did_and_uplinked(run):
     delivered, billed, bal = (int(x) for x in w.groups())
     assert (delivered, billed, bal) == (facts["delivered_ml"], facts["billed_ml"], facts["balance"])
     assert abs(billed - delivered) < 1000 and tele[-1][1:] == (billed, bal)
-    assert bal == 300000 - billed // 1000 * 350       # 3.50 per m3: the credit, spent
+    assert bal == 800000 - billed // 1000 * 350       # 3.50 per m3: every credit, spent
     # the cell: the battery record the head-end keeps
     pct = db.execute("SELECT pct FROM battery").fetchone()[0]
     assert pct == facts["cell_pct"] and f"{pct} % left" in out
