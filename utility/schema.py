@@ -53,6 +53,7 @@ meters = Table(
     Column("last_seq", Int, server_default="0"),
     Column("t", Int), Column("ml", Int), Column("bal", Int), Column("flow", Int),
     Column("flags", Int), Column("tv", Int), Column("rssi", Int),
+    Column("building", Text),           # where it is installed (console: regions and buildings)
     Index(None, "region"),
 )
 
@@ -217,6 +218,7 @@ audit = Table(
     Column("action", Text, nullable=False),
     Column("target", Text),
     Column("detail", JSON),
+    Column("result", Text),             # what the action came to (pending until it ends)
     Index(None, "at"),
 )
 
@@ -230,6 +232,9 @@ scheduled_tariffs = Table(
     Column("due", Float, nullable=False),       # when to publish
     Column("published", Float),                 # NULL until published
     Column("by_user", Text),
+    # pending -> publishing -> published | refused | failed, or cancelled (console)
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("result", Text),
     CheckConstraint("(region IS NULL) <> (meter IS NULL)", name="scope"),
     Index(None, "published", "due"),
 )
