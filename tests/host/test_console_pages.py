@@ -84,11 +84,13 @@ def test_a_viewer_cannot_act_and_the_refusal_is_audited(app):
     for path, data in [("/meters/M1/topup", {"amount": "5.00"}),
                        ("/meters/M1/valve", {"action": "close"}),
                        ("/meters/M1/config", {"key": "report_s", "value": "900"}),
+                       ("/meters/M1/building", {"building": "X"}),
                        ("/tariffs", {"scope": "region", "target": "1", "version": "2",
                                      "blocks": "0:3.50"})]:
         assert b.post(path, data).status_code == 403, path
     refused = rows(app, st.audit, st.audit.c.user == "bob", st.audit.c.result == "refused: role viewer")
-    assert len(refused) == 4
+    assert len(refused) == 5
+    assert rows(app, st.meters, st.meters.c.building.is_not(None)) == []
     assert rows(app, st.scheduled_tariffs) == []
     # an operator gets past the role check; this console is read-only (no head-end)
     a = Browser(app, "alice", "alicealice")
@@ -198,6 +200,16 @@ def test_regions_and_buildings_add_up_their_meters_consumption(app):
         assert f">{region5 // 1000:,}<" in page.split('id="region-5"')[1].split("</tr>")[0]
         assert f">{north // 1000:,}<" in page.split('id="building-5-North"')[1].split("</tr>")[0]
     assert 'id="building-6' not in page     # A4 has no building
+    # an operator moves A3 into North: the building's sums follow
+    b = Browser(app, "alice", "alicealice")
+    b.get("/meters/A3")
+    assert b.post("/meters/A3/building", {"building": "North"}).status_code == 302
+    page = b.get("/regions").text
+    north = sum(span_ml(m, 86400) for m in ("A1", "A2", "A3"))
+    assert f">{north // 1000:,}<" in page.split('id="building-5-North"')[1].split("</tr>")[0]
+    assert 'id="building-5-South"' not in page
+    (row,) = rows(app, st.audit, st.audit.c.action == "building")
+    assert row.user == "alice" and row.target == "A3" and row.detail == {"building": "North"}
 
 
 def test_revenue_adds_up_the_ledger_per_month_and_region(app):

@@ -128,6 +128,22 @@ def configure(meter):
     return redirect(url_for("views.meter", meter=meter))
 
 
+@bp.post("/meters/<meter>/building")
+@operator_required
+def building(meter):
+    """Where the meter is installed (the regions page sums per building).
+    A store edit, not a command: allowed on a read-only console too."""
+    _known(meter)
+    name = request.form.get("building", "").strip()
+    if len(name) > 64:
+        return _refuse("building", meter, "a building name is at most 64 characters")
+    with store().begin() as c:
+        c.execute(st.meters.update().where(st.meters.c.id == meter).values(building=name or None))
+    audit.record(current_user.name, "building", meter, "ok", {"building": name or None})
+    flash(f"building {meter}: {name or 'none'}", "ok")
+    return redirect(url_for("views.meter", meter=meter))
+
+
 # ---------------- tariffs ----------------
 def _utc(text):
     """"2026-12-01T21:30" (a datetime-local field, read as UTC) -> Unix s."""
