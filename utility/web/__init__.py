@@ -70,9 +70,10 @@ def create_app(store_url, headend=None, **config):
 
 
 def _blueprints(app):
-    from . import actions, audit, auth, views
+    from . import actions, audit, auth, pay, views
     for bp in (auth.bp, views.bp, actions.bp, audit.bp):
         app.register_blueprint(bp)
+    pay.init_app(app)        # online top-up: customer page, webhook, payments (docs/HEADEND.md)
 
 
 def _filters(app):
