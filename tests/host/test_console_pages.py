@@ -60,6 +60,20 @@ def test_a_wrong_password_is_refused_and_audited(app):
         row.result, "ok"]
 
 
+def test_a_name_is_locked_after_five_wrong_passwords(app):
+    c = app.test_client()
+
+    def attempt(password):
+        return c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": "alice",
+                                      "password": password})
+    for _ in range(5):
+        assert attempt("guess").status_code == 200
+    r = attempt("alicealice")                     # the right one, but too late
+    assert r.status_code == 429 and c.get("/meters").status_code == 302
+    assert rows(app, st.audit, st.audit.c.result == "refused: locked out")
+    Browser(app, "bob", "bobbob")                 # another name is not locked
+
+
 def test_session_cookie_is_secure_httponly_and_samesite(app):
     c = app.test_client()
     r = c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": "bob",
@@ -90,6 +104,8 @@ def test_a_viewer_cannot_act_and_the_refusal_is_audited(app):
         assert b.post(path, data).status_code == 403, path
     refused = rows(app, st.audit, st.audit.c.user == "bob", st.audit.c.result == "refused: role viewer")
     assert len(refused) == 5
+    page = b.get("/audit?user=bob").text
+    assert page.count("refused: role viewer") == 5 and "actions.valve" in page
     assert rows(app, st.meters, st.meters.c.building.is_not(None)) == []
     assert rows(app, st.scheduled_tariffs) == []
     # an operator gets past the role check; this console is read-only (no head-end)
@@ -97,6 +113,36 @@ def test_a_viewer_cannot_act_and_the_refusal_is_audited(app):
     assert a.post("/meters/M1/topup", {"amount": "5.00"}).status_code == 409
     (row,) = rows(app, st.audit, st.audit.c.user == "alice", st.audit.c.action == "topup")
     assert row.result == "refused: console is read-only" and row.target == "M1"
+
+
+def test_a_pending_tariff_can_be_cancelled_once(app):
+    with app.extensions["store"].begin() as c:
+        c.execute(st.scheduled_tariffs.insert().values(
+            region=1, version=3, body={"v": 3, "at": 0, "b": [[0, 1]], "sc": 0}, due=NOW + 60,
+            status="pending", by_user="alice"))
+    b = Browser(app, "alice", "alicealice")
+    assert 'id="sched-1"' in b.get("/tariffs").text
+    assert b.post("/tariffs/1/cancel").status_code == 302
+    b.get("/tariffs")
+    b.post("/tariffs/1/cancel")
+    (row,) = rows(app, st.scheduled_tariffs)
+    assert row.status == "cancelled" and row.result == "cancelled by alice"
+    assert [r.result for r in rows(app, st.audit, st.audit.c.action == "tariff.cancel")] == [
+        "cancelled", "refused: not pending"]
+
+
+def test_bad_tariff_input_is_refused_with_its_reason(app):
+    b = Browser(app, "alice", "alicealice")
+    for form, why in [({"blocks": "1000:3.50"}, "last one unbounded"),
+                      ({"blocks": "2000:1\n1000:2\n0:3"}, "must increase"),
+                      ({"blocks": "0:abc"}, "bad block"),
+                      ({"blocks": "0:1", "version": "x"}, "whole number"),
+                      ({"blocks": "0:1", "due": "tomorrow"}, "not a time")]:
+        b.get("/tariffs")
+        data = {"scope": "region", "target": "1", "version": "2", **form}
+        r = b.post("/tariffs", data)
+        assert r.status_code == 400 and why in r.text, why
+    assert rows(app, st.scheduled_tariffs) == []
 
 
 def test_the_meters_page_shows_each_meters_stored_state(app):
@@ -222,7 +268,7 @@ def test_revenue_adds_up_the_ledger_per_month_and_region(app):
         amount = rnd.randrange(1, 10**7)
         t = NOW - rnd.randrange(90 * 86400)
         entries.append({"meter": meter, "source": source, "ref": str(i),
-                        "amount": -amount if source in ("charge", "refund") else amount,
+                        "amount": amount,
                         "t": t, "recorded": NOW})
         month = time.strftime("%Y-%m", time.gmtime(t - (source == "charge")))
         key = (month, 2 if meter == "R2a" else 1)

@@ -25,9 +25,13 @@ from wtforms.validators import DataRequired
 
 from utility import schema as st
 
-from . import audit, store
+from . import audit, now, store
 
 ROLES = ("operator", "viewer")
+# a name with this many wrong passwords in a row within LOCK_S is refused
+# for the rest of that window without its password being tried (counted
+# from the audit rows of its logins, so every console on the store agrees)
+LOCK_AFTER, LOCK_S = 5, 900
 _hasher = PasswordHasher()
 # verified when the name is unknown, so a login takes as long either way
 _DUMMY = _hasher.hash("not a password")
@@ -98,6 +102,10 @@ class LoginForm(FlaskForm):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
+        if locked_out(form.name.data):
+            audit.record(form.name.data, "login", None, "refused: locked out")
+            flash(f"Too many wrong passwords: try again in {LOCK_S // 60} minutes.", "error")
+            return render_template("login.html", form=form), 429
         row = check_password(form.name.data, form.password.data)
         if row is None:
             audit.record(form.name.data, "login", None, "refused: wrong name or password")
@@ -108,6 +116,15 @@ def login():
             audit.record(row.name, "login", None, "ok")
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", form=form)
+
+
+def locked_out(name):
+    a = st.audit
+    with store().connect() as c:
+        results = c.execute(sa.select(a.c.result).where(
+            a.c.action == "login", a.c.user == name, a.c.at > now() - LOCK_S)
+            .order_by(a.c.id.desc()).limit(LOCK_AFTER)).scalars().all()
+    return len(results) == LOCK_AFTER and all(r.startswith("refused") for r in results)
 
 
 def _safe_next(target):

@@ -215,29 +215,28 @@ PERIODS = {"day": _day, "month": _month}
 
 def revenue(conn, period="month", since=0):
     """{(period, region): {"sold", "charged", "arrears", "refunded"}} in
-    money units, from the ledger (docs/HEADEND.md §1.3), and what is owed
+    money units, from the ledger (docs/HEADEND.md §1.3: amounts >= 0, the
+    source says which way they go), and what is owed
     per region now. An entry is dated by its meter time when it has one
     (a charge: the day it ends), else by when it was recorded.
       sold      credit the meters acknowledged as applied (source topup)
-      charged   water and standing charges of the meters' days (charge, negated)
+      charged   water and standing charges of the meters' days (charge)
       arrears   office arrears the meters accepted (arrears)
-      refunded  money paid back for refused credit (refund, negated)"""
+      refunded  money paid back for refused credit (refund)"""
     label = PERIODS[period]
     m, lg = st.meters, st.ledger
     region_of = dict(conn.execute(sa.select(m.c.id, m.c.region)).all())
-    names = {"topup": ("sold", 1), "charge": ("charged", -1), "arrears": ("arrears", 1),
-             "refund": ("refunded", -1)}
+    names = {"topup": "sold", "charge": "charged", "arrears": "arrears", "refund": "refunded"}
     out = {}
     when = sa.func.coalesce(lg.c.t, lg.c.recorded)
     for meter_id, source, t, amount in conn.execute(
             sa.select(lg.c.meter, lg.c.source, when, lg.c.amount).where(when >= since)):
         if meter_id not in region_of or source not in names:
             continue
-        what, sign = names[source]
         # a day's charge is dated at the midnight that ends it: the day is the second before
         row = out.setdefault((label(int(t) - (source == "charge")), region_of[meter_id]),
                              {"sold": 0, "charged": 0, "arrears": 0, "refunded": 0})
-        row[what] += sign * amount
+        row[names[source]] += amount
     return out, debt(conn, region_of)
 
 
