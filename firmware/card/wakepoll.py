@@ -23,13 +23,15 @@ POLL_MS = const(250)         # a tap takes 50-150 ms: a card is never missed
 # sleep at once (EXT1 wakes on the level): while it is held the sleep does
 # not arm it and lasts at most HELD_CHECK_S.
 BUTTON_WAKES_PER_DAY = const(12)
+HELD_CHECK_S = const(1800)
 # charge, for the cell's count (power.py) and the budget: a look keeps the
 # reader's clock ~0.75 ms and its field ~0.57 ms (model, at 13.5 mA and
 # 73.5 mA: datasheet Table 1 typical) and the CPU ~1 ms (40 mA): 90 uAs; a
-# nap between looks is light sleep, 0.8 mA (ESP32 datasheet)
+# nap between looks is light sleep, 0.8 mA (ESP32 datasheet), or the CPU
+# awake (40 mA) on a board without light sleep
 LOOK_UAS = const(90)
 NAP_UA = const(800)
-HELD_CHECK_S = const(1800)
+_AWAKE_UA = const(40_000)
 # the count lives in RTC slow memory (survives deep sleep, not a power-on):
 # word 500, inside the ULP's reserved 2040 bytes, above its program (148
 # bytes), written by the CPU only: (local day & 0xFF) << 8 | wakes that day
@@ -43,7 +45,9 @@ def polls(session, hw, window):
     charge of the looks and naps in uAs). Never raises: the wake's
     metering comes first."""
     reader = session.reader
-    nap = hw.lightsleep if hw.lightsleep is not None else hw.clock.delay_ms
+    light = hw.lightsleep is not None
+    nap = hw.lightsleep if light else hw.clock.delay_ms
+    nap_uas = POLL_MS * (NAP_UA if light else _AWAKE_UA) // 1000
     code = None
     uas = LOOK_UAS
     try:
@@ -54,7 +58,7 @@ def polls(session, hw, window):
             nap(POLL_MS)
             waited += POLL_MS
             reader.wake()
-            uas += LOOK_UAS + POLL_MS * NAP_UA // 1000
+            uas += LOOK_UAS + nap_uas
             code = session.poll()
     except Exception as e:  # noqa: BLE001 - a reader fault must not stop the wake
         print("card poll:", repr(e))
