@@ -2,11 +2,12 @@
 #
 # A deep-sleep wake is a fresh boot: main.assemble() has just restored the
 # state, and the ULP pulse source resumed from the mark saved with it. This
-# bills what the ULP counted in sleep, runs the credit policy and the valve,
-# looks for a card (firmware/card/wakepoll.py), opens the reporting window when one is due (firmware/window.py), saves
-# (the mark together with the volume it produced), tells the ULP when to
-# wake the CPU again, and ends in deep sleep. Nothing here runs on a mains
-# board.
+# looks for a card (firmware/card/wakepoll.py), bills what the ULP counted
+# in sleep, runs the credit policy and the valve, opens the reporting window
+# when one is due (firmware/window.py), saves (the mark together with the
+# volume it produced), tells the ULP when to wake the CPU again, and ends in
+# deep sleep, the button armed or not (wakepoll.button_plan). Nothing here
+# runs on a mains board.
 import codes
 from metering.ulpcount import ARM_MAX
 
