@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import wait_for
 from consolekit import Browser, make_app, token, users
 
 from utility import money
@@ -311,6 +312,34 @@ def test_the_alarms_page_shows_recent_alarms_and_silent_meters(app):
     assert "burst" in events and "valve-fault" in events
     assert "tamper" not in events and "credit<" not in events   # a week old; not an alarm
     assert "seq_jump" in page.split('id="headend-alarms"')[1]
+
+
+def test_serve_command_line_runs_the_console_with_waitress(tmp_path):
+    import socket
+    import urllib.error
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen([sys.executable, "-m", "utility.web", "--db", str(tmp_path / "s.sqlite"),
+                          "serve", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "read-only" in p.stdout.readline()
+        url = f"http://127.0.0.1:{port}"
+
+        def get(path):
+            try:
+                return urllib.request.urlopen(url + path, timeout=5)
+            except urllib.error.URLError:
+                return None
+        page = wait_for(lambda: get("/login"), timeout=20, what="the console answering")
+        assert page.status == 200 and b'name="csrf_token"' in page.read()
+        # no login: the meters page sends the browser to the login page
+        assert get("/meters").url.startswith(url + "/login")
+    finally:
+        p.terminate()
+        p.wait(10)
 
 
 def test_adduser_command_line(tmp_path):

@@ -63,7 +63,8 @@ def _ack_category(a):
 
 
 def _refuse(action, target, why):
-    audit.record(current_user.name, action, target, f"refused: {why}", dict(request.form))
+    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    audit.record(current_user.name, action, target, f"refused: {why}", form)
     flash(f"{action} {target}: {why}", "error")
     return render_template("refused.html", why=why), 400
 

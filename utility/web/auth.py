@@ -159,4 +159,4 @@ def operator_required(view):
 
 
 def _target(kwargs):
-    return kwargs.get("meter") or request.form.get("meter") or request.form.get("region")
+    return kwargs.get("meter") or kwargs.get("row_id") or request.form.get("target")
