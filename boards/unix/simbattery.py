@@ -71,7 +71,7 @@ class Script:
             _say("[%s] flow %d L/h%s" % (_hms(t), arg, "" if arg == 0 else
                                          " (the CPU sleeps: the ULP counts the reed contact)"))
         elif action == "press":
-            p.ext1.fired = True          # EXT1, all-low: the press ends the deep sleep
+            p.ext1.fired = p.ext1.armed   # EXT1, all-low: a short press ends the deep sleep
             _say("[%s] the customer presses the button" % _hms(t))
         elif action == "card":
             from boards.unix.mifare_card import ClassicCard
