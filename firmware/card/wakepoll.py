@@ -24,12 +24,13 @@ POLL_MS = const(250)         # a tap takes 50-150 ms: a card is never missed
 # not arm it and lasts at most HELD_CHECK_S.
 BUTTON_WAKES_PER_DAY = const(12)
 HELD_CHECK_S = const(1800)
-# charge, for the cell's count (power.py) and the budget: a look keeps the
-# reader's clock ~0.75 ms and its field ~0.57 ms (model, at 13.5 mA and
-# 73.5 mA: datasheet Table 1 typical) and the CPU ~1 ms (40 mA): 90 uAs; a
-# nap between looks is light sleep, 0.8 mA (ESP32 datasheet), or the CPU
-# awake (40 mA) on a board without light sleep
-LOOK_UAS = const(90)
+# charge, for the cell's count (power.py): a look (or a tap) is charged by
+# its duration at the reader with its field on (73.5 mA: IDDD + IDDA +
+# ITVDD, datasheet Table 1 typical) plus the CPU awake (40 mA): an upper
+# bound, since the field is off while the CPU works between frames; a nap
+# between looks is light sleep, 0.8 mA (ESP32 datasheet), or the CPU awake
+# on a board without light sleep
+LOOK_MA = const(114)
 NAP_UA = const(800)
 _AWAKE_UA = const(40_000)
 # the count lives in RTC slow memory (survives deep sleep, not a power-on):
@@ -48,20 +49,24 @@ def polls(session, hw, window):
     light = hw.lightsleep is not None
     nap = hw.lightsleep if light else hw.clock.delay_ms
     nap_uas = POLL_MS * (NAP_UA if light else _AWAKE_UA) // 1000
+    clock = hw.clock
     code = None
-    uas = LOOK_UAS
+    uas = 0
+    t = clock.ticks_us()
     try:
         code = session.poll()
         waited = 0
         while window and code is None and waited < WINDOW_MS:
             reader.power_down()
+            uas += clock.ticks_diff(clock.ticks_us(), t) * LOOK_MA // 1000 + nap_uas
             nap(POLL_MS)
             waited += POLL_MS
+            t = clock.ticks_us()
             reader.wake()
-            uas += LOOK_UAS + nap_uas
             code = session.poll()
     except Exception as e:  # noqa: BLE001 - a reader fault must not stop the wake
         print("card poll:", repr(e))
+    uas += clock.ticks_diff(clock.ticks_us(), t) * LOOK_MA // 1000
     try:
         reader.hard_power_down()
     except Exception:  # noqa: BLE001 - the board's pull-down holds NRSTPD low anyway

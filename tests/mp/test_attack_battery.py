@@ -116,26 +116,35 @@ def test_attack_a_card_left_on_the_reader_keeps_nothing_awake():
     assert active < 300_000, active                 # < 0.3 s of reader time in two days
 
 
-def test_attack_draining_the_cell_is_counted_so_the_valve_reserve_holds():
-    d = fresh_dir("ab5")
-    plant = _meter(d)
+def _counted_and_drawn(plant, d, press):
+    """One wake (after a press or not): what the cell's count added for its
+    card looks, and what the window's naps and the reader drew."""
     m, hw, s = _boot(plant, d)
-    plant.press_button(60_000)
+    if press:
+        plant.press_button(60_000)
     wake.cycle(m, hw, None, s)
     m, hw, s = _boot(plant, d)
-    assert hw.wake_reason == "button"
     used0, t0 = m.cell.used, m.cell.last
     light0, (active0, field0, _) = plant.light_ms, plant.reader.usage()
-    wake.cycle(m, hw, None, s)                   # a button wake: an 8 s card window, no card
-    assert plant.light_ms - light0 == wakepoll.WINDOW_MS
+    wake.cycle(m, hw, None, s)
     m, hw, s = _boot(plant, d)
     wake.cycle(m, hw, None, s)                   # the next wake counts the sleep after it
     active, field, _ = plant.reader.usage()
-    # what the window drew (light sleep between looks, the reader running,
-    # its field) against what the cell's count added for it
     drawn = ((plant.light_ms - light0) * wakepoll.NAP_UA // 1000
              + (active - active0) * 135 // 10_000 + (field - field0) * 60 // 1000)
     counted = m.cell.used - used0 - 2 * power.WAKE_UAS - (m.cell.last - t0) * power.SLEEP_UA_X10 // 10
+    return counted, drawn, plant.light_ms - light0
+
+
+def test_attack_draining_the_cell_is_counted_so_the_valve_reserve_holds():
+    d = fresh_dir("ab5")
+    plant = _meter(d)
+    counted, drawn, light = _counted_and_drawn(plant, d, True)   # a card window, no card
+    assert light == wakepoll.WINDOW_MS
     # the count never runs behind what a drain costs, so the reserve
     # (power.RESERVE_UAS) closes the valve while a close is still possible
     assert drawn <= counted <= drawn * 3 // 2, (counted, drawn)
+    c, _ = user_card(amount=500_000, seq=1)
+    plant.reader.place(c)                        # a card left on the reader: a tap at every wake
+    counted, drawn, _ = _counted_and_drawn(plant, d, False)
+    assert drawn <= counted <= drawn * 2, (counted, drawn)
