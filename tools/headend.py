@@ -12,8 +12,9 @@ because it imports the firmware's own codec and HMAC (firmware/comms/).
                                           derive the meter's keys (card keys too, given the
                                           vending station's issuer file); write
                                           DIR/secrets.json and DIR/config.json for the meter
-    broker-files DIR [--headend-password PW]
+    broker-files DIR [--headend-password PW] [--ingest-password PW]
                                           Mosquitto password and ACL files for all meters
+                                          (and the ingestion workers' user `ingest`)
     tariff (--region R | --meter ID) --version V --block UPTO_L:PRICE ... [--at EPOCH]
            [--standing UNITS_PER_DAY] [--epoch E]
                                           publish a tariff: a region's is office-signed and
@@ -173,7 +174,7 @@ def parse_blocks(specs):
 
 class HeadEnd:
     def __init__(self, db, master, host="127.0.0.1", port=1883, user=None, password=None,
-                 ca_file=None, client_id=None, persistent=False, office=None):
+                 ca_file=None, client_id=None, persistent=False, office=None, ingest=True):
         self.db_path = str(db)
         self.master = master if isinstance(master, bytes) else read_master(master)
         # the office's P-256 signing key (tools/office.py): region tariffs and
@@ -185,6 +186,10 @@ class HeadEnd:
         # persistent: a fixed client id and a broker-side session, so that
         # telemetry published while the head-end is away is queued for it
         self.persistent = persistent and client_id is not None
+        # ingest=False: ingestion workers (utility/ingest.py) store the
+        # uplink; this head-end takes only OTA block requests from the broker
+        # and finds the acks it waits for in the database
+        self.ingests = ingest
         self.client_id = client_id or f"headend-{secrets.token_hex(3)}"
         self.db = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
         self.db.executescript(SCHEMA)
@@ -277,8 +282,10 @@ class HeadEnd:
                 mark_provisioned(str(d), int(time.time()))
         return sec
 
-    def broker_files(self, out_dir, headend_password):
-        """Mosquitto password_file and acl_file for every provisioned meter."""
+    def broker_files(self, out_dir, headend_password, ingest_password=None):
+        """Mosquitto password_file and acl_file for every provisioned meter;
+        with ingest_password also user `ingest`, which reads the uplink
+        (utility/ingest.py: run the broker with --admin headend --admin ingest)."""
         sys.path.insert(0, str(ROOT / "tools"))
         from broker import meter_acl, password_line
         d = Path(out_dir)
@@ -286,8 +293,12 @@ class HeadEnd:
         meters = dict(self.db.execute("SELECT id, region FROM meters ORDER BY id").fetchall())
         lines = [password_line(m, self.mqtt_password(m)) for m in meters]
         lines.append(password_line("headend", headend_password))
+        readers = []
+        if ingest_password:
+            lines.append(password_line("ingest", ingest_password))
+            readers.append("ingest")
         (d / "passwd").write_text("\n".join(lines) + "\n")
-        (d / "acl").write_text(meter_acl(meters, ["headend"]))
+        (d / "acl").write_text(meter_acl(meters, ["headend"], readers))
         return d / "passwd", d / "acl"
 
     # ---------------- broker connection ----------------
@@ -331,8 +342,8 @@ class HeadEnd:
     def _on_connect(self, client, userdata, flags, rc, props=None):
         self._rc = rc
         if rc == 0:
-            client.subscribe([("m/+/t", 1), ("m/+/e", 1), ("m/+/s", 1), ("m/+/a", 1),
-                              ("m/+/or", 0)])
+            uplink = [("m/+/t", 1), ("m/+/e", 1), ("m/+/s", 1), ("m/+/a", 1)] if self.ingests else []
+            client.subscribe(uplink + [("m/+/or", 0)])
         else:
             client.disconnect()   # refused: no point in retrying with the same credentials
         self._connected.set()
@@ -348,21 +359,23 @@ class HeadEnd:
 
     # ---------------- ingestion ----------------
     def ingest(self, meter, chan, payload):
+        """Store one uplink message; returns how many records (an ack: 1) it added."""
         now = time.time()
         if chan in ("t", "e", "a") and not codec.verify_up(self.uplink_key(meter),
                                                            f"m/{meter}/{chan}", payload):
             # not signed by this meter's uplink key: dropped, and flagged
             self.alarm(meter, "forged_uplink", f"{chan}: {len(payload)} bytes")
-            return
+            return 0
         if chan == "a":
             a = codec.parse_ack(payload)
             sent = self._sent.get((meter, a["n"]))
             if a["n"] and sent is not None and sent != a["h"]:
                 self.alarm(meter, "ack_mismatch", f"n={a['n']}")
-                return
+                return 0
             with self._cond:
+                self._lock_meter(meter)
                 if isinstance(a["detail"], dict) and a["detail"].get("id") == meter:
-                    self._check_registers(meter, a["detail"])   # a get state
+                    self._check_registers(meter, a["n"], a["detail"])   # a get state
                 self.db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?)",
                                 (meter, a["n"], a["code"], a["val"], json.dumps(a["detail"]), now))
                 self._settle(meter, a, now)
@@ -371,22 +384,23 @@ class HeadEnd:
                 self._cond.notify_all()
             for fn in self.on_ack:
                 fn(meter, a)
-            return
+            return 1
         if chan == "s":
             with self._lock:
                 self.db.execute("UPDATE meters SET online = ?, last_seen = ? WHERE id = ?",
                                 (1 if payload[:1] == b"1" else 0, now, meter))
                 self.db.commit()
-            return
+            return 0
         if chan == "or":
             if self.ota is not None:
                 self.ota.serve(meter, payload)   # a block of the image a meter asks for
-            return
+            return 0
         if chan not in ("t", "e"):
-            return
+            return 0
         recs = codec.unbatch(payload)
         taken = []
         with self._lock:
+            self._lock_meter(meter)
             for r in recs:
                 verdict = self._admit(meter, r) if r["kind"] != codec.BATT else "ok"
                 if verdict:
@@ -397,6 +411,7 @@ class HeadEnd:
         for fn in self.on_record:
             for r in taken:
                 fn(meter, r)
+        return len(taken)
 
     # registers of `get state` that never go back on a genuine meter (the
     # command counter is saved before a command acts, outbox sequences and
@@ -405,9 +420,25 @@ class HeadEnd:
     # (the counter shows it only to a get with an n the meter saw before).
     REGISTERS = (("n", 0), ("oq", 0), ("evs", 0), ("ml", POWER_CUT_ML))
 
-    def _check_registers(self, meter, d):
+    def _lock_meter(self, meter):
+        """Begin the transaction that admits and stores one message of this
+        meter, holding a lock that another process (a second ingestion
+        worker) storing the same meter waits for until the commit: SQLite's
+        write lock, taken at BEGIN IMMEDIATE; so the checks read what is stored."""
+        if self.db.in_transaction:
+            self.db.commit()
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def _check_registers(self, meter, n, d):
         """Raise alarm `rollback` if a reported register is below the
-        highest this meter reported before; keep the high marks."""
+        highest this meter reported before; keep the high marks. Judged
+        only for the newest answer (command counter n above the last one
+        judged, mark "ack"): two workers may store an older answer last."""
+        row = self.db.execute("SELECT hi FROM marks WHERE meter = ? AND reg = 'ack'",
+                              (meter,)).fetchone()
+        if row is not None and n < row[0]:
+            return
+        self.db.execute("INSERT OR REPLACE INTO marks VALUES (?, 'ack', ?)", (meter, n))
         for reg, slack in self.REGISTERS:
             v = d.get(reg)
             if not isinstance(v, int) or isinstance(v, bool):
@@ -415,15 +446,17 @@ class HeadEnd:
             row = self.db.execute("SELECT hi FROM marks WHERE meter = ? AND reg = ?",
                                   (meter, reg)).fetchone()
             if row is not None and v < row[0] - slack:
-                self.alarm(meter, "rollback", f"{reg} {v} after {row[0]}")
+                self.alarm(meter, "rollback", f"{reg} {v} after {row[0]}", commit=False)
             elif row is None or v > row[0]:
                 self.db.execute("INSERT OR REPLACE INTO marks VALUES (?, ?, ?)", (meter, reg, v))
 
-    def alarm(self, meter, kind, detail=""):
+    def alarm(self, meter, kind, detail="", commit=True):
+        """Record a head-end alarm; commit=False: in the caller's transaction."""
         with self._lock:
             self.db.execute("INSERT INTO alarms VALUES (?, ?, ?, ?)",
                             (meter, kind, detail, time.time()))
-            self.db.commit()
+            if commit:
+                self.db.commit()
         print(f"headend: ALARM {meter} {kind} {detail}", file=sys.stderr)
 
     def alarms(self, meter):
@@ -455,32 +488,40 @@ class HeadEnd:
         None drop it (a repeat of a stored one; or, with an alarm, another
         record under a stored sequence or a jump beyond what an outbox
         holds), "back" store it with an alarm but leave the meters row (a
-        register went backwards: docs/SECURITY.md S6), "ok" store it."""
+        register went backwards: docs/SECURITY.md S6), "ok" store it.
+        Registers are compared in outbox order (seq), not in the order of
+        storing, which two ingestion workers do not keep: a pair of records
+        whose register went down as seq went up raises the alarm whichever
+        of the two is stored last."""
         row = self._stored(meter, r)
         if row is not None:
             if tuple(row) != self._content(r):
-                self.alarm(meter, "seq_conflict", f"seq {r['seq']}")
+                self.alarm(meter, "seq_conflict", f"seq {r['seq']}", commit=False)
             return None
         top = self.db.execute(
             "SELECT MAX(s) FROM (SELECT MAX(seq, COALESCE(last_seq, 0)) AS s FROM telemetry "
             "WHERE meter = ? UNION ALL SELECT seq FROM events WHERE meter = ?)",
             (meter, meter)).fetchone()[0] or 0
         if r["seq"] > top + OUTBOX_SPAN:
-            self.alarm(meter, "seq_jump", f"seq {r['seq']} after {top}")
+            self.alarm(meter, "seq_jump", f"seq {r['seq']} after {top}", commit=False)
             return None
         if r["kind"] == codec.EVENT:
-            hi = self.db.execute("SELECT MAX(evs) FROM events WHERE meter = ?",
-                                 (meter,)).fetchone()[0]
-            if hi is not None and r["evs"] < hi:
-                self.alarm(meter, "rollback", f"event {r['evs']} after {hi} (seq {r['seq']})")
-                return "back"
-            return "ok"
-        ml = r["ml"] if r["kind"] == codec.TELE else r["ml1"]
-        hi = self.db.execute("SELECT MAX(ml) FROM telemetry WHERE meter = ?",
-                             (meter,)).fetchone()[0]
-        if hi is not None and ml < hi - POWER_CUT_ML:
-            self.alarm(meter, "rollback", f"volume {ml} mL after {hi} mL (seq {r['seq']})")
+            table, v, slack, what = "events", r["evs"], 0, "event"
+        else:
+            table, slack, what = "telemetry", POWER_CUT_ML, "volume"
+            v = r["ml"] if r["kind"] == codec.TELE else r["ml1"]
+        col = "evs" if table == "events" else "ml"
+        before, after = self.db.execute(
+            f"SELECT (SELECT MAX({col}) FROM {table} WHERE meter = ? AND seq < ?), "
+            f"(SELECT MIN({col}) FROM {table} WHERE meter = ? AND seq > ?)",
+            (meter, r["seq"], meter, r["seq"])).fetchone()
+        if before is not None and v < before - slack:
+            self.alarm(meter, "rollback", f"{what} {v} after {before} (seq {r['seq']})", commit=False)
             return "back"
+        if after is not None and after < v - slack:
+            # the later record, stored already, is the one that went back
+            self.alarm(meter, "rollback", f"{what} {after} after {v} (seq {r['seq']} stored late)",
+                       commit=False)
         return "ok"
 
     def _store(self, meter, r, now, current=True):
@@ -611,13 +652,28 @@ class HeadEnd:
         deadline = time.monotonic() + timeout
         with self._cond:
             while (meter, n) not in self._acks:
+                if not self.ingests:
+                    a = self._stored_ack(meter, n)   # stored by an ingestion worker
+                    if a is not None:
+                        self._acks[(meter, n)] = a
+                        break
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise NoAck(f"no ack from {meter} for command {n} within {timeout}s")
-                self._cond.wait(left)
+                self._cond.wait(left if self.ingests else min(left, 0.05))
             a = dict(self._acks[(meter, n)])
         a["result"] = codes.result_name(a["code"])
         return a
+
+    def _stored_ack(self, meter, n):
+        """The newest stored ack of command n, if it came after the command was sent."""
+        row = self.db.execute(
+            "SELECT a.n, a.code, a.val, a.detail FROM acks a JOIN commands c ON c.meter = a.meter "
+            "AND c.n = a.n WHERE a.meter = ? AND a.n = ? AND a.received >= c.sent "
+            "ORDER BY a.received DESC LIMIT 1", (meter, n)).fetchone()
+        if row is None:
+            return None
+        return {"n": row[0], "code": row[1], "val": row[2], "detail": json.loads(row[3])}
 
     def resync_counter(self, meter, value):
         """Raise the meter's counter to value (e * 2^32 + n), the counter an
@@ -904,6 +960,7 @@ def main(argv=None):
     p = sub.add_parser("broker-files")
     p.add_argument("dir")
     p.add_argument("--headend-password", required=True)
+    p.add_argument("--ingest-password", help="also the ingestion workers' user `ingest`")
     p = sub.add_parser("tariff")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--region", type=int)
@@ -1017,7 +1074,7 @@ def _run(args):
         print(f"provisioned {args.meter} in region {args.region}{where}")
         return 0
     if args.cmd == "broker-files":
-        pw, acl = he.broker_files(args.dir, args.headend_password)
+        pw, acl = he.broker_files(args.dir, args.headend_password, args.ingest_password)
         print(f"wrote {pw} and {acl}")
         return 0
     if args.cmd == "meters":
