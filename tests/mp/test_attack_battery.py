@@ -14,6 +14,7 @@ from card import wakepoll
 from card.keys import testing_meter_keys
 from meter import WHY_NONE
 from test_card_rig import user_card, card
+import codes
 
 DAY_MS = 86_400_000
 PRICE_L = 350
@@ -148,3 +149,23 @@ def test_attack_draining_the_cell_is_counted_so_the_valve_reserve_holds():
     plant.reader.place(c)                        # a card left on the reader: a tap at every wake
     counted, drawn, _ = _counted_and_drawn(plant, d, False)
     assert drawn <= counted <= drawn * 2, (counted, drawn)
+
+
+def test_attack_pulling_the_battery_is_logged_for_the_head_end():
+    d = fresh_dir("ab6")
+    plant = _meter(d)
+
+    def ups(m):
+        return [e[3] for e in m.log.recent(50) if e[2] == codes.EV_POWER_UP]
+
+    m, hw, s = _boot(plant, d)
+    before = ups(m)
+    wake.cycle(m, hw, None, s)                   # a deep-sleep wake: no power-up
+    m, hw, s = _boot(plant, d)
+    assert ups(m) == before
+    plant.brown_out()                            # the cell pulled and put back
+    m, hw, s = _boot(plant, d)
+    assert ups(m) == before + [1]
+    plant.cpu_reset()
+    m, hw, s = _boot(plant, d)
+    assert ups(m) == before + [1, 2]
