@@ -111,7 +111,9 @@ def attach(meter, hw, link, board):
     except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
         meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
         u.p = {"st": 0}
-    u.announce()
     o = Ota(u, meter, hw)
+    if u.reset_due:
+        o._reset()                    # the validated slot set to boot again: before any task starts
+    u.announce()
     link.ota = o
     return o
