@@ -84,12 +84,11 @@ def _wake_reason():
 
 
 def _deepsleep_on(button_gpio):
-    def deepsleep(ms, button=True):
+    def deepsleep(ms):
         import esp32
         esp32.wake_on_ulp(True)
-        # an empty tuple clears EXT1 (modesp32.c: None would keep the pins)
-        pins = (machine.Pin(button_gpio),) if button and button_gpio is not None else ()
-        esp32.wake_on_ext1(pins, esp32.WAKEUP_ALL_LOW)
+        if button_gpio is not None:
+            esp32.wake_on_ext1((machine.Pin(button_gpio),), esp32.WAKEUP_ALL_LOW)
         machine.deepsleep(ms)
     return deepsleep
 
