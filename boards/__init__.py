@@ -31,8 +31,9 @@ class Hardware:
     ulp_ram          battery boards: RTC slow memory of the ULP pulse counter,
                      word(i) / set_word(i, v) (boards/ulp.py), else None
     ulp_fresh        True when the ULP count started again from zero at this boot
-    deepsleep        battery boards: deepsleep(ms) ends this wake (the next is a
-                     fresh boot), else None: the board runs all the time
+    deepsleep        battery boards: deepsleep(ms, button=True) ends this wake (the
+                     next is a fresh boot; button: the button may end the sleep),
+                     else None: the board runs all the time
     wake_reason      battery boards: why this boot ran ("power", "ulp", "timer",
                      "button", "reset")
     lightsleep       battery boards: lightsleep(ms), the CPU stopped with RAM kept

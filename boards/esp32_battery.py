@@ -84,11 +84,12 @@ def _wake_reason():
 
 
 def _deepsleep_on(button_gpio):
-    def deepsleep(ms):
+    def deepsleep(ms, button=True):
         import esp32
         esp32.wake_on_ulp(True)
-        if button_gpio is not None:
-            esp32.wake_on_ext1((machine.Pin(button_gpio),), esp32.WAKEUP_ALL_LOW)
+        # an empty tuple clears EXT1 (modesp32.c: None would keep the pins)
+        pins = (machine.Pin(button_gpio),) if button and button_gpio is not None else ()
+        esp32.wake_on_ext1(pins, esp32.WAKEUP_ALL_LOW)
         machine.deepsleep(ms)
     return deepsleep
 

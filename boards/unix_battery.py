@@ -49,6 +49,7 @@ class _Ext1:
     def __init__(self, clock):
         self.at_us = None
         self.fired = False
+        self.armed = True
         clock.attach(self)
 
     def next_event_us(self, now):
@@ -60,7 +61,7 @@ class _Ext1:
     def at(self, t):
         if self.at_us is not None and t >= self.at_us:
             self.at_us = None
-            self.fired = True
+            self.fired = self.armed     # a press with EXT1 off wakes nothing
 
 
 class Plant:
@@ -80,6 +81,7 @@ class Plant:
         self.reed = ReedContact(self.clock, self.flow, bounce_us, 500)
         self.ulp = UlpEmu(self.clock, {PULSE_RTC_IO: self.reed})
         self.ext1 = _Ext1(self.clock)
+        self.button = SimPin("button", IN, PULL_UP)   # the customer's finger holds it low
         # the card reader and the cards at it outlive a boot; NRSTPD has a
         # pull-down on the board, so the reader is in hard power-down
         # whenever the CPU does not drive the pin (deep sleep, reset)
@@ -108,13 +110,18 @@ class Plant:
         """The customer presses the button after_ms into the next sleep."""
         self.ext1.at_us = None if after_ms is None else self.clock.now_us() + after_ms * 1000
 
-    def deepsleep(self, ms):
+    def hold_button(self, held):
+        """The button held down (True) or let go."""
+        self.button.drive(0 if held else 1)
+
+    def deepsleep(self, ms, button=True):
         self.awake_ms += self.clock.now_ms() - self._boot_ms - (self.light_ms - self._boot_light)
         self.card_rst.value(0)        # the pads float: the pull-down holds NRSTPD low
         ulp = self.ulp
         ext1 = self.ext1
         ulp.cpu_asleep = True
-        ext1.fired = False
+        ext1.armed = button
+        ext1.fired = button and not self.button.value()   # EXT1 wakes on the level: held, at once
         # event by event: the sleep ends at the ULP run or the press that woke the CPU
         self.sleep_ms += self.clock.advance_until(ms, lambda: not ulp.cpu_asleep or ext1.fired)
         self.wake_reason = "button" if ext1.fired else "timer" if ulp.cpu_asleep else "ulp"
@@ -169,7 +176,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         valve_cfg={"type": "latching", "pulse_ms": 50, "settle_ms": 200},
         valve_fb_open_pin=plant.fb_open,
         valve_fb_closed_pin=plant.fb_closed,
-        button=SimPin("button", IN, PULL_UP),
+        button=plant.button,
         card_spi=plant.card_spi,
         card_cs=plant.card_cs,
         card_rst=plant.card_rst,

@@ -170,3 +170,4 @@ OTA_SELFTEST_FAILED = const(9)  # detail: which check (ota/selftest.py); the res
 OTA_ROLLED_BACK = const(10)    # the old image runs again after a trial that did not confirm
 OTA_RUNNING = const(11)        # at boot, when it changed: the version now running; detail: update state
 OTA_TAMPER = const(12)         # a peripheral check failed on the new image and on the old one: hardware, not the image; detail: which check
+OTA_WRONG_SLOT = const(13)     # at boot, the bootloader started another slot than the one validated last (otadata erased or put back): set_boot back to it and reset; detail: 0, or the result code when that image no longer checks

@@ -100,7 +100,12 @@ def assemble(hw, cfg=None):
         meter.cell = CellEstimate(hw.battery)     # restored with the state below
         detector.cell = meter.cell
         meter.window = Schedule()
-    log.add(codes.EV_POWER_UP, 0)
+    # a battery board's deep-sleep wakes are not power-ups; its power-on (a
+    # cell put in, or pulled and put back) is arg 1, a CPU reset arg 2
+    if hw.deepsleep is None:
+        log.add(codes.EV_POWER_UP, 0)
+    elif hw.wake_reason in ("power", "reset"):
+        log.add(codes.EV_POWER_UP, 1 if hw.wake_reason == "power" else 2)
     if not meter.restore(_exists(hw.state_dir + "/secrets.json")):
         meter.save()
     attach_office(meter, hw)

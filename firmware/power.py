@@ -10,7 +10,9 @@
 import codes
 from metering.detect import BATTERY_LOW, BATTERY_CUT
 
-SLEEP_UA_X10 = const(221)      # deep sleep + ULP + LCD asleep + pull-up + divider: 22.1 uA
+# deep sleep + ULP + LCD asleep + pull-up + divider (22.1 uA) + the card
+# reader in hard power-down (5 uA, the MFRC522 datasheet's maximum)
+SLEEP_UA_X10 = const(271)
 WAKE_UAS = const(24_000)       # a wake: 40 mA for 600 ms
 RADIO_MA = const(120)          # Wi-Fi on in a reporting window (uAs per ms on)
 WINDOW_UAS = const(600_000)    # a typical window: 5 s of radio (reserve sizing only)
@@ -77,15 +79,17 @@ class CellEstimate:
             log.add(codes.EV_LOW_BATTERY, lvl << 8 | self.level_pct())
         return (BATTERY_LOW if lvl else 0) | (BATTERY_CUT if lvl == LEVEL_RESERVE else 0)
 
-    def wake(self, now, radio_ms=None, valve_pulses=0):
+    def wake(self, now, radio_ms=None, valve_pulses=0, card_uas=0):
         """Count the sleep since the last count and this wake's work: the
         radio's on-time of a reporting window (None: no window; on a chip
-        it includes joining the network), and the valve's coil pulses."""
+        it includes joining the network), the valve's coil pulses and the
+        card reader's looks (card/wakepoll.py's charge of them)."""
         if not self.since:
             self.since = self.last = now
         slept = now - self.last if now > self.last else 0
         radio = radio_ms * RADIO_MA if radio_ms else 0
-        self.used += slept * SLEEP_UA_X10 // 10 + WAKE_UAS + radio + valve_pulses * VALVE_UAS
+        self.used += (slept * SLEEP_UA_X10 // 10 + WAKE_UAS + radio + valve_pulses * VALVE_UAS
+                      + card_uas)
         self.last = now
 
     def millivolts(self):

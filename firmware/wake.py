@@ -2,11 +2,12 @@
 #
 # A deep-sleep wake is a fresh boot: main.assemble() has just restored the
 # state, and the ULP pulse source resumed from the mark saved with it. This
-# bills what the ULP counted in sleep, runs the credit policy and the valve,
-# looks for a card (firmware/card/wakepoll.py), opens the reporting window when one is due (firmware/window.py), saves
-# (the mark together with the volume it produced), tells the ULP when to
-# wake the CPU again, and ends in deep sleep. Nothing here runs on a mains
-# board.
+# looks for a card (firmware/card/wakepoll.py), bills what the ULP counted
+# in sleep, runs the credit policy and the valve, opens the reporting window
+# when one is due (firmware/window.py), saves (the mark together with the
+# volume it produced), tells the ULP when to wake the CPU again, and ends in
+# deep sleep, the button armed or not (wakepoll.button_plan). Nothing here
+# runs on a mains board.
 import codes
 from metering.ulpcount import ARM_MAX
 
@@ -84,13 +85,15 @@ def _window(meter, hw, make_link):
 
 
 def _card(meter, hw, cards):
-    """This wake's look for a card (a window of looks on a button wake)."""
+    """This wake's look for a card (a window of looks on a button wake).
+    Returns its charge in uAs."""
     from card.wakepoll import polls
     from card.records import CARD_USER
-    code = polls(cards, hw, hw.wake_reason == "button")
+    code, uas = polls(cards, hw, hw.wake_reason == "button")
     # as main.card_task: a user at the reader confirms reopening after a top-up
     if code in (codes.ACCEPTED, codes.USED) and cards.last[1] == CARD_USER:
         meter.confirm()
+    return uas
 
 
 def work(meter, hw, make_link=None, cards=None):
@@ -98,16 +101,20 @@ def work(meter, hw, make_link=None, cards=None):
     policy and the valve to rest, open the reporting window when one is due
     (only with make_link, the link's builder), save, arm the ULP. Returns
     the milliseconds to sleep."""
+    card_uas = 0
     if cards is not None:
         # first, while the reader is still on from the driver's start: a
         # credit tapped now reaches the policy and the valve of this wake
-        _card(meter, hw, cards)
+        card_uas = _card(meter, hw, cards)
     pulses = _settle(meter, hw)
+    if hw.wake_reason == "button" and meter.awaiting_confirm:
+        meter.confirm()                  # a press confirms a reopening, as main.button_task
+        pulses += _settle(meter, hw)
     radio_ms = _window(meter, hw, make_link) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve
     if meter.cell is not None:
-        meter.cell.wake(meter.clock.time(), radio_ms, pulses)
+        meter.cell.wake(meter.clock.time(), radio_ms, pulses, card_uas)
     meter.save()      # durable before the ULP is told anything new
     meter.pulses.wake_after(pulses_left(meter))
     return sleep_s(meter) * 1000
@@ -118,5 +125,10 @@ def cycle(meter, hw, make_link=None, cards=None):
     next wake boots afresh); on the unix board it does, and the meter is
     returned to the simulator."""
     ms = work(meter, hw, make_link, cards)
-    hw.deepsleep(ms)
+    button = hw.button is not None
+    if button:
+        from card.wakepoll import button_plan
+        day = (meter.clock.time() + meter.cfg["tz"]) // _DAY_S
+        ms, button = button_plan(hw, ms, day)
+    hw.deepsleep(ms, button)
     return meter

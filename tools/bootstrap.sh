@@ -4,7 +4,9 @@
 #    broker with TLS and ACLs), postgresql (the store's tests start a throw-away server from
 #    its binaries, tests/host/pgserver.py), python3-venv where the Python has no ensurepip. As root they
 #    are installed with apt-get (one `apt-get update` first); otherwise the script names the
-#    package and fails, so no test is skipped for want of it.
+#    package and fails, so no test is skipped for want of it. chromium and
+#    chromium-driver: the console's browser tests (tests/host/test_console_browser.py)
+#    drive Debian's headless Chromium through /usr/bin/chromedriver.
 #    (`--system-only`: stop after this step.)
 #  - .venv from requirements-dev.txt (every package pinned), rebuilt when that file changes
 #  - umqtt.simple for the unix port in build/lib (tools/fetch_umqtt.py)
@@ -23,6 +25,8 @@ has_postgresql() { compgen -G "$PG_LIB/*/bin/initdb" >/dev/null; }
 need=()
 has_mosquitto || need+=(mosquitto)
 has_postgresql || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 if [ ! -x .venv/bin/python ] && ! python3 -c "import ensurepip" 2>/dev/null; then
     need+=("python3-venv")
 fi

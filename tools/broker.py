@@ -19,7 +19,12 @@ Secured mode (Mosquitto only), as a utility would run it for meters:
   must validate the server against the CA.
 - Per-user passwords: a Mosquitto password file (salted SHA-512, "$6$").
 - ACL: `meter_acl` gives each meter its own topics only (pattern lines with
-  %u) and read access to its region's tariff; admins may use everything.
+  %u) and read access to its region's tariff; admins may use everything;
+  readers (the ingestion workers' user, utility/ingest.py) read the
+  meters' uplink only. Put readers in `admins=` of Broker (or --admin) so
+  they connect on the head-end's listener.
+- Queues: a session holds up to MAX_QUEUED QoS 1 messages beyond those in
+  flight (`max_queued_messages`).
 - Client ids: with passwords, meters and the head-end get separate
   listeners (b.port and b.admin_port) with separate users; the meters'
   listener replaces a client's id by its user name
@@ -68,6 +73,12 @@ from pathlib import Path
 # limit as the meter's comms.net.MAX_PACKET.
 MAX_PACKET = 4096
 
+# QoS 1 messages Mosquitto queues per session beyond those in flight (its
+# default is 1000, and it drops the rest). An ingestion worker that is down
+# keeps receiving its round-robin share of the uplink into its session
+# (docs/HEADEND.md §Ingestion): this is what one slot can hold meanwhile.
+MAX_QUEUED = 200_000
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -82,13 +93,20 @@ def mosquitto_path():
     return shutil.which("mosquitto", path=os.pathsep.join([os.environ.get("PATH", ""), sbin]))
 
 
-def meter_acl(meters: dict, admins=("headend",)) -> str:
+# what an ingestion worker (utility/ingest.py) reads: the meters' uplink
+UPLINK_TOPICS = ("m/+/t", "m/+/e", "m/+/s", "m/+/a")
+
+
+def meter_acl(meters: dict, admins=("headend",), readers=()) -> str:
     """ACL text: meters {id: region} may publish telemetry, events, status
     and acks and read commands under m/<own id>/, and read their region's
-    tariff; admins read and write everything under m/ and r/."""
+    tariff; admins read and write everything under m/ and r/; readers (the
+    ingestion workers' user) read the meters' uplink and write nothing."""
     lines = []
     for a in admins:
         lines += [f"user {a}", "topic readwrite m/#", "topic readwrite r/#", ""]
+    for u in readers:
+        lines += [f"user {u}", *(f"topic read {t}" for t in UPLINK_TOPICS), ""]
     for mid, region in meters.items():
         lines += [f"user {mid}", f"topic read r/{region}/tariff", f"topic read r/{region}/fleet",
                   f"topic read r/{region}/ota", ""]
@@ -188,7 +206,7 @@ class Broker:
         lines = ["log_dest stderr", "log_type error", "log_type warning", "log_type notice",
                  # the meter refuses anything larger itself (docs/PROTOCOL.md §1);
                  # the broker disconnects a publisher of a larger packet first
-                 f"max_packet_size {MAX_PACKET}"]
+                 f"max_packet_size {MAX_PACKET}", f"max_queued_messages {MAX_QUEUED}"]
         if self.persistence:
             # sessions and queued QoS 1 messages survive a restart, as in production
             lines += ["persistence true", f"persistence_location {d}/", "autosave_interval 1"]

@@ -192,6 +192,9 @@ def utility(line, he, broker, cards):
             print(f"[headend] top-up not sent: {e}", flush=True)
     elif words[0] == "!headend" and words[1] in ("ota", "ota-forged", "ota-check"):
         ota_request(words[1:], he)
+    elif words[0] == "!sync":                      # the simulator waits until the broker has it all
+        he.flush()
+        return True
     elif words[0] == "!outage" and words[1] == "start":
         broker.stop()
         print("[sim] broker down: the meter meters on, telemetry waits in its outbox", flush=True)
@@ -295,8 +298,16 @@ def main(argv=None):
         cmd = [args.micropython] + (["-X", "heapsize=" + args.heap] if args.heap else [])
         if args.ram_probe:
             cmd.append(str(ROOT / "bench" / "mp_ramprobe.py"))
-        cmd += [str(ROOT / "boards" / "unix" / "simrun.py"), args.scenario,
-                "--speed", str(args.speed), "--state", args.state]
+        if args.scenario == "battery":
+            # the battery board: a boot per wake (boards/unix/simbattery.py),
+            # the ULP program assembled as for a deploy (tools/ulp_build.py)
+            from ulp_build import build as build_ulp
+            ulp = build_ulp(Path(args.state) / "counter.ulp")
+            cmd += [str(ROOT / "boards" / "unix" / "simbattery.py"), args.scenario,
+                    "--state", args.state, "--ulp", str(ulp)]
+        else:
+            cmd += [str(ROOT / "boards" / "unix" / "simrun.py"), args.scenario,
+                    "--speed", str(args.speed), "--state", args.state]
         if args.interactive:
             cmd.append("--interactive")
         while True:

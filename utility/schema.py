@@ -18,7 +18,6 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -54,6 +53,7 @@ meters = Table(
     Column("last_seq", Int, server_default="0"),
     Column("t", Int), Column("ml", Int), Column("bal", Int), Column("flow", Int),
     Column("flags", Int), Column("tv", Int), Column("rssi", Int),
+    Column("building", Text),           # where it is installed (console: regions and buildings)
     Index(None, "region"),
 )
 
@@ -101,14 +101,6 @@ history = Table(
     Column("dml", Int), Column("tc", Int), Column("chg", Int), Column("bal", Int),
     Column("received", Float),
     Index(None, "kind", "t"),           # per region by day: joined with meters.region
-)
-
-# a battery meter's newest cell record (PROTOCOL.md §3.3): one row per meter
-battery = Table(
-    "battery", metadata,
-    Column("meter", Text, primary_key=True),
-    Column("t", Int), Column("mv", Int), Column("pct", Int), Column("days", Int),
-    Column("received", Float),
 )
 
 marks = Table(
@@ -171,32 +163,21 @@ rollouts = Table(
     Column("grp", Integer), Column("status", Text), Column("sha", Text), Column("started", Float),
 )
 
-# what a head-end needs to carry a rollout on after a restart (tools/rollout.py)
-rollout_plans = Table(
-    "rollout_plans", metadata,
-    Column("version", Int, primary_key=True, autoincrement=False),
-    Column("board", Text, primary_key=True),
-    Column("region", Int, primary_key=True, autoincrement=False),
-    Column("image", LargeBinary),
-    Column("params", Text),                     # JSON: the rules (tools/rollout.py RULES)
-)
-
 # ---------------- money ----------------
 # One row per credit or charge, each under the key of what caused it, so a
 # second delivery of the same ack, payment or history record adds nothing.
-# amount is never negative; source says which way it goes (docs/HEADEND.md §1.3):
 #   source  ref             amount
-#   topup   ACCOUNT/SEQ     credit the meter applied (ack accepted or used)
-#   arrears SEQ             debt added to the meter's register (ack of `debt`)
+#   topup   ACCOUNT/SEQ     credit applied by the meter (ack applied)
+#   arrears SEQ             debt added (ack of `debt`)
 #   charge  d/SEQ           water charged on the meter's day SEQ (daily history chg)
-#   refund  PAYMENT_ID      money paid back for a payment whose credit was refused
+#   refund  PAYMENT_ID      money back for a payment whose credit was refused
 ledger = Table(
     "ledger", metadata,
     _id(),
     Column("meter", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("ref", Text, nullable=False),
-    Column("amount", Int, nullable=False),      # money units, >= 0
+    Column("amount", Int, nullable=False),      # money units; credit +, charge and refund -
     Column("t", Int),                           # meter time, when known
     Column("recorded", Float, nullable=False),
     UniqueConstraint("meter", "source", "ref"),
@@ -237,6 +218,7 @@ audit = Table(
     Column("action", Text, nullable=False),
     Column("target", Text),
     Column("detail", JSON),
+    Column("result", Text),             # what the action came to (pending until it ends)
     Index(None, "at"),
 )
 
@@ -250,6 +232,9 @@ scheduled_tariffs = Table(
     Column("due", Float, nullable=False),       # when to publish
     Column("published", Float),                 # NULL until published
     Column("by_user", Text),
+    # pending -> publishing -> published | refused | failed, or cancelled (console)
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("result", Text),
     CheckConstraint("(region IS NULL) <> (meter IS NULL)", name="scope"),
     Index(None, "published", "due"),
 )

@@ -95,5 +95,29 @@ OTA = (
      (960, "end", 0)],
 )
 
+# A day of a battery meter (docs/BATTERY.md): boards/unix/simbattery.py plays
+# it on the unix battery board, asleep but for its wakes. From Monday 00:00;
+# each step happens while the meter sleeps, so the ULP counts the water and
+# a top-up waits at the broker. Actions: flow (L/h), press (the button: an
+# EXT1 wake), card NAME / remove (a card from the vending tool at the
+# reader), headend (topup N: the head-end sends an online top-up), note, end.
+BATTERY_START = const(1767571200)
+
+BATTERY = [
+    (0, "note", "a new cell: the power-on window announces the meter; no credit, valve closed"),
+    (1200, "headend", "topup 100000"),    # 1.00 bought online at 00:20: waits for the night's window
+    (25200, "press", 0),                  # 07:00 the customer presses: confirms the reopening, polls
+    (25500, "flow", 600),                 # 07:05 a shower, 60 L
+    (25860, "flow", 0),
+    (32400, "press", 0),                  # 09:00 press, then the user card (5.00 from the office):
+    (32402, "card", "user"),              # read in the press's card window
+    (32420, "remove", 0),
+    (43200, "headend", "topup 200000"),   # 12:00 2.00 more online ...
+    (43500, "press", 0),                  # ... 12:05 a press fetches it now, not tonight
+    (61200, "flow", 1500),                # 17:00 the garden hose runs the credit out: the ULP wakes the CPU
+    (68400, "flow", 0),                   # 19:00 the hose is turned off (the valve closed long before)
+    (108000, "end", 0),                   # 06:00 the next day, after the night's window
+]
+
 SCENARIOS = {"day": (START, DAY), "quick": (START, QUICK), "night": (NIGHT_START, NIGHT),
-             "ota": (START, OTA)}
+             "ota": (START, OTA), "battery": (BATTERY_START, BATTERY)}

@@ -79,6 +79,7 @@ class MqttLink:
         self.t_ota_region = tp["ota"].encode()
         self.t_ota_req = tp["or"].encode()
         self.ota = None                  # ota.Ota when the board has OTA slots (firmware/ota)
+        self._ota_done = False           # this step's ota.step ran (on the connected path)
         self.client = None
         self.connected = False           # subscribed: commands can arrive
         self.backoff_ms = BACKOFF_MIN_MS
@@ -333,6 +334,14 @@ class MqttLink:
     # ---------------- the step ----------------
     def step(self):
         """One short, bounded turn of the link; called from the comms task."""
+        self._ota_done = False
+        self._turn()
+        if self.ota is not None and not self._ota_done:
+            # offline too: a new image's trial waits for the link only
+            # TRIAL_WAIT_MS, then fails its link check and rolls back
+            self.ota.step(self)
+
+    def _turn(self):
         rt = self.rt
         now = rt.ticks_ms()
         self._report_due()
@@ -368,6 +377,7 @@ class MqttLink:
             if self.connected:
                 self._drain(c)
             if self.ota is not None:
+                self._ota_done = True
                 self.ota.step(self)
             ka = self.cfg["mqtt"].get("keepalive", 60) * 1000
             if ka:

@@ -94,6 +94,7 @@ class Updater:
         customer's), once per boot."""
         st = self.p["st"]
         if st == IDLE:
+            self._boot_slot()
             return
         running = self.parts(self.parts.RUNNING).info()[4]
         if not self._load_doc(st != DOWNLOAD):
@@ -132,6 +133,38 @@ class Updater:
         if self.p["st"] == DOWNLOAD:
             self._event(codes.OTA_RESUMED, self.p["o"] * 100 // self.doc["sz"])
         self._start_stage()
+
+    def _boot_slot(self):
+        """No update under way: the slot that booted must be the one
+        validated last (`vs`, at the floor `vv`). Another one means otadata
+        was erased or an older copy put back (the customer's flash), and the
+        older image in it would run above the floor: set_boot back to the
+        validated slot and reset. If that image no longer checks, the older
+        one keeps metering, reported (SECURITY.md U19)."""
+        run = self.parts(self.parts.RUNNING)
+        label = run.info()[4]
+        if self.p.get("vs") is None or self.p.get("vv", 0) < self.meter.fw_floor:
+            # before the first update (the serial image), or a record older
+            # than the floor: what runs now is the reference. (A floor below
+            # vv, a lost meter state, does not make the older image right.)
+            self.p["vs"], self.p["vv"] = label, self.meter.fw_floor
+            self._save()
+            return
+        if label == self.p["vs"]:
+            # set_boot back to it left it pending verify (a write only then)
+            try:
+                self.parts.mark_app_valid_cancel_rollback()
+            except OSError:
+                pass                  # the IDF's "running firmware is factory": nothing pending
+            return
+        v = self.meter.fw_floor << 16 | codes.OTA_WRONG_SLOT
+        try:
+            run.get_next_update().set_boot()
+        except OSError:
+            self.meter.log.add(codes.EV_OTA, v | codes.FORMAT << 8)
+            return
+        self.meter.log.add(codes.EV_OTA, v)
+        self.reset_due = True
 
     def _load_doc(self, switched):
         """The manifest on file, signature checked again, or False (record
@@ -180,7 +213,7 @@ class Updater:
         self._event(codes.OTA_IMAGE_BAD if code in (codes.CRC, codes.SIGNATURE) else codes.OTA_REFUSED,
                     code)
         bad = self.p.get("v", 0) if burn else self.p.get("bad", 0)
-        self.p = {"st": IDLE, "bad": bad, "rv": self.p.get("rv", -1)}
+        self.p = _kept(self.p, {"st": IDLE, "bad": bad})
         self.doc = None
         self._save()
 
@@ -254,9 +287,10 @@ class Updater:
         self._erased = -1
         self._save_due = False
         self._hold = None
-        self.p = {"st": DOWNLOAD, "v": d["v"], "m": body.decode(), "sig": binascii.hexlify(sig).decode(),
-                  "o": 0, "slot": run.get_next_update().info()[4], "from": run.info()[4],
-                  "bad": self.p.get("bad", 0), "rv": self.p.get("rv", -1)}
+        self.p = _kept(self.p, {"st": DOWNLOAD, "v": d["v"], "m": body.decode(),
+                                "sig": binascii.hexlify(sig).decode(), "o": 0,
+                                "slot": run.get_next_update().info()[4], "from": run.info()[4],
+                                "bad": self.p.get("bad", 0)})
         self._save()
         self._event(codes.OTA_ACCEPTED)
         self._start_stage()
@@ -418,7 +452,8 @@ class Updater:
     def confirm(self, failed_check):
         """The trial's self-test result: 0 passed, else the number of the
         check that failed (ota/selftest.py). Passed: the version floor goes
-        up, then the image is marked valid. Failed: a reset, and the
+        up (its state save is this call's flash write), then, at the next
+        call, the image is marked valid. Failed: a reset, and the
         bootloader goes back to the old image."""
         if self.p["st"] != TRIAL:
             return
@@ -433,15 +468,16 @@ class Updater:
         if not self.trial_ready:
             return                   # the running partition is still being hashed
         v = self.doc["v"]
-        if v > self.meter.fw_floor and self.meter.raise_fw_floor(v) != codes.ACCEPTED:
-            self.reset_due = True    # not durable: do not confirm; the old image returns
-            return
+        if v > self.meter.fw_floor:
+            if self.meter.raise_fw_floor(v) != codes.ACCEPTED:
+                self.reset_due = True    # not durable: do not confirm; the old image returns
+            return                   # marked valid at the next call (a step of its own)
         if v < self.meter.fw_floor:
             self._abandon(codes.OLD)
             return
         self.parts.mark_app_valid_cancel_rollback()
         self._event(codes.OTA_VALID)
-        self.p = {"st": IDLE, "rv": self.p.get("rv", -1)}
+        self.p = _kept(self.p, {"st": IDLE, "vs": self.p["slot"], "vv": v})
         self.doc = None
         self._save()
 
@@ -498,6 +534,16 @@ class Updater:
 
 
 _PERIPHERAL = (4, 3, 5)   # selftest CARD, VALVE, LINK: hardware outside the board a customer can unplug
+
+
+def _kept(p, new):
+    """new, with what outlives an update from record p: the version last
+    announced, the slot validated last and its version."""
+    for k in ("rv", "vs", "vv"):
+        if k not in new and k in p:
+            new[k] = p[k]
+    new.setdefault("rv", -1)
+    return new
 
 
 def _digest(body, sig):

@@ -34,8 +34,11 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self, bin_dir):
+    def __init__(self, bin_dir, durable=False):
         self.bin = bin_dir
+        # durable: fsync and synchronous commits on, as in production (the
+        # ingestion bench); the tests' data dies with them and need neither
+        self.durable = durable
         self.dir = tempfile.mkdtemp(prefix="pgtest-")
         self.data = os.path.join(self.dir, "data")
         self.port = None
@@ -66,8 +69,9 @@ class PgServer:
                   "--no-sync", "--locale=C")
         for _ in range(5):       # a port taken between the probe and the bind: try another
             self.port = _free_port()
-            opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off "
-                    "-c synchronous_commit=off -c full_page_writes=off")
+            opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
+            if not self.durable:
+                opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             try:
                 self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"),
                           "-o", opts, "-w", "-t", "60", "start", timeout=90)

@@ -1,0 +1,26 @@
+# What a battery meter's reporting windows did, for the simulator, the
+# power bench and the tests: wraps window.run once and records each window
+# from the firmware's own link (bytes through the socket, sessions,
+# messages) and window.run's own on-time. Nothing of it is modelled.
+import window
+
+windows = []           # one dict per window, oldest first
+_run = None
+
+
+def install():
+    global _run
+    if _run is not None:
+        return
+    _run = window.run
+
+    def logged(meter, hw, link):
+        t = meter.clock.time()
+        ok, on_ms = _run(meter, hw, link)
+        tr = link.transport
+        windows.append({"t": t, "ok": ok, "on_ms": on_ms, "tx": tr.tx if tr else 0,
+                        "rx": tr.rx if tr else 0, "sessions": link.connects,
+                        "attempts": link.connects + link.failures, "sent": link.sent,
+                        "received": link.received})
+        return ok, on_ms
+    window.run = logged

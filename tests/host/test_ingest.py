@@ -1,0 +1,179 @@
+"""Ingestion workers (utility/ingest.py) end to end: real Mosquitto with TLS,
+passwords and ACLs; simulated meters publishing sealed outbox batches as
+their own broker users (tools/uplinksim.py) and one firmware meter on the
+unix port; two workers in one shared-subscription group, one of them
+SIGKILLed mid-stream and restarted. Every record is stored exactly once,
+no admission alarm is raised by the order in which two workers store one
+meter's records, and a command's ack reaches the head-end that waits for
+it although a worker stored it."""
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from broker import Broker, meter_acl
+from comms import sign
+from conftest import MeterProc, wait_for
+from headend import HeadEnd
+from office import OfficeKey
+from uplinksim import MeterClient, outbox_messages
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+SIMS = [f"S{i:02d}" for i in range(1, 13)]        # simulated meters' publishers
+RECORDS = 240                                     # outbox records per simulated meter
+ADMISSION = ("seq_jump", "seq_conflict", "rollback", "forged_uplink", "ack_mismatch")
+
+
+class IngestWorld:
+    def __init__(self, tmp, db):
+        self.tmp = Path(tmp)
+        self.db = db
+        self.master = os.urandom(32)
+        self.master_file = self.tmp / "master.key"
+        self.master_file.write_text(self.master.hex())
+        self.meters = {m: 1 for m in SIMS} | {"U1": 1}
+        self.he_pw, self.ingest_pw = os.urandom(8).hex(), os.urandom(8).hex()
+        users = {m: sign.mqtt_password(self.master, m) for m in self.meters}
+        users |= {"headend": self.he_pw, "ingest": self.ingest_pw}
+        self.broker = Broker(tls=True, users=users, admins=("headend", "ingest"),
+                             acl=meter_acl(self.meters, ["headend"], readers=["ingest"])).start()
+        # the operators' head-end: commands out, acks from the database
+        self.he = HeadEnd(db, self.master, self.broker.host, self.broker.admin_port, "headend",
+                          self.he_pw, self.broker.ca_file, "headend-ops", persistent=True,
+                          office=OfficeKey.generate(), ingest=False).connect()
+        for m, r in self.meters.items():
+            self.he.provision(m, r)
+        self.workers = {}
+
+    def worker(self, slot):
+        log = open(self.tmp / f"worker{slot}.log", "ab")  # noqa: SIM115 - lives with the process
+        p = subprocess.Popen(
+            [PYTHON, "-m", "utility.ingest", "--db", str(self.db), "--master", str(self.master_file),
+             "--broker", f"{self.broker.host}:{self.broker.admin_port}", "--ca", self.broker.ca_file,
+             "--user", "ingest", "--password", self.ingest_pw, "--workers-group", "g",
+             "--slot", str(slot), "--receive-max", "16"],
+            cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT)
+        self.workers[slot] = p
+        wait_for(lambda: b"subscribed" in (self.tmp / f"worker{slot}.log").read_bytes(),
+                 what=f"worker {slot} subscribed")
+        return p
+
+    def log(self, slot):
+        return (self.tmp / f"worker{slot}.log").read_text(errors="replace")
+
+    def count(self, meter=None):
+        q = "SELECT (SELECT COUNT(*) FROM telemetry{w}) + (SELECT COUNT(*) FROM events{w})"
+        if meter is None:
+            return self.he.db.execute(q.format(w="")).fetchone()[0]
+        return self.he.db.execute(q.format(w=" WHERE meter = ?"), (meter, meter)).fetchone()[0]
+
+    def close(self):
+        for p in self.workers.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        self.he.close()
+        self.broker.stop()
+        self.broker._dir.cleanup()
+
+
+@pytest.fixture()
+def world(tmp_path):
+    w = IngestWorld(tmp_path, tmp_path / "he.sqlite")
+    yield w
+    w.close()
+
+
+def _publish(w, meter, msgs):
+    with MeterClient(w.master, meter, w.broker.host, w.broker.port, w.broker.ca_file) as c:
+        c.send(msgs)
+
+
+def test_two_workers_one_killed_mid_stream_store_every_record_once(world):
+    w = world
+    w.worker(1)
+    w.worker(2)
+    # the firmware meter: its own outbox, seq and tags, over TLS
+    d = w.tmp / "U1"
+    w.he.provision("U1", 1, d, {"host": w.broker.host, "port": w.broker.port, "tls": True,
+                                "keepalive": 10, "backoff_max_s": 2, "timeout_ms": 3000},
+                   w.broker.ca_pem)
+    c = json.loads((d / "config.json").read_text())
+    c.update(report_s=60, reopen="auto", friendly_hours=[0, 0], friendly_days=[])
+    (d / "config.json").write_text(json.dumps(c))
+    u1 = MeterProc(w, "U1", d, 120).start()
+    try:
+        wait_for(lambda: u1.status()["connected"], what="U1 connected")
+        plan = {m: outbox_messages(w.master, m, RECORDS, per_msg=4) for m in SIMS}
+        pubs = [threading.Thread(target=_publish, args=(w, m, msgs)) for m, msgs in plan.items()]
+        for t in pubs:
+            t.start()
+        total = len(SIMS) * RECORDS
+        wait_for(lambda: w.count() >= total // 4, timeout=60, what="a quarter stored")
+        w.workers[1].send_signal(signal.SIGKILL)      # mid-stream: nothing said, nothing saved
+        w.workers[1].wait(5)
+        killed_at = w.count()
+        assert killed_at < total * 3 // 4, "the kill must hit while the workers have a backlog"
+        time.sleep(1.0)
+        w.worker(1)                                   # the same slot: its session, its messages
+        for t in pubs:
+            t.join(120)
+        # a command while the workers store: its ack is stored by one of them
+        a = w.he.get("U1", "state", timeout=20)
+        assert a["code"] == 0 and a["detail"]["id"] == "U1"
+        top = w.he.topup("U1", 1_000_000, timeout=20)
+        assert top["code"] == 0
+        wait_for(lambda: w.he.topup_status("U1", 1, top["seq"])["status"] == "applied",
+                 what="top-up settled by a worker")
+        # everything U1's outbox has sent (PUBACKed by the broker) by now
+        sent = u1.wait(lambda s: s["outbox"] == 0 and s, what="U1 sent all")["ob_next"] - 1
+        wait_for(lambda: all(w.count(m) == RECORDS for m in SIMS), timeout=90,
+                 what=f"every record stored (killed at {killed_at} of {total}): "
+                      f"{ {m: w.count(m) for m in SIMS} }")
+        wait_for(lambda: w.count("U1") >= sent, timeout=30,
+                 what=f"U1's {sent} records (has {w.count('U1')})")
+    finally:
+        u1.kill()
+    db = w.he.db
+    for table in ("telemetry", "events"):
+        rows, keys = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT meter || '/' || seq) FROM {table}"
+                                ).fetchone()
+        assert rows == keys, f"{table}: {rows - keys} records stored twice"
+    seqs = sorted(s for (s,) in db.execute(
+        "SELECT seq FROM telemetry WHERE meter = 'U1' UNION ALL SELECT seq FROM events WHERE "
+        "meter = 'U1'"))
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= sent, \
+        "U1's outbox sequence stored gap-free, once each"
+    acks = db.execute("SELECT COUNT(*) FROM acks WHERE meter = 'U1' AND n = ?", (a["n"],)).fetchone()
+    assert acks[0] == 1, "an ack delivered once stored once"
+    alarms = db.execute(f"SELECT meter, kind, detail FROM alarms WHERE kind IN "
+                        f"({','.join('?' * len(ADMISSION))})", ADMISSION).fetchall()
+    assert alarms == [], f"admission alarms from out-of-order storing: {alarms}"
+    # the restarted slot got the killed worker's unacknowledged messages back
+    for slot in (1, 2):
+        w.workers[slot].send_signal(signal.SIGTERM)
+        assert w.workers[slot].wait(10) == 0, w.log(slot)
+    print(w.log(1), w.log(2), sep="\n")
+    assert "0 messages" not in w.log(1).splitlines()[-1], "the restarted slot received nothing"
+
+
+def test_worker_refuses_bad_arguments_and_a_broker_that_refuses_it(world, tmp_path):
+    w = world
+    base = [PYTHON, "-m", "utility.ingest", "--db", str(w.db), "--master", str(w.master_file),
+            "--workers-group", "g"]
+    bad = subprocess.run(base + ["--broker", "nohost", "--slot", "1"], cwd=str(ROOT),
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
+    bad = subprocess.run(base + ["--broker", "h:1", "--slot", "a/b"], cwd=str(ROOT),
+                         capture_output=True, text=True, timeout=30, check=False)
+    assert bad.returncode == 2 and "/ + #" in bad.stderr
+    wrong = subprocess.run(base + ["--broker", f"{w.broker.host}:{w.broker.admin_port}", "--slot", "1",
+                                   "--ca", w.broker.ca_file, "--user", "ingest", "--password", "wrong"],
+                           cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False)
+    assert wrong.returncode == 2 and "did not accept" in wrong.stderr, wrong.stderr

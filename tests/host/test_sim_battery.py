@@ -1,0 +1,89 @@
+"""make sim SCENARIO=battery, end to end: a day of a battery meter
+(boards/unix/simbattery.py on the unix battery board, a real broker, the
+reference head-end). The facts the simulator prints are checked against
+sources it does not print from: the head-end's database (what the meter
+uplinked in its windows and acknowledged), the scenario's own script, and
+the simulator's objects (DIR/battery-sim.json)."""
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+from broker import mosquitto_path  # noqa: E402
+
+START = 1767571200                  # boards/unix/scenarios.py BATTERY_START
+EV_CREDIT, EV_VALVE_CLOSED = 2, 8
+WHY_CREDIT = 1
+
+
+def _hms(t):
+    return "%02d:%02d:%02d" % ((t // 3600) % 24, (t // 60) % 60, t % 60)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    if mosquitto_path() is None:
+        pytest.fail("Mosquitto is not installed: run `make test`", pytrace=False)
+    state = tmp_path_factory.mktemp("simb") / "state"
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "sim.py"), "battery", "--state", str(state)],
+                       cwd=str(ROOT), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p.stdout, state
+
+
+def test_the_printed_day_is_what_the_meter_did_and_uplinked(run):
+    out, state = run
+    facts = json.loads((state / "battery-sim.json").read_text())
+    db = sqlite3.connect(state / "headend.db")
+    wakes = re.findall(r"^\[(\d\d:\d\d:\d\d)\] WAKE (.*?): ", out, re.M)
+    line = re.search(r"^\[summary\] wakes: (.*)$", out, re.M).group(1)
+    summary = {k: int(v) for k, v in (kv.split() for kv in line.split(", "))}
+    # every wake printed once, and they add up to the simulator's count by reason
+    assert summary == facts["wakes"]
+    assert len(wakes) == sum(facts["wakes"].values())
+    assert wakes[0][1] == "power-on" and facts["wakes"]["ulp"] >= 1 and facts["wakes"]["button"] == 3
+    # windows: the printed count, each settled, and the head-end heard each
+    # one: a telemetry record per window, none between them
+    m = re.search(r"^\[summary\] windows: (\d+), settled (\d+)", out, re.M)
+    assert (int(m.group(1)), int(m.group(2))) == (facts["windows"], facts["settled"])
+    assert facts["windows"] == facts["settled"] == len(re.findall(r"^ +window: settled", out, re.M))
+    tele = db.execute("SELECT t, ml, bal FROM telemetry WHERE kind = 1 ORDER BY seq").fetchall()
+    assert len(tele) == facts["windows"]
+    # the credits: printed times are the meter's credit events as uplinked,
+    # and the head-end's top-ups are settled as applied with those amounts
+    printed = [(int(a), t) for a, t in re.findall(r"^\[summary\] credit (\d+) applied at (\S+)", out, re.M)]
+    ev = db.execute("SELECT t, arg FROM events WHERE code = ? ORDER BY seq", (EV_CREDIT,)).fetchall()
+    assert printed == [(arg, _hms(t)) for t, arg in ev]
+    # the first top-up waits for the night's window (02:02 for this meter
+    # id); the card is read in the 09:00 press's card window; the second
+    # top-up comes with the customer's press at 12:05, not at the next window
+    assert [a for a, _ in printed] == [100000, 500000, 200000]
+    (t1, _), (t2, _), (t3, _) = ev
+    assert START + 7320 <= t1 < START + 7320 + 60
+    assert START + 32402 <= t2 < START + 32420
+    assert START + 43500 <= t3 < START + 43500 + 60
+    topups = db.execute("SELECT amount, status FROM topups ORDER BY seq").fetchall()
+    assert topups == [(100000, "applied"), (200000, "applied")]
+    # the cut-off: woken by the ULP, at the time the head-end got in event 8 (why credit)
+    cut = re.search(r"^\[summary\] valve closed at (\S+), why 1, woken by the ULP threshold$", out, re.M)
+    closes = db.execute("SELECT t FROM events WHERE code = ? AND arg = ? ORDER BY seq",
+                        (EV_VALVE_CLOSED, WHY_CREDIT)).fetchall()
+    assert cut and cut.group(1) == _hms(closes[-1][0])
+    assert closes[-1][0] in facts["ulp_wakes"] and START + 61200 < closes[-1][0] < START + 68400
+    # the water: billed whole pulses, within one pulse (1 L) of the flow model's;
+    # the last telemetry the head-end has carries the billed volume and balance
+    w = re.search(r"^\[summary\] water: (\d+) mL delivered, (\d+) mL billed, balance (-?\d+)", out, re.M)
+    delivered, billed, bal = (int(x) for x in w.groups())
+    assert (delivered, billed, bal) == (facts["delivered_ml"], facts["billed_ml"], facts["balance"])
+    assert abs(billed - delivered) < 1000 and tele[-1][1:] == (billed, bal)
+    assert bal == 800000 - billed // 1000 * 350       # 3.50 per m3: every credit, spent
+    # the cell: the battery record the head-end keeps
+    pct = db.execute("SELECT pct FROM battery").fetchone()[0]
+    assert pct == facts["cell_pct"] and f"{pct} % left" in out

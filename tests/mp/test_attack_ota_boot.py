@@ -1,0 +1,77 @@
+# Attacks on what the bootloader starts (docs/OTA.md §3 "at boot",
+# SECURITY.md U19): after an update the other slot still holds the previous,
+# office-signed image. Erasing otadata (the bootloader then starts ota_0) or
+# putting back an older copy of it (flash encryption makes the copy
+# ciphertext, not unusable) would run that older image above the meter's
+# version floor: a downgrade without the signed rule.
+from otakit import Rig, Reset, image, manifest_doc, signed, still_meters, credit, update
+import codes
+
+TIMEOUT = 240
+
+
+def _otadata(rig):
+    with open(rig.ota_dir + "/otadata.bin", "rb") as f:
+        return f.read()
+
+
+def _put_otadata(rig, raw):
+    with open(rig.ota_dir + "/otadata.bin", "wb") as f:
+        f.write(raw)
+
+
+def _boot_back(rig, want):
+    """The boot after the attack starts the older slot; the meter must
+    switch back to the validated one and reset, and stay there."""
+    try:
+        rig.boot()
+        raise AssertionError("the older image runs above the floor: %s, %r" % (rig.running(), rig.ota_events()))
+    except Reset:
+        pass
+    rig.boot()
+    assert rig.running() == want, rig.running()
+    rig.boot()                                     # marked valid again: no rollback at the next reset
+    assert rig.running() == want, rig.running()
+
+
+def test_erased_otadata_does_not_run_the_previous_image():
+    rig = Rig()
+    credit(rig)
+    img = image(seed=b"v2")
+    assert update(rig, img, signed(manifest_doc(img, v=2)))
+    rig.boot()
+    assert rig.running() == "ota_1" and rig.m.fw_floor == 2
+    _put_otadata(rig, b"\xff" * 64)               # both entries erased: the bootloader picks ota_0 (v0)
+    _boot_back(rig, "ota_1")
+    assert 2 << 16 | codes.OTA_WRONG_SLOT in rig.ota_events(), rig.ota_events()
+    assert rig.m.fw_floor == 2 and still_meters(rig)
+
+
+def test_an_older_otadata_put_back_does_not_run_the_previous_image():
+    rig = Rig()
+    credit(rig)
+    v2 = image(seed=b"v2")
+    assert update(rig, v2, signed(manifest_doc(v2, v=2)))
+    kept = _otadata(rig)                           # dumped while v2 ran in ota_1
+    v3 = image(seed=b"v3")
+    assert update(rig, v3, signed(manifest_doc(v3, v=3)))
+    rig.boot()
+    assert rig.running() == "ota_0" and rig.m.fw_floor == 3
+    _put_otadata(rig, kept)                        # the dump put back: ota_1 (v2) is the newest entry
+    _boot_back(rig, "ota_0")
+    assert 3 << 16 | codes.OTA_WRONG_SLOT in rig.ota_events(), rig.ota_events()
+    assert rig.m.fw_floor == 3 and still_meters(rig)
+
+
+def test_a_validated_image_that_no_longer_checks_leaves_the_older_one_metering_and_reported():
+    rig = Rig()
+    credit(rig)
+    img = image(seed=b"v2")
+    assert update(rig, img, signed(manifest_doc(img, v=2)))
+    _put_otadata(rig, b"\xff" * 64)
+    with open(rig.ota_dir + "/ota_1.bin", "r+b") as f:
+        f.write(b"\xff" * 4096)                    # the validated slot erased too
+    rig.boot()                                     # no reset loop: nothing valid to go back to
+    assert rig.running() == "ota_0"
+    assert 2 << 16 | codes.FORMAT << 8 | codes.OTA_WRONG_SLOT in rig.ota_events(), rig.ota_events()
+    assert still_meters(rig)

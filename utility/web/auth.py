@@ -1,0 +1,162 @@
+"""Logins and roles. Passwords are argon2id hashes (argon2-cffi); a user is
+an `operator` (may act) or a `viewer` (reads only). The user's row is read
+again on every request, so a changed role or a removed user counts at once."""
+
+import functools
+import time
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired
+
+from utility import schema as st
+
+from . import audit, now, store
+
+ROLES = ("operator", "viewer")
+# a name with this many wrong passwords in a row within LOCK_S is refused
+# for the rest of that window without its password being tried (counted
+# from the audit rows of its logins, so every console on the store agrees)
+LOCK_AFTER, LOCK_S = 5, 900
+_hasher = PasswordHasher()
+# verified when the name is unknown, so a login takes as long either way
+_DUMMY = _hasher.hash("not a password")
+
+bp = Blueprint("auth", __name__)
+login_manager = LoginManager()
+login_manager.login_view = "auth.login"
+login_manager.session_protection = "strong"
+
+
+class User(UserMixin):
+    def __init__(self, row):
+        self.id = str(row.id)
+        self.name = row.name
+        self.role = row.role
+
+    @property
+    def can_act(self):
+        return self.role == "operator"
+
+
+def init_app(app):
+    login_manager.init_app(app)
+
+    @app.context_processor
+    def _user():
+        return {"user": current_user}
+
+
+@login_manager.user_loader
+def _load(user_id):
+    with store().connect() as c:
+        row = c.execute(sa.select(st.users).where(st.users.c.id == int(user_id))).first()
+    return row and User(row)
+
+
+def add_user(engine, name, password, role):
+    """Create a user (the CLI's adduser). Raises ValueError on a bad role,
+    an empty name or password, or a name taken."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not name or not password:
+        raise ValueError("a user needs a name and a password")
+    with engine.begin() as c:
+        if c.execute(sa.select(st.users.c.id).where(st.users.c.name == name)).first():
+            raise ValueError(f"user {name!r} exists")
+        c.execute(st.users.insert().values(name=name, hash=_hasher.hash(password),
+                                           role=role, created=time.time()))
+
+
+def check_password(name, password):
+    """The user's row if the password is right, else None."""
+    with store().connect() as c:
+        row = c.execute(sa.select(st.users).where(st.users.c.name == name)).first()
+    try:
+        _hasher.verify(row.hash if row else _DUMMY, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    return row
+
+
+class LoginForm(FlaskForm):
+    name = StringField("User", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        if locked_out(form.name.data):
+            audit.record(form.name.data, "login", None, "refused: locked out")
+            flash(f"Too many wrong passwords: try again in {LOCK_S // 60} minutes.", "error")
+            return render_template("login.html", form=form), 429
+        row = check_password(form.name.data, form.password.data)
+        if row is None:
+            audit.record(form.name.data, "login", None, "refused: wrong name or password")
+            flash("Wrong name or password.", "error")
+        else:
+            session.clear()          # no state carried over from before the login
+            login_user(User(row))
+            audit.record(row.name, "login", None, "ok")
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", form=form)
+
+
+def locked_out(name):
+    a = st.audit
+    with store().connect() as c:
+        results = c.execute(sa.select(a.c.result).where(
+            a.c.action == "login", a.c.user == name, a.c.at > now() - LOCK_S)
+            .order_by(a.c.id.desc()).limit(LOCK_AFTER)).scalars().all()
+    return len(results) == LOCK_AFTER and all(r.startswith("refused") for r in results)
+
+
+def _safe_next(target):
+    # only a path on this site: never an open redirect to another host
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("views.meters")
+
+
+@bp.post("/logout")
+def logout():
+    if current_user.is_authenticated:
+        audit.record(current_user.name, "logout", None, "ok")
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+def operator_required(view):
+    """The view acts: only an operator. A viewer's request is refused (403)
+    and the refusal is audited."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if not current_user.can_act:
+            audit.record(current_user.name, request.endpoint, _target(kwargs),
+                         "refused: role viewer")
+            abort(403)
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def _target(kwargs):
+    return kwargs.get("meter") or kwargs.get("row_id") or request.form.get("target")
