@@ -61,8 +61,8 @@ class Schedule:
     def due(self, reason, now, tz):
         """Whether this wake opens a window: the schedule's time has come,
         the cell was (re)connected, or the customer asks, within bounds."""
-        if reason == "power" or now >= self.next:
-            return True
+        if reason == "power" or now >= self.next or self.next - now > _DAY_S:
+            return True      # (more than a day ahead: the clock was set back)
         if reason != "button":
             return False
         day = (now + tz) // _DAY_S
@@ -76,7 +76,7 @@ class Schedule:
     def done(self, ok, now, period, offset, tz):
         slot = next_slot(now, period, offset, tz)
         self.fails = 0 if ok else self.fails + 1
-        if ok or now >= self.next:
+        if ok or now >= self.next or self.next - now > _DAY_S:
             # a failed scheduled window is tried again, a little, before the next slot
             self.next = slot if ok or self.fails > RETRIES else min(slot, now + RETRY_S)
         self.last = now

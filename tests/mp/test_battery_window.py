@@ -36,6 +36,7 @@ def test_a_window_opens_on_its_time_at_power_up_and_for_a_few_button_presses():
     assert not w.due("timer", T0 + 4999, 0) and not w.due("ulp", T0 + 10, 0)
     assert w.due("timer", T0 + 5000, 0) and w.due("ulp", T0 + 6000, 0)
     assert w.due("power", T0, 0)                          # the cell fitted, or back after a cut
+    assert w.due("timer", w.next - DAY - 1, 0)            # the clock set back: not a day's silence more
     w.next = T0 + DAY - 1                   # the next scheduled window: tonight
     w.last = T0 - 3600
     presses = []
@@ -45,7 +46,7 @@ def test_a_window_opens_on_its_time_at_power_up_and_for_a_few_button_presses():
         if presses[-1]:
             w.last = t                          # that window ended at once
     assert presses == [True, True, True, True, False, False]   # 4 a day: the cell is not the customer's to empty
-    w.next = T0 + 3 * DAY
+    w.next = T0 + DAY + 3600
     w.last = T0 + DAY + 100
     assert not w.due("button", T0 + DAY + 200, 0)        # within 30 min of the last window
     assert w.due("button", T0 + DAY + 100 + 1800, 0)     # a new day, a new allowance
