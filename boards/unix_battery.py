@@ -91,6 +91,14 @@ class Plant:
         self.reader = MFRC522Model(self.clock)
         self.card_spi.attach(self.card_cs, self.reader)
         self.reader.attach_rst(self.card_rst)
+        # the HT1621 glass keeps its RAM and its power state through a deep
+        # sleep (it is on the 3V3 rail); each boot's driver starts it again
+        from boards.unix.ht1621_model import HT1621Model
+        from display.glass import SEG
+        self.lcd_cs = SimPin("lcd_cs", OUT, value=1)
+        self.lcd_wr = SimPin("lcd_wr", OUT, value=1)
+        self.lcd_data = SimPin("lcd_data", OUT)
+        self.lcd = HT1621Model(self.clock, self.lcd_cs, self.lcd_wr, self.lcd_data, SEG)
         self.light_ms = 0             # virtual time the CPU spent in light sleep, in total
         self.power_lost = True        # the first boot is a power-on
         self.wake_reason = "power"
@@ -148,6 +156,13 @@ class Plant:
         self.wake_reason = "power"
 
 
+def _screen(plant):
+    from display.ht1621 import HT1621
+    from display.segment import SegmentScreen
+    from display.glass import SEG
+    return SegmentScreen(HT1621(plant.lcd_cs, plant.lcd_wr, plant.lcd_data, plant.clock.delay_us), SEG)
+
+
 def _binary(path):
     with open(path, "rb") as f:
         return f.read()
@@ -177,6 +192,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         valve_fb_open_pin=plant.fb_open,
         valve_fb_closed_pin=plant.fb_closed,
         button=plant.button,
+        display=_screen(plant),
         card_spi=plant.card_spi,
         card_cs=plant.card_cs,
         card_rst=plant.card_rst,

@@ -15,6 +15,7 @@ _STEP_MS = const(20)          # valve pulses and settles are tens of ms
 _VALVE_MAX_MS = const(15_000)  # a motor valve's whole travel, and more
 _DAY_S = const(86400)
 _MIN_SLEEP_S = const(60)
+_LCD_UA = const(150)          # HT1621 on, typical at 3 V (docs/DISPLAY.md)
 
 
 def pulses_left(meter):
@@ -96,11 +97,40 @@ def _card(meter, hw, cards):
     return uas
 
 
+def _screen(meter, hw):
+    """The LCD at this wake. The driver's start switches the glass on, so at
+    any wake but the button's it goes back to sleep at once; on a button
+    wake the customer sees the balance, or why the valve is closed (OFF nn),
+    from the first moment. Returns the Display, or None."""
+    if hw.display is None:
+        return None
+    import display
+    from display import pages
+    d = display.attach(hw, meter)
+    if hw.wake_reason != "button":
+        hw.display.sleep()
+        return None
+    d.page = pages.BALANCE if meter.want_open else pages.VALVE
+    d.refresh()
+    return d
+
+
+def _lcd_off(meter, hw, d, t0):
+    """The glass was lit for this button wake (its card window and report
+    window, some seconds): show the wake's outcome, then off before the
+    deep sleep. Returns the glass's charge in uAs."""
+    d.refresh()
+    hw.display.sleep()
+    return hw.clock.ticks_diff(hw.clock.ticks_ms(), t0) * _LCD_UA // 1000
+
+
 def work(meter, hw, make_link=None, cards=None):
     """Look for a card (cards: the card session, or None), bill, run the
     policy and the valve to rest, open the reporting window when one is due
     (only with make_link, the link's builder), save, arm the ULP. Returns
     the milliseconds to sleep."""
+    t0 = hw.clock.ticks_ms()
+    lcd = _screen(meter, hw)
     card_uas = 0
     if cards is not None:
         # first, while the reader is still on from the driver's start: a
@@ -113,6 +143,8 @@ def work(meter, hw, make_link=None, cards=None):
     radio_ms = _window(meter, hw, make_link) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve
+    if lcd is not None:
+        card_uas += _lcd_off(meter, hw, lcd, t0)
     if meter.cell is not None:
         meter.cell.wake(meter.clock.time(), radio_ms, pulses, card_uas)
     meter.save()      # durable before the ULP is told anything new

@@ -27,8 +27,9 @@ from ulpkit import binary
 class HeldPlant(Plant):
     """The CPU's deep sleep starts only when the test says so."""
 
-    def deepsleep(self, ms):
+    def deepsleep(self, ms, button=True):
         self.pending_ms = ms
+        self.pending_button = button
 
 
 def _ctl(d):
@@ -98,7 +99,7 @@ def run(d):
         sleeps += 1
         press = ctl.get("press")
         plant.press_button(press[1] if press and press[0] == sleeps else None)
-        Plant.deepsleep(plant, plant.pending_ms)
+        Plant.deepsleep(plant, plant.pending_ms, plant.pending_button)
 
 
 run(sys.argv[1])

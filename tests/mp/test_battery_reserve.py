@@ -7,6 +7,9 @@ import codes
 import main
 import power
 import wake
+import card
+from card import wakepoll
+from card.keys import testing_meter_keys
 from comms import codec
 from display import glass as G
 from display import pages
@@ -118,3 +121,41 @@ def test_a_new_cell_gives_the_water_back():
     assert m.confirm() == codes.ACCEPTED            # ... a press, or a tap
     wake.work(m, hw)
     assert m.want_open and plant.valve.state == 1
+
+
+def _lit_ms(frames):
+    """How long the glass was lit, from (time us, lit) after each frame."""
+    on, total = None, 0
+    for t, lit in frames:
+        if lit and on is None:
+            on = t
+        elif not lit and on is not None:
+            total += t - on
+            on = None
+    return total // 1000
+
+
+def test_a_press_shows_why_the_valve_is_closed_and_the_glass_sleeps_again():
+    plant, d = Plant(), fresh_dir("rd")
+    m, hw = _drained_to(plant, d, power.RESERVE_UAS - 1)
+    ms = wake.work(m, hw)                    # the cut-off, at a wake nobody looks at
+    assert m.why_closed == WHY_BATTERY and not plant.lcd.lit
+    frames, seen = [], []
+
+    def frame(lcd):
+        frames.append((plant.clock.now_us(), lcd.lit))
+        seen.append(lcd.lit and lcd.shows(pages.line("OFF", "07")) and "batt" in lcd.icons())
+    plant.lcd.on_frame = frame
+    plant.press_button(1000)
+    plant.deepsleep(ms)
+    m, hw = _boot(plant, d)
+    assert hw.wake_reason == "button"
+    wake.work(m, hw, None, card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"])))
+    assert any(seen)                         # lit: OFF 07 and the battery icon
+    assert not plant.lcd.lit                 # dark again before the deep sleep
+    assert _lit_ms(frames) >= wakepoll.WINDOW_MS    # through the press's card window
+    del frames[:]
+    plant.deepsleep(wake.work(m, hw))        # a timer wake: the driver's start lights
+    m, hw = _boot(plant, d)                  # the glass, and the wake puts it out at once
+    wake.work(m, hw)
+    assert not plant.lcd.lit and _lit_ms(frames) < 20
