@@ -16,6 +16,7 @@ _VALVE_MAX_MS = const(15_000)  # a motor valve's whole travel, and more
 _DAY_S = const(86400)
 _MIN_SLEEP_S = const(60)
 _LCD_UA = const(150)          # HT1621 on, typical at 3 V (docs/DISPLAY.md)
+_FAIL_SLEEP_MS = const(600_000)   # a wake that failed tries again after 10 min
 
 
 def pulses_left(meter):
@@ -152,11 +153,28 @@ def work(meter, hw, make_link=None, cards=None):
     return sleep_s(meter) * 1000
 
 
+def _failed(meter, e):
+    """Log the failure (event 34, arg 2), arm the ULP at the credit as it
+    stands, and sleep _FAIL_SLEEP_MS: nothing is saved, so the next wake
+    takes the same pulses again from the saved mark."""
+    meter.log.add(codes.EV_INTERNAL, 2)       # never raises
+    try:
+        print("wake error:", repr(e))
+        meter.pulses.wake_after(pulses_left(meter))
+    except Exception:  # noqa: BLE001 - the threshold armed before stays
+        pass
+    return _FAIL_SLEEP_MS
+
+
 def cycle(meter, hw, make_link=None, cards=None):
     """One wake, then deep sleep. On a chip deepsleep() does not return (the
     next wake boots afresh); on the unix board it does, and the meter is
-    returned to the simulator."""
-    ms = work(meter, hw, make_link, cards)
+    returned to the simulator. A wake that fails (a bug) still sleeps: a
+    CPU left awake would empty the cell in weeks."""
+    try:
+        ms = work(meter, hw, make_link, cards)
+    except Exception as e:  # noqa: BLE001 - whatever it is, the cell comes first
+        ms = _failed(meter, e)
     button = hw.button is not None
     if button:
         from card.wakepoll import button_plan

@@ -2,6 +2,7 @@
 # open, and what a window costs when the broker is not there. The window
 # against the real broker: tests/host/test_battery_radio.py.
 import boards
+import codes
 import main
 import wake
 import window
@@ -10,6 +11,7 @@ from simkit import make_cfg
 from mptest import fresh_dir, raises
 from ulpkit import binary
 from boards.unix_battery import Plant
+from meter import WHY_NONE
 
 DAY = 86400
 T0 = 1767225600          # 2026-01-01 00:00 UTC, the Plant's default start
@@ -91,3 +93,24 @@ def test_without_a_broker_a_window_gives_up_and_retries_twice_then_waits_for_its
     # what the windows could not send waits in the outbox for the next one
     link = main.make_link(m, hw)
     assert link.outbox.count >= 8        # a telemetry and a battery record per window
+
+
+def test_a_wake_that_fails_still_sleeps_and_the_next_one_bills_it_all():
+    plant, d = Plant(), fresh_dir("bwf")
+    m, hw = _boot(plant, d)
+    m.balance = 100 * 350
+    m.want_open, m.why_closed = True, WHY_NONE
+    m.save()
+    plant.deepsleep(wake.work(m, hw))
+    plant.flow.pour(5000, 600)
+    plant.clock.advance(3_600_000)
+    # a bug in the wake (here a period of 0 that config.load would never let
+    # through): the wake logs event 34 and sleeps 10 min rather than stay awake
+    m, hw = _boot(plant, d, window_s=0)
+    slept = plant.sleep_ms
+    assert wake.cycle(m, hw, main.make_link) is m
+    assert [e[3] for e in m.log.since(0) if e[2] == codes.EV_INTERNAL] == [2]
+    assert plant.wake_reason == "timer" and plant.sleep_ms - slept == 600_000
+    m, hw = _boot(plant, d)
+    wake.work(m, hw)
+    assert m.volume.ml() == 5000 and m.balance == 95 * 350   # the pulses once, not lost
