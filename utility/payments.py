@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import urllib.request
 
@@ -130,10 +129,6 @@ class Payments:
         self.refund_url, self.currency = refund_url, currency
         self.min_minor, self.max_minor = min_minor, max_minor
         self.account, self.tolerance, self.clock = account, tolerance, clock
-        # in-process only: a top-up's seq must not be taken by the CLI's
-        # allocation in the same process (HeadEnd's own lock); across processes
-        # the topups primary key refuses the second and the transaction is retried
-        self._lock = getattr(headend, "_lock", None) or threading.RLock()
         if headend is not None:
             headend.on_ack.append(self.on_ack)
 
@@ -178,7 +173,9 @@ class Payments:
         """The payment and its top-up record in one transaction: a payment
         exists only with its own credit key, and a key only with its payment."""
         now = self.clock()
-        with self._lock, self.engine.begin() as c:
+        # a seq another writer takes meanwhile (HeadEnd.topup, another console)
+        # fails this transaction on the topups key: _accept tries again
+        with self.engine.begin() as c:
             pid = c.execute(payments.insert().values(
                 provider_ref=ref, idempotency_key=key, meter=meter, amount=amount,
                 status="pending", created=now, updated=now)).inserted_primary_key[0]
@@ -246,11 +243,16 @@ class Payments:
                     status=to, updated=self.clock()))
 
     def retry(self, older_than=0.0, meter=None):
-        """Send again every open payment last moved more than older_than
-        seconds ago (same key: the meter applies it once); the count sent."""
+        """Send every open payment last moved more than older_than seconds
+        ago: a pending one (never published) whatever the meter's state, a
+        sent one again only while its meter is online (an offline meter's
+        copy waits at the broker; one per round would pile up there). Same
+        key: the meter applies it once. The count sent."""
         self.sync(meter=meter)
-        q = sa.select(payments.c.id).where(payments.c.status.in_(OPEN),
-                                           payments.c.updated <= self.clock() - older_than)
+        q = (sa.select(payments.c.id).select_from(payments.join(meters, meters.c.id == payments.c.meter))
+             .where(payments.c.updated <= self.clock() - older_than,
+                    sa.or_(payments.c.status == "pending",
+                           sa.and_(payments.c.status == "sent", meters.c.online == 1))))
         if meter is not None:
             q = q.where(payments.c.meter == meter)
         with self.engine.connect() as c:
@@ -290,7 +292,7 @@ class Payments:
                                               payments.c.status == "refund_due").values(
                 status="refunded", updated=self.clock()))
             c.execute(ledger.insert().values(meter=row.meter, source="refund", ref=str(pid),
-                                             amount=-row.amount, recorded=self.clock()))
+                                             amount=row.amount, recorded=self.clock()))
         self._audit("refunded", {"payment": pid, "ref": row.provider_ref, "amount": row.amount}, user)
         return "refunded"
 

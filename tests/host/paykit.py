@@ -32,20 +32,36 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class Session:
+    """A cookie-keeping HTTP client for the console's forms (no browser):
+    post() first GETs the form for its CSRF token, and never follows a
+    redirect, so the answer's Location can be checked."""
+
+    def __init__(self, base):
+        self.base = base
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect())
+
+    def get(self, path):
+        return self._open(path)
+
+    def post(self, path, fields, form_at=None):
+        _, page, _ = self.get(form_at or path)
+        token = re.search(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', page)
+        data = dict(fields, csrf_token=token.group(1))
+        return self._open(path, urllib.parse.urlencode(data).encode())
+
+    def _open(self, path, data=None):
+        try:
+            with self.opener.open(self.base + path, data, timeout=15) as r:
+                return r.status, r.read().decode(), r.headers.get("Location")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(), e.headers.get("Location")
+
+
 def form_post(base, path, fields):
-    """GET the form at path (for its CSRF token and session cookie), POST
-    fields to it; (status, body, Location) without following a redirect."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-                                         _NoRedirect())
-    with opener.open(base + path, timeout=10) as r:
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"|'
-                          r'name="csrf_token" value="([^"]+)"', r.read().decode())
-    data = dict(fields, csrf_token=next(g for g in token.groups() if g))
-    try:
-        with opener.open(base + path, urllib.parse.urlencode(data).encode(), timeout=15) as r:
-            return r.status, r.read().decode(), r.headers.get("Location")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(), e.headers.get("Location")
+    """POST a form of the console in a new session: (status, body, Location)."""
+    return Session(base).post(path, fields)
 
 
-__all__ = ["SECRET", "Served", "console", "form_post"]
+__all__ = ["SECRET", "Served", "Session", "console", "form_post"]

@@ -6,7 +6,8 @@
 serve runs the console with waitress. Without --broker it is read-only;
 with it, actions go through a HeadEnd connected to that broker (the
 head-end's password from HEADEND_PASSWORD, never on the command line
-where `ps` shows it). Exit status: 0 done, 2 usage or a clear error.
+where `ps` shows it); online top-up's PAYMENT_SECRET, PAYMENT_CHECKOUT_URL,
+PAYMENT_REFUND_URL and PAYMENT_CURRENCY from the environment too. Exit status: 0 done, 2 usage or a clear error.
 """
 
 import argparse
@@ -78,6 +79,11 @@ def _serve(args):
         config["SECRET_KEY"] = Path(args.secret_key_file).read_text().strip()
     if args.insecure_http:
         config["SESSION_COOKIE_SECURE"] = config["REMEMBER_COOKIE_SECURE"] = False
+    # online top-up (docs/HEADEND.md §Online top-up): the provider's secret
+    # from the environment only, like the head-end's password
+    config.update({k: os.environ[k] for k in ("PAYMENT_SECRET", "PAYMENT_CHECKOUT_URL",
+                                              "PAYMENT_REFUND_URL", "PAYMENT_CURRENCY")
+                   if os.environ.get(k)})
     he = _headend(args) if args.broker else None
     app = create_app(args.db, headend=he, **config)
     mode = "actions through " + args.broker if he else "read-only"

@@ -18,8 +18,8 @@ PAYMENT_RETRY_S (seconds between re-sends of open payments; 0: none).
 """
 
 import logging
-import re
 import threading
+import time
 from urllib.parse import urlencode
 
 from flask import (
@@ -41,12 +41,11 @@ from wtforms.validators import DataRequired
 from utility import money
 from utility import payments as P
 
-from . import headend, store
+from . import store
 from .auth import operator_required
 
 bp = Blueprint("pay", __name__)
 log = logging.getLogger(__name__)
-_AMOUNT = re.compile(r"(\d{1,7})(?:[.,](\d{1,2}))?\Z")
 
 DEFAULTS = {"PAYMENT_SECRET": None, "PAYMENT_CHECKOUT_URL": None, "PAYMENT_REFUND_URL": None,
             "PAYMENT_CURRENCY": "EUR", "PAYMENT_MIN": 100, "PAYMENT_MAX": 50_000,
@@ -77,16 +76,14 @@ def init_app(app):
 def _resender(pay, every):
     # open payments go out again: a meter the broker lost a command for, or
     # a payment that came while the head-end had no broker
-    stop = threading.Event()
-
-    def loop():
-        while not stop.wait(every):
+    def loop():            # a daemon: it lives as long as the console's process
+        while True:
+            time.sleep(every)
             try:
                 pay.retry(older_than=every)
             except Exception as e:  # noqa: BLE001 - the next round tries again
                 log.warning("payments retry: %r", e)
     threading.Thread(target=loop, name="payments-retry", daemon=True).start()
-    pay.stop_retry = stop.set
 
 
 def payments():
@@ -111,11 +108,13 @@ class PayForm(FlaskForm):
 
 
 def minor_units(text):
-    """'10', '10.5', '10,50' -> 1000, 1050, 1050; None if it is not an amount."""
-    m = _AMOUNT.match(text.strip())
-    if not m:
+    """'10', '10.5' -> 1000, 1050 (utility.money's parse); None if it is not
+    an amount of whole minor units."""
+    try:
+        units = money.parse(text)
+    except ValueError:
         return None
-    return int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
+    return units // P.UNITS_PER_MINOR if units % P.UNITS_PER_MINOR == 0 else None
 
 
 @bp.route("/pay", methods=["GET", "POST"])
@@ -185,5 +184,3 @@ def _meter_exists(meter):
 def _money(minor):
     return money.fmt(minor * P.UNITS_PER_MINOR)
 
-
-__all__ = ["bp", "headend", "init_app"]
