@@ -61,61 +61,6 @@ def test_a_wrong_password_is_refused_and_audited(app):
         row.result, "ok"]
 
 
-def test_a_name_is_locked_after_five_wrong_passwords(app):
-    c = app.test_client()
-
-    def attempt(password):
-        return c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": "alice",
-                                      "password": password})
-    for _ in range(5):
-        assert attempt("guess").status_code == 200
-    r = attempt("alicealice")                     # the right one, but too late
-    assert r.status_code == 429 and c.get("/meters").status_code == 302
-    assert rows(app, st.audit, st.audit.c.result == "refused: locked out")
-    Browser(app, "bob", "bobbob")                 # another name is not locked
-
-
-def test_session_cookie_is_secure_httponly_and_samesite(app):
-    c = app.test_client()
-    r = c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": "bob",
-                               "password": "bobbob"})
-    cookie = r.headers["Set-Cookie"]
-    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-
-
-def test_a_post_without_its_csrf_token_is_refused(app):
-    b = Browser(app, "alice", "alicealice")
-    r = b.post("/meters/M1/topup", {"amount": "5.00"}, csrf=False)
-    assert r.status_code == 400 and "CSRF" in r.text
-    r = b.post("/logout", csrf=False)
-    assert r.status_code == 400
-    assert b.get("/meters").status_code == 200     # still logged in: the logout was refused
-    r = b.client.post("/meters/M1/topup", data={"amount": "5.00", "csrf_token": "forged"})
-    assert r.status_code == 400
-
-
-def test_a_viewer_cannot_act_and_the_refusal_is_audited(app):
-    b = Browser(app, "bob", "bobbob")
-    for path, data in [("/meters/M1/topup", {"amount": "5.00"}),
-                       ("/meters/M1/valve", {"action": "close"}),
-                       ("/meters/M1/config", {"key": "report_s", "value": "900"}),
-                       ("/meters/M1/building", {"building": "X"}),
-                       ("/tariffs", {"scope": "region", "target": "1", "version": "2",
-                                     "blocks": "0:3.50"})]:
-        assert b.post(path, data).status_code == 403, path
-    refused = rows(app, st.audit, st.audit.c.user == "bob", st.audit.c.result == "refused: role viewer")
-    assert len(refused) == 5
-    page = b.get("/audit?user=bob").text
-    assert page.count("refused: role viewer") == 5 and "actions.valve" in page
-    assert rows(app, st.meters, st.meters.c.building.is_not(None)) == []
-    assert rows(app, st.scheduled_tariffs) == []
-    # an operator gets past the role check; this console is read-only (no head-end)
-    a = Browser(app, "alice", "alicealice")
-    assert a.post("/meters/M1/topup", {"amount": "5.00"}).status_code == 409
-    (row,) = rows(app, st.audit, st.audit.c.user == "alice", st.audit.c.action == "topup")
-    assert row.result == "refused: console is read-only" and row.target == "M1"
-
-
 def test_a_pending_tariff_can_be_cancelled_once(app):
     with app.extensions["store"].begin() as c:
         c.execute(st.scheduled_tariffs.insert().values(

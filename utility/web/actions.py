@@ -129,6 +129,21 @@ def configure(meter):
     return redirect(url_for("views.meter", meter=meter))
 
 
+@bp.post("/meters/<meter>/history")
+@operator_required
+def fetch_history(meter):
+    """Page the meter's frozen daily and monthly registers into the store
+    (the charts and the charged revenue come from them)."""
+    _known(meter)
+
+    def run():
+        t = current_app.config["ACK_TIMEOUT"]
+        new = {k: headend().fetch_history(meter, k, timeout=t) for k in ("d", "m")}
+        return "ok", f"{new['d']} new daily, {new['m']} new monthly records"
+    _act("history", meter, None, run)
+    return redirect(url_for("views.meter", meter=meter))
+
+
 @bp.post("/meters/<meter>/building")
 @operator_required
 def building(meter):

@@ -32,6 +32,7 @@ ROLES = ("operator", "viewer")
 # for the rest of that window without its password being tried (counted
 # from the audit rows of its logins, so every console on the store agrees)
 LOCK_AFTER, LOCK_S = 5, 900
+_LOGIN = "login_row"      # session key: the audit row id of the session's login
 _hasher = PasswordHasher()
 # verified when the name is unknown, so a login takes as long either way
 _DUMMY = _hasher.hash("not a password")
@@ -63,9 +64,16 @@ def init_app(app):
 
 @login_manager.user_loader
 def _load(user_id):
+    """The session's user, if its login is still open: each session names
+    the audit row of its login, and a logout closes that row, so a copy of
+    the cookie taken before the logout opens nothing afterwards."""
     with store().connect() as c:
         row = c.execute(sa.select(st.users).where(st.users.c.id == int(user_id))).first()
-    return row and User(row)
+        login = c.execute(sa.select(st.audit.c.user, st.audit.c.action, st.audit.c.result)
+                          .where(st.audit.c.id == session.get(_LOGIN, -1))).first()
+    if row is None or login is None or tuple(login) != (row.name, "login", "ok"):
+        return None
+    return User(row)
 
 
 def add_user(engine, name, password, role):
@@ -113,7 +121,7 @@ def login():
         else:
             session.clear()          # no state carried over from before the login
             login_user(User(row))
-            audit.record(row.name, "login", None, "ok")
+            session[_LOGIN] = audit.record(row.name, "login", None, "ok")
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", form=form)
 
@@ -138,6 +146,7 @@ def _safe_next(target):
 def logout():
     if current_user.is_authenticated:
         audit.record(current_user.name, "logout", None, "ok")
+        audit.finish(session[_LOGIN], "ok, ended by logout")
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
