@@ -34,8 +34,9 @@ class Hardware:
     deepsleep        battery boards: deepsleep(ms, button=True) ends this wake (the
                      next is a fresh boot; button: the button may end the sleep),
                      else None: the board runs all the time
-    wake_reason      battery boards: why this boot ran ("power", "ulp", "timer",
-                     "button", "reset")
+    wake_reason      why this boot ran: "power" (power-on, brown-out), "reset" (a
+                     watchdog, a crash, machine.reset); battery boards also
+                     "ulp", "timer", "button"
     lightsleep       battery boards: lightsleep(ms), the CPU stopped with RAM kept
                      (machine.lightsleep), else None
     """

@@ -175,6 +175,7 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         ticker=ThreadTicker(ESP32_STACK),
         reset=machine.reset,
         partitions=ota_partitions(),
+        wake_reason="power" if machine.reset_cause() == machine.PWRON_RESET else "reset",
     )
 
 

@@ -29,7 +29,8 @@ import codes
 
 PIECE = 2048                 # image bytes per message: under the meter's 4096-byte packet limit
 GROUP_PERCENT = (0, 1, 10, 100)
-# a meter's verdict "failed": its self-test failed, it rolled back, its image
+# a meter's verdict "failed": its self-test failed, it rolled back (not after
+# a power cut at the trial, detail 0: the meter tries again), its image
 # did not hash, or the recheck on the old image failed too (tamper: the
 # meter's hardware, a reader unplugged at the first boot; it is retried a
 # day later, but until then the group must not go on as if it were busy)
@@ -206,7 +207,10 @@ class Rollout:
                 continue          # not its group yet, its battery: no verdict on the image
             if step == codes.OTA_VALID:
                 return "valid"
-            if step in FAILED:
+            # a rollback with detail 0: the power went during the trial (the
+            # customer's switch as much as an outage); the meter tries again
+            power_cut = step == codes.OTA_ROLLED_BACK and not arg >> 8 & 0xFF
+            if step in FAILED and not power_cut:
                 return "failed" if (received or 0) >= self.since else None
             if step == codes.OTA_RUNNING and (arg >> 8 & 0xFF) == 0:
                 return "valid"

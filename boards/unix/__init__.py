@@ -118,7 +118,7 @@ def _segment_display(clock):
 
 def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="counter",
           travel_ms=None, valve_open=False, bounce=0, valve="latching", feedback="both",
-          valve_cfg=None, flow_lph=0, display=True, ota_dir=None, ota_slot=None):
+          valve_cfg=None, flow_lph=0, display=True, ota_dir=None, ota_slot=None, wake_reason="power"):
     # valve: "latching" or "motor"; feedback: the limit switches wired,
     # "both", "open", "closed" or "none"; valve_cfg: overrides of the board's
     # valve timings (firmware/valve DEFAULTS for the keys); flow_lph: water
@@ -127,7 +127,9 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
     # ota_dir: the directory of the modelled OTA flash (boards/unix/ota_model.py,
     # ota_slot bytes per app slot), None: a board without OTA slots. The
     # bootloader model runs first, as on the chip, and the image it boots
-    # may carry a defect the board then shows (FAULT_CARD: no reader).
+    # may carry a defect the board then shows (FAULT_CARD: no reader);
+    # wake_reason: how the previous run ended, as machine.reset_cause() tells
+    # it ("power": the supply went; "reset": a watchdog, a crash, a reset).
     flash, fault = _ota_flash(ota_dir, ota_slot) if ota_dir else (None, 0)
     clock = SimClock(start, speed)
     irq = SoftIrq()     # one schedule queue for every pin, as on the chip
@@ -191,6 +193,7 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         test_build=True,     # the simulator is a test build: test keys accepted
         reset=power_cycle,
         partitions=flash,
+        wake_reason=wake_reason,
     )
 
 

@@ -107,7 +107,7 @@ def attach(meter, hw, link, board):
     u = Updater(meter, parts, board, hw.state_dir, hw.battery, meter.cfg.get("ota_min_mv", 0),
                 link.rt)
     try:
-        u.resume()
+        u.resume(hw.wake_reason == "power")
     except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
         meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
         u.p = {"st": 0}

@@ -34,7 +34,7 @@ REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
 MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
 SIG_WINDOWS = const(2)         # signature windows per step: 25-53 ms of a 1.6-3.4 s verify on an ESP32
-MAX_TRIALS = const(2)          # trials cut short (power, watchdog) before the version is refused
+MAX_TRIALS = const(2)          # trials a watchdog or crash cut short before the version is refused (power cuts: retried at once this often, then daily)
 STALL_MS = const(21_600_000)   # a download with no piece for 6 h is given up (a halted rollout)
 RETRY_MS = const(86_400_000)   # after a peripheral self-test failure the trial is tried again a day later
 MAX_PERIPHERAL = const(3)      # peripheral failures (old image passing the check) before the version is refused
@@ -87,11 +87,12 @@ class Updater:
         self.store.save(self.p)
 
     # ---------------- at boot ----------------
-    def resume(self):
+    def resume(self, power_on=False):
         """After a reset: go on with a download, confirm a trial or note a
         rollback. Runs once from boot, after the meter's state is restored.
         The manifest's signature is checked again (the flash is the
-        customer's), once per boot."""
+        customer's), once per boot. power_on: this boot is a power-on (the
+        chip's reset cause), not a watchdog, a crash or a reset."""
         st = self.p["st"]
         if st == IDLE:
             self._boot_slot()
@@ -114,8 +115,22 @@ class Updater:
             self._event(codes.OTA_TRIAL)
             self._start_stage()
             return
+        if (st == SWITCHED or st == TRIAL) and power_on and not self.p.get("sf"):
+            # the power went during the trial: the customer's switch as much
+            # as an outage, not the image's fault, so never counted against
+            # it; tried again at once MAX_TRIALS times, then once a day (the
+            # otadata writes of a switch are not a relay's to repeat)
+            self.p["pc"] = self.p.get("pc", 0) + 1
+            self._event(codes.OTA_ROLLED_BACK, 0)
+            self.p["st"] = VERIFY
+            self._save()
+            self._start_stage()
+            if self.p["pc"] > MAX_TRIALS:
+                self._hold = self.rt.ticks_add(self.rt.ticks_ms(), RETRY_MS)
+            return
         if st == SWITCHED or st == TRIAL:
-            # the bootloader booted the old image: the new one never confirmed
+            # the bootloader booted the old image: the new one never
+            # confirmed (a watchdog, a crash: the image's fault)
             self.p["tries"] = self.p.get("tries", 0) + 1
             self._event(codes.OTA_ROLLED_BACK, self.p["tries"])
             sf = self.p.get("sf")

@@ -167,5 +167,24 @@ def test_a_resumed_rollout_counts_only_new_failures():
     assert r.status == "running" and he.c.retained["r/1/ota"] == b"signed"
     assert r.check() == "running" and r.tally()["failed"] == 0
     for m in g1:
-        _ev(he, m, 2, 2, codes.OTA_ROLLED_BACK, clk.t)   # they fail again after the resume
+        _ev(he, m, 2, 2, codes.OTA_ROLLED_BACK, clk.t, detail=1)   # they fail again after the resume
+    assert r.check() == "halted"
+
+
+def test_power_cuts_at_first_boots_are_not_failures_of_the_image():
+    # customers switch the power off during the new image's trial (event 10
+    # detail 0: power-on): the meter tries again, the image is not at fault,
+    # so the group must not halt on them; a watchdog's rollback still counts
+    he, clk = _HE(), _Clock()
+    g1 = _ids(lambda b: b < 1, 4)
+    r = Rollout(he, sim_image(b"x" * 1000), 2, "unix", 1, clock=clk, busy_s=3600)
+    r.start(1)
+    for m in g1[:3]:
+        _ev(he, m, 1, 2, codes.OTA_SWITCHED, clk.t)
+        _ev(he, m, 2, 2, codes.OTA_ROLLED_BACK, clk.t)              # detail 0: the power
+    _ev(he, g1[3], 1, 2, codes.OTA_VALID, clk.t)
+    assert r.tally()["failed"] == 0 and r.tally()["busy"] == 3
+    assert r.check() == "running" and r.group == 1
+    for m in g1[:3]:
+        _ev(he, m, 3, 2, codes.OTA_ROLLED_BACK, clk.t, detail=1)    # a trial the watchdog ended
     assert r.check() == "halted"

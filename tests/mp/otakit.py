@@ -51,11 +51,16 @@ class Rig:
         self.state_dir = fresh_dir("ota")
         self.ota_dir = self.state_dir + "/flash"
         self.boots = 0
+        self._cause = "power"
         self.boot(cut_after)
 
-    def boot(self, cut_after=None):
+    def boot(self, cut_after=None, cause=None):
+        """The chip starts again. cause: machine.reset_cause() as the board
+        reports it; by default "reset" after hw.reset, else "power" (a
+        power cut, the power switch)."""
+        cause, self._cause = cause or self._cause, "power"
         self.link, self.m, self.hw, self.b, self.rt = make_link(
-            self.state_dir, board_opts={"ota_dir": self.ota_dir, "ota_slot": SLOT})
+            self.state_dir, board_opts={"ota_dir": self.ota_dir, "ota_slot": SLOT, "wake_reason": cause})
         self.boots += 1
         self.hw.reset = self._reset
         self.flash = self.hw.partitions
@@ -65,6 +70,7 @@ class Rig:
         self.img = None
 
     def _reset(self):
+        self._cause = "reset"
         raise Reset()
 
     def running(self):

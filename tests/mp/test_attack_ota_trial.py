@@ -37,3 +37,32 @@ def test_a_trial_with_the_network_kept_down_fails_its_link_check_and_rolls_back(
     rig.serve(img, steps=steps)
     assert rig.ota_events()[-1] == 2 << 16 | selftest.LINK << 8 | codes.OTA_TAMPER, rig.ota_events()
     assert rig.ota.updater.state == up.VERIFY and still_meters(rig)
+
+
+def test_power_cuts_at_every_first_boot_never_refuse_the_version():
+    # the customer switches the power off during each trial of the new image
+    # (the security fix) so that it is given up and the old code stays
+    rig = Rig()
+    credit(rig)
+    img = image(seed=b"v2")
+    assert download(rig, img, signed(manifest_doc(img, v=2)))
+    for cut in range(up.MAX_TRIALS + 2):
+        rig.boot()                               # the new image's trial ...
+        assert rig.running() == "ota_1" and rig.ota.updater.state == up.TRIAL, cut
+        rig.boot()                               # ... and the power switch
+        assert rig.running() == "ota_0" and rig.ota.updater.state == up.VERIFY, (cut, rig.ota_events())
+        assert still_meters(rig)
+        if cut >= up.MAX_TRIALS:
+            rig.serve(img, steps=40)             # retried once a day from then on, not at once
+            assert rig.ota.updater.state == up.VERIFY, cut
+            rig.rt.ms += up.RETRY_MS
+        try:
+            rig.serve(img)
+            raise AssertionError("not switched again after cut %d: %r" % (cut, rig.ota_events()))
+        except Reset:
+            pass
+    assert 2 << 16 | codes.REFUSED << 8 | codes.OTA_REFUSED not in rig.ota_events()
+    assert set(rig.ota_events(codes.OTA_ROLLED_BACK)) == {2 << 16 | codes.OTA_ROLLED_BACK}   # detail 0: power
+    rig.boot()                                   # the power stays on this time
+    rig.serve(img, steps=40)
+    assert rig.running() == "ota_1" and rig.m.fw_floor == 2 and rig.ota.updater.state == up.IDLE
