@@ -9,7 +9,7 @@
 # seq_label[20], ota_state u32, crc u32, little-endian), each in its own
 # 4 KiB sector, written one at a time. The CRC covers ota_seq. The
 # bootloader boots slot (seq - 1) % 2 of the valid entry with the highest
-# seq; no valid entry boots ota_0. With CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE
+# seq; no valid entry boots ota_0 (ota_1 if ota_0's image does not check). With CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE
 # (ESP-IDF bootloader_utility.c): an entry in state NEW is set to
 # PENDING_VERIFY and booted; an entry found still PENDING_VERIFY (the image
 # booted once and never confirmed itself) is set to ABORTED and the other
@@ -138,7 +138,9 @@ class OtaFlash:
             other = 1 - best
             if e[other][0] and e[other][1] not in (ST_ABORTED, ST_INVALID):
                 order.append((e[other][0] - 1) % 2)
-        order.append(0)
+        # no entry to follow, or its image does not check: the IDF's
+        # bootloader_utility_load_boot_image tries the app slots in turn
+        order += [0, 1]
         for slot in order:
             label = "ota_%d" % slot
             if self.image_ok(label):

@@ -75,3 +75,29 @@ def test_a_validated_image_that_no_longer_checks_leaves_the_older_one_metering_a
     assert rig.running() == "ota_0"
     assert 2 << 16 | codes.FORMAT << 8 | codes.OTA_WRONG_SLOT in rig.ota_events(), rig.ota_events()
     assert still_meters(rig)
+
+
+def test_erased_otadata_during_a_download_boots_the_validated_image_and_the_update_goes_on():
+    # ota_0 is half rewritten by the v3 download when otadata goes: the
+    # bootloader finds no valid entry, ota_0 does not check, and (as the
+    # ESP-IDF bootloader does) it tries the next slot
+    rig = Rig()
+    credit(rig)
+    v2 = image(seed=b"v2")
+    assert update(rig, v2, signed(manifest_doc(v2, v=2)))
+    v3 = image(seed=b"v3")
+    msg = signed(manifest_doc(v3, v=3))
+    rig.offer(msg)
+    rig.serve(v3, steps=72)
+    assert 0 < rig.ota.updater.progress() < 100
+    _put_otadata(rig, b"\xff" * 64)
+    rig.boot()
+    assert rig.running() == "ota_1" and rig.m.fw_floor == 2, rig.running()
+    assert still_meters(rig)
+    try:
+        rig.serve(v3)
+    except Reset:
+        pass
+    rig.boot()
+    rig.serve(v3, steps=40)
+    assert rig.running() == "ota_0" and rig.m.fw_floor == 3
