@@ -391,9 +391,9 @@ def boot(board_name, ready=None, **board_opts):
             link = make_link(meter, hw)
         except Exception as e:  # noqa: BLE001 - no MQTT is a degraded meter, not a dead one
             print("MQTT link not started: %r" % e)
-        if link is not None and hw.partitions is not None:
+        if hw.partitions is not None:
             _step("ota")
-            attach_ota(meter, hw, link, board_name)
+            attach_ota(meter, hw, link, board_name)   # no link: a trial fails at once
         _step("cards")
         session = attach_card(meter, hw, sec)
         _step("display")

@@ -99,21 +99,28 @@ class Ota:
 
 def attach(meter, hw, link, board):
     """The OTA path of a meter whose board has OTA slots, or None. Resumes
-    an update that a reset interrupted."""
+    an update that a reset interrupted. Without a link (this image could not
+    make one) nothing is downloaded, and a trial fails its link check at
+    once: no link step would ever end it."""
     parts = getattr(hw, "partitions", None)
-    if parts is None or link is None:
+    if parts is None:
         return None
     from ota.updater import Updater
     u = Updater(meter, parts, board, hw.state_dir, hw.battery, meter.cfg.get("ota_min_mv", 0),
-                link.rt)
+                link.rt if link is not None else None)
     try:
         u.resume(hw.wake_reason == "power")
     except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
         meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
         u.p = {"st": 0}
     o = Ota(u, meter, hw)
+    if link is None and u.state == _TRIAL:
+        from ota import selftest
+        u.confirm(selftest.LINK)
     if u.reset_due:
-        o._reset()                    # the validated slot set to boot again: before any task starts
+        o._reset()                    # before any task starts: the validated slot again, or a failed trial
+    if link is None:
+        return None
     u.announce()
     link.ota = o
     return o

@@ -54,10 +54,11 @@ class Rig:
         self._cause = "power"
         self.boot(cut_after)
 
-    def boot(self, cut_after=None, cause=None):
+    def boot(self, cut_after=None, cause=None, no_link=False):
         """The chip starts again. cause: machine.reset_cause() as the board
         reports it; by default "reset" after hw.reset, else "power" (a
-        power cut, the power switch)."""
+        power cut, the power switch). no_link: this image's boot could not
+        make its MQTT link (main.make_link raised)."""
         cause, self._cause = cause or self._cause, "power"
         self.link, self.m, self.hw, self.b, self.rt = make_link(
             self.state_dir, board_opts={"ota_dir": self.ota_dir, "ota_slot": SLOT, "wake_reason": cause})
@@ -66,7 +67,7 @@ class Rig:
         self.flash = self.hw.partitions
         self.flash.cut_after = cut_after
         self.flash.block_writes = 0       # the factory image is not the update's
-        self.ota = ota.attach(self.m, self.hw, self.link, "unix")
+        self.ota = ota.attach(self.m, self.hw, None if no_link else self.link, "unix")
         self.img = None
 
     def _reset(self):

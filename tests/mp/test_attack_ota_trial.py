@@ -66,3 +66,23 @@ def test_power_cuts_at_every_first_boot_never_refuse_the_version():
     rig.boot()                                   # the power stays on this time
     rig.serve(img, steps=40)
     assert rig.running() == "ota_1" and rig.m.fw_floor == 2 and rig.ota.updater.state == up.IDLE
+
+
+def test_a_new_image_that_cannot_make_its_link_rolls_back_at_once():
+    # the new image's link does not even start (its MQTT settings, its
+    # transport): without a link object no link step ever runs its trial
+    rig = Rig()
+    credit(rig)
+    img = image(seed=b"v2")
+    assert download(rig, img, signed(manifest_doc(img, v=2)))
+    try:
+        rig.boot(no_link=True)
+        raise AssertionError("the unconfirmed image runs without a link: %r" % rig.ota_events())
+    except Reset:
+        pass
+    assert 2 << 16 | selftest.LINK << 8 | codes.OTA_SELFTEST_FAILED in rig.ota_events()
+    rig.boot()
+    assert rig.running() == "ota_0" and rig.ota.updater.state == up.RECHECK
+    rig.serve(img, steps=5)                      # the old image's link is up: the image's fault
+    assert rig.ota.updater.state == up.VERIFY and rig.ota.updater.p.get("pf") == 1
+    assert rig.m.fw_floor == 0 and still_meters(rig)
