@@ -153,3 +153,36 @@ def test_a_topup_sent_while_the_meter_sleeps_is_applied_once_across_a_cut_before
     # applied in the first window after it was sent, not before, not a day late
     assert window_at <= s["credits"][0][1] <= window_at + 60
     assert he.topup_status(METER, 1, sent["seq"])["status"] == "applied"
+
+
+def test_the_head_end_sets_hourly_windows_and_a_press_fetches_a_command_at_once(fresh_world, meter):
+    he = fresh_world.he
+    meter.provision()
+    meter.start()
+    s = meter.asleep()
+    assert s["w_next"] - s["t"] > 3600            # daily: the next window is the night's
+    # hourly windows, sent while the meter sleeps: in force from the next window
+    sent = he.configure(METER, "window_s", 3600, timeout=None)
+    s = _until_window(meter, s)
+    assert he.wait_ack(METER, sent["n"], timeout=30)["code"] == codes.ACCEPTED
+    assert 0 < s["w_next"] - s["w_last"] <= 3600
+    first = s["w_last"]
+    s = _until_window(meter, s)                    # and the one after, an hour later
+    assert s["reason"] == "timer" and 3600 - 60 <= s["w_last"] - first <= 3600 + 60
+    # a command sent now waits for the next window, unless the customer presses
+    again = he.topup(METER, AMOUNT, timeout=None)
+    he.flush()
+    meter.ctl(press=[meter.go + 1, 31 * 60_000])   # 31 min on: polls are 30 min apart at least
+    s = meter.sleep()
+    assert s["reason"] == "button" and s["polls"] == 1
+    assert he.wait_ack(METER, again["n"], timeout=30)["code"] == codes.ACCEPTED
+    assert s["bal"] == AMOUNT and s["w_next"] - s["t"] > 60   # applied in the poll, not at a slot
+    # a second press 10 min later opens no window: the command waits for the slot
+    third = he.topup(METER, AMOUNT, timeout=None)
+    he.flush()
+    meter.ctl(press=[meter.go + 1, 10 * 60_000])
+    s = meter.sleep()
+    assert s["reason"] == "button" and s["polls"] == 1 and s["bal"] == AMOUNT
+    s = _until_window(meter, s)
+    assert he.wait_ack(METER, third["n"], timeout=30)["code"] == codes.ACCEPTED
+    assert s["bal"] == 2 * AMOUNT
