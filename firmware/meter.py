@@ -1020,6 +1020,19 @@ class Meter:
             return codes.STORAGE
         return codes.ACCEPTED
 
+    def cell_fitted(self):
+        """A new cell in a battery meter, on the office's word (fleet op
+        "cell", after the technician's job): the charge count starts again,
+        which lifts a valve reserve closure. Never on a power-on alone: the
+        customer can pull and refit the same cell."""
+        self.cell.fitted(self.clock.time())
+        self.log.add(codes.EV_LOW_BATTERY, 100)     # level 0, 100 % left
+        try:
+            self.save()
+        except Exception:  # noqa: BLE001 - the next periodic save carries it
+            return codes.STORAGE
+        return codes.ACCEPTED
+
     def retire_office_keys(self, rev):
         """Refuse office key revisions below rev from now on (persisted; the
         provisioned office_min_rev can only be raised)."""

@@ -130,6 +130,8 @@ def fleet_judge(meter):
             return codes.FORMAT
         if d["op"] not in FLEET_OPS:
             return codes.UNKNOWN
+        if d["op"] == "cell" and "m" not in d:
+            return codes.RANGE   # a new cell is fitted in one meter, never in a region
         return codes.ACCEPTED if meter.office_fresh("f", d["n"], False) else codes.OLD
     return judge
 
@@ -141,16 +143,20 @@ def apply_fleet(meter, d, signer):
     rev = d.get("rev")
     if op == "retire" and not (_is_int(rev) and 1 <= rev <= signer):
         return codes.RANGE   # a key can retire older keys, never its successors
+    if op == "cell" and meter.cell is None:
+        return codes.REFUSED  # a mains board counts no cell
     code = meter.office_note("f", d["n"])
     if code != codes.ACCEPTED:
         return code
     if op == "valvetest":
         return meter.valve_test("fleet", d.get("f", 0) == 1)
+    if op == "cell":
+        return meter.cell_fitted()
     # "retire": office key revisions below rev are refused from now on
     return meter.retire_office_keys(rev)
 
 
-FLEET_OPS = ("valvetest", "retire")
+FLEET_OPS = ("valvetest", "retire", "cell")
 
 
 # ---------------- credit recovery: void and floor (docs/CARD.md §5.2-5.3) ----------------

@@ -19,7 +19,7 @@ because it imports the firmware's own codec and HMAC (firmware/comms/).
            [--standing UNITS_PER_DAY] [--epoch E]
                                           publish a tariff: a region's is office-signed and
                                           retained; a higher --epoch is the signed reset
-    fleet (--region R | --meters ID,ID) valvetest|retire [--rev R] [--days D]
+    fleet (--region R | --meters ID,ID) valvetest|retire|cell [--rev R] [--days D]
                                           an office-signed fleet command (PROTOCOL.md §6)
     topup METER AMOUNT [--account A] [--seq S]      online top-up, waits for the ack
     retry METER                           re-send unacknowledged top-ups (same keys)
@@ -973,7 +973,7 @@ def main(argv=None):
     p = sub.add_parser("fleet")
     p.add_argument("--region", type=int, required=True)
     p.add_argument("--meters", help="comma-separated meter ids (default: the whole region)")
-    p.add_argument("op", choices=["valvetest", "retire"])
+    p.add_argument("op", choices=["valvetest", "retire", "cell"])
     p.add_argument("--rev", type=int, help="retire: office key revisions below this one")
     p.add_argument("--days", type=int, default=7, help="days the command stays valid")
     p = sub.add_parser("topup")
@@ -1126,6 +1126,8 @@ def _run(args):
             extra = {"rev": args.rev} if args.op == "retire" else {}
             if args.op == "retire" and args.rev is None:
                 raise HeadEndError("fleet retire needs --rev")
+            if args.op == "cell" and not args.meters:
+                raise HeadEndError("fleet cell needs --meters (a new cell is fitted in one meter)")
             meters = args.meters.split(",") if args.meters else None
             he.publish_fleet(args.op, args.region, meters, args.days, args.timeout, **extra)
             print(f"published fleet command {args.op} to region {args.region} (signed)")

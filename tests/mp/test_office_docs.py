@@ -120,3 +120,33 @@ def test_fleet_retire_key_revision():
     link2, m2, hw2, b2, rt2 = make_link(hw.state_dir)
     m2.attach_office(officekit.keys(officekit.TEST_D, d2))
     assert m2.office.min_rev == 2 and m2.office.active() == [2]
+
+
+def test_fleet_cell_restarts_the_charge_count_of_the_named_meter_only():
+    import power
+    link, m, hw, b, rt = make_link()
+    link.step()
+    # a mains board counts no cell: refused, and its sequence not spent
+    send(link, b, _fleet(link, m=["M000001"], op="cell", n=1), link.t_fleet)
+    assert events(m, codes.EV_COMMAND_REJECTED)[-1][3] == codes.REFUSED
+    m.cell = power.CellEstimate()                    # as a battery board builds it
+    m.cell.used = power.USABLE_UAS - power.RESERVE_UAS   # at the valve's reserve
+    for msg, why in ((_fleet(link, op="cell", n=2), codes.RANGE),         # a whole region
+                     (_fleet(link, m=["M000009"], op="cell", n=3), codes.WRONG_METER),
+                     (_fleet(link, m=["M000001"], op="cell", n=4, d=4242), codes.SIGNATURE)):
+        assert send(link, b, msg, link.t_fleet) == []
+        assert events(m, codes.EV_COMMAND_REJECTED)[-1][3] == why, why
+        assert m.cell.level() == power.LEVEL_RESERVE
+    a = send(link, b, _fleet(link, m=["M000001"], op="cell", n=5), link.t_fleet)
+    assert a[0]["code"] == codes.ACCEPTED and a[0]["val"] == 5
+    assert m.cell.used == 0 and m.cell.level() == 0
+    assert events(m, codes.EV_LOW_BATTERY)[-1][3] == 100
+    # durable, and a replay cannot restart the count a second time
+    link2, m2, hw2, b2, rt2 = make_link(hw.state_dir)
+    m2.cell = power.CellEstimate()
+    m2.restore()
+    assert m2.cell.used == 0 and m2.cell.since == hw.clock.time()
+    m2.cell.used = 1234
+    link2.step()
+    assert send(link2, b2, _fleet(link2, m=["M000001"], op="cell", n=5), link2.t_fleet) == []
+    assert events(m2, codes.EV_COMMAND_REJECTED)[-1][3] == codes.OLD and m2.cell.used == 1234
