@@ -116,6 +116,7 @@ class Meter:
         self.state_lost = False       # set at restore on a total loss, cleared by a signed floor
         self.rollback = 0             # STATE_COPY_MISSING / STATE_GEN_GAP seen at this boot
         self.fw_floor = 0             # highest firmware version validated here: only goes up (docs/OTA.md)
+        self.fw_slot = None           # the OTA slot that version was validated in (None: never updated)
         self._kept = {}               # state fields of a newer firmware, saved back unchanged
         self.save_failing = False     # the last periodic save failed; retried every poll
         self.recovery_nonce = 0       # while state_lost: the value the head-end's floor must carry
@@ -229,6 +230,7 @@ class Meter:
         self.cmd_counter = counter
         self.time_floor = floor
         self.fw_floor = _uint(s.get("fwv", 0))
+        self.fw_slot = s.get("fws") if isinstance(s.get("fws"), str) else None
         # fields this firmware does not write were written by a newer one
         # (an image that was rolled back): the first save keeps them, so the
         # newer image's state survives this one (docs/OTA.md §5)
@@ -298,6 +300,7 @@ class Meter:
             "tu": 0 if self.clock_trusted else 1,
             "lost": 1 if self.state_lost else 0,
             "fwv": self.fw_floor,
+            "fws": self.fw_slot,
         }
         m = self.pulses.mark()
         if m is not None:
@@ -1045,17 +1048,18 @@ class Meter:
             self.office.retire_below(rev)
         return code
 
-    def raise_fw_floor(self, version):
-        """The firmware version floor goes up to version (never down), made
-        durable before the caller confirms the image (docs/OTA.md)."""
+    def raise_fw_floor(self, version, slot=None):
+        """The firmware version floor goes up to version (never down), with
+        the OTA slot label it runs from, made durable before the caller
+        confirms the image (docs/OTA.md): at boot another slot is not run."""
         if version <= self.fw_floor:
             return codes.OLD     # a trial of an older or equal version confirms nothing
-        old = self.fw_floor
-        self.fw_floor = version
+        old = self.fw_floor, self.fw_slot
+        self.fw_floor, self.fw_slot = version, slot
         try:
             self.save()
         except Exception:  # noqa: BLE001 - OSError, MemoryError: not confirmed
-            self.fw_floor = old
+            self.fw_floor, self.fw_slot = old
             return codes.STORAGE
         return codes.ACCEPTED
 

@@ -150,22 +150,19 @@ class Updater:
         self._start_stage()
 
     def _boot_slot(self):
-        """No update under way: the slot that booted must be the one
-        validated last (`vs`, at the floor `vv`). Another one means otadata
-        was erased or an older copy put back (the customer's flash), and the
-        older image in it would run above the floor: set_boot back to the
-        validated slot and reset. If that image no longer checks, the older
-        one keeps metering, reported (SECURITY.md U19)."""
+        """No update under way: the slot that booted must be the one the
+        floor's version was validated in (`Meter.fw_slot`, in the meter's
+        CRC state beside the floor, not in this record, which a customer
+        can garble). Another one means otadata was erased or an older copy
+        put back, and the older image in it would run above the floor:
+        set_boot back to the validated slot and reset. If that image no
+        longer checks, the older one keeps metering, reported (SECURITY.md
+        U19). No slot yet (never updated): nothing older to run."""
         run = self.parts(self.parts.RUNNING)
         label = run.info()[4]
-        if self.p.get("vs") is None or self.p.get("vv", 0) < self.meter.fw_floor:
-            # before the first update (the serial image), or a record older
-            # than the floor: what runs now is the reference. (A floor below
-            # vv, a lost meter state, does not make the older image right.)
-            self.p["vs"], self.p["vv"] = label, self.meter.fw_floor
-            self._save()
+        if self.meter.fw_slot is None:
             return
-        if label == self.p["vs"]:
+        if label == self.meter.fw_slot:
             # set_boot back to it left it pending verify (a write only then)
             try:
                 self.parts.mark_app_valid_cancel_rollback()
@@ -228,7 +225,7 @@ class Updater:
         self._event(codes.OTA_IMAGE_BAD if code in (codes.CRC, codes.SIGNATURE) else codes.OTA_REFUSED,
                     code)
         bad = self.p.get("v", 0) if burn else self.p.get("bad", 0)
-        self.p = _kept(self.p, {"st": IDLE, "bad": bad})
+        self.p = {"st": IDLE, "bad": bad, "rv": self.p.get("rv", -1)}
         self.doc = None
         self._save()
 
@@ -302,10 +299,9 @@ class Updater:
         self._erased = -1
         self._save_due = False
         self._hold = None
-        self.p = _kept(self.p, {"st": DOWNLOAD, "v": d["v"], "m": body.decode(),
-                                "sig": binascii.hexlify(sig).decode(), "o": 0,
-                                "slot": run.get_next_update().info()[4], "from": run.info()[4],
-                                "bad": self.p.get("bad", 0)})
+        self.p = {"st": DOWNLOAD, "v": d["v"], "m": body.decode(), "sig": binascii.hexlify(sig).decode(),
+                  "o": 0, "slot": run.get_next_update().info()[4], "from": run.info()[4],
+                  "bad": self.p.get("bad", 0), "rv": self.p.get("rv", -1)}
         self._save()
         self._event(codes.OTA_ACCEPTED)
         self._start_stage()
@@ -484,7 +480,7 @@ class Updater:
             return                   # the running partition is still being hashed
         v = self.doc["v"]
         if v > self.meter.fw_floor:
-            if self.meter.raise_fw_floor(v) != codes.ACCEPTED:
+            if self.meter.raise_fw_floor(v, self.p["slot"]) != codes.ACCEPTED:
                 self.reset_due = True    # not durable: do not confirm; the old image returns
             return                   # marked valid at the next call (a step of its own)
         if v < self.meter.fw_floor:
@@ -492,7 +488,7 @@ class Updater:
             return
         self.parts.mark_app_valid_cancel_rollback()
         self._event(codes.OTA_VALID)
-        self.p = _kept(self.p, {"st": IDLE, "vs": self.p["slot"], "vv": v})
+        self.p = {"st": IDLE, "rv": self.p.get("rv", -1)}
         self.doc = None
         self._save()
 
@@ -549,16 +545,6 @@ class Updater:
 
 
 _PERIPHERAL = (4, 3, 5)   # selftest CARD, VALVE, LINK: hardware outside the board a customer can unplug
-
-
-def _kept(p, new):
-    """new, with what outlives an update from record p: the version last
-    announced, the slot validated last and its version."""
-    for k in ("rv", "vs", "vv"):
-        if k not in new and k in p:
-            new[k] = p[k]
-    new.setdefault("rv", -1)
-    return new
 
 
 def _digest(body, sig):

@@ -47,6 +47,21 @@ def test_erased_otadata_does_not_run_the_previous_image():
     assert rig.m.fw_floor == 2 and still_meters(rig)
 
 
+def test_erased_otadata_and_a_destroyed_progress_record_do_not_run_the_previous_image():
+    # the slot to return to is not the OTA record's word alone: both its
+    # copies garbled (ciphertext overwritten), the meter's state still says
+    rig = Rig()
+    credit(rig)
+    img = image(seed=b"v2")
+    assert update(rig, img, signed(manifest_doc(img, v=2)))
+    _put_otadata(rig, b"\xff" * 64)
+    for i in (0, 1):
+        with open("%s/ota.%d" % (rig.state_dir, i), "wb") as f:
+            f.write(b"\x5a" * 64)
+    _boot_back(rig, "ota_1")
+    assert rig.m.fw_floor == 2 and still_meters(rig)
+
+
 def test_an_older_otadata_put_back_does_not_run_the_previous_image():
     rig = Rig()
     credit(rig)
