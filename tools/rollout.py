@@ -15,7 +15,7 @@ event stream (event 44, `ota`) and
   has fewer) report a failure and the failures pass `threshold` of those
   that reported. Only tagged events count (docs/PROTOCOL.md §3.2), so a
   customer can report only for their own meter: one meter, however loud,
-  never halts a region.
+  halts only a group with fewer than `min_failed` members (SECURITY.md U24).
 """
 
 from __future__ import annotations
