@@ -1,9 +1,11 @@
 """Reference head-end: the utility's side of docs/PROTOCOL.md.
 
-CPython with paho-mqtt and SQLite. It signs exactly as the meter verifies,
-because it imports the firmware's own codec and HMAC (firmware/comms/).
+CPython with paho-mqtt, on the platform's store (utility/store.py: SQLite by
+default, PostgreSQL by URL; docs/HEADEND.md §1). It signs exactly as the
+meter verifies, because it imports the firmware's own codec and HMAC
+(firmware/comms/).
 
-    headend.py [--db FILE] [--master FILE] [--broker HOST:PORT] [--ca FILE]
+    headend.py [--db FILE|URL] [--master FILE] [--broker HOST:PORT] [--ca FILE]
                [--user NAME] [--password PW] COMMAND ...
 
     init                                  new master key and office signing key (files, mode
@@ -27,7 +29,7 @@ because it imports the firmware's own codec and HMAC (firmware/comms/).
     config METER KEY JSON_VALUE
     timesync METER [--time EPOCH]
     get METER state|log|cfg
-    listen [--seconds N]                  ingest telemetry, events, status into SQLite
+    listen [--seconds N]                  ingest telemetry, events, status into the store
     meters                                balance, volume, last seen and alarms per meter
     show METER [--limit N]                recent telemetry and events of one meter
 
@@ -35,25 +37,33 @@ Money is in money units (1/1000 of the minor currency unit); prices are money
 units per m^3. Exit status: 0 done, 1 the meter refused (result code shown),
 2 usage or connection error, 3 no acknowledgement in time.
 
+--db is a SQLite file (default headend.sqlite, or HEADEND_DB) or a database
+URL (postgresql+psycopg://USER:PW@HOST/DB); the key files sit next to a file
+(DB.master, DB.office.pem), and are headend.master, headend.office.pem in
+the working directory for a URL (or --master).
+
 Python use (tests, make sim, the bench):  he = HeadEnd(db, master, host, port, ...);
 he.connect(); he.provision(...); he.publish_tariff(...); he.topup(...); he.meters().
+he.engine is the store (a SQLAlchemy Engine; tables in utility/schema.py).
 """
 
 import argparse
 import json
 import os
 import secrets
-import sqlite3
 import sys
 import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from sqlalchemy import case, delete, func, select, update
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
 sys.path.insert(0, str(ROOT / "tools"))
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))          # the utility package
 import codes
 from comms import (
     codec,
@@ -61,6 +71,9 @@ from comms import (
 )
 from office import OfficeKey, office_secrets
 from storage.state import mark_provisioned
+
+from utility import schema as S
+from utility.store import StoreError, insert_ignore, migrate, open_store, upsert
 
 # events that count as alarms in `meters`
 ALARMS = {c: codes.event_name(c) for c in (
@@ -88,45 +101,8 @@ POWER_CUT_ML = 1000 * 1000
 
 UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alarms (
-    meter TEXT, kind TEXT, detail TEXT, received REAL);
-CREATE TABLE IF NOT EXISTS marks (
-    meter TEXT, reg TEXT, hi INTEGER, PRIMARY KEY (meter, reg));
-CREATE TABLE IF NOT EXISTS meters (
-    id TEXT PRIMARY KEY, region INTEGER NOT NULL, ctr INTEGER NOT NULL DEFAULT 0,
-    online INTEGER, last_seen REAL, last_seq INTEGER DEFAULT 0, t INTEGER, ml INTEGER,
-    bal INTEGER, flow INTEGER, flags INTEGER, tv INTEGER, rssi INTEGER);
-CREATE TABLE IF NOT EXISTS telemetry (
-    meter TEXT, seq INTEGER, kind INTEGER, t INTEGER, ml INTEGER, bal INTEGER, flow INTEGER,
-    flags INTEGER, tv INTEGER, evs INTEGER, rssi INTEGER, last_seq INTEGER, n INTEGER,
-    t0 INTEGER, ml0 INTEGER, dropped INTEGER, received REAL, PRIMARY KEY (meter, seq));
-CREATE TABLE IF NOT EXISTS events (
-    meter TEXT, seq INTEGER, evs INTEGER, t INTEGER, code INTEGER, arg INTEGER,
-    received REAL, PRIMARY KEY (meter, seq));
-CREATE TABLE IF NOT EXISTS acks (
-    meter TEXT, n INTEGER, code INTEGER, val INTEGER, detail TEXT, received REAL);
-CREATE TABLE IF NOT EXISTS topups (
-    meter TEXT, account INTEGER, seq INTEGER, amount INTEGER, status TEXT, code INTEGER,
-    created REAL, PRIMARY KEY (meter, account, seq));
-CREATE TABLE IF NOT EXISTS commands (
-    meter TEXT, n INTEGER, op TEXT, body TEXT, sent REAL, code INTEGER, acked REAL,
-    PRIMARY KEY (meter, n));
-CREATE TABLE IF NOT EXISTS tariffs (
-    scope TEXT, version INTEGER, body TEXT, published REAL);
-CREATE TABLE IF NOT EXISTS fleet (
-    n INTEGER PRIMARY KEY, region INTEGER, body TEXT, published REAL);
-CREATE TABLE IF NOT EXISTS arrears (
-    meter TEXT, seq INTEGER, amount INTEGER, code INTEGER, debt INTEGER, created REAL,
-    PRIMARY KEY (meter, seq));
-CREATE TABLE IF NOT EXISTS battery (
-    meter TEXT PRIMARY KEY, t INTEGER, mv INTEGER, pct INTEGER, days INTEGER, received REAL);
-CREATE TABLE IF NOT EXISTS history (
-    meter TEXT, kind TEXT, seq INTEGER, t INTEGER, al INTEGER, span INTEGER, ml INTEGER,
-    dml INTEGER, tc INTEGER, chg INTEGER, bal INTEGER, received REAL,
-    PRIMARY KEY (meter, kind, seq));
-"""
-
+# a frozen register record's fields, in the order of PROTOCOL.md §4.6.1
+HISTORY_KEYS = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
 
 # ops that can answer `old` themselves, past the counter check (docs/PROTOCOL.md §4.4)
 OWN_OLD = ("topup", "debt", "void", "floor", "tariff")
@@ -175,7 +151,9 @@ def parse_blocks(specs):
 class HeadEnd:
     def __init__(self, db, master, host="127.0.0.1", port=1883, user=None, password=None,
                  ca_file=None, client_id=None, persistent=False, office=None, ingest=True):
-        self.db_path = str(db)
+        self.engine = open_store(db)
+        migrate(self.engine)
+        self.db_name = self.engine.url.render_as_string(hide_password=True)
         self.master = master if isinstance(master, bytes) else read_master(master)
         # the office's P-256 signing key (tools/office.py): region tariffs and
         # fleet commands; meters get only its public half at provisioning
@@ -191,11 +169,9 @@ class HeadEnd:
         # and finds the acks it waits for in the database
         self.ingests = ingest
         self.client_id = client_id or f"headend-{secrets.token_hex(3)}"
-        self.db = sqlite3.connect(self.db_path, check_same_thread=False, timeout=30)
-        self.db.executescript(SCHEMA)
-        self.db.commit()
-        self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
+        # each store access is one transaction on a pooled connection; the
+        # lock guards only the ack waiters' dictionary below
+        self._cond = threading.Condition()
         self._acks = {}          # (meter, n) -> ack dict
         self._sent = {}          # (meter, n) -> codec.command_hash of the command published
         self.on_ack = []         # fn(meter, ack) for every ack (the bench uses it)
@@ -241,20 +217,17 @@ class HeadEnd:
             raise HeadEndError(f"bad meter id {meter_id!r}: 1..16 letters, digits, - or _")
         if not 0 <= int(region) < 1 << 16:
             raise HeadEndError("region must be 0..65535")
-        with self._lock:
-            self.db.execute("INSERT INTO meters (id, region) VALUES (?, ?) ON CONFLICT(id) DO "
-                            "UPDATE SET region = excluded.region", (meter_id, int(region)))
+        with self.engine.begin() as c:
+            upsert(c, S.meters, {"id": meter_id, "region": int(region)}, ["id"], ["region"])
             if replaces is not None:
                 # the new meter's outbox starts again at 1: the old meter's
                 # records move to "<id>@<unix time>", so they are neither
                 # conflicts nor a rollback of the new one
                 old = f"{meter_id}@{int(time.time())}"
-                for table in ("telemetry", "events"):
-                    self.db.execute(f"UPDATE {table} SET meter = ? WHERE meter = ?",
-                                    (old, meter_id))
-                self.db.execute("UPDATE meters SET last_seq = 0 WHERE id = ?", (meter_id,))
-                self.db.execute("DELETE FROM marks WHERE meter = ?", (meter_id,))
-            self.db.commit()
+                for t in (S.telemetry, S.events):
+                    c.execute(update(t).where(t.c.meter == meter_id).values(meter=old))
+                c.execute(update(S.meters).where(S.meters.c.id == meter_id).values(last_seq=0))
+                c.execute(delete(S.marks).where(S.marks.c.meter == meter_id))
         sec = {"id": meter_id, "mk": self.meter_key(meter_id).hex(), "user": meter_id,
                "pw": self.mqtt_password(meter_id), "ca": ca_pem}
         sec.update(office_secrets([self._need_office()]))
@@ -290,7 +263,9 @@ class HeadEnd:
         from broker import meter_acl, password_line
         d = Path(out_dir)
         d.mkdir(parents=True, exist_ok=True)
-        meters = dict(self.db.execute("SELECT id, region FROM meters ORDER BY id").fetchall())
+        with self.engine.connect() as c:
+            meters = dict(c.execute(select(S.meters.c.id, S.meters.c.region)
+                                    .order_by(S.meters.c.id)).all())
         lines = [password_line(m, self.mqtt_password(m)) for m in meters]
         lines.append(password_line("headend", headend_password))
         readers = []
@@ -337,7 +312,7 @@ class HeadEnd:
 
     def __exit__(self, *exc):
         self.close()
-        self.db.close()
+        self.engine.dispose()
 
     def _on_connect(self, client, userdata, flags, rc, props=None):
         self._rc = rc
@@ -359,7 +334,8 @@ class HeadEnd:
 
     # ---------------- ingestion ----------------
     def ingest(self, meter, chan, payload):
-        """Store one uplink message; returns how many records (an ack: 1) it added."""
+        """Store one uplink message in one transaction; returns how many
+        records (an ack: 1) were new to the store."""
         now = time.time()
         if chan in ("t", "e", "a") and not codec.verify_up(self.uplink_key(meter),
                                                            f"m/{meter}/{chan}", payload):
@@ -372,24 +348,28 @@ class HeadEnd:
             if a["n"] and sent is not None and sent != a["h"]:
                 self.alarm(meter, "ack_mismatch", f"n={a['n']}")
                 return 0
+            with self.engine.begin() as c:
+                self._lock_meter(c, meter)
+                # the tag tells a second delivery of this ack (stored already,
+                # settled already) from another answer under the same n
+                new = insert_ignore(c, S.acks, {
+                    "meter": meter, "n": a["n"], "code": a["code"], "val": a["val"],
+                    "detail": json.dumps(a["detail"]), "received": now,
+                    "tag": bytes(payload[-codec.UP_TAG:]).hex()})
+                if new:
+                    if isinstance(a["detail"], dict) and a["detail"].get("id") == meter:
+                        self._check_registers(c, meter, a["n"], a["detail"])   # a get state
+                    self._settle(c, meter, a, now)
             with self._cond:
-                self._lock_meter(meter)
-                if isinstance(a["detail"], dict) and a["detail"].get("id") == meter:
-                    self._check_registers(meter, a["n"], a["detail"])   # a get state
-                self.db.execute("INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?)",
-                                (meter, a["n"], a["code"], a["val"], json.dumps(a["detail"]), now))
-                self._settle(meter, a, now)
-                self.db.commit()
                 self._acks[(meter, a["n"])] = a
                 self._cond.notify_all()
-            for fn in self.on_ack:
+            for fn in self.on_ack:      # every ack heard, a repeat too (listeners are idempotent)
                 fn(meter, a)
-            return 1
+            return new
         if chan == "s":
-            with self._lock:
-                self.db.execute("UPDATE meters SET online = ?, last_seen = ? WHERE id = ?",
-                                (1 if payload[:1] == b"1" else 0, now, meter))
-                self.db.commit()
+            with self.engine.begin() as c:
+                c.execute(update(S.meters).where(S.meters.c.id == meter).values(
+                    online=1 if payload[:1] == b"1" else 0, last_seen=now))
             return 0
         if chan == "or":
             if self.ota is not None:
@@ -399,19 +379,31 @@ class HeadEnd:
             return 0
         recs = codec.unbatch(payload)
         taken = []
-        with self._lock:
-            self._lock_meter(meter)
+        with self.engine.begin() as c:
+            self._lock_meter(c, meter)
             for r in recs:
-                verdict = self._admit(meter, r) if r["kind"] != codec.BATT else "ok"
-                if verdict:
-                    self._store(meter, r, now, verdict == "ok")
+                verdict = self._admit(c, meter, r) if r["kind"] != codec.BATT else "ok"
+                # stored by now (another worker's copy) counts as a repeat too
+                if verdict and self._store(c, meter, r, now, verdict == "ok"):
                     taken.append(r)
-            self.db.execute("UPDATE meters SET last_seen = ? WHERE id = ?", (now, meter))
-            self.db.commit()
+            c.execute(update(S.meters).where(S.meters.c.id == meter).values(last_seen=now))
         for fn in self.on_record:
             for r in taken:
                 fn(meter, r)
         return len(taken)
+
+    @staticmethod
+    def _lock_meter(c, meter):
+        """Begin the transaction that admits and stores one message of this
+        meter with a lock that another process (a second ingestion worker)
+        storing the same meter waits for until the commit, so the checks
+        read what is stored: SQLite's write lock, taken by a first write
+        (that changes nothing); PostgreSQL's lock on the meter's row."""
+        m = S.meters
+        if c.dialect.name == "sqlite":
+            c.execute(update(m).where(m.c.id == meter).values(id=m.c.id))
+        else:
+            c.execute(select(m.c.id).where(m.c.id == meter).with_for_update())
 
     # registers of `get state` that never go back on a genuine meter (the
     # command counter is saved before a command acts, outbox sequences and
@@ -420,60 +412,57 @@ class HeadEnd:
     # (the counter shows it only to a get with an n the meter saw before).
     REGISTERS = (("n", 0), ("oq", 0), ("evs", 0), ("ml", POWER_CUT_ML))
 
-    def _lock_meter(self, meter):
-        """Begin the transaction that admits and stores one message of this
-        meter, holding a lock that another process (a second ingestion
-        worker) storing the same meter waits for until the commit: SQLite's
-        write lock, taken at BEGIN IMMEDIATE; so the checks read what is stored."""
-        if self.db.in_transaction:
-            self.db.commit()
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def _check_registers(self, meter, n, d):
+    def _check_registers(self, c, meter, n, d):
         """Raise alarm `rollback` if a reported register is below the
         highest this meter reported before; keep the high marks. Judged
         only for the newest answer (command counter n above the last one
         judged, mark "ack"): two workers may store an older answer last."""
-        row = self.db.execute("SELECT hi FROM marks WHERE meter = ? AND reg = 'ack'",
-                              (meter,)).fetchone()
-        if row is not None and n < row[0]:
+        mk = S.marks
+        last = c.execute(select(mk.c.hi).where(mk.c.meter == meter, mk.c.reg == "ack")).scalar()
+        if last is not None and n < last:
             return
-        self.db.execute("INSERT OR REPLACE INTO marks VALUES (?, 'ack', ?)", (meter, n))
+        upsert(c, mk, {"meter": meter, "reg": "ack", "hi": n}, ["meter", "reg"], ["hi"])
         for reg, slack in self.REGISTERS:
             v = d.get(reg)
             if not isinstance(v, int) or isinstance(v, bool):
                 continue
-            row = self.db.execute("SELECT hi FROM marks WHERE meter = ? AND reg = ?",
-                                  (meter, reg)).fetchone()
-            if row is not None and v < row[0] - slack:
-                self.alarm(meter, "rollback", f"{reg} {v} after {row[0]}", commit=False)
-            elif row is None or v > row[0]:
-                self.db.execute("INSERT OR REPLACE INTO marks VALUES (?, ?, ?)", (meter, reg, v))
+            hi = c.execute(select(mk.c.hi).where(mk.c.meter == meter, mk.c.reg == reg)).scalar()
+            if hi is not None and v < hi - slack:
+                self.alarm(meter, "rollback", f"{reg} {v} after {hi}", c)
+            elif hi is None or v > hi:
+                upsert(c, mk, {"meter": meter, "reg": reg, "hi": v}, ["meter", "reg"], ["hi"])
 
-    def alarm(self, meter, kind, detail="", commit=True):
-        """Record a head-end alarm; commit=False: in the caller's transaction."""
-        with self._lock:
-            self.db.execute("INSERT INTO alarms VALUES (?, ?, ?, ?)",
-                            (meter, kind, detail, time.time()))
-            if commit:
-                self.db.commit()
+    def alarm(self, meter, kind, detail="", conn=None):
+        """Record a head-end alarm; in conn's transaction when given (a
+        second connection would wait for that transaction's write lock)."""
+        row = {"meter": meter, "kind": kind, "detail": detail, "received": time.time()}
+        if conn is not None:
+            conn.execute(S.alarms.insert(), row)
+        else:
+            with self.engine.begin() as c:
+                c.execute(S.alarms.insert(), row)
         print(f"headend: ALARM {meter} {kind} {detail}", file=sys.stderr)
 
     def alarms(self, meter):
-        rows = self.db.execute("SELECT kind, detail, received FROM alarms WHERE meter = ? "
-                               "ORDER BY rowid", (meter,))
+        al = S.alarms
+        with self.engine.connect() as c:
+            rows = c.execute(select(al.c.kind, al.c.detail, al.c.received)
+                             .where(al.c.meter == meter).order_by(al.c.id)).all()
         return [{"kind": k, "detail": d, "received": t} for k, d, t in rows]
 
-    def _stored(self, meter, r):
+    def _stored(self, c, meter, r):
         """The stored record with r's sequence, as a comparable tuple, or None."""
         if r["kind"] == codec.EVENT:
-            row = self.db.execute("SELECT 2, evs, t, code, arg FROM events WHERE meter = ? AND "
-                                  "seq = ?", (meter, r["seq"])).fetchone()
-        else:
-            row = self.db.execute("SELECT kind, t, ml, bal, COALESCE(last_seq, flags) FROM "
-                                  "telemetry WHERE meter = ? AND seq = ?",
-                                  (meter, r["seq"])).fetchone()
-        return row
+            e = S.events
+            q = select(e.c.evs, e.c.t, e.c.code, e.c.arg).where(e.c.meter == meter,
+                                                                 e.c.seq == r["seq"])
+            row = c.execute(q).first()
+            return row and (2, *row)
+        t = S.telemetry
+        row = c.execute(select(t.c.kind, t.c.t, t.c.ml, t.c.bal,
+                               func.coalesce(t.c.last_seq, t.c.flags))
+                        .where(t.c.meter == meter, t.c.seq == r["seq"])).first()
+        return row and tuple(row)
 
     @staticmethod
     def _content(r):
@@ -483,7 +472,7 @@ class HeadEnd:
             return (1, r["t"], r["ml"], r["bal"], r["flags"])
         return (3, r["t1"], r["ml1"], r["bal"], r["last"])
 
-    def _admit(self, meter, r):
+    def _admit(self, c, meter, r):
         """What to do with a record whose tag checked (docs/PROTOCOL.md §3.2):
         None drop it (a repeat of a stored one; or, with an alarm, another
         record under a stored sequence or a jump beyond what an outbox
@@ -493,81 +482,92 @@ class HeadEnd:
         storing, which two ingestion workers do not keep: a pair of records
         whose register went down as seq went up raises the alarm whichever
         of the two is stored last."""
-        row = self._stored(meter, r)
+        row = self._stored(c, meter, r)
         if row is not None:
-            if tuple(row) != self._content(r):
-                self.alarm(meter, "seq_conflict", f"seq {r['seq']}", commit=False)
+            if row != self._content(r):
+                self.alarm(meter, "seq_conflict", f"seq {r['seq']}", c)
             return None
-        top = self.db.execute(
-            "SELECT MAX(s) FROM (SELECT MAX(seq, COALESCE(last_seq, 0)) AS s FROM telemetry "
-            "WHERE meter = ? UNION ALL SELECT seq FROM events WHERE meter = ?)",
-            (meter, meter)).fetchone()[0] or 0
+        t, e = S.telemetry, S.events
+        # the highest sequence stored: a record's own, or the last one a summary covers
+        seq, last = c.execute(select(func.max(t.c.seq), func.max(t.c.last_seq))
+                              .where(t.c.meter == meter)).one()
+        ev_seq = c.execute(select(func.max(e.c.seq)).where(e.c.meter == meter)).scalar()
+        top = max(seq or 0, last or 0, ev_seq or 0)
         if r["seq"] > top + OUTBOX_SPAN:
-            self.alarm(meter, "seq_jump", f"seq {r['seq']} after {top}", commit=False)
+            self.alarm(meter, "seq_jump", f"seq {r['seq']} after {top}", c)
             return None
         if r["kind"] == codec.EVENT:
-            table, v, slack, what = "events", r["evs"], 0, "event"
+            col, v, slack, what = e.c.evs, r["evs"], 0, "event"
         else:
-            table, slack, what = "telemetry", POWER_CUT_ML, "volume"
+            col, slack, what = t.c.ml, POWER_CUT_ML, "volume"
             v = r["ml"] if r["kind"] == codec.TELE else r["ml1"]
-        col = "evs" if table == "events" else "ml"
-        before, after = self.db.execute(
-            f"SELECT (SELECT MAX({col}) FROM {table} WHERE meter = ? AND seq < ?), "
-            f"(SELECT MIN({col}) FROM {table} WHERE meter = ? AND seq > ?)",
-            (meter, r["seq"], meter, r["seq"])).fetchone()
+        mine = (col.table.c.meter == meter)
+        before, after = c.execute(select(
+            select(func.max(col)).where(mine, col.table.c.seq < r["seq"]).scalar_subquery(),
+            select(func.min(col)).where(mine, col.table.c.seq > r["seq"]).scalar_subquery())).one()
         if before is not None and v < before - slack:
-            self.alarm(meter, "rollback", f"{what} {v} after {before} (seq {r['seq']})", commit=False)
+            self.alarm(meter, "rollback", f"{what} {v} after {before} (seq {r['seq']})", c)
             return "back"
         if after is not None and after < v - slack:
             # the later record, stored already, is the one that went back
-            self.alarm(meter, "rollback", f"{what} {after} after {v} (seq {r['seq']} stored late)",
-                       commit=False)
+            self.alarm(meter, "rollback", f"{what} {after} after {v} (seq {r['seq']} stored late)", c)
         return "ok"
 
-    def _store(self, meter, r, now, current=True):
+    def _store(self, c, meter, r, now, current=True):
+        """Store one record; False if it was there already."""
         if r["kind"] == codec.BATT:
             # a battery meter's cell (PROTOCOL.md §3.3): the newest one is kept
-            self.db.execute(
-                "INSERT INTO battery VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (meter) DO UPDATE SET "
-                "t = excluded.t, mv = excluded.mv, pct = excluded.pct, days = excluded.days, "
-                "received = excluded.received WHERE excluded.t >= battery.t",
-                (meter, r["t"], r["mv"], r["pct"], r["days"], now))
-            return
+            b = S.battery
+            row = {"meter": meter, "t": r["t"], "mv": r["mv"], "pct": r["pct"],
+                   "days": r["days"], "received": now}
+            if not insert_ignore(c, b, row):
+                c.execute(update(b).where(b.c.meter == meter, b.c.t <= r["t"]).values(row))
+            return True
         if r["kind"] == codec.EVENT:
-            self.db.execute("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (meter, r["seq"], r["evs"], r["t"], r["code"], r["arg"], now))
-        elif r["kind"] == codec.TELE:
-            self.db.execute(
-                "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, flow, flags,"
-                " tv, evs, rssi, received) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (meter, r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
-                 r["evs"], r["rssi"], now))
+            return insert_ignore(c, S.events, {
+                "meter": meter, "seq": r["seq"], "evs": r["evs"], "t": r["t"], "code": r["code"],
+                "arg": r["arg"], "received": now}) == 1
+        if r["kind"] == codec.TELE:
+            cur = {k: r[k] for k in ("t", "ml", "bal", "flow", "flags", "tv", "rssi")}
+            if not insert_ignore(c, S.telemetry, dict(cur, meter=meter, seq=r["seq"], kind=1,
+                                                      evs=r["evs"], received=now)):
+                return False
             if current:
-                self.db.execute(
-                    "UPDATE meters SET last_seq = ?, t = ?, ml = ?, bal = ?, flow = ?, flags = ?,"
-                    " tv = ?, rssi = ? WHERE id = ? AND COALESCE(last_seq, 0) < ?",
-                    (r["seq"], r["t"], r["ml"], r["bal"], r["flow"], r["flags"], r["tv"],
-                     r["rssi"], meter, r["seq"]))
-        else:
-            self.db.execute(
-                "INSERT OR IGNORE INTO telemetry (meter, seq, kind, t, ml, bal, last_seq, n,"
-                " t0, ml0, dropped, received) VALUES (?, ?, 3, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (meter, r["seq"], r["t1"], r["ml1"], r["bal"], r["last"], r["n"], r["t0"],
-                 r["ml0"], r["dropped"], now))
+                m = S.meters
+                c.execute(update(m).where(m.c.id == meter,
+                                          func.coalesce(m.c.last_seq, 0) < r["seq"])
+                          .values(dict(cur, last_seq=r["seq"])))
+            return True
+        return insert_ignore(c, S.telemetry, {
+            "meter": meter, "seq": r["seq"], "kind": 3, "t": r["t1"], "ml": r["ml1"],
+            "bal": r["bal"], "last_seq": r["last"], "n": r["n"], "t0": r["t0"], "ml0": r["ml0"],
+            "dropped": r["dropped"], "received": now}) == 1
 
-    def _settle(self, meter, a, now):
-        # the command this ack answers; a top-up's fate goes to its record
-        row = self.db.execute("SELECT op, body FROM commands WHERE meter = ? AND n = ? AND "
-                              "acked IS NULL", (meter, a["n"])).fetchone()
+    def _settle(self, c, meter, a, now):
+        # the command this ack answers; a top-up's fate goes to its record,
+        # an applied one's credit to the ledger (once: its key is the top-up's)
+        cm = S.commands
+        row = c.execute(select(cm.c.op, cm.c.body).where(cm.c.meter == meter, cm.c.n == a["n"],
+                                                          cm.c.acked.is_(None))).first()
         if row is None or a["n"] == 0:
             return
-        self.db.execute("UPDATE commands SET code = ?, acked = ? WHERE meter = ? AND n = ?",
-                        (a["code"], now, meter, a["n"]))
-        if row[0] == "topup" and a["code"] not in (4, 5, 12):   # old, signature, storage: retry
-            d = json.loads(row[1])
-            self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ?"
-                            " AND seq = ?", ("applied" if a["code"] in (0, 1) else "refused",
-                                             a["code"], meter, d["a"], d["s"]))
+        c.execute(update(cm).where(cm.c.meter == meter, cm.c.n == a["n"])
+                  .values(code=a["code"], acked=now))
+        if row.op == "topup" and a["code"] not in (4, 5, 12):   # old, signature, storage: retry
+            d = json.loads(row.body)
+            applied = a["code"] in (codes.ACCEPTED, codes.USED)
+            tp = S.topups
+            c.execute(update(tp).where(tp.c.meter == meter, tp.c.account == d["a"],
+                                       tp.c.seq == d["s"])
+                      .values(status="applied" if applied else "refused", code=a["code"]))
+            if applied:
+                self._ledger(c, meter, "topup", f"{d['a']}/{d['s']}", d["v"], now)
+
+    @staticmethod
+    def _ledger(c, meter, source, ref, amount, now, t=None):
+        """One money entry (docs/HEADEND.md §1.3), once per (meter, source, ref)."""
+        insert_ignore(c, S.ledger, {"meter": meter, "source": source, "ref": ref,
+                                    "amount": int(amount), "t": t, "recorded": now})
 
     # ---------------- tariffs ----------------
     def publish_tariff(self, tariff, region=None, meter=None, timeout=10):
@@ -580,28 +580,28 @@ class HeadEnd:
         topic = f"r/{region}/tariff"
         payload = self.sign_doc(b"tariff", dict(tariff, k="tariff", r=int(region)))
         self._need_client().publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout)
-        with self._lock:
-            self.db.execute("INSERT INTO tariffs VALUES (?, ?, ?, ?)",
-                            (f"region/{region}", tariff.get("v"), payload.decode(), time.time()))
-            self.db.commit()
+        with self.engine.begin() as c:
+            c.execute(S.tariffs.insert(), {"scope": f"region/{region}", "version": tariff.get("v"),
+                                           "body": payload.decode(), "published": time.time()})
         return payload
 
     def publish_fleet(self, op, region, meters=None, days=7, timeout=10, **args):
         """An office-signed fleet command to the meters of a region (all of
         them, or those listed), valid for `days`. Its sequence n is the
         current Unix second, above every earlier one."""
-        with self._lock:
-            last = self.db.execute("SELECT MAX(n) FROM fleet").fetchone()[0] or 0
-            n = max(last + 1, int(time.time()))
-            doc = dict(args, k="fleet", op=op, n=n, x=int(time.time()) + days * 86400)
-            if meters:
-                doc["m"] = list(meters)
-            else:
-                doc["r"] = int(region)
-            payload = self.sign_doc(b"fleet", doc)
-            self.db.execute("INSERT INTO fleet VALUES (?, ?, ?, ?)",
-                            (n, int(region), payload.decode(), time.time()))
-            self.db.commit()
+        while True:     # a second head-end may take the same n: then the next one
+            with self.engine.begin() as c:
+                last = c.execute(select(func.max(S.fleet.c.n))).scalar() or 0
+                n = max(last + 1, int(time.time()))
+                doc = dict(args, k="fleet", op=op, n=n, x=int(time.time()) + days * 86400)
+                if meters:
+                    doc["m"] = list(meters)
+                else:
+                    doc["r"] = int(region)
+                payload = self.sign_doc(b"fleet", doc)
+                if insert_ignore(c, S.fleet, {"n": n, "region": int(region),
+                                              "body": payload.decode(), "published": time.time()}):
+                    break
         self._need_client().publish(f"r/{region}/fleet", payload, qos=1).wait_for_publish(timeout)
         return payload
 
@@ -612,21 +612,24 @@ class HeadEnd:
         return self.client
 
     def _region_of(self, meter):
-        row = self.db.execute("SELECT region FROM meters WHERE id = ?", (meter,)).fetchone()
-        if row is None:
+        with self.engine.connect() as c:
+            region = c.execute(select(S.meters.c.region).where(S.meters.c.id == meter)).scalar()
+        if region is None:
             raise HeadEndError(f"unknown meter {meter!r} (provision it first)")
-        return row[0]
+        return region
 
     def next_counter(self, meter):
         """The meter's next command counter, epoch included: e * 2^32 + n
         (docs/PROTOCOL.md §4.4); n = 0 does not exist, so the step from
         n = 2^32-1 goes to the next epoch's n = 1."""
-        with self._lock:
-            self._region_of(meter)
-            self.db.execute("UPDATE meters SET ctr = ctr + 1 + (((ctr + 1) & 4294967295) = 0) "
-                            "WHERE id = ?", (meter,))
-            n = self.db.execute("SELECT ctr FROM meters WHERE id = ?", (meter,)).fetchone()[0]
-            self.db.commit()
+        m = S.meters
+        step = m.c.ctr + 1 + case(((m.c.ctr + 1) % (1 << 32) == 0, 1), else_=0)
+        with self.engine.begin() as c:
+            # one statement: two head-ends never draw the same counter
+            n = c.execute(update(m).where(m.c.id == meter).values(ctr=step)
+                          .returning(m.c.ctr)).scalar()
+        if n is None:
+            raise HeadEndError(f"unknown meter {meter!r} (provision it first)")
         return n
 
     def sealed_command(self, meter, op, n=None, **args):
@@ -667,22 +670,25 @@ class HeadEnd:
 
     def _stored_ack(self, meter, n):
         """The newest stored ack of command n, if it came after the command was sent."""
-        row = self.db.execute(
-            "SELECT a.n, a.code, a.val, a.detail FROM acks a JOIN commands c ON c.meter = a.meter "
-            "AND c.n = a.n WHERE a.meter = ? AND a.n = ? AND a.received >= c.sent "
-            "ORDER BY a.received DESC LIMIT 1", (meter, n)).fetchone()
+        ak, cm = S.acks, S.commands
+        with self.engine.connect() as c:
+            row = c.execute(
+                select(ak.c.n, ak.c.code, ak.c.val, ak.c.detail)
+                .join(cm, (cm.c.meter == ak.c.meter) & (cm.c.n == ak.c.n))
+                .where(ak.c.meter == meter, ak.c.n == n, ak.c.received >= cm.c.sent)
+                .order_by(ak.c.received.desc()).limit(1)).first()
         if row is None:
             return None
-        return {"n": row[0], "code": row[1], "val": row[2], "detail": json.loads(row[3])}
+        return {"n": row.n, "code": row.code, "val": row.val, "detail": json.loads(row.detail)}
 
     def resync_counter(self, meter, value):
         """Raise the meter's counter to value (e * 2^32 + n), the counter an
         `old` ack reports (docs/PROTOCOL.md §4.4); never lowers it. True if
         it moved."""
-        with self._lock:
-            moved = self.db.execute("UPDATE meters SET ctr = ? WHERE id = ? AND ctr < ?",
-                                    (int(value), meter, int(value))).rowcount
-            self.db.commit()
+        m = S.meters
+        with self.engine.begin() as c:
+            moved = c.execute(update(m).where(m.c.id == meter, m.c.ctr < int(value))
+                              .values(ctr=int(value))).rowcount
         return bool(moved)
 
     def command(self, meter, op, timeout=10, resync=True, **args):
@@ -708,10 +714,11 @@ class HeadEnd:
         n, topic, payload = self.sealed_command(meter, op, **args)
         if len(payload) > codec.MAX_DOWNLINK:
             raise HeadEndError(f"command too long ({len(payload)} bytes)")
-        with self._lock:
-            self.db.execute("INSERT OR REPLACE INTO commands VALUES (?, ?, ?, ?, ?, NULL, NULL)",
-                            (meter, n, op, json.dumps(args), time.time()))
-            self.db.commit()
+        with self.engine.begin() as c:
+            upsert(c, S.commands, {"meter": meter, "n": n, "op": op, "body": json.dumps(args),
+                                   "sent": time.time(), "code": None, "acked": None},
+                   ["meter", "n"], ["op", "body", "sent", "code", "acked"])
+        with self._cond:
             self._acks.pop((meter, n), None)   # an n used before a lost count: not this one's ack
         self._sent[(meter, n)] = codec.command_hash(payload)
         self._last_publish = self._need_client().publish(topic, payload, qos=1)
@@ -725,28 +732,38 @@ class HeadEnd:
         `retry` can re-send it with the same key (the meter applies it once)."""
         if amount <= 0:
             raise HeadEndError("amount must be positive")
-        with self._lock:
-            self._region_of(meter)
-            if seq is None:
-                row = self.db.execute("SELECT MAX(seq) FROM topups WHERE meter = ? AND account = ?",
-                                      (meter, account)).fetchone()
-                seq = (row[0] or 0) + 1
-            self.db.execute("INSERT OR IGNORE INTO topups VALUES (?, ?, ?, ?, 'pending', NULL, ?)",
-                            (meter, account, seq, amount, time.time()))
-            self.db.commit()
+        self._region_of(meter)
+        tp = S.topups
+        while True:
+            with self.engine.begin() as c:
+                row = {"meter": meter, "account": account, "amount": amount, "status": "pending",
+                       "created": time.time()}
+                if seq is not None:        # a re-send keeps the stored top-up as it is
+                    insert_ignore(c, tp, dict(row, seq=seq))
+                    break
+                # a new key: the next seq, unless another head-end took it meanwhile
+                nxt = (c.execute(select(func.max(tp.c.seq)).where(
+                    tp.c.meter == meter, tp.c.account == account)).scalar() or 0) + 1
+                if insert_ignore(c, tp, dict(row, seq=nxt)):
+                    seq = nxt
+                    break
         # the ack, whenever it comes, settles the top-up record (see _settle)
         a = self.command(meter, "topup", timeout=timeout, a=account, s=seq, v=amount)
         a["seq"] = seq
         return a
 
     def topup_status(self, meter, account, seq):
-        row = self.db.execute("SELECT status, code FROM topups WHERE meter = ? AND account = ? AND "
-                              "seq = ?", (meter, account, seq)).fetchone()
+        tp = S.topups
+        with self.engine.connect() as c:
+            row = c.execute(select(tp.c.status, tp.c.code).where(
+                tp.c.meter == meter, tp.c.account == account, tp.c.seq == seq)).first()
         return row and {"status": row[0], "code": row[1]}
 
     def retry(self, meter, timeout=10):
-        rows = self.db.execute("SELECT account, seq, amount FROM topups WHERE meter = ? AND "
-                               "status = 'pending' ORDER BY created", (meter,)).fetchall()
+        tp = S.topups
+        with self.engine.connect() as c:
+            rows = c.execute(select(tp.c.account, tp.c.seq, tp.c.amount).where(
+                tp.c.meter == meter, tp.c.status == "pending").order_by(tp.c.created)).all()
         return [self.topup(meter, amount, account, seq, timeout) for account, seq, amount in rows]
 
     def reissue(self, meter, account, seq, timeout=10):
@@ -755,8 +772,10 @@ class HeadEnd:
         meter applies it if it never did and answers USED if it did, so no
         answer, true or forged, can credit it twice (docs/CARD.md §6).
         Refused for a top-up voided for a refund: that key never applies."""
-        row = self.db.execute("SELECT amount, status FROM topups WHERE meter = ? AND account = ? "
-                              "AND seq = ?", (meter, account, seq)).fetchone()
+        tp = S.topups
+        with self.engine.connect() as c:
+            row = c.execute(select(tp.c.amount, tp.c.status).where(
+                tp.c.meter == meter, tp.c.account == account, tp.c.seq == seq)).first()
         if row is None:
             raise HeadEndError(f"no top-up {account}/{seq} for {meter}")
         if row[1] == "void":
@@ -779,11 +798,12 @@ class HeadEnd:
         d = self._recovery_doc(meter, "void", a=account, s=seq, c=1 if card else 0)
         a = self.command(meter, "void", timeout=timeout, d=d)
         if not card and a.get("code") in (codes.ACCEPTED, codes.USED):
-            with self._lock:
-                self.db.execute("UPDATE topups SET status = ?, code = ? WHERE meter = ? AND account = ? "
-                                "AND seq = ?", ("void" if a["code"] == codes.ACCEPTED else "applied",
-                                                a["code"], meter, account, seq))
-                self.db.commit()
+            tp = S.topups
+            with self.engine.begin() as c:
+                c.execute(update(tp).where(tp.c.meter == meter, tp.c.account == account,
+                                           tp.c.seq == seq)
+                          .values(status="void" if a["code"] == codes.ACCEPTED else "applied",
+                                  code=a["code"]))
         return a
 
     def restore_floor(self, meter, account, card_floor, install_floor=0, timeout=10):
@@ -799,22 +819,22 @@ class HeadEnd:
         rn = (self.get(meter, timeout=timeout).get("detail") or {}).get("rn", 0)
         if not rn:
             raise HeadEndError(f"{meter} reports no state loss (no recovery nonce)")
-        with self._lock:
-            row = self.db.execute("SELECT MAX(seq) FROM topups WHERE meter = ? AND account = ?",
-                                  (meter, account)).fetchone()
+        tp = S.topups
+        mine = (tp.c.meter == meter, tp.c.account == account)
+        with self.engine.connect() as c:
+            last = c.execute(select(func.max(tp.c.seq)).where(*mine)).scalar()
             # unacknowledged, or refused because the meter was waiting for this floor
-            pending = self.db.execute("SELECT seq, amount FROM topups WHERE meter = ? AND account = ? "
-                                      "AND (status = 'pending' OR status = 'refused' AND code = ?) "
-                                      "ORDER BY seq", (meter, account, codes.REFUSED)).fetchall()
-        d = self._recovery_doc(meter, "floor", a=account, c=card_floor, q=row[0] or 0,
+            pending = c.execute(select(tp.c.seq, tp.c.amount).where(
+                *mine, (tp.c.status == "pending")
+                | ((tp.c.status == "refused") & (tp.c.code == codes.REFUSED))
+            ).order_by(tp.c.seq)).all()
+        d = self._recovery_doc(meter, "floor", a=account, c=card_floor, q=last or 0,
                                i=install_floor, rn=rn)
         a = self.command(meter, "floor", timeout=timeout, d=d)
         if a.get("code") == codes.ACCEPTED:
             for seq, amount in pending:
-                with self._lock:
-                    self.db.execute("UPDATE topups SET status = 'reissued' WHERE meter = ? AND "
-                                    "account = ? AND seq = ?", (meter, account, seq))
-                    self.db.commit()
+                with self.engine.begin() as c:
+                    c.execute(update(tp).where(*mine, tp.c.seq == seq).values(status="reissued"))
                 self.topup(meter, amount, account, timeout=timeout)
         return a
 
@@ -834,18 +854,26 @@ class HeadEnd:
         """Add arrears to a meter's debt register (PROTOCOL.md §4.4 `debt`),
         once per seq (the next one from the table unless given; re-send the
         same seq when no ack came). Returns the ack; val is the debt after."""
-        with self._lock:
-            if seq is None:
-                seq = (self.db.execute("SELECT MAX(seq) FROM arrears WHERE meter = ?",
-                                       (meter,)).fetchone()[0] or 0) + 1
-            self.db.execute("INSERT OR IGNORE INTO arrears VALUES (?, ?, ?, NULL, NULL, ?)",
-                            (meter, seq, amount, time.time()))
-            self.db.commit()
+        ar = S.arrears
+        while True:
+            with self.engine.begin() as c:
+                row = {"meter": meter, "amount": amount, "created": time.time()}
+                if seq is not None:
+                    insert_ignore(c, ar, dict(row, seq=seq))
+                    break
+                nxt = (c.execute(select(func.max(ar.c.seq)).where(ar.c.meter == meter))
+                       .scalar() or 0) + 1
+                if insert_ignore(c, ar, dict(row, seq=nxt)):
+                    seq = nxt
+                    break
         a = self.command(meter, "debt", timeout=timeout, v=amount, s=seq)
-        with self._lock:
-            self.db.execute("UPDATE arrears SET code = ?, debt = ? WHERE meter = ? AND seq = ?",
-                            (a["code"], a["val"], meter, seq))
-            self.db.commit()
+        with self.engine.begin() as c:
+            c.execute(update(ar).where(ar.c.meter == meter, ar.c.seq == seq)
+                      .values(code=a["code"], debt=a["val"]))
+            if a["code"] in (codes.ACCEPTED, codes.USED):
+                stored = c.execute(select(ar.c.amount).where(ar.c.meter == meter,
+                                                             ar.c.seq == seq)).scalar()
+                self._ledger(c, meter, "arrears", str(seq), stored, time.time())
         a["seq"] = seq
         return a
 
@@ -855,8 +883,10 @@ class HeadEnd:
         store them. Returns how many records were new."""
         if kind not in ("d", "m"):
             raise HeadEndError("history kind is d (daily) or m (monthly)")
-        have = self.db.execute("SELECT MAX(seq) FROM history WHERE meter = ? AND kind = ?",
-                               (meter, kind)).fetchone()[0] or 0
+        h = S.history
+        with self.engine.connect() as c:
+            have = c.execute(select(func.max(h.c.seq)).where(h.c.meter == meter,
+                                                             h.c.kind == kind)).scalar() or 0
         new, before = 0, 0
         while True:
             a = self.command(meter, "history", timeout=timeout, k=kind,
@@ -864,12 +894,14 @@ class HeadEnd:
             if a["code"] != codes.ACCEPTED:
                 raise HeadEndError(f"history: {a['result']}")
             page = [r for r in a["detail"] or [] if r[0] > have]
-            with self._lock:
+            now = time.time()
+            with self.engine.begin() as c:
                 for r in page:
-                    self.db.execute("INSERT OR IGNORE INTO history VALUES "
-                                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                    (meter, kind, *r, time.time()))
-                self.db.commit()
+                    rec = dict(zip(HISTORY_KEYS, r))
+                    insert_ignore(c, h, dict(rec, meter=meter, kind=kind, received=now))
+                    if kind == "d":     # the day's charge; monthly records repeat the days
+                        self._ledger(c, meter, "charge", f"d/{rec['seq']}", rec["chg"], now,
+                                     rec["t"])
             new += len(page)
             if len(page) < len(a["detail"] or []) or not page:
                 return new
@@ -877,41 +909,54 @@ class HeadEnd:
 
     def history(self, meter, kind="d", limit=400):
         """Stored frozen records, oldest first, as dicts."""
-        keys = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
-        rows = self.db.execute(f"SELECT {', '.join(keys)} FROM history WHERE meter = ? AND kind = ? "
-                               "ORDER BY seq DESC LIMIT ?", (meter, kind, limit))
-        return [dict(zip(keys, r)) for r in rows][::-1]
+        h = S.history
+        with self.engine.connect() as c:
+            rows = c.execute(select(*(h.c[k] for k in HISTORY_KEYS))
+                             .where(h.c.meter == meter, h.c.kind == kind)
+                             .order_by(h.c.seq.desc()).limit(limit)).all()
+        return [dict(zip(HISTORY_KEYS, r)) for r in rows][::-1]
 
     # ---------------- views ----------------
     def meters(self):
+        m, e, al, b = S.meters, S.events, S.alarms, S.battery
         out = []
-        rows = self.db.execute("SELECT id, region, online, last_seen, t, ml, bal, flags, tv, rssi "
-                               "FROM meters ORDER BY id").fetchall()
-        for mid, region, online, seen, t, ml, bal, flags, tv, rssi in rows:
-            alarms = [ALARMS[c] for (c,) in self.db.execute(
-                "SELECT DISTINCT code FROM events WHERE meter = ? AND received > ? ORDER BY code",
-                (mid, time.time() - 7 * 86400)) if c in ALARMS]
-            # the head-end's own (kept until cleared: a rollback stays news)
-            alarms += [k for (k,) in self.db.execute(
-                "SELECT DISTINCT kind FROM alarms WHERE meter = ? ORDER BY kind", (mid,))]
-            b = self.db.execute("SELECT t, mv, pct, days FROM battery WHERE meter = ?",
-                                (mid,)).fetchone()
-            out.append({"id": mid, "region": region, "online": online, "last_seen": seen,
-                        "t": t, "ml": ml, "bal": bal, "valve": None if flags is None else flags & 1,
-                        "tv": tv, "rssi": rssi, "alarms": alarms,
-                        "battery": None if b is None else dict(zip(("t", "mv", "pct", "days"), b))})
+        with self.engine.connect() as c:
+            rows = c.execute(select(m.c.id, m.c.region, m.c.online, m.c.last_seen, m.c.t, m.c.ml,
+                                    m.c.bal, m.c.flags, m.c.tv, m.c.rssi).order_by(m.c.id)).all()
+            for mid, region, online, seen, t, ml, bal, flags, tv, rssi in rows:
+                recent = c.execute(select(e.c.code).distinct().where(
+                    e.c.meter == mid, e.c.received > time.time() - 7 * 86400).order_by(e.c.code))
+                alarms = [ALARMS[code] for code in recent.scalars() if code in ALARMS]
+                # the head-end's own (kept until cleared: a rollback stays news)
+                alarms += c.execute(select(al.c.kind).distinct().where(al.c.meter == mid)
+                                    .order_by(al.c.kind)).scalars().all()
+                cell = c.execute(select(b.c.t, b.c.mv, b.c.pct, b.c.days)
+                                 .where(b.c.meter == mid)).first()
+                out.append({"id": mid, "region": region, "online": online, "last_seen": seen,
+                            "t": t, "ml": ml, "bal": bal,
+                            "valve": None if flags is None else flags & 1, "tv": tv, "rssi": rssi,
+                            "alarms": alarms,
+                            "battery": None if cell is None
+                            else dict(zip(("t", "mv", "pct", "days"), cell))})
         return out
 
     def telemetry(self, meter, limit=1000):
-        rows = self.db.execute("SELECT seq, kind, t, ml, bal, flow, flags, tv, last_seq, n FROM "
-                               "telemetry WHERE meter = ? ORDER BY seq DESC LIMIT ?", (meter, limit))
+        t = S.telemetry
+        cols = (t.c.seq, t.c.kind, t.c.t, t.c.ml, t.c.bal, t.c.flow, t.c.flags, t.c.tv,
+                t.c.last_seq, t.c.n)
+        with self.engine.connect() as c:
+            rows = c.execute(select(*cols).where(t.c.meter == meter)
+                             .order_by(t.c.seq.desc()).limit(limit)).all()
         keys = ("seq", "kind", "t", "ml", "bal", "flow", "flags", "tv", "last", "n")
         return [dict(zip(keys, r)) for r in rows][::-1]
 
     def events(self, meter, limit=1000):
-        rows = self.db.execute("SELECT seq, evs, t, code, arg FROM events WHERE meter = ? "
-                               "ORDER BY seq DESC LIMIT ?", (meter, limit))
-        return [dict(zip(("seq", "evs", "t", "code", "arg"), r)) for r in rows][::-1]
+        e = S.events
+        keys = ("seq", "evs", "t", "code", "arg")
+        with self.engine.connect() as c:
+            rows = c.execute(select(*(e.c[k] for k in keys)).where(e.c.meter == meter)
+                             .order_by(e.c.seq.desc()).limit(limit)).all()
+        return [dict(zip(keys, r)) for r in rows][::-1]
 
 
 # ---------------- command line ----------------
@@ -938,7 +983,8 @@ def _ack_exit(a):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="headend.py", description="Reference head-end for the meters.")
-    ap.add_argument("--db", default=os.environ.get("HEADEND_DB", "headend.sqlite"))
+    ap.add_argument("--db", default=os.environ.get("HEADEND_DB", "headend.sqlite"),
+                    help="SQLite file, or a database URL (postgresql+psycopg://USER:PW@HOST/DB)")
     ap.add_argument("--master", help="master key file (default: <db>.master)")
     ap.add_argument("--broker", default=os.environ.get("HEADEND_BROKER", "127.0.0.1:1883"))
     ap.add_argument("--ca", default=os.environ.get("HEADEND_CA"), help="CA file: use TLS")
@@ -1029,14 +1075,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         return _run(args)
-    except HeadEndError as e:
+    except (HeadEndError, StoreError) as e:
         print(f"headend: {e}", file=sys.stderr)
         return 3 if isinstance(e, NoAck) else 2
 
 
 def _run(args):
-    master = args.master or args.db + ".master"
-    office = args.db + ".office.pem"
+    # the key files: next to a SQLite file, or headend.* here for a database URL
+    base = "headend" if "://" in args.db else args.db
+    master = args.master or base + ".master"
+    office = base + ".office.pem"
     if args.cmd == "init":
         p = new_master(master)
         if Path(office).exists():
@@ -1044,11 +1092,13 @@ def _run(args):
         key = OfficeKey.generate(rev=1)
         key.save(office)
         # the meters' part, public: simmeter.py --office, flash.py provision
-        Path(args.db + ".office-public.json").write_text(json.dumps(office_secrets([key])))
-        sqlite3.connect(args.db).executescript(SCHEMA)
+        Path(base + ".office-public.json").write_text(json.dumps(office_secrets([key])))
+        engine = open_store(args.db)
+        migrate(engine)
         print(f"master key written to {p}, office signing key to {office} (keep both "
               f"secret; {office.removesuffix('.pem')}.json holds its revision); the meters' "
-              f"public office keys to {args.db}.office-public.json; database {args.db}")
+              f"public office keys to {base}.office-public.json; database "
+              f"{engine.url.render_as_string(hide_password=True)}")
         return 0
     host, _, port = args.broker.rpartition(":")
     try:
@@ -1106,7 +1156,7 @@ def _run(args):
             end = time.monotonic() + args.seconds if args.seconds else None
             until = f"for {args.seconds:g} s" if end else "until Ctrl-C"
             print(f"listening on {he.host}:{he.port} to m/+/t, m/+/e, m/+/s, m/+/a (telemetry, "
-                  f"events, online status, acks) into {he.db_path}, {until}", flush=True)
+                  f"events, online status, acks) into {he.db_name}, {until}", flush=True)
             try:
                 while end is None or time.monotonic() < end:
                     time.sleep(0.2)

@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 import codes
+from sqlalchemy import select, update
+
+from utility import schema as S
+from utility.store import insert_ignore, upsert
 
 PIECE = 2048                 # image bytes per message: under the meter's 4096-byte packet limit
 GROUP_PERCENT = (0, 1, 10, 100)
@@ -36,19 +40,12 @@ GROUP_PERCENT = (0, 1, 10, 100)
 # day later, but until then the group must not go on as if it were busy)
 FAILED = (codes.OTA_SELFTEST_FAILED, codes.OTA_ROLLED_BACK, codes.OTA_IMAGE_BAD, codes.OTA_TAMPER)
 
-# rollouts: one row per rollout, its group and status; started is when the
-# current group's manifest was published (the soak timer runs from it).
-# rollout_plans: what a head-end needs to carry the rollout on after a
-# restart: the image and the rules (JSON: threshold, min_valid, min_failed,
-# busy_s, soak_s, block_gap_s, bat, cs, rb, since).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rollouts (
-    version INTEGER, board TEXT, region INTEGER, grp INTEGER, status TEXT,
-    sha TEXT, started REAL, PRIMARY KEY (version, board, region));
-CREATE TABLE IF NOT EXISTS rollout_plans (
-    version INTEGER, board TEXT, region INTEGER, image BLOB, params TEXT,
-    PRIMARY KEY (version, board, region));
-"""
+# In the head-end's store (utility/schema.py): rollouts, one row per rollout,
+# its group and status; started is when the current group's manifest was
+# published (the soak timer runs from it). rollout_plans: what a head-end
+# needs to carry the rollout on after a restart: the image and the rules
+# (JSON: threshold, min_valid, min_failed, busy_s, soak_s, block_gap_s, bat,
+# cs, rb, since).
 RULES = ("threshold", "min_valid", "min_failed", "busy_s", "soak_s", "block_gap_s", "bat", "cs", "rb")
 
 
@@ -92,19 +89,23 @@ class Rollout:
         self.started = 0.0             # clock() when the current group's manifest went out
         self.since = 0.0               # failures received before this (a resume) are not counted
         self.pieces_sent = 0
-        self.he.db.executescript(SCHEMA)
         headend.ota = self
+
+    @staticmethod
+    def _plan(headend, version, board, region):
+        ro, rp = S.rollouts, S.rollout_plans
+        q = (select(ro.c.grp, ro.c.status, ro.c.started, rp.c.image, rp.c.params)
+             .join(rp, (rp.c.version == ro.c.version) & (rp.c.board == ro.c.board)
+                   & (rp.c.region == ro.c.region))
+             .where(ro.c.version == version, ro.c.board == board, ro.c.region == region))
+        with headend.engine.connect() as c:
+            return c.execute(q).first()
 
     @classmethod
     def load(cls, headend, version: int, board: str, region: int, clock=time.time) -> Rollout:
         """The rollout as the database holds it: a head-end that restarts
         carries on with the same group, status, timers and rules."""
-        headend.db.executescript(SCHEMA)
-        with headend._lock:
-            row = headend.db.execute(
-                "SELECT r.grp, r.status, r.started, p.image, p.params FROM rollouts r JOIN rollout_plans p"
-                " USING (version, board, region) WHERE version = ? AND board = ? AND region = ?",
-                (version, board, region)).fetchone()
+        row = cls._plan(headend, version, board, region)
         if row is None:
             raise LookupError(f"no rollout of version {version} for {board} in region {region}")
         grp, status, started, image, params = row
@@ -117,21 +118,18 @@ class Rollout:
     @staticmethod
     def listed(headend) -> list[tuple]:
         """(version, board, region, group, status, started) of every rollout."""
-        headend.db.executescript(SCHEMA)
-        with headend._lock:
-            return headend.db.execute("SELECT version, board, region, grp, status, started FROM rollouts"
-                                      " ORDER BY started DESC").fetchall()
+        ro = S.rollouts
+        with headend.engine.connect() as c:
+            return [tuple(r) for r in c.execute(
+                select(ro.c.version, ro.c.board, ro.c.region, ro.c.grp, ro.c.status, ro.c.started)
+                .order_by(ro.c.started.desc()))]
 
     def refresh(self):
         """Group, status, timers and rules again from the database: another
         head-end process (the operator's halt, resume) may have changed them."""
-        with self.he._lock:
-            row = self.he.db.execute(
-                "SELECT r.grp, r.status, r.started, p.params FROM rollouts r JOIN rollout_plans p"
-                " USING (version, board, region) WHERE version = ? AND board = ? AND region = ?",
-                (self.version, self.board, self.region)).fetchone()
-        self.group, self.status, self.started = row[0], row[1], row[2]
-        rules = json.loads(row[3])
+        row = self._plan(self.he, self.version, self.board, self.region)
+        self.group, self.status, self.started = row.grp, row.status, row.started
+        rules = json.loads(row.params)
         for k in RULES:
             setattr(self, k, rules[k])
         self.since = rules["since"]
@@ -140,19 +138,16 @@ class Rollout:
     def _record(self):
         rules = {k: getattr(self, k) for k in RULES}
         rules["since"] = self.since
-        with self.he._lock:
-            self.he.db.execute(
-                "INSERT OR REPLACE INTO rollouts VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.version, self.board, self.region, self.group, self.status,
-                 hashlib.sha256(self.image).hexdigest(), self.started))
-            if not self.he.db.execute("SELECT 1 FROM rollout_plans WHERE version = ? AND board = ? AND "
-                                      "region = ?", (self.version, self.board, self.region)).fetchone():
-                self.he.db.execute("INSERT INTO rollout_plans VALUES (?, ?, ?, ?, ?)",
-                                   (self.version, self.board, self.region, self.image, json.dumps(rules)))
-            else:
-                self.he.db.execute("UPDATE rollout_plans SET params = ? WHERE version = ? AND board = ? AND "
-                                   "region = ?", (json.dumps(rules), self.version, self.board, self.region))
-            self.he.db.commit()
+        key = {"version": self.version, "board": self.board, "region": self.region}
+        with self.he.engine.begin() as c:
+            upsert(c, S.rollouts, dict(key, grp=self.group, status=self.status,
+                                       sha=hashlib.sha256(self.image).hexdigest(), started=self.started),
+                   list(key), ["grp", "status", "sha", "started"])
+            # the image is stored once; the rules change with a resume
+            if not insert_ignore(c, S.rollout_plans, dict(key, image=self.image, params=json.dumps(rules))):
+                rp = S.rollout_plans
+                c.execute(update(rp).where(rp.c.version == self.version, rp.c.board == self.board,
+                                           rp.c.region == self.region).values(params=json.dumps(rules)))
 
     def _publish(self, payload: bytes, timeout=10):
         self.he._need_client().publish(f"r/{self.region}/ota", payload, qos=1,
@@ -188,17 +183,20 @@ class Rollout:
 
     # ---------------- what the fleet says ----------------
     def meters(self) -> list[str]:
-        rows = self.he.db.execute("SELECT id FROM meters WHERE region = ? ORDER BY id",
-                                  (self.region,)).fetchall()
-        return [r[0] for r in rows]
+        m = S.meters
+        with self.he.engine.connect() as c:
+            return c.execute(select(m.c.id).where(m.c.region == self.region)
+                             .order_by(m.c.id)).scalars().all()
 
     def state_of(self, meter: str) -> str | None:
         """'valid', 'failed', 'busy', 'stalled' (busy, nothing new for
         busy_s) or None (nothing reported) for this version, from the
         meter's newest ota event."""
-        rows = self.he.db.execute(
-            "SELECT arg, received FROM events WHERE meter = ? AND code = ? ORDER BY seq DESC",
-            (meter, codes.EV_OTA)).fetchall()
+        e = S.events
+        with self.he.engine.connect() as c:
+            rows = c.execute(select(e.c.arg, e.c.received).where(e.c.meter == meter,
+                                                                 e.c.code == codes.EV_OTA)
+                             .order_by(e.c.seq.desc())).all()
         for arg, received in rows:
             if arg >> 16 != self.version:
                 continue
@@ -255,9 +253,10 @@ class Rollout:
         """A block request from a meter: its pieces on m/<id>/o."""
         if self.status != "running" or bucket(meter) >= GROUP_PERCENT[self.group]:
             return
-        with self.he._lock:
-            row = self.he.db.execute("SELECT region FROM meters WHERE id = ?", (meter,)).fetchone()
-        if row is None or row[0] != self.region:
+        m = S.meters
+        with self.he.engine.connect() as c:
+            region = c.execute(select(m.c.region).where(m.c.id == meter)).scalar()
+        if region != self.region:
             return                # another region's rollout (or an unknown meter)
         now = self.clock()
         if now - self._served.get(meter, -self.block_gap_s) < self.block_gap_s:
@@ -392,7 +391,7 @@ class _Serving:
 def _run_rules(he, a):
     serving = _Serving()
     end = time.monotonic() + a.seconds if a.seconds else None
-    print(f"serving rollouts from {he.db_path}, checking every {a.every:g} s", flush=True)
+    print(f"serving rollouts from {he.db_name}, checking every {a.every:g} s", flush=True)
     try:
         while end is None or time.monotonic() < end:
             for v, board, region, _, status, _ in Rollout.listed(he):

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -103,6 +104,14 @@ history = Table(
     Index(None, "kind", "t"),           # per region by day: joined with meters.region
 )
 
+# a battery meter's newest cell record (PROTOCOL.md §3.3): one row per meter
+battery = Table(
+    "battery", metadata,
+    Column("meter", Text, primary_key=True),
+    Column("t", Int), Column("mv", Int), Column("pct", Int), Column("days", Int),
+    Column("received", Float),
+)
+
 marks = Table(
     "marks", metadata,
     Column("meter", Text, primary_key=True),
@@ -163,21 +172,32 @@ rollouts = Table(
     Column("grp", Integer), Column("status", Text), Column("sha", Text), Column("started", Float),
 )
 
+# what a head-end needs to carry a rollout on after a restart (tools/rollout.py)
+rollout_plans = Table(
+    "rollout_plans", metadata,
+    Column("version", Int, primary_key=True, autoincrement=False),
+    Column("board", Text, primary_key=True),
+    Column("region", Int, primary_key=True, autoincrement=False),
+    Column("image", LargeBinary),
+    Column("params", Text),                     # JSON: the rules (tools/rollout.py RULES)
+)
+
 # ---------------- money ----------------
 # One row per credit or charge, each under the key of what caused it, so a
 # second delivery of the same ack, payment or history record adds nothing.
+# amount is never negative; source says which way it goes (docs/HEADEND.md §1.3):
 #   source  ref             amount
-#   topup   ACCOUNT/SEQ     credit applied by the meter (ack applied)
-#   arrears SEQ             debt added (ack of `debt`)
+#   topup   ACCOUNT/SEQ     credit the meter applied (ack accepted or used)
+#   arrears SEQ             debt added to the meter's register (ack of `debt`)
 #   charge  d/SEQ           water charged on the meter's day SEQ (daily history chg)
-#   refund  PAYMENT_ID      money back for a payment whose credit was refused
+#   refund  PAYMENT_ID      money paid back for a payment whose credit was refused
 ledger = Table(
     "ledger", metadata,
     _id(),
     Column("meter", Text, nullable=False),
     Column("source", Text, nullable=False),
     Column("ref", Text, nullable=False),
-    Column("amount", Int, nullable=False),      # money units; credit +, charge and refund -
+    Column("amount", Int, nullable=False),      # money units, >= 0
     Column("t", Int),                           # meter time, when known
     Column("recorded", Float, nullable=False),
     UniqueConstraint("meter", "source", "ref"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 
 from utility import schema
 
@@ -36,11 +37,14 @@ def store_url(url_or_path) -> str:
 
 def open_store(url_or_path) -> Engine:
     url = store_url(url_or_path)
-    if url.startswith("sqlite"):
+    if url in ("sqlite://", "sqlite:///:memory:"):
+        # one database in memory: every thread shares its single connection
+        engine = create_engine(url, poolclass=StaticPool,
+                               connect_args={"check_same_thread": False})
+    elif url.startswith("sqlite"):
         # timeout: a writer waits up to 30 s for another connection's lock
         engine = create_engine(url, connect_args={"timeout": 30})
-        if url not in ("sqlite://", "sqlite:///:memory:"):
-            event.listen(engine, "connect", _sqlite_wal)
+        event.listen(engine, "connect", _sqlite_wal)
     elif url.startswith("postgresql"):
         engine = create_engine(url, pool_pre_ping=True)
     else:

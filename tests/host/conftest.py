@@ -44,6 +44,15 @@ def mp_env():
 METERS = {**{f"M{i}": 1 for i in range(1, 7)}, "R2M1": 2}
 
 
+def sql(he, query, **params):
+    """One SQL statement (text, :name parameters) on the head-end's store,
+    committed: its rows as tuples, or the count of rows it changed."""
+    from sqlalchemy import text
+    with he.engine.begin() as c:
+        r = c.execute(text(query), params)
+        return [tuple(row) for row in r] if r.returns_rows else r.rowcount
+
+
 def wait_for(pred, timeout=20.0, what="condition", interval=0.05):
     """Poll pred() until it returns something truthy; fail after timeout s."""
     deadline = time.monotonic() + timeout
@@ -113,8 +122,9 @@ class MeterProc:
 
 
 class World:
-    def __init__(self, tmp, meters=METERS):
+    def __init__(self, tmp, meters=METERS, db="he.sqlite"):
         self.tmp = Path(tmp)
+        self.db = db                          # the head-end's store: a file in tmp, or a URL
         self.master = secrets.token_bytes(32)
         self.office = OfficeKey.generate()    # the office's signing key: host only
         self.he_password = secrets.token_hex(8)
@@ -133,8 +143,9 @@ class World:
             self.he.provision(m, r)
         return self
 
-    def headend(self, db="he.sqlite", client_id="headend-main"):
-        return HeadEnd(self.tmp / db, self.master, self.broker.host, self.broker.admin_port, "headend",
+    def headend(self, db=None, client_id="headend-main"):
+        db = db or self.db
+        return HeadEnd(db if "://" in str(db) else self.tmp / db, self.master, self.broker.host, self.broker.admin_port, "headend",
                        self.he_password, self.broker.ca_file, client_id, persistent=True,
                        office=self.office)
 

@@ -7,6 +7,7 @@ import time
 
 import paho.mqtt.client as mqtt
 from comms import sign
+from conftest import sql
 
 
 def _rogue(w, user, client_id, port=None):
@@ -58,7 +59,7 @@ def test_headend_steps_into_the_next_epoch_at_the_end_of_range(tmp_path):
     from office import OfficeKey
     he = HeadEnd(tmp_path / "he.sqlite", bytes(32), office=OfficeKey.generate())
     he.provision("M9", 1)
-    he.db.execute("UPDATE meters SET ctr = ? WHERE id = 'M9'", ((1 << 32) - 2,))
+    sql(he, "UPDATE meters SET ctr = :c WHERE id = 'M9'", c=(1 << 32) - 2)
     bodies = []
     for _ in range(3):
         n, _topic, payload = he.sealed_command("M9", "get", w="state")

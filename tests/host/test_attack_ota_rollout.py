@@ -3,16 +3,15 @@
 database; the publishes are recorded instead of sent (the MQTT path is
 tests/host/test_ota_rollout.py's, on Mosquitto). Each test fails if the
 attack works."""
-import sqlite3
 import sys
-import threading
 
-from conftest import ROOT
+from conftest import ROOT, sql
 
 sys.path.insert(0, str(ROOT / "tools"))
 import codes
-import headend
 from rollout import Rollout, bucket, sim_image
+
+from utility.store import migrate, open_store
 
 
 class _Pub:
@@ -34,10 +33,9 @@ class _Client:
 
 
 class _HE:
-    def __init__(self, path=":memory:"):
-        self.db = sqlite3.connect(str(path))
-        self.db.executescript(headend.SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, path=None):
+        self.engine = open_store(path or "sqlite://")
+        migrate(self.engine)
         self.c = _Client()
 
     def _need_client(self):
@@ -64,9 +62,9 @@ def _ids(pred, n):
 
 
 def _ev(he, m, seq, v, step, received, detail=0):
-    he.db.execute("INSERT INTO meters (id, region) VALUES (?, 1) ON CONFLICT DO NOTHING", (m,))
-    he.db.execute("INSERT INTO events VALUES (?, ?, 0, 0, ?, ?, ?)",
-                  (m, seq, codes.EV_OTA, v << 16 | detail << 8 | step, received))
+    sql(he, "INSERT INTO meters (id, region) VALUES (:m, 1) ON CONFLICT DO NOTHING", m=m)
+    sql(he, "INSERT INTO events VALUES (:m, :seq, 0, 0, :code, :arg, :received)", m=m, seq=seq,
+        code=codes.EV_OTA, arg=v << 16 | detail << 8 | step, received=received)
 
 
 def test_a_member_that_accepts_then_goes_quiet_stalls_the_group_only_for_busy_s():
@@ -143,10 +141,9 @@ def test_a_restarted_headend_keeps_the_soak_timer_and_the_rules(tmp_path):
     r.start(1)
     for m in g1:
         _ev(he, m, 1, 2, codes.OTA_VALID, clk.t)
-    he.db.commit()
     clk.t += 1800
     assert r.check() == "running" and r.group == 1       # soaking
-    he.db.close()
+    he.engine.dispose()
     he = _HE(tmp_path / "he.sqlite")                      # the head-end restarts 1 h later
     clk.t += 1900
     r = Rollout.load(he, 2, "unix", 1, clock=clk)

@@ -8,6 +8,7 @@ import time
 
 import paho.mqtt.client as mqtt
 from comms import codec
+from conftest import sql
 
 
 def _client(w, user, pw):
@@ -23,9 +24,9 @@ def _client(w, user, pw):
 
 
 def _top_seq(he, meter):
-    return max(r[0] for r in he.db.execute(
-        "SELECT seq FROM telemetry WHERE meter=? UNION SELECT seq FROM events WHERE meter=?",
-        (meter, meter)))
+    return max(r[0] for r in sql(
+        he, "SELECT seq FROM telemetry WHERE meter = :m UNION SELECT seq FROM events WHERE meter = :m",
+        m=meter))
 
 
 def test_forged_uplink_neither_freezes_the_meters_row_nor_hides_genuine_events(fresh_world):
@@ -52,7 +53,7 @@ def test_forged_uplink_neither_freezes_the_meters_row_nor_hides_genuine_events(f
     for k in range(0, 100, 20):
         c.publish("m/M1/e", codec.batch(evs[k:k + 20]), qos=1).wait_for_publish()
     # a forged ack of the next command, before the meter can answer
-    n_next = he.db.execute("SELECT ctr FROM meters WHERE id='M1'").fetchone()[0] + 1
+    n_next = sql(he, "SELECT ctr FROM meters WHERE id='M1'")[0][0] + 1
     c.publish("m/M1/a", codec.seal_up(b"guess", "m/M1/a", codec.ack(n_next, 0, 0)),
               qos=1).wait_for_publish()
     c.disconnect()
@@ -64,8 +65,8 @@ def test_forged_uplink_neither_freezes_the_meters_row_nor_hides_genuine_events(f
     assert he.valve("M1", False)["code"] == 0
     time.sleep(3)
     row = [x for x in he.meters() if x["id"] == "M1"][0]
-    codes_seen = [r[0] for r in he.db.execute(
-        "SELECT code FROM events WHERE meter='M1' AND seq > ?", (last,))]
+    codes_seen = [r[0] for r in sql(he, "SELECT code FROM events WHERE meter='M1' AND seq > :s",
+                                    s=last)]
     print("head-end bal", row["bal"], "alarms", row["alarms"], "codes", sorted(set(codes_seen)))
     assert row["bal"] == he.get("M1")["detail"]["bal"] == 100_000
     assert 20 in codes_seen, "the genuine config event was dropped"
@@ -97,7 +98,7 @@ def test_a_consistent_rollback_of_the_state_directory_is_flagged(fresh_world):
     time.sleep(3)
     he.get("M3")
     m.stop()
-    top_ml = he.db.execute("SELECT MAX(ml) FROM telemetry WHERE meter='M3'").fetchone()[0]
+    top_ml = sql(he, "SELECT MAX(ml) FROM telemetry WHERE meter='M3'")[0][0]
     assert "rollback" not in [x for x in he.meters() if x["id"] == "M3"][0]["alarms"]
     shutil.rmtree(d)
     _copy(w.tmp / "M3.yesterday", d)                  # restored, consistently
@@ -128,7 +129,7 @@ def _dumped(tmp_path):
     from headend import HeadEnd
     master = secrets.token_bytes(32)
     he = HeadEnd(tmp_path / "he.sqlite", master)
-    he.db.execute("INSERT INTO meters (id, region) VALUES ('M1', 1)")
+    sql(he, "INSERT INTO meters (id, region) VALUES ('M1', 1)")
     uk = sign.uplink_key(sign.meter_key(master, "M1"))
 
     def put(chan, recs):
@@ -180,7 +181,7 @@ def test_own_key_forgeries_meet_the_record_rules(tmp_path):
     he.ingest("M1", "t", body)
     he.ingest("M1", "e", codec.seal_up(uk, "m/M1/t", body))
     assert _kinds(he)[-2:] == ["forged_uplink", "forged_uplink"]
-    assert he.db.execute("SELECT COUNT(*) FROM telemetry WHERE seq = 8").fetchone()[0] == 0
+    assert sql(he, "SELECT COUNT(*) FROM telemetry WHERE seq = 8") == [(0,)]
 
 
 def test_an_ack_moved_to_another_command_is_refused(tmp_path):

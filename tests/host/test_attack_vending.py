@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "host"))
 sys.path.insert(0, str(ROOT / "tools"))
+from conftest import sql
 from headend import HeadEndError
 from test_cardtool import meter_tap, station, tool
 
@@ -69,8 +70,8 @@ def test_attack_replacement_meter_takes_no_credit_before_the_signed_floor(mqtt_w
         with pytest.raises(HeadEndError):                           # nothing left to restore
             he.restore_floor("M5", 7, card_floor=3)
         # the office's verdicts come from the meter's signed answers to a void
-        seq = max(r[0] for r in he.db.execute("SELECT seq FROM topups WHERE meter = 'M5' AND "
-                                               "status = 'applied'"))
+        seq = max(r[0] for r in sql(he, "SELECT seq FROM topups WHERE meter = 'M5' AND "
+                                         "status = 'applied'"))
         assert he.void("M5", 7, seq)["code"] == 1                   # applied: nothing owed
         assert he.void("M5", 7, seq + 1)["code"] == 0               # never applied, never will be
         assert he.topup("M5", 5000, account=7, seq=seq + 1)["code"] == 21   # voided

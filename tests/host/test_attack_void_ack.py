@@ -12,6 +12,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 from comms import codec, sign
+from conftest import sql
 from headend import HeadEndError
 
 
@@ -65,8 +66,7 @@ def test_attack_forged_not_applied_ack_gives_no_second_credit(fresh_world):
     time.sleep(1)
     # the re-issue that went to the rogue, sent again to the real meter: the
     # same key, so it answers USED and the balance stays
-    topup = he.db.execute("SELECT body FROM commands WHERE meter = 'M1' AND op = 'topup' "
-                          "ORDER BY n").fetchall()
+    topup = sql(he, "SELECT body FROM commands WHERE meter = 'M1' AND op = 'topup' ORDER BY n")
     assert len({r[0] for r in topup}) == 1, "a re-issue must carry the original key"
     r = he.topup("M1", 100_000, account=1, seq=seq)
     assert r["code"] == 1, r                                   # USED

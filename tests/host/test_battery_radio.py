@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MICROPYTHON, ROOT, mp_env, wait_for
+from conftest import MICROPYTHON, ROOT, mp_env, sql, wait_for
 
 import codes
 
@@ -116,8 +116,8 @@ def test_a_topup_sent_while_the_meter_sleeps_is_applied_once_across_a_cut_before
     s = meter.asleep()
     # the power-on window: the meter connected once, so the broker keeps its session
     assert s["windows"] == 1 and s["reason"] == "power"
-    wait_for(lambda: he.db.execute("SELECT online FROM meters WHERE id = ?", (METER,)).fetchone()
-             == (0,), 20, "the meter offline after its window")
+    wait_for(lambda: sql(he, "SELECT online FROM meters WHERE id = :m", m=METER) == [(0,)],
+             20, "the meter offline after its window")
     assert s["bal"] == 0 and s["w_next"] > s["t"]
     # the battery record came with the window's telemetry; the head-end shows it
     b = wait_for(lambda: [x for x in he.meters() if x["id"] == METER][0]["battery"], 20,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from broker import Broker, meter_acl
 from comms import sign
-from conftest import MeterProc, wait_for
+from conftest import MeterProc, sql, wait_for
 from headend import HeadEnd
 from office import OfficeKey
 from uplinksim import MeterClient, outbox_messages
@@ -70,8 +70,8 @@ class IngestWorld:
     def count(self, meter=None):
         q = "SELECT (SELECT COUNT(*) FROM telemetry{w}) + (SELECT COUNT(*) FROM events{w})"
         if meter is None:
-            return self.he.db.execute(q.format(w="")).fetchone()[0]
-        return self.he.db.execute(q.format(w=" WHERE meter = ?"), (meter, meter)).fetchone()[0]
+            return sql(self.he, q.format(w=""))[0][0]
+        return sql(self.he, q.format(w=" WHERE meter = :m"), m=meter)[0][0]
 
     def close(self):
         for p in self.workers.values():
@@ -140,20 +140,18 @@ def test_two_workers_one_killed_mid_stream_store_every_record_once(world):
                  what=f"U1's {sent} records (has {w.count('U1')})")
     finally:
         u1.kill()
-    db = w.he.db
     for table in ("telemetry", "events"):
-        rows, keys = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT meter || '/' || seq) FROM {table}"
-                                ).fetchone()
+        rows, keys = sql(w.he, f"SELECT COUNT(*), COUNT(DISTINCT meter || '/' || seq) FROM {table}")[0]
         assert rows == keys, f"{table}: {rows - keys} records stored twice"
-    seqs = sorted(s for (s,) in db.execute(
-        "SELECT seq FROM telemetry WHERE meter = 'U1' UNION ALL SELECT seq FROM events WHERE "
+    seqs = sorted(s for (s,) in sql(
+        w.he, "SELECT seq FROM telemetry WHERE meter = 'U1' UNION ALL SELECT seq FROM events WHERE "
         "meter = 'U1'"))
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= sent, \
         "U1's outbox sequence stored gap-free, once each"
-    acks = db.execute("SELECT COUNT(*) FROM acks WHERE meter = 'U1' AND n = ?", (a["n"],)).fetchone()
+    acks = sql(w.he, "SELECT COUNT(*) FROM acks WHERE meter = 'U1' AND n = :n", n=a["n"])[0]
     assert acks[0] == 1, "an ack delivered once stored once"
-    alarms = db.execute(f"SELECT meter, kind, detail FROM alarms WHERE kind IN "
-                        f"({','.join('?' * len(ADMISSION))})", ADMISSION).fetchall()
+    alarms = sql(w.he, "SELECT meter, kind, detail FROM alarms WHERE kind IN ("
+                 + ", ".join(f"'{k}'" for k in ADMISSION) + ")")
     assert alarms == [], f"admission alarms from out-of-order storing: {alarms}"
     # the restarted slot got the killed worker's unacknowledged messages back
     for slot in (1, 2):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import sql, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCEPTED, USED, FORMAT, RANGE, OLD, SIGNATURE = 0, 1, 2, 3, 4, 5
@@ -160,8 +160,7 @@ def test_head_end_catches_up_with_the_meters_counter(mqtt_world, m1):
     assert state["detail"]["n"] == ctr
 
     def lose_count():
-        he.db.execute("UPDATE meters SET ctr = 1 WHERE id = 'M1'")
-        he.db.commit()
+        sql(he, "UPDATE meters SET ctr = 1 WHERE id = 'M1'")
 
     lose_count()
     a = he.get("M1", "state")
@@ -177,5 +176,5 @@ def test_head_end_catches_up_with_the_meters_counter(mqtt_world, m1):
     assert d["result"] == "accepted"
     o = he.add_arrears("M1", 5_000, seq=49)
     assert o["code"] == OLD and o["val"] == d["val"] > d["n"]
-    ctr_now = he.db.execute("SELECT ctr FROM meters WHERE id = 'M1'").fetchone()[0]
+    ctr_now = sql(he, "SELECT ctr FROM meters WHERE id = 'M1'")[0][0]
     assert ctr_now == o["n"] + 1     # the debt, then the `get` probe

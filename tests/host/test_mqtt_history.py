@@ -2,7 +2,7 @@
 port, real Mosquitto (TLS, ACL), and the reference head-end storing the
 frozen registers in SQLite (docs/PROTOCOL.md §4.6.1)."""
 
-from conftest import wait_for
+from conftest import sql, wait_for
 
 ACCEPTED, FORMAT, RANGE = 0, 2, 3
 DAY = 86400
@@ -48,6 +48,6 @@ def test_head_end_adds_arrears_once_and_a_top_up_repays_its_share(fresh_world):
     he.topup("M1", 2_000_000, account=1)
     st = he.get("M1", "state")["detail"]
     assert st["dbt"] == 1_000_000 - 400_000
-    rows = he.db.execute("SELECT seq, amount, code, debt FROM arrears WHERE meter = 'M1'").fetchall()
+    rows = sql(he, "SELECT seq, amount, code, debt FROM arrears WHERE meter = 'M1'")
     assert rows == [(1, 1_000_000, 1, 1_000_000)]
     m.stop()

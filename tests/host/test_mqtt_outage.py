@@ -4,12 +4,12 @@ never stops, nothing in the outbox is lost, and everything arrives in order."""
 
 import time
 
-from conftest import wait_for
+from conftest import sql, wait_for
 
 
 def uplink_seqs(he, meter):
-    rows = he.db.execute("SELECT seq FROM telemetry WHERE meter = ? UNION "
-                         "SELECT seq FROM events WHERE meter = ? ORDER BY 1", (meter, meter))
+    rows = sql(he, "SELECT seq FROM telemetry WHERE meter = :m UNION "
+               "SELECT seq FROM events WHERE meter = :m ORDER BY 1", m=meter)
     return [r[0] for r in rows]
 
 
@@ -63,7 +63,7 @@ def test_commands_wait_for_a_meter_that_is_away(fresh_world):
     assert a["code"] == 0 and a["val"] == 1_000_000
     assert he.topup_status("M2", 1, sent["seq"]) == {"status": "applied", "code": 0}
     # the head-end retries as if it had missed the ack: applied once only
-    row = he.db.execute("SELECT seq FROM topups WHERE meter = 'M2'").fetchone()
+    row = sql(he, "SELECT seq FROM topups WHERE meter = 'M2'")[0]
     assert he.topup("M2", 1_000_000, seq=row[0])["result"] == "used"
     assert he.get("M2", "state")["detail"]["bal"] == 1_000_000
     m.stop()

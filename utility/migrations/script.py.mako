@@ -2,7 +2,7 @@
 
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
+
 """
 import sqlalchemy as sa
 from alembic import op
