@@ -9,8 +9,11 @@ and on PostgreSQL (Debian's server, fsync on: durable commits, as in
 production). Two shapes of traffic:
 
 - hourly: a mains meter's report, one telemetry record per message
-  (report_s 3600, docs/PROTOCOL.md §3.3);
+  (report_s 3600, docs/PROTOCOL.md §3.3), four hours of it;
 - daily: a day's 24 hourly records in one message (batched, per_msg 24).
+
+Each meter's messages are interleaved with the others' (every meter's
+first, then every meter's second ...), as a fleet reports.
 
 Printed per run: records/s and messages/s of the group and per worker, and
 the meters one worker serves at that report rate (messages/s per worker x
@@ -44,7 +47,8 @@ from office import OfficeKey
 from uplinksim import outbox_messages
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-SHAPES = {"hourly": (1, 3600), "daily": (24, 86400)}     # records per message, report period s
+# shape: (records per message, messages per meter replayed, report period s)
+SHAPES = {"hourly": (1, 4, 3600), "daily": (24, 1, 86400)}
 
 
 def publish_all(broker, pw, msgs):
@@ -167,9 +171,11 @@ def main(argv=None):
           f"{os.cpu_count()} cores")
     try:
         for shape in shapes:
-            per_msg, period = SHAPES[shape]
-            msgs = [m for mid in meters for m in outbox_messages(master, mid, per_msg, per_msg,
-                                                                    event_every=0)]
+            per_msg, count, period = SHAPES[shape]
+            # interleaved as the meters report: every meter's first message, then the second ...
+            each = [outbox_messages(master, mid, per_msg * count, per_msg, event_every=0)
+                    for mid in meters]
+            msgs = [m[k] for k in range(count) for m in each]
             records = sum(n for _, _, n in msgs)
             for kind in kinds:
                 for n in counts:

@@ -14,7 +14,7 @@ from uplinksim import MeterClient, outbox_messages
 
 @pytest.fixture()
 def world(tmp_path):
-    w = IngestWorld(tmp_path, tmp_path / "he.sqlite")
+    w = IngestWorld(tmp_path, f"sqlite:///{tmp_path / 'he.sqlite'}")
     yield w
     w.close()
 

@@ -84,8 +84,9 @@ class IngestWorld:
 
 
 @pytest.fixture()
-def world(tmp_path):
-    w = IngestWorld(tmp_path, tmp_path / "he.sqlite")
+def world(tmp_path, store_url):
+    """Once on SQLite, once on PostgreSQL."""
+    w = IngestWorld(tmp_path, store_url)
     yield w
     w.close()
 
