@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from utility import schema
@@ -66,10 +67,14 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
-    with engine.connect() as conn:
-        tables = set(inspect(conn).get_table_names())
+    name = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+    except OperationalError as e:      # no server, no such database, refused, not a file
+        raise StoreError(f"cannot open {name}: {str(e.orig).strip().splitlines()[-1]}") from None
     if "alembic_version" not in tables and "meters" in tables:
-        raise StoreError(f"{engine.url.render_as_string(hide_password=True)} was made by the "
+        raise StoreError(f"{name} was made by the "
                          "reference head-end before its migrations (no alembic_version table): "
                          "start from a new database")
     cfg = Config()

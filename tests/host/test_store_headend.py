@@ -8,11 +8,13 @@ on one database, as during a worker hand-over), and then every uplink the
 meter sent is published again: the keys must hold each record, ack and
 credit once."""
 
+import subprocess
+import sys
 import threading
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import World, _need_mosquitto, sql, wait_for
+from conftest import ROOT, World, _need_mosquitto, sql, wait_for
 
 AMOUNT = 500_000
 
@@ -94,3 +96,26 @@ def test_two_head_ends_and_replayed_uplinks_store_each_record_once(world):
         spy.disconnect()
         he2.close()
         he2.engine.dispose()
+
+
+def _cli(cwd, *args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "headend.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=60, cwd=cwd, check=False)
+
+
+def test_the_command_line_takes_a_database_url(tmp_path, store_url):
+    url = store_url
+    p = _cli(tmp_path, "--db", url, "init")
+    assert p.returncode == 0, p.stderr
+    # a URL has no file to put the keys beside: headend.* in the working directory
+    assert (tmp_path / "headend.master").exists() and (tmp_path / "headend.office.pem").exists()
+    for m in ("M7", "M8"):
+        assert _cli(tmp_path, "--db", url, "provision", m, "--region", 4).returncode == 0
+    p = _cli(tmp_path, "--db", url, "meters")
+    assert p.returncode == 0, p.stderr
+    assert [ln.split()[:2] for ln in p.stdout.splitlines()[1:]] == [["M7", "4"], ["M8", "4"]]
+    # a database that is not there: one line saying so
+    gone = (url.rsplit("/", 1)[0] + "/nodb_here" if url.startswith("postgresql")
+            else f"sqlite:///{tmp_path}/no/such/dir/he.sqlite")
+    p = _cli(tmp_path, "--db", gone, "meters")
+    assert p.returncode == 2 and "cannot open" in p.stderr and "Traceback" not in p.stderr, p.stderr
