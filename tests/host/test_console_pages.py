@@ -287,6 +287,24 @@ def test_serve_command_line_runs_the_console_with_waitress(tmp_path):
         p.wait(10)
 
 
+def test_provisioning_names_the_building_the_console_shows(tmp_path):
+    db = str(tmp_path / "he.sqlite")
+    he = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", db]
+
+    def run(*args):
+        p = subprocess.run(he + list(args), capture_output=True, text=True, cwd=ROOT, check=False)
+        assert p.returncode == 0, p.stderr
+    run("init")
+    run("provision", "P1", "--region", "3", "--building", "Tower A")
+    run("provision", "P2", "--region", "3", "--building", "Tower A")
+    run("provision", "P1", "--region", "3")          # again, no building: it stays
+    app = make_app(db)
+    users(app, bob="viewer")
+    page = Browser(app, "bob", "bobbob").get("/regions").text
+    row = page.split('id="building-3-Tower A"')[1].split("</tr>")[0]
+    assert '<td class="num">2</td>' in row
+
+
 def test_adduser_command_line(tmp_path):
     db = str(tmp_path / "c.sqlite")
     cmd = [sys.executable, "-m", "utility.web", "--db", db, "adduser", "carol", "--role", "viewer"]
