@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import World, _need_mosquitto, wait_for
 from consolekit import Browser, make_app, users
+from headend import HeadEnd
 
 from utility import money
 from utility import schema as st
@@ -179,3 +180,29 @@ def test_the_scheduler_thread_publishes_what_a_crash_left_half_done(world):
     finally:
         sched.stop()
     m.stop()
+
+
+def test_with_ingestion_workers_an_action_finds_its_ack_in_the_store(world):
+    """serve --ingest-workers: the console's HeadEnd does not take the
+    uplink; another process (here the world's head-end, as a worker would)
+    stores the ack, and the action reads it from the store."""
+    console_he = HeadEnd(world.db, world.master, world.broker.host, world.broker.admin_port,
+                         "headend", world.he_password, world.broker.ca_file, "console",
+                         persistent=True, office=world.office, ingest=False).connect()
+    heard = []                       # acks the console's own HeadEnd took off the broker
+    console_he.on_ack.append(lambda meter, a: heard.append(a))
+    try:
+        app = make_app(world.db, headend=console_he, ACK_TIMEOUT=20)
+        users(app, alice="operator")
+        m = world.start_meter("C1")
+        s0 = m.wait(lambda s: s["connected"] and s, what="C1 connected")
+        alice = Browser(app, "alice", "alicealice")
+        alice.get("/meters/C1")
+        alice.post("/meters/C1/topup", {"amount": "2.00"})
+        m.wait(lambda s: s["bal"] == s0["bal"] + 200_000, what="C1 credited 2.00")
+        (row,) = audit_rows(app, action="topup")
+        assert "accepted (code 0)" in row.result
+        assert heard == []           # the ack came through the store
+        m.stop()
+    finally:
+        console_he.close()
