@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import wait_for
-from consolekit import Browser, make_app, token, users
+from consolekit import Browser, insert, make_app, meter_world, rows, token, users
 
 from utility import money
 from utility import schema as st
@@ -24,21 +24,7 @@ PAGES = ["/meters", "/meters/M1", "/regions", "/revenue", "/alarms", "/tariffs",
 
 @pytest.fixture()
 def app(store_url):
-    a = make_app(store_url, CLOCK=lambda: NOW)
-    users(a, alice="operator", bob="viewer")
-    with a.extensions["store"].begin() as c:
-        c.execute(st.meters.insert().values(id="M1", region=1, last_seen=NOW))
-    return a
-
-
-def rows(app, table, *where):
-    with app.extensions["store"].connect() as c:
-        return c.execute(sa.select(table).where(*where)).all()
-
-
-def insert(app, table, values):
-    with app.extensions["store"].begin() as c:
-        c.execute(table.insert(), values)
+    return meter_world(store_url, NOW)
 
 
 def test_every_page_needs_a_login(app):
