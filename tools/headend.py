@@ -10,7 +10,7 @@ meter verifies, because it imports the firmware's own codec and HMAC
 
     init                                  new master key and office signing key (files, mode
                                           0600), the meters' public office.json, database
-    provision METER --region R [--state DIR] [--tls] [--card-keys ISSUER.json] [--building B]
+    provision METER --region R [--state DIR] [--tls] [--card-keys ISSUER.json]
                                           derive the meter's keys (card keys too, given the
                                           vending station's issuer file); write
                                           DIR/secrets.json and DIR/config.json for the meter
@@ -202,7 +202,7 @@ class HeadEnd:
         return sign.mqtt_password(self.master, meter_id)
 
     def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None, replaces=None,
-                  card=None, building=None):
+                  card=None):
         """Register a meter and derive its secrets. With state_dir, write the
         meter's secrets.json (keys, broker credentials, CA) and merge mqtt
         (host/port/tls/keepalive) and the id and region into its config.json.
@@ -210,9 +210,7 @@ class HeadEnd:
         same id; its config carries the old binding, so it boots as a state
         loss and takes no credit before `floor` (docs/CARD.md §5.3).
         card: the meter's card section ({"rev", "rec"}, IssuerKeys.meter_secrets)
-        when the head-end holds the vending station's issuer key file.
-        building: where it is installed (the console sums per building);
-        None leaves a stored one as it is."""
+        when the head-end holds the vending station's issuer key file."""
         # the meter's own rule for its id (docs/PROTOCOL.md §2, config.py)
         if not 1 <= len(meter_id) <= 16 or not all(c.isascii() and (c.isalnum() or c in "-_")
                                                    for c in meter_id):
@@ -220,10 +218,7 @@ class HeadEnd:
         if not 0 <= int(region) < 1 << 16:
             raise HeadEndError("region must be 0..65535")
         with self.engine.begin() as c:
-            row = {"id": meter_id, "region": int(region)}
-            if building is not None:
-                row["building"] = building
-            upsert(c, S.meters, row, ["id"], list(row)[1:])
+            upsert(c, S.meters, {"id": meter_id, "region": int(region)}, ["id"], ["region"])
             if replaces is not None:
                 # the new meter's outbox starts again at 1: the old meter's
                 # records move to "<id>@<unix time>", so they are neither
@@ -731,21 +726,6 @@ class HeadEnd:
             return {"n": n}
         return self.wait_ack(meter, n, timeout)
 
-    def _keyed(self, table, owner, seq, **fields):
-        """Record a row of table under owner (column -> value) and seq; a
-        row already there is kept as it is (a re-send). seq None: the next
-        free one, taken by an insert that a second head-end's row of the
-        same seq makes fail, then the one after. Returns the seq."""
-        while True:
-            with self.engine.begin() as c:
-                if seq is not None:
-                    insert_ignore(c, table, dict(owner, seq=seq, **fields))
-                    return seq
-                nxt = (c.execute(select(func.max(table.c.seq)).where(
-                    *(table.c[k] == v for k, v in owner.items()))).scalar() or 0) + 1
-                if insert_ignore(c, table, dict(owner, seq=nxt, **fields)):
-                    return nxt
-
     def topup(self, meter, amount, account=1, seq=None, timeout=10):
         """Online top-up with the ledger key (mqtt, account, seq). A new seq is
         issued unless given; the top-up is recorded before it is sent, so
@@ -753,8 +733,20 @@ class HeadEnd:
         if amount <= 0:
             raise HeadEndError("amount must be positive")
         self._region_of(meter)
-        seq = self._keyed(S.topups, {"meter": meter, "account": account}, seq,
-                          amount=amount, status="pending", created=time.time())
+        tp = S.topups
+        while True:
+            with self.engine.begin() as c:
+                row = {"meter": meter, "account": account, "amount": amount, "status": "pending",
+                       "created": time.time()}
+                if seq is not None:        # a re-send keeps the stored top-up as it is
+                    insert_ignore(c, tp, dict(row, seq=seq))
+                    break
+                # a new key: the next seq, unless another head-end took it meanwhile
+                nxt = (c.execute(select(func.max(tp.c.seq)).where(
+                    tp.c.meter == meter, tp.c.account == account)).scalar() or 0) + 1
+                if insert_ignore(c, tp, dict(row, seq=nxt)):
+                    seq = nxt
+                    break
         # the ack, whenever it comes, settles the top-up record (see _settle)
         a = self.command(meter, "topup", timeout=timeout, a=account, s=seq, v=amount)
         a["seq"] = seq
@@ -812,11 +804,6 @@ class HeadEnd:
                                            tp.c.seq == seq)
                           .values(status="void" if a["code"] == codes.ACCEPTED else "applied",
                                   code=a["code"]))
-                amount = c.execute(select(tp.c.amount).where(
-                    tp.c.meter == meter, tp.c.account == account, tp.c.seq == seq)).scalar()
-                if a["code"] == codes.USED and amount is not None:
-                    # applied after all (its own ack lost): the credit goes to the ledger once
-                    self._ledger(c, meter, "topup", f"{account}/{seq}", amount, time.time())
         return a
 
     def restore_floor(self, meter, account, card_floor, install_floor=0, timeout=10):
@@ -868,7 +855,17 @@ class HeadEnd:
         once per seq (the next one from the table unless given; re-send the
         same seq when no ack came). Returns the ack; val is the debt after."""
         ar = S.arrears
-        seq = self._keyed(ar, {"meter": meter}, seq, amount=amount, created=time.time())
+        while True:
+            with self.engine.begin() as c:
+                row = {"meter": meter, "amount": amount, "created": time.time()}
+                if seq is not None:
+                    insert_ignore(c, ar, dict(row, seq=seq))
+                    break
+                nxt = (c.execute(select(func.max(ar.c.seq)).where(ar.c.meter == meter))
+                       .scalar() or 0) + 1
+                if insert_ignore(c, ar, dict(row, seq=nxt)):
+                    seq = nxt
+                    break
         a = self.command(meter, "debt", timeout=timeout, v=amount, s=seq)
         with self.engine.begin() as c:
             c.execute(update(ar).where(ar.c.meter == meter, ar.c.seq == seq)
@@ -1006,7 +1003,6 @@ def main(argv=None):
                    help="the vending station's issuer key file: add the meter's card keys")
     p.add_argument("--replaces", nargs=2, type=int, metavar=("ACCOUNT", "INSTALL_SEQ"),
                    help="a replacement meter: the old meter's binding (docs/CARD.md 5.3)")
-    p.add_argument("--building", help="where the meter is installed (the console's buildings)")
     p = sub.add_parser("broker-files")
     p.add_argument("dir")
     p.add_argument("--headend-password", required=True)
@@ -1123,7 +1119,7 @@ def _run(args):
                                ).meter_secrets(args.meter)
         he.provision(args.meter, args.region, args.state,
                      {"host": he.host, "port": he.port, "tls": bool(args.tls),
-                      "keepalive": args.keepalive}, ca_pem, args.replaces, card, args.building)
+                      "keepalive": args.keepalive}, ca_pem, args.replaces, card)
         where = f" -> {args.state}" if args.state else ""
         print(f"provisioned {args.meter} in region {args.region}{where}")
         return 0

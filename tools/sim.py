@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "firmware"))
 sys.path.insert(0, str(ROOT / "boards" / "unix"))
+sys.path.append(str(ROOT))           # utility/: the console while the scenario plays
 from broker import Broker
 from headend import HeadEnd, HeadEndError
 from office import OfficeKey
@@ -248,6 +249,32 @@ def lcd_snapshot(words, png_dir):
     lcdpng.write(words[1], Path(png_dir) / f"lcd-{_snapshots[0]:04d}.png", lit=words[2] == "1")
 
 
+def serve_console(he, port=0):
+    """The utility's console (utility/web) on the head-end's store while the
+    scenario plays, with the customers' top-up page and the test-side payment
+    provider behind it (utility/provider_stub.py): plain HTTP on loopback,
+    an operator login made for this run. Returns the servers, to close."""
+    import secrets as tokens
+
+    from utility.provider_stub import create_provider
+    from utility.serve import Served
+    from utility.web import create_app
+    from utility.web.auth import add_user
+
+    shared = tokens.token_bytes(32)          # the simulated provider's webhook secret
+    provider = Served(create_provider(None, shared))
+    db = he.engine.url.render_as_string(hide_password=False)
+    site = Served(create_app(db, headend=he, SESSION_COOKIE_SECURE=False, REMEMBER_COOKIE_SECURE=False,
+                             PAYMENT_SECRET=shared, PAYMENT_CHECKOUT_URL=provider.url + "/checkout",
+                             PAYMENT_REFUND_URL=provider.url + "/refunds"), port=port)
+    provider.app.config["WEBHOOK_URL"] = site.url + "/payments/webhook"
+    password = tokens.token_urlsafe(9)
+    add_user(he.engine, "operator", password, "operator")
+    print(f"[console] {site.url}/ : log in as operator, password {password}; "
+          f"customers top up at {site.url}/pay", flush=True)
+    return site, provider
+
+
 def _run_meter(cmd, args, he, broker, cards):
     """One power-up of the simulated meter, until its process ends."""
     proc = subprocess.Popen(
@@ -286,6 +313,8 @@ def main(argv=None):
                     help="sample the live heap while it runs (bench/mp_ramprobe.py)")
     ap.add_argument("--broker", choices=("auto", "mosquitto", "amqtt"), default="auto",
                     help="auto: Mosquitto when installed, else amqtt from PyPI")
+    ap.add_argument("--console-port", type=int, default=0,
+                    help="the console's port on 127.0.0.1 (default: a free one)")
     ap.add_argument("--png", metavar="DIR",
                     help="write a PNG snapshot of the LCD each time it changes (tools/lcdpng.py)")
     args = ap.parse_args(argv)
@@ -297,6 +326,7 @@ def main(argv=None):
         he.connect()
         print("[office] meter provisioned; cards issued: user (5.00), a clone of it, "
               "a foreign-region user card, a check card", flush=True)
+        servers = serve_console(he, args.console_port)
         cmd = [args.micropython] + (["-X", "heapsize=" + args.heap] if args.heap else [])
         if args.ram_probe:
             cmd.append(str(ROOT / "bench" / "mp_ramprobe.py"))
@@ -318,6 +348,8 @@ def main(argv=None):
                 break
             # the firmware reset the board (hw.reset): power it up again
             print("[sim] the meter reset itself: it boots again from its flash", flush=True)
+        for s in servers:
+            s.close()
         he.close()
     if rc == 0 and not args.interactive and not ctrl_c_at_boot(args.state, args.micropython):
         rc = 1

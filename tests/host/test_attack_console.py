@@ -5,7 +5,8 @@ through what meters and operators write into the store. Flask's test
 client on SQLite and PostgreSQL."""
 
 import pytest
-from consolekit import Browser, meter_world, rows, token
+import sqlalchemy as sa
+from consolekit import Browser, make_app, token, users
 
 from utility import schema as st
 
@@ -14,7 +15,16 @@ NOW = 1_767_600_000
 
 @pytest.fixture()
 def app(store_url):
-    return meter_world(store_url, NOW)
+    a = make_app(store_url, CLOCK=lambda: NOW)
+    users(a, alice="operator", bob="viewer")
+    with a.extensions["store"].begin() as c:
+        c.execute(st.meters.insert().values(id="M1", region=1, last_seen=NOW))
+    return a
+
+
+def rows(app, table, *where):
+    with app.extensions["store"].connect() as c:
+        return c.execute(sa.select(table).where(*where)).all()
 
 
 def test_attack_console_password_guessing_locks_the_name(app):

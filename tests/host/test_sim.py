@@ -1,6 +1,7 @@
 """`make sim` end to end: the firmware on the unix board, a real broker, a scenario."""
 
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,32 @@ def test_interactive_sim_takes_commands_from_the_keyboard(tmp_path):
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_the_console_answers_while_the_sim_plays(tmp_path):
+    # make sim prints the console's address and an operator's login; while the
+    # scenario plays, that login shows the simulated meter and the customer page is up
+    from paykit import Session
+    p = subprocess.Popen([sys.executable, str(ROOT / "tools" / "sim.py"), "quick", "--speed", "60",
+                          "--state", str(tmp_path / "s")], cwd=str(ROOT), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in p.stdout:
+            m = re.match(r"\[console\] (http://127\.0\.0\.1:\d+)/ : log in as (\w+), password (\S+);", line)
+            if m:
+                break
+        else:
+            raise AssertionError("make sim printed no console address")
+        url, name, password = m.groups()
+        s = Session(url)
+        status, _, where = s.post("/login", {"name": name, "password": password})
+        assert status == 302 and where.endswith("/meters"), "the printed login must work"
+        status, page, _ = s.get("/meters")
+        assert status == 200 and 'id="meter-M000001"' in page
+        assert "Top up your water meter" in s.get("/pay")[1]
+        rest = p.stdout.read()
+        assert p.wait(120) == 0 and "== summary (quick" in rest
+    finally:
+        if p.poll() is None:          # a failure above: stop it as Ctrl-C would (its broker too)
+            p.send_signal(signal.SIGINT)
+            p.wait(30)
