@@ -205,8 +205,7 @@ def tariffs():
     t = st.scheduled_tariffs
     with store().connect() as c:
         rows = c.execute(sa.select(t).order_by(t.c.due.desc()).limit(200)).all()
-    return render_template("tariffs.html", rows=rows, can_act=headend() is not None,
-                           now=now())
+    return render_template("tariffs.html", rows=rows, can_act=headend() is not None)
 
 
 @bp.post("/tariffs")

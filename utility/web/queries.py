@@ -271,9 +271,3 @@ def alarm_list(conn, now, silent_s):
         .order_by(m.c.last_seen.is_(None).desc(), m.c.last_seen))]
     return ev, headend_alarms(conn), silent
 
-
-def next_tariff_version(conn, region=None, meter_id=None):
-    t = st.tariffs
-    scope = f"region/{region}" if meter_id is None else f"meter/{meter_id}"
-    v = conn.execute(sa.select(sa.func.max(t.c.version)).where(t.c.scope == scope)).scalar()
-    return (v or 0) + 1
