@@ -42,8 +42,15 @@ def browser():
     for flag in FLAGS + (f"--user-data-dir={profile.name}",):
         opts.add_argument(flag)
     # nothing may be downloaded: a selenium-manager run would fail on this path
+    saved = os.environ.get("SE_MANAGER_PATH")
     os.environ["SE_MANAGER_PATH"] = "/nonexistent/selenium-manager"
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    finally:
+        if saved is None:
+            del os.environ["SE_MANAGER_PATH"]
+        else:
+            os.environ["SE_MANAGER_PATH"] = saved
     driver.implicitly_wait(0)
     yield driver
     driver.quit()
@@ -161,6 +168,7 @@ def test_console_in_a_browser_login_meters_topup_tariff_alarm(world, browser):
     fill(d, {"target": "1", "version": "7", "blocks": "0:3.50", "standing": "0"})
     submit(d, "fieldset button[type=submit]")      # not the nav's "Log out"
     until(d, site + "/tariffs", lambda d: "published" in text_of(d, "#scheduled"), "the tariff published")
+    d.execute_script("document.getElementById('scheduled').scrollIntoView()")
     shot(d, "tariffs")
     world.meter.wait(lambda s: s.get("tv") == 7, what="tariff 7 active on the meter")
 
