@@ -155,6 +155,15 @@ def test_the_meter_page_charts_daily_consumption_from_telemetry(app):
         assert f"<title>{day}: {litres_1(ml)} L</title>" in page, day
 
 
+def test_the_meter_page_shows_a_battery_meters_cell(app):
+    b = Browser(app, "bob", "bobbob")
+    assert 'id="battery"' not in b.get("/meters/M1").text       # a mains meter: no row
+    insert(app, st.battery, {"meter": "M1", "t": NOW - 60, "mv": 3581, "pct": 37, "days": 1204,
+                             "received": NOW})
+    cell = b.get("/meters/M1").text.split('id="battery">')[1].split("</td>")[0]
+    assert cell == "37 % left, 3581 mV, about 1204 days"
+
+
 def test_the_meter_page_prefers_the_meters_own_daily_registers(app):
     recs = [{"meter": "M1", "kind": "d", "seq": s, "t": NOW - (5 - s) * 86400, "al": 0, "span": 1,
              "ml": s * 10**6, "dml": s * 123_456, "tc": 0, "chg": s * 1000, "bal": 0}

@@ -81,6 +81,12 @@ def meter(conn, meter_id):
     return r and r._asdict()
 
 
+def battery(conn, meter_id):
+    """A battery meter's newest cell record (PROTOCOL.md §3.3 kind 4), or None."""
+    r = conn.execute(sa.select(st.battery).where(st.battery.c.meter == meter_id)).first()
+    return r and r._asdict()
+
+
 def events(conn, meter_id, limit=100):
     e = st.events
     rows = conn.execute(sa.select(e).where(e.c.meter == meter_id).order_by(e.c.seq.desc())

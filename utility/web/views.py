@@ -46,6 +46,7 @@ def meter(meter):
             "commands": queries.commands(c, meter),
             "topups": queries.topups(c, meter),
             "alarms": queries.headend_alarms(c, meter),
+            "battery": queries.battery(c, meter),
             "next_tv": (m["tv"] or 0) + 1,
         }
     return render_template("meter.html", can_act=headend() is not None, **page)
