@@ -66,6 +66,17 @@ _RTC_GPIO_IN = const(0x3FF48424)    # RTC_GPIO_IN_REG: RTC_GPIOn at bit 14 + n (
 _PULSE_BIT = const(18)               # GPIO34 = RTC_GPIO4
 
 
+# RTC_CNTL_STATE0_REG bit 24, RTC_CNTL_ULP_CP_SLP_TIMER_EN (ESP-IDF soc/esp32
+# rtc_cntl_reg.h, reset value 0): ulp_run() sets it; a system reset (RTC
+# watchdog, the brown-out reset) clears it and keeps RTC slow memory
+_RTC_CNTL_STATE0 = const(0x3FF48018)
+_ULP_TIMER_EN = const(1 << 24)
+
+
+def _ulp_running():
+    return bool(machine.mem32[_RTC_CNTL_STATE0] & _ULP_TIMER_EN)
+
+
 def _pulse_level():
     return (machine.mem32[_RTC_GPIO_IN] >> _PULSE_BIT) & 1
 
@@ -105,7 +116,7 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
     with open(ULP_BINARY, "rb") as f:
         binary = f.read()
     power_lost = machine.reset_cause() == machine.PWRON_RESET   # RTC memory holds noise
-    fresh = ulp.start(esp32.ULP(), ram, binary, power_lost, _pulse_level())
+    fresh = ulp.start(esp32.ULP(), ram, binary, power_lost, _pulse_level(), _ulp_running())
     clock = Clock()
     return Hardware(
         name=NAME,

@@ -7,17 +7,26 @@ PERIOD_US = const(10_000)   # one sample every 10 ms (docs/BATTERY.md §2)
 SAMPLES = const(3)          # 3 equal samples (30 ms) accept a new level
 
 
-def start(ulp, ram, binary, power_lost, level=1, period_us=PERIOD_US, samples=SAMPLES):
+def start(ulp, ram, binary, power_lost, level=1, running=True, period_us=PERIOD_US, samples=SAMPLES):
     """Load and start the counter unless RTC memory holds a running one.
     level: the contact's pad now (1 open, 0 closed). The count starts from
     the contact as it is: a meter that stopped with the contact closed is
-    no pulse at power-on (the binary's `stable` says open). Returns True
-    when the count starts again from zero (fresh)."""
+    no pulse at power-on (the binary's `stable` says open). running: the
+    ULP's timer is enabled (a system reset clears it, not slow memory: then
+    the count there is good, and only the program is started again).
+    Returns True when the count starts again from zero (fresh)."""
     if not power_lost and ram.word(W_MAGIC) & 0xFFFF == MAGIC:
+        if not running:
+            ulp.set_wakeup_period(0, period_us)
+            ulp.run(ENTRY)
         return False          # deep-sleep wake or CPU reset: it kept counting
     ulp.set_wakeup_period(0, period_us)
     ulp.load_binary(0, binary)
+    ram.set_word(W_MAGIC, 0)  # whatever the binary holds there
     ram.set_word(W_SAMPLES, samples)
     ram.set_word(W_STABLE, 1 if level else 0)
     ulp.run(ENTRY)
+    # last: the magic means a program that runs, so a reset before this
+    # line leaves memory that the next boot loads afresh
+    ram.set_word(W_MAGIC, MAGIC)
     return True

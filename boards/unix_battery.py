@@ -146,7 +146,8 @@ class Plant:
         self.valve_open_pin.value(0)
         self.valve_close_pin.value(0)
         self.card_rst.value(0)
-        self.wake_reason = "reset"
+        self.power_lost = False       # the next boot's reset cause: a reset, even
+        self.wake_reason = "reset"    # if the boot it ended was a power-on's
 
     def brown_out(self):
         """The cell sags below the brown-out level: RTC memory is lost too."""
@@ -175,7 +176,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
     plant._boot_ms = plant.clock.now_ms()
     plant._boot_light = plant.light_ms
     fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost,
-                          plant.reed.level(plant.clock.now_us()))
+                          plant.reed.level(plant.clock.now_us()), plant.ulp.entry is not None)
     plant.power_lost = False
     _mkdirs(state_dir)
     return Hardware(

@@ -41,6 +41,23 @@ def pulses_left(meter):
     return 1 if n < 1 else ARM_MAX if n > ARM_MAX else n
 
 
+def pulses_to_save(meter):
+    """Pulses until save_l more litres have flowed. The ULP's count lives in
+    RTC memory, which a pulled cell or a brown-out loses: waking to save
+    this often keeps what a pull can take unbilled to save_l litres, as
+    on a mains meter, instead of all the water since the last wake."""
+    v = meter.volume
+    n = meter.cfg["save_l"] * v.k_num // v.k_den
+    return n if n > 1 else 1
+
+
+def _arm(meter):
+    """The ULP's next wake: the credit's end or the next save, the earlier."""
+    n = pulses_left(meter)
+    s = pulses_to_save(meter)
+    meter.pulses.wake_after(n if n < s else s)
+
+
 def sleep_s(meter):
     """Until the day's registers close (local midnight) or the next
     reporting window, whichever comes first; at most a day."""
@@ -149,18 +166,18 @@ def work(meter, hw, make_link=None, cards=None):
     if meter.cell is not None:
         meter.cell.wake(meter.clock.time(), radio_ms, pulses, card_uas)
     meter.save()      # durable before the ULP is told anything new
-    meter.pulses.wake_after(pulses_left(meter))
+    _arm(meter)
     return sleep_s(meter) * 1000
 
 
 def _failed(meter, e):
     """Log the failure (event 34, arg 2), arm the ULP at the credit as it
-    stands, and sleep _FAIL_SLEEP_MS: nothing is saved, so the next wake
+    stands (or the next save), and sleep _FAIL_SLEEP_MS: nothing is saved, so the next wake
     takes the same pulses again from the saved mark."""
     meter.log.add(codes.EV_INTERNAL, 2)       # never raises
     try:
         print("wake error:", repr(e))
-        meter.pulses.wake_after(pulses_left(meter))
+        _arm(meter)
     except Exception:  # noqa: BLE001 - the threshold armed before stays
         pass
     return _FAIL_SLEEP_MS

@@ -102,6 +102,10 @@ class BatterySim:
         with open(ulp_file, "rb") as f:
             self.ulp = f.read()
         self.wakes = []            # (time, reason, window or None)
+        # the events of every wake, gathered as they happen: the log's RAM
+        # ring keeps only the newest 64, fewer than a day of wakes log
+        self.events = []
+        self._seq = 0
         radiolog.install()
         # each wake is shown when its work is done, before the CPU sleeps
         work = wake.work
@@ -128,6 +132,8 @@ class BatterySim:
         t, reason, threshold = self._t, self._reason, self._threshold
         w = radiolog.windows[self._nw] if len(radiolog.windows) > self._nw else None
         self.wakes.append((t, reason, w))
+        self.events.extend(m.log.since(self._seq))
+        self._seq = m.log.seq
         why = ("woken by the ULP: count reached its threshold %d" % threshold if reason == "ulp"
                else {"power": "power-on", "timer": "RTC timer", "button": "button (EXT1)",
                      "reset": "reset"}.get(reason, reason))
@@ -149,8 +155,8 @@ class BatterySim:
         reasons = {}
         for _, r, _ in self.wakes:
             reasons[r] = reasons.get(r, 0) + 1
-        credits = [(e[1], e[3]) for e in m.log.since(0) if e[2] == codes.EV_CREDIT]
-        closes = [(e[1], e[3]) for e in m.log.since(0) if e[2] == codes.EV_VALVE_CLOSED]
+        credits = [(e[1], e[3]) for e in self.events if e[2] == codes.EV_CREDIT]
+        closes = [(e[1], e[3]) for e in self.events if e[2] == codes.EV_VALVE_CLOSED]
         ulp_wakes = [t for t, r, _ in self.wakes if r == "ulp"]
         ws = [w for _, _, w in self.wakes if w is not None]
         facts = {

@@ -36,13 +36,17 @@ def test_ulp_threshold_closes_the_valve_when_credit_runs_out():
     plant, d = Plant(), fresh_dir("bw")
     m, hw = _first(plant, d, 30)
     ms = wake.work(m, hw)
-    assert plant.ulp.word(W_THRESHOLD) & 0xFFFF == 30      # 30 L of credit, 1 pulse/L
+    # 30 L of credit, 1 pulse/L: the ULP wakes at the next save (save_l, 10 L)
+    # and at the credit's end, the earlier
+    assert plant.ulp.word(W_THRESHOLD) & 0xFFFF == 10
     plant.flow.set_rate_lph(600)                           # a tap left open
-    plant.deepsleep(ms)
-    assert plant.wake_reason == "ulp"
-    m, hw = _boot(plant, d)                                # the wake: a fresh boot
-    wake.work(m, hw)
-    assert m.volume.ml() == 30_000
+    for litres in (10, 20, 30):
+        plant.deepsleep(ms)
+        assert plant.wake_reason == "ulp"
+        m, hw = _boot(plant, d)                            # the wake: a fresh boot
+        ms = wake.work(m, hw)
+        assert m.volume.ml() == litres * 1000
+        assert plant.ulp.word(W_THRESHOLD) & 0xFFFF == min(litres + 10, 30) or litres == 30
     assert m.balance == 0
     assert not m.want_open and plant.valve.state == 0    # closed by the wake
     # the 30th pulse closes the contact at 29.5 L: billing counts pulses

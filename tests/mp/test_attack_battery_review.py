@@ -1,0 +1,116 @@
+# An outside review's attacks on a battery meter's count (docs/SECURITY.md,
+# "Battery meter", B9-): the customer holds the cell and the chip's resets.
+# Every boot is the firmware's own wake (wake.work) on the unix battery
+# plant, the ULP program on its emulator, on virtual time.
+import boards
+import main
+import wake
+from simkit import make_cfg
+from mptest import fresh_dir
+from ulpkit import binary
+from boards.unix_battery import Plant
+from meter import WHY_NONE
+
+PRICE_L = 350      # config default: 350_000 units per m^3, 1 pulse/L
+
+
+def _boot(plant, d):
+    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
+    return main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[])), hw
+
+
+def _meter(d, litres_of_credit):
+    plant = Plant()
+    m, hw = _boot(plant, d)
+    m.balance = litres_of_credit * PRICE_L
+    m.want_open, m.why_closed = True, WHY_NONE
+    m.save()
+    m, hw = _boot(plant, d)
+    plant.deepsleep(wake.work(m, hw))
+    return plant
+
+
+def test_attack_pulling_the_cell_before_midnight_loses_at_most_save_l_litres():
+    # a day's water drawn, then the cell pulled a minute before the
+    # midnight wake would have saved it: RTC memory (the ULP's count) is
+    # lost, so whatever was not saved goes unbilled; done every evening,
+    # that would be all the water, for one power-up event a day
+    d = fresh_dir("abr0")
+    plant = _meter(d, 1000)
+    m, hw = _boot(plant, d)
+    plant.flow.pour(40_000, 600)                 # 40 L in 4 min, in the morning
+    ms = wake.work(m, hw)
+    pull = m.history.day_end - 60                # 23:59, local
+    while True:
+        left = (pull - m.clock.time()) * 1000
+        plant.deepsleep(ms if ms < left else left)
+        if m.clock.time() >= pull:
+            break                                # asleep at 23:59 ...
+        m, hw = _boot(plant, d)                  # (woken before: by the ULP)
+        ms = wake.work(m, hw)
+    plant.brown_out()                            # ... the cell pulled and put back
+    m, hw = _boot(plant, d)
+    assert hw.ulp_fresh
+    wake.work(m, hw)
+    assert plant.flow.delivered_ml() == 40_000
+    assert m.volume.ml() >= 40_000 - m.cfg["save_l"] * 1000, m.volume.ml()
+    assert m.balance <= (1000 - 40 + m.cfg["save_l"]) * PRICE_L
+
+
+def test_attack_a_reset_that_stops_the_ulp_is_found_and_it_counts_again():
+    # a system reset (the RTC watchdog's, or a brown-out the chip's
+    # detector turns into an RTC reset) clears the ULP's timer enable but
+    # not RTC slow memory: the magic word still says "running", so a CPU
+    # that trusts it never starts the program again and the water runs
+    # uncounted, the valve open past the credit, until the next power-on
+    d = fresh_dir("abr1")
+    plant = _meter(d, 30)
+    plant.flow.pour(5000, 600)
+    plant.clock.advance(60_000)
+    plant.ulp.stop()                             # the RTC domain reset: no more runs ...
+    plant.cpu_reset()                            # ... and the CPU boots on a reset cause
+    m, hw = _boot(plant, d)
+    assert not hw.ulp_fresh                      # the count in memory is still good
+    plant.deepsleep(wake.work(m, hw))
+    m, hw = _boot(plant, d)
+    wake.work(m, hw)
+    assert m.volume.ml() == 5000                 # the 5 L poured before the stop
+    plant.flow.set_rate_lph(600)                 # a tap left open: the credit's end wakes the CPU
+    for _ in range(4):
+        plant.deepsleep(wake.work(m, hw))
+        m, hw = _boot(plant, d)
+    wake.work(m, hw)
+    assert m.volume.ml() == 30_000 and not m.want_open and plant.valve.state == 0
+
+
+def test_attack_a_reset_between_the_ulp_load_and_its_start_is_no_running_count():
+    # the power-on boot reloads the program; the CPU resets after the load
+    # and before run() (the load itself wrote count 0 and, in the binary,
+    # the magic word): the next boot, a reset, must not take that memory
+    # for a running count (nothing would count, and the count 0 against
+    # the saved mark would bill 2^16 - mark pulses)
+    d = fresh_dir("abr2")
+    plant = _meter(d, 1000)
+    plant.flow.pour(40_000, 600)
+    for _ in range(5):
+        m, hw = _boot(plant, d)
+        plant.deepsleep(wake.work(m, hw))
+    assert m.volume.ml() == 40_000 and m.pulses.mark() == 40
+    plant.brown_out()                            # the cell pulled and put back ...
+    run = plant.ulp.run
+
+    def cut(entry):
+        raise OSError("the CPU resets")          # ... and a reset before the start
+    plant.ulp.run = cut
+    try:
+        _boot(plant, d)
+    except OSError:
+        pass
+    plant.ulp.run = run
+    plant.cpu_reset()
+    m, hw = _boot(plant, d)
+    assert plant.ulp.entry is not None, "the ULP program is not running"
+    plant.flow.pour(3000, 600)
+    plant.clock.advance(60_000)
+    wake.work(m, hw)
+    assert m.volume.ml() == 43_000, m.volume.ml()
