@@ -21,12 +21,15 @@ has_mosquitto() { PATH="$PATH:$SBIN_DIRS" command -v mosquitto >/dev/null; }
 # Debian's server binaries, where tests/host/pgserver.py looks for them (PG_LIB for tests)
 PG_LIB=${PG_LIB-/usr/lib/postgresql}
 has_postgresql() { compgen -G "$PG_LIB/*/bin/initdb" >/dev/null; }
+# the paths tests/host/test_console_browser.py drives (CHROMIUM, CHROMEDRIVER: for tests)
+CHROMIUM=${CHROMIUM-/usr/bin/chromium}
+CHROMEDRIVER=${CHROMEDRIVER-/usr/bin/chromedriver}
 
 need=()
 has_mosquitto || need+=(mosquitto)
 has_postgresql || need+=(postgresql)
-[ -x /usr/bin/chromium ] || need+=(chromium)
-[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+[ -x "$CHROMIUM" ] || need+=(chromium)
+[ -x "$CHROMEDRIVER" ] || need+=(chromium-driver)
 if [ ! -x .venv/bin/python ] && ! python3 -c "import ensurepip" 2>/dev/null; then
     need+=("python3-venv")
 fi

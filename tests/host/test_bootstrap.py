@@ -91,3 +91,18 @@ def test_not_root_names_postgresql_too(tmp_path):
     env = dict(_machine(tmp_path, 1000), PG_LIB=str(tmp_path / "none"))
     p = _bootstrap(env)
     assert p.returncode != 0 and "apt-get install mosquitto postgresql" in p.stderr, p.stderr
+
+
+def test_chromium_and_its_driver_are_named_when_missing(tmp_path):
+    # the browser tests' packages (tests/host/test_console_browser.py): named
+    # when not root, installed with the others as root
+    env = dict(_machine(tmp_path, 1000), CHROMIUM=str(tmp_path / "no-chromium"),
+               CHROMEDRIVER=str(tmp_path / "no-chromedriver"))
+    p = _bootstrap(env)
+    assert p.returncode != 0 and "apt-get install mosquitto chromium chromium-driver" in p.stderr, p.stderr
+    env = dict(env, CHROMEDRIVER="/usr/bin/chromedriver")
+    assert "apt-get install mosquitto chromium\n" in _bootstrap(env).stderr
+    (tmp_path / "root").mkdir()
+    env = dict(_machine(tmp_path / "root", 0), CHROMIUM=str(tmp_path / "no-chromium"))
+    _bootstrap(env)
+    assert "install -y -qq --no-install-recommends mosquitto chromium" in _apt_log(tmp_path / "root")
