@@ -130,6 +130,7 @@ def test_attack_payments_a_key_or_ref_reused_for_another_payment_is_a_conflict(s
     (body_of(currency="USD"), 422, "currency"),
     (body_of(meter="M1/../M2"), 400, "meter number"),
     (b"not json", 400, "not JSON"),
+    (body_of(pad="x" * 5000), 413, "body over 4096 bytes"),
     (json.dumps({"type": "payment.refunded", "ref": "x"}).encode(), 400, "payment.succeeded"),
 ])
 def test_attack_payments_a_signed_but_invalid_payment_is_refused_with_its_reason(site, body, status, reason):
