@@ -10,7 +10,7 @@ meter verifies, because it imports the firmware's own codec and HMAC
 
     init                                  new master key and office signing key (files, mode
                                           0600), the meters' public office.json, database
-    provision METER --region R [--state DIR] [--tls] [--card-keys ISSUER.json]
+    provision METER --region R [--state DIR] [--tls] [--card-keys ISSUER.json] [--building B]
                                           derive the meter's keys (card keys too, given the
                                           vending station's issuer file); write
                                           DIR/secrets.json and DIR/config.json for the meter
@@ -202,7 +202,7 @@ class HeadEnd:
         return sign.mqtt_password(self.master, meter_id)
 
     def provision(self, meter_id, region, state_dir=None, mqtt=None, ca_pem=None, replaces=None,
-                  card=None):
+                  card=None, building=None):
         """Register a meter and derive its secrets. With state_dir, write the
         meter's secrets.json (keys, broker credentials, CA) and merge mqtt
         (host/port/tls/keepalive) and the id and region into its config.json.
@@ -210,7 +210,9 @@ class HeadEnd:
         same id; its config carries the old binding, so it boots as a state
         loss and takes no credit before `floor` (docs/CARD.md §5.3).
         card: the meter's card section ({"rev", "rec"}, IssuerKeys.meter_secrets)
-        when the head-end holds the vending station's issuer key file."""
+        when the head-end holds the vending station's issuer key file.
+        building: where it is installed (the console sums per building);
+        None leaves a stored one as it is."""
         # the meter's own rule for its id (docs/PROTOCOL.md §2, config.py)
         if not 1 <= len(meter_id) <= 16 or not all(c.isascii() and (c.isalnum() or c in "-_")
                                                    for c in meter_id):
@@ -218,7 +220,10 @@ class HeadEnd:
         if not 0 <= int(region) < 1 << 16:
             raise HeadEndError("region must be 0..65535")
         with self.engine.begin() as c:
-            upsert(c, S.meters, {"id": meter_id, "region": int(region)}, ["id"], ["region"])
+            row = {"id": meter_id, "region": int(region)}
+            if building is not None:
+                row["building"] = building
+            upsert(c, S.meters, row, ["id"], list(row)[1:])
             if replaces is not None:
                 # the new meter's outbox starts again at 1: the old meter's
                 # records move to "<id>@<unix time>", so they are neither
@@ -1003,6 +1008,7 @@ def main(argv=None):
                    help="the vending station's issuer key file: add the meter's card keys")
     p.add_argument("--replaces", nargs=2, type=int, metavar=("ACCOUNT", "INSTALL_SEQ"),
                    help="a replacement meter: the old meter's binding (docs/CARD.md 5.3)")
+    p.add_argument("--building", help="where the meter is installed (the console's buildings)")
     p = sub.add_parser("broker-files")
     p.add_argument("dir")
     p.add_argument("--headend-password", required=True)
@@ -1119,7 +1125,7 @@ def _run(args):
                                ).meter_secrets(args.meter)
         he.provision(args.meter, args.region, args.state,
                      {"host": he.host, "port": he.port, "tls": bool(args.tls),
-                      "keepalive": args.keepalive}, ca_pem, args.replaces, card)
+                      "keepalive": args.keepalive}, ca_pem, args.replaces, card, args.building)
         where = f" -> {args.state}" if args.state else ""
         print(f"provisioned {args.meter} in region {args.region}{where}")
         return 0

@@ -3,6 +3,9 @@ logged-in Flask test client that sends the CSRF token as a form would."""
 
 import re
 
+import sqlalchemy as sa
+
+from utility import schema as st
 from utility.web import create_app
 from utility.web.auth import add_user
 
@@ -51,3 +54,22 @@ def users(app, **roles):
     """users(app, alice="operator", bob="viewer"): password = name * 2."""
     for name, role in roles.items():
         add_user(app.extensions["store"], name, name * 2, role)
+
+
+def meter_world(store_url, now):
+    """The console at clock `now` with users alice (operator) and bob
+    (viewer), password = name twice, and meter M1."""
+    app = make_app(store_url, CLOCK=lambda: now)
+    users(app, alice="operator", bob="viewer")
+    insert(app, st.meters, {"id": "M1", "region": 1, "last_seen": now})
+    return app
+
+
+def rows(app, table, *where):
+    with app.extensions["store"].connect() as c:
+        return c.execute(sa.select(table).where(*where)).all()
+
+
+def insert(app, table, values):
+    with app.extensions["store"].begin() as c:
+        c.execute(table.insert(), values)

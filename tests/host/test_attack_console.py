@@ -5,8 +5,7 @@ through what meters and operators write into the store. Flask's test
 client on SQLite and PostgreSQL."""
 
 import pytest
-import sqlalchemy as sa
-from consolekit import Browser, make_app, token, users
+from consolekit import Browser, meter_world, rows, token
 
 from utility import schema as st
 
@@ -15,16 +14,7 @@ NOW = 1_767_600_000
 
 @pytest.fixture()
 def app(store_url):
-    a = make_app(store_url, CLOCK=lambda: NOW)
-    users(a, alice="operator", bob="viewer")
-    with a.extensions["store"].begin() as c:
-        c.execute(st.meters.insert().values(id="M1", region=1, last_seen=NOW))
-    return a
-
-
-def rows(app, table, *where):
-    with app.extensions["store"].connect() as c:
-        return c.execute(sa.select(table).where(*where)).all()
+    return meter_world(store_url, NOW)
 
 
 def test_attack_console_password_guessing_locks_the_name(app):

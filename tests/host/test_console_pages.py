@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import wait_for
-from consolekit import Browser, make_app, token, users
+from consolekit import Browser, insert, make_app, meter_world, rows, token, users
 
 from utility import money
 from utility import schema as st
@@ -24,21 +24,7 @@ PAGES = ["/meters", "/meters/M1", "/regions", "/revenue", "/alarms", "/tariffs",
 
 @pytest.fixture()
 def app(store_url):
-    a = make_app(store_url, CLOCK=lambda: NOW)
-    users(a, alice="operator", bob="viewer")
-    with a.extensions["store"].begin() as c:
-        c.execute(st.meters.insert().values(id="M1", region=1, last_seen=NOW))
-    return a
-
-
-def rows(app, table, *where):
-    with app.extensions["store"].connect() as c:
-        return c.execute(sa.select(table).where(*where)).all()
-
-
-def insert(app, table, values):
-    with app.extensions["store"].begin() as c:
-        c.execute(table.insert(), values)
+    return meter_world(store_url, NOW)
 
 
 def test_every_page_needs_a_login(app):
@@ -294,6 +280,24 @@ def test_serve_command_line_runs_the_console_with_waitress(tmp_path):
     finally:
         p.terminate()
         p.wait(10)
+
+
+def test_provisioning_names_the_building_the_console_shows(tmp_path):
+    db = str(tmp_path / "he.sqlite")
+    he = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", db]
+
+    def run(*args):
+        p = subprocess.run(he + list(args), capture_output=True, text=True, cwd=ROOT, check=False)
+        assert p.returncode == 0, p.stderr
+    run("init")
+    run("provision", "P1", "--region", "3", "--building", "Tower A")
+    run("provision", "P2", "--region", "3", "--building", "Tower A")
+    run("provision", "P1", "--region", "3")          # again, no building: it stays
+    app = make_app(db)
+    users(app, bob="viewer")
+    page = Browser(app, "bob", "bobbob").get("/regions").text
+    row = page.split('id="building-3-Tower A"')[1].split("</tr>")[0]
+    assert '<td class="num">2</td>' in row
 
 
 def test_adduser_command_line(tmp_path):

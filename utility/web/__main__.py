@@ -46,6 +46,9 @@ def main(argv=None):
     p.add_argument("--office", help="office signing key (default: <db>.office.pem)")
     p.add_argument("--secret-key-file", help="file holding the session key (default: a new key "
                    "per start, which logs everyone out at a restart)")
+    p.add_argument("--ingest-workers", action="store_true",
+                   help="ingestion workers (python -m utility.ingest) store the uplink: the "
+                   "console's head-end does not subscribe to it and reads acks from the store")
     p.add_argument("--silent-hours", type=int, default=24)
     p.add_argument("--insecure-http", action="store_true",
                    help="session cookie without Secure, for plain http on a trusted machine only")
@@ -105,7 +108,8 @@ def _headend(args):
         he = HeadEnd(args.db, read_master(args.master or args.db + ".master"), host or "127.0.0.1",
                      int(port), args.user, os.environ.get("HEADEND_PASSWORD"), args.ca,
                      client_id="console", persistent=True,
-                     office=office if Path(office).exists() else None)
+                     office=office if Path(office).exists() else None,
+                     ingest=not args.ingest_workers)
         return he.connect()
     except (HeadEndError, ValueError) as e:
         raise SystemExit(f"console: {e}") from None

@@ -58,8 +58,13 @@ def _ack_text(a):
     return f"{a['result']} (code {a['code']}), value {a['val']}"
 
 
-def _ack_category(a):
-    return "ok" if a["code"] in (0, 1) else "error"
+def _send(action, meter, detail, call, text=_ack_text):
+    """An audited command: call(timeout) -> the meter's ack, shown by text(ack)."""
+    def run():
+        a = call(current_app.config["ACK_TIMEOUT"])
+        return ("ok" if a["code"] in (0, 1) else "error"), text(a)
+    _act(action, meter, detail, run)
+    return redirect(url_for("views.meter", meter=meter))
 
 
 def _refuse(action, target, why):
@@ -86,12 +91,9 @@ def topup(meter):
             raise Refused("the amount must be above 0")
     except ValueError as e:
         return _refuse("topup", meter, str(e))
-
-    def run():
-        a = headend().topup(meter, amount, account, timeout=current_app.config["ACK_TIMEOUT"])
-        return _ack_category(a), f"{money.fmt(amount)} (seq {a['seq']}): {_ack_text(a)}"
-    _act("topup", meter, {"amount": amount, "account": account}, run)
-    return redirect(url_for("views.meter", meter=meter))
+    return _send("topup", meter, {"amount": amount, "account": account},
+                 lambda t: headend().topup(meter, amount, account, timeout=t),
+                 lambda a: f"{money.fmt(amount)} (seq {a['seq']}): {_ack_text(a)}")
 
 
 @bp.post("/meters/<meter>/valve")
@@ -102,12 +104,8 @@ def valve(meter):
     if op not in ("open", "close"):
         return _refuse("valve", meter, "action is open or close")
     override = request.form.get("override") == "1"
-
-    def run():
-        a = headend().valve(meter, op == "open", override, timeout=current_app.config["ACK_TIMEOUT"])
-        return _ack_category(a), _ack_text(a)
-    _act("valve", meter, {"action": op, "override": override}, run)
-    return redirect(url_for("views.meter", meter=meter))
+    return _send("valve", meter, {"action": op, "override": override},
+                 lambda t: headend().valve(meter, op == "open", override, timeout=t))
 
 
 @bp.post("/meters/<meter>/config")
@@ -121,12 +119,8 @@ def configure(meter):
         return _refuse("config", meter, "the value must be JSON, e.g. 900 or [20, 8] or \"auto\"")
     if not key:
         return _refuse("config", meter, "a setting needs its key")
-
-    def run():
-        a = headend().configure(meter, key, value, timeout=current_app.config["ACK_TIMEOUT"])
-        return _ack_category(a), _ack_text(a)
-    _act("config", meter, {"key": key, "value": value}, run)
-    return redirect(url_for("views.meter", meter=meter))
+    return _send("config", meter, {"key": key, "value": value},
+                 lambda t: headend().configure(meter, key, value, timeout=t))
 
 
 @bp.post("/meters/<meter>/history")
