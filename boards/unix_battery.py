@@ -67,8 +67,12 @@ class _Ext1:
 class Plant:
     """What a deep sleep does not reset: time, water, valve, RTC domain."""
 
-    def __init__(self, start=EPOCH_2026, k=(1, 1), bounce_us=0, valve_open=True, real_time=False):
+    def __init__(self, start=EPOCH_2026, k=(1, 1), bounce_us=0, valve_open=True, real_time=False,
+                 cell_mv=None):
         self.clock = _Clock(start, 0)
+        # the cell's voltage at the board's divider (None: no divider fitted);
+        # a test puts in another cell by setting it
+        self.cell_mv = cell_mv
         self.clock.real = real_time
         self.valve_open_pin = SimPin("valve_open", OUT)
         self.valve_close_pin = SimPin("valve_close", OUT)
@@ -157,6 +161,17 @@ class Plant:
         self.wake_reason = "power"
 
 
+class _Divider:
+    """The battery divider on an ADC pin (esp32_common.Battery): the cell's
+    voltage now."""
+
+    def __init__(self, plant):
+        self._plant = plant
+
+    def millivolts(self):
+        return self._plant.cell_mv
+
+
 def _screen(plant):
     from display.ht1621 import HT1621
     from display.segment import SegmentScreen
@@ -193,6 +208,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         valve_fb_open_pin=plant.fb_open,
         valve_fb_closed_pin=plant.fb_closed,
         button=plant.button,
+        battery=_Divider(plant) if plant.cell_mv is not None else None,
         display=_screen(plant),
         card_spi=plant.card_spi,
         card_cs=plant.card_cs,

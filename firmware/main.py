@@ -97,7 +97,7 @@ def assemble(hw, cfg=None):
     if hw.deepsleep is not None:
         from power import CellEstimate
         from window import Schedule
-        meter.cell = CellEstimate(hw.battery)     # restored with the state below
+        meter.cell = CellEstimate(hw.battery, cfg["batt_low_mv"])   # restored with the state below
         detector.cell = meter.cell
         meter.window = Schedule()
     # a battery board's deep-sleep wakes are not power-ups; its power-on (a

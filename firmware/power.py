@@ -34,11 +34,15 @@ RESERVE_UAS = (USABLE_UAS * 3 // 100 + RESERVE_PULSES * VALVE_UAS
                + RESERVE_DAYS * (SLEEP_UA_X10 * _DAY_S // 10 + 3 * WAKE_UAS + WINDOW_UAS))
 LEVEL_LOW = const(1)
 LEVEL_RESERVE = const(2)
+# A divider reading under this is a broken divider or ADC, not a cell: no
+# cell this low could run the CPU that reads it (ESP32 brown-out, 2.43 V)
+_MV_SANE = const(2000)
 
 
 class CellEstimate:
-    def __init__(self, battery=None):
+    def __init__(self, battery=None, floor_mv=0):
         self._battery = battery  # the board's divider (millivolts()), or None
+        self._floor_mv = floor_mv  # a cell that reads under this is at its end (0: not checked)
         self.used = 0          # uAs drawn since the cell was fitted
         self.since = 0         # when it was fitted (Unix s; 0: at the first wake)
         self.last = 0          # when the charge was last counted
@@ -73,11 +77,29 @@ class CellEstimate:
         """The detector's battery bits for the charge left (the Meter closes
         the valve on BATTERY_CUT). Each level's event 22 is logged once per
         cell (latched in the state), arg level << 8 | % left."""
+        self._check_voltage()
         lvl = self.level()
         if lvl > self.raised:
             self.raised = lvl
             log.add(codes.EV_LOW_BATTERY, lvl << 8 | self.level_pct())
         return (BATTERY_LOW if lvl else 0) | (BATTERY_CUT if lvl == LEVEL_RESERVE else 0)
+
+    def _check_voltage(self):
+        """The count believes the cell it has counted since fitted(): a cell
+        swapped for a nearly empty one (a power-on cannot tell), or drawn
+        harder than the current model says, would die before the count
+        reaches the reserve, the valve open. Its voltage, flat until the
+        end, falls under the floor near the end: then the count is raised
+        to the reserve, so the valve closes while it still can and the
+        uplink reports what is left."""
+        if not self._floor_mv:
+            return
+        mv = self.millivolts()
+        if mv is None or mv < _MV_SANE or mv >= self._floor_mv:
+            return
+        at = USABLE_UAS - RESERVE_UAS
+        if self.used < at:
+            self.used = at
 
     def wake(self, now, radio_ms=None, valve_pulses=0, card_uas=0):
         """Count the sleep since the last count and this wake's work: the

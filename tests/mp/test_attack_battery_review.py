@@ -9,7 +9,8 @@ from simkit import make_cfg
 from mptest import fresh_dir
 from ulpkit import binary
 from boards.unix_battery import Plant
-from meter import WHY_NONE
+from meter import WHY_NONE, WHY_BATTERY
+import power
 
 PRICE_L = 350      # config default: 350_000 units per m^3, 1 pulse/L
 
@@ -19,8 +20,8 @@ def _boot(plant, d):
     return main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[])), hw
 
 
-def _meter(d, litres_of_credit):
-    plant = Plant()
+def _meter(d, litres_of_credit, **plant):
+    plant = Plant(**plant)
     m, hw = _boot(plant, d)
     m.balance = litres_of_credit * PRICE_L
     m.want_open, m.why_closed = True, WHY_NONE
@@ -114,3 +115,30 @@ def test_attack_a_reset_between_the_ulp_load_and_its_start_is_no_running_count()
     plant.clock.advance(60_000)
     wake.work(m, hw)
     assert m.volume.ml() == 43_000, m.volume.ml()
+
+
+def test_attack_a_nearly_empty_cell_put_in_closes_the_valve_while_it_still_can():
+    # the customer swaps the cell for a nearly empty one of the same type:
+    # a power-on cannot tell (and never restarts the count, B8), so the
+    # count believes the old cell's charge and the new one dies first,
+    # its latching valve left open for good
+    d = fresh_dir("abr3")
+    plant = _meter(d, 1000, cell_mv=3640)
+    m, hw = _boot(plant, d)
+    plant.deepsleep(wake.work(m, hw))
+    assert m.want_open and m.cell.level() == 0
+    plant.brown_out()                            # the cell out ...
+    plant.cell_mv = 0                            # ... a broken divider reads 0: not a cell
+    m, hw = _boot(plant, d)
+    plant.deepsleep(wake.work(m, hw))
+    assert m.want_open and m.cell.level() == 0
+    plant.brown_out()
+    plant.cell_mv = 3150                         # a nearly empty cell: off its plateau
+    m, hw = _boot(plant, d)
+    plant.deepsleep(wake.work(m, hw))
+    assert m.cell.level() == power.LEVEL_RESERVE
+    assert not m.want_open and m.why_closed == WHY_BATTERY and plant.valve.state == 0
+    assert m.cell.level_pct() <= power.RESERVE_UAS * 100 // power.USABLE_UAS + 1   # what the uplink says
+    m, hw = _boot(plant, d)                      # and it stays closed at the next wake
+    wake.work(m, hw)
+    assert not m.want_open and plant.valve.state == 0
