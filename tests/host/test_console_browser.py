@@ -4,8 +4,9 @@ waitress, a real Mosquitto (TLS, ACL) and a meter of the unix port. Login,
 the meter list, a customer's top-up end to end (customer page -> provider
 -> webhook -> signed top-up -> the meter applies it -> the balance on the
 console), a region tariff publish the meter takes, and a burst alarm from
-the meter. Screenshots go to docs/img/console-*.png (docs/HEADEND.md
-§Browser tests)."""
+the meter. Screenshots go to build/screenshots/console-*.png, or to the
+folder in CONSOLE_SHOTS (`make screenshots` writes docs/img, the pictures
+docs/HEADEND.md shows), so a test run leaves the tree as it was."""
 
 import os
 import tempfile
@@ -19,7 +20,7 @@ from utility import store
 from utility.provider_stub import create_provider
 
 ROOT = Path(__file__).resolve().parents[2]
-IMG = ROOT / "docs" / "img"
+IMG = Path(os.environ.get("CONSOLE_SHOTS") or ROOT / "build" / "screenshots")
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1000,680")
