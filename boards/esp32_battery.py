@@ -105,6 +105,11 @@ def _deepsleep_on(button_gpio):
     return deepsleep
 
 
+def _read_binary():
+    with open(ULP_BINARY, "rb") as f:
+        return f.read()
+
+
 def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
     import esp32
     from boards import Hardware, ulp, validate
@@ -113,10 +118,9 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
     vcfg.update(valve or {})
     _route_pulse_pad()
     ram = RtcSlowMem()
-    with open(ULP_BINARY, "rb") as f:
-        binary = f.read()
     power_lost = machine.reset_cause() == machine.PWRON_RESET   # RTC memory holds noise
-    fresh = ulp.start(esp32.ULP(), ram, binary, power_lost, _pulse_level(), _ulp_running())
+    fresh, not_counting = ulp.start_or_fault(esp32.ULP(), ram, _read_binary, power_lost,
+                                             _pulse_level(), _ulp_running())
     clock = Clock()
     return Hardware(
         name=NAME,
@@ -133,6 +137,7 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
         valve_cfg=vcfg,
         led=pin_out(p["led"]),
         button=pin_in(p["button"], machine.Pin.PULL_UP),
+        sensor_pin=not_counting,
         card_spi=machine.SPI(SPI_ID, baudrate=SPI_BAUD, sck=machine.Pin(p["spi_sck"]),
                              mosi=machine.Pin(p["spi_mosi"]), miso=machine.Pin(p["spi_miso"]))
         if p["card_cs"] is not None else None,

@@ -1,7 +1,7 @@
 # Starting the ULP pulse counter (firmware/ulp/counter.S) on a battery board.
 # Shared by the ESP32 battery board (esp32.ULP) and the unix board (the
 # emulator in boards/unix/ulp_emu.py has the same three methods).
-from metering.ulpcount import W_MAGIC, W_SAMPLES, W_STABLE, MAGIC, ENTRY
+from metering.ulpcount import W_COUNT, W_MAGIC, W_SAMPLES, W_STABLE, MAGIC, ENTRY
 
 PERIOD_US = const(10_000)   # one sample every 10 ms (docs/BATTERY.md §2)
 SAMPLES = const(3)          # 3 equal samples (30 ms) accept a new level
@@ -30,3 +30,27 @@ def start(ulp, ram, binary, power_lost, level=1, running=True, period_us=PERIOD_
     # line leaves memory that the next boot loads afresh
     ram.set_word(W_MAGIC, MAGIC)
     return True
+
+
+class NotCounting:
+    """Stands in the sensor loop's place (Hardware.sensor_pin) when the
+    program could not be read or loaded (a damaged /ulp/counter.ulp): it
+    reads 1, "loop open", so the Meter logs a sensor fault and closes the
+    valve (why sensor), as for a cut cable, instead of a board that fails
+    to boot and keeps the CPU awake with the valve as it was."""
+
+    @staticmethod
+    def value():
+        return 1
+
+
+def start_or_fault(ulp, ram, read_binary, power_lost, level=1, running=True):
+    """start() with the binary from read_binary(). Returns (fresh, sensor):
+    sensor is None, or a NotCounting when the program could not start."""
+    try:
+        return start(ulp, ram, read_binary(), power_lost, level, running), None
+    except (OSError, ValueError) as e:
+        print("ULP program not started: %r" % e)
+        ram.set_word(W_MAGIC, 0)
+        ram.set_word(W_COUNT, 0)   # nothing counts: no stale count to bill
+        return True, NotCounting()

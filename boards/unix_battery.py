@@ -190,8 +190,9 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
     plant.boots += 1
     plant._boot_ms = plant.clock.now_ms()
     plant._boot_light = plant.light_ms
-    fresh = ulpboot.start(plant.ulp, plant.ulp, ulp_binary or _binary(ULP_BINARY), plant.power_lost,
-                          plant.reed.level(plant.clock.now_us()), plant.ulp.entry is not None)
+    fresh, not_counting = ulpboot.start_or_fault(
+        plant.ulp, plant.ulp, lambda: ulp_binary or _binary(ULP_BINARY), plant.power_lost,
+        plant.reed.level(plant.clock.now_us()), plant.ulp.entry is not None)
     plant.power_lost = False
     _mkdirs(state_dir)
     return Hardware(
@@ -208,6 +209,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         valve_fb_open_pin=plant.fb_open,
         valve_fb_closed_pin=plant.fb_closed,
         button=plant.button,
+        sensor_pin=not_counting,
         battery=_Divider(plant) if plant.cell_mv is not None else None,
         display=_screen(plant),
         card_spi=plant.card_spi,

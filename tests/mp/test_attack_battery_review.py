@@ -9,14 +9,14 @@ from simkit import make_cfg
 from mptest import fresh_dir
 from ulpkit import binary
 from boards.unix_battery import Plant
-from meter import WHY_NONE, WHY_BATTERY
+from meter import WHY_NONE, WHY_BATTERY, WHY_SENSOR
 import power
 
 PRICE_L = 350      # config default: 350_000 units per m^3, 1 pulse/L
 
 
-def _boot(plant, d):
-    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
+def _boot(plant, d, ulp_binary=None):
+    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=ulp_binary or binary())
     return main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[])), hw
 
 
@@ -142,3 +142,26 @@ def test_attack_a_nearly_empty_cell_put_in_closes_the_valve_while_it_still_can()
     m, hw = _boot(plant, d)                      # and it stays closed at the next wake
     wake.work(m, hw)
     assert not m.want_open and plant.valve.state == 0
+
+
+def test_attack_a_damaged_ulp_binary_closes_the_valve_instead_of_a_dead_boot():
+    # the customer corrupts the flash blocks of /ulp/counter.ulp (under
+    # flash encryption they cannot write a chosen file, but they can spoil
+    # one) and pulls the cell: the power-on cannot load the program, so
+    # nothing would count; a boot that fails there keeps the CPU awake
+    # (hold_closed) with the valve as it was: free water, then a dead cell
+    d = fresh_dir("abr4")
+    plant = _meter(d, 1000)
+    plant.flow.pour(4000, 600)
+    plant.clock.advance(60_000)
+    m, hw = _boot(plant, d)
+    plant.deepsleep(wake.work(m, hw))
+    assert m.volume.ml() == 4000
+    plant.brown_out()
+    for _ in range(2):                           # every wake finds it damaged again
+        m, hw = _boot(plant, d, ulp_binary=b"\xff" * 148)
+        plant.flow.pour(3000, 600)
+        plant.deepsleep(wake.work(m, hw))        # the wake ends in deep sleep, as every wake
+        assert not m.want_open and m.why_closed == WHY_SENSOR and plant.valve.state == 0
+        assert m.volume.ml() == 4000             # no stale count billed
+    assert plant.flow.delivered_ml() < 4000 + 6000
