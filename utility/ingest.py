@@ -31,7 +31,6 @@ import argparse
 import os
 import queue
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -54,13 +54,8 @@ def client_id(group, slot):
 
 
 def transient(exc):
-    """A database error that a retry can cure (locked, connection lost)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return True
-    try:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-    except ImportError:
-        return False
+    """A database error that a retry can cure (SQLite busy, a PostgreSQL
+    connection lost or a serialization failure)."""
     return isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
 

@@ -176,3 +176,32 @@ def test_worker_refuses_bad_arguments_and_a_broker_that_refuses_it(world, tmp_pa
                                    "--ca", w.broker.ca_file, "--user", "ingest", "--password", "wrong"],
                            cwd=str(ROOT), capture_output=True, text=True, timeout=30, check=False)
     assert wrong.returncode == 2 and "did not accept" in wrong.stderr, wrong.stderr
+
+
+def test_a_lost_database_connection_is_retried_and_nothing_is_lost(tmp_path, pg_url):
+    """PostgreSQL drops the workers' connections mid-stream (a failover, a
+    restart): the message in hand is retried, unacknowledged meanwhile."""
+    w = IngestWorld(tmp_path, pg_url)
+    try:
+        w.worker(1)
+        w.worker(2)
+        sims = SIMS[:6]
+        pubs = [threading.Thread(target=_publish, args=(w, m, outbox_messages(w.master, m, 120, 2)))
+                for m in sims]
+        for t in pubs:
+            t.start()
+        for _ in range(3):
+            wait_for(lambda: w.count() > 0, what="records arriving")
+            sql(w.he, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "datname = current_database() AND pid <> pg_backend_pid()")
+            time.sleep(0.3)
+        for t in pubs:
+            t.join(120)
+        wait_for(lambda: all(w.count(m) == 120 for m in sims), timeout=60,
+                 what=f"every record stored: { {m: w.count(m) for m in sims} }")
+        [(rows, keys)] = sql(w.he, "SELECT COUNT(*), COUNT(DISTINCT meter || '/' || seq) FROM telemetry")
+        assert rows == keys
+        logs = w.log(1) + w.log(2)
+        assert "database error" in logs, "the connections were not lost: nothing was tested"
+    finally:
+        w.close()
