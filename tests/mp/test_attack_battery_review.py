@@ -9,15 +9,19 @@ from simkit import make_cfg
 from mptest import fresh_dir
 from ulpkit import binary
 from boards.unix_battery import Plant
+from boards.unix.clock import EPOCH_2026
 from meter import WHY_NONE, WHY_BATTERY, WHY_SENSOR
 import power
 
 PRICE_L = 350      # config default: 350_000 units per m^3, 1 pulse/L
 
 
-def _boot(plant, d, ulp_binary=None):
+NO_FRIENDLY = {"friendly_hours": [0, 0], "friendly_days": [], "friendly_dates": []}
+
+
+def _boot(plant, d, ulp_binary=None, cfg=NO_FRIENDLY):
     hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=ulp_binary or binary())
-    return main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[])), hw
+    return main.assemble(hw, make_cfg(**cfg)), hw
 
 
 def _meter(d, litres_of_credit, **plant):
@@ -165,3 +169,30 @@ def test_attack_a_damaged_ulp_binary_closes_the_valve_instead_of_a_dead_boot():
         assert not m.want_open and m.why_closed == WHY_SENSOR and plant.valve.state == 0
         assert m.volume.ml() == 4000             # no stale count billed
     assert plant.flow.delivered_ml() < 4000 + 6000
+
+
+def test_attack_credit_run_out_just_before_the_friendly_period_ends_flows_at_most_save_l_past_it():
+    # friendly hours until 08:00; the credit runs out at 07:32 with a tap
+    # open: the ULP was armed with the friendly debt allowance (5.00, 1428 L)
+    # and the sleep lasts until midnight, so without another wake the valve
+    # stays open all day on debt
+    cfg = {"friendly_hours": [0, 8], "friendly_days": [], "friendly_dates": []}
+    d = fresh_dir("abr5")
+    plant = Plant(start=EPOCH_2026 + 7 * 3600 + 1800)        # 07:30 local
+    m, hw = _boot(plant, d, cfg=cfg)
+    m.balance = 2 * PRICE_L
+    m.want_open, m.why_closed = True, WHY_NONE
+    m.save()
+    m, hw = _boot(plant, d, cfg=cfg)
+    plant.flow.set_rate_lph(60)                              # 1 L a minute
+    ms = wake.work(m, hw)
+    nine = EPOCH_2026 + 9 * 3600
+    while m.clock.time() < nine:
+        plant.deepsleep(min(ms, (nine - m.clock.time()) * 1000))
+        m, hw = _boot(plant, d, cfg=cfg)
+        ms = wake.work(m, hw)
+    assert not m.want_open and plant.valve.state == 0
+    # 30 L to 08:00 (2 L paid, 28 L on the friendly allowance), then at
+    # most save_l more before a wake closes the valve; all of it billed
+    assert plant.flow.delivered_ml() <= 30_000 + m.cfg["save_l"] * 1000, plant.flow.delivered_ml()
+    assert abs(m.volume.ml() - plant.flow.delivered_ml()) < 1000     # a pulse per litre
