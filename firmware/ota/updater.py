@@ -38,6 +38,8 @@ MAX_TRIALS = const(2)          # trials a watchdog or crash cut short before the
 STALL_MS = const(21_600_000)   # a download with no piece for 6 h is given up (a halted rollout)
 RETRY_MS = const(86_400_000)   # after a peripheral self-test failure the trial is tried again a day later
 MAX_PERIPHERAL = const(3)      # peripheral failures (old image passing the check) before the version is refused
+MAX_RESUMES = const(3)         # boots resuming the same chunk before the next one waits RESUME_HOLD_MS
+RESUME_HOLD_MS = const(3_600_000)   # ... so a relay cycling the power erases a block at most ~24 times a day
 
 
 class Updater:
@@ -147,7 +149,13 @@ class Updater:
             self._save()
         if self.p["st"] == DOWNLOAD:
             self._event(codes.OTA_RESUMED, self.p["o"] * 100 // self.doc["sz"])
+            # a resume erases the chunk's blocks again: counted until a chunk
+            # ends, so cycling the power cannot wear the slot out
+            self.p["rs"] = self.p.get("rs", 0) + 1
+            self._save()
         self._start_stage()
+        if self.p["st"] == DOWNLOAD and self.p["rs"] > MAX_RESUMES:
+            self._hold = self.rt.ticks_add(self.rt.ticks_ms(), RESUME_HOLD_MS)
 
     def _boot_slot(self):
         """No update under way: the slot that booted must be the one the
@@ -310,7 +318,7 @@ class Updater:
     def request(self):
         """What the link should publish now on the request topic, or None:
         the next block, again after REQUEST_MS without it."""
-        if self.p["st"] != DOWNLOAD or self.doc is None or self._ready:
+        if self.p["st"] != DOWNLOAD or self.doc is None or self._ready or self._held():
             return None
         now = self.rt.ticks_ms()
         if self._asked is not None and self.rt.ticks_diff(now, self._asked) < REQUEST_MS:
@@ -335,6 +343,9 @@ class Updater:
         self._piece_t = self.rt.ticks_ms()
         self._ready = self.have == n     # programmed by the next step()
 
+    def _held(self):
+        return self._hold is not None and self.rt.ticks_diff(self.rt.ticks_ms(), self._hold) < 0
+
     def _stalled(self):
         return self._piece_t is not None and \
             self.rt.ticks_diff(self.rt.ticks_ms(), self._piece_t) > STALL_MS
@@ -345,6 +356,8 @@ class Updater:
         if self._stalled():
             self._abandon(codes.TIMEOUT, burn=False)   # halted rollout: a later offer starts again
             return
+        if self._held():
+            return                   # resumed too often at this chunk: no erase yet
         blk = self.p["o"] // BLOCK
         if self._erased != blk:
             self._target.ioctl(6, blk)
@@ -383,6 +396,7 @@ class Updater:
             self.p["o"] = i * cs     # the chunk again, from its start
         else:
             self.p["o"] = o
+            self.p["rs"] = 0         # a chunk ended: resumes count again from here
             if o == d["sz"]:
                 self.p["st"] = VERIFY
         self._save_due = True        # in the next step: one flash operation per step
@@ -413,8 +427,7 @@ class Updater:
         if st == TRIAL and not self.trial_ready:
             self._trial_hash_step()
             return
-        if st != VERIFY or (self._hold is not None and
-                            self.rt.ticks_diff(self.rt.ticks_ms(), self._hold) < 0):
+        if st != VERIFY or self._held():
             return
         if self._hash_step():
             return
