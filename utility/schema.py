@@ -56,6 +56,7 @@ meters = Table(
     Column("flags", Int), Column("tv", Int), Column("rssi", Int),
     Column("building", Text),           # where it is installed (console: regions and buildings)
     Index(None, "region"),
+    Index(None, "last_seen"),           # the meters silent for longest
 )
 
 telemetry = Table(
@@ -69,6 +70,7 @@ telemetry = Table(
     Column("dropped", Int),
     Column("received", Float),
     Index(None, "meter", "t"),
+    Index(None, "t", "meter", "ml"),    # every meter over a period, without reading the rows
 )
 
 events = Table(

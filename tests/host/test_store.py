@@ -96,3 +96,43 @@ def test_a_database_of_the_old_reference_head_end_is_refused_clearly(tmp_path):
     sqlite3.connect(db).executescript("CREATE TABLE meters (id TEXT PRIMARY KEY, region INTEGER);")
     with pytest.raises(StoreError, match="before its migrations"):
         migrate(open_store(db))
+
+
+# the console's queries (utility/web/queries.py) and the index each must be able to use
+CONSOLE_QUERIES = [
+    ("one meter's telemetry over a period",
+     "SELECT t, ml FROM telemetry WHERE meter = 'M1' AND t >= 100 AND t < 200",
+     "ix_telemetry_meter_t"),
+    ("every meter's consumption over a period",
+     "SELECT meter, MIN(ml), MAX(ml) FROM telemetry WHERE t >= 100 AND t <= 200 GROUP BY meter",
+     "ix_telemetry_t_meter_ml"),
+    ("one meter's events by time",
+     "SELECT code, arg FROM events WHERE meter = 'M1' AND t >= 100 ORDER BY t",
+     "ix_events_meter_t"),
+    ("the fleet's alarm events of a week",
+     "SELECT meter, code FROM events WHERE code IN (3, 4) AND received > 100",
+     "ix_events_code_received"),
+    ("the daily records of a period (per region through meters.region)",
+     "SELECT meter, dml FROM history WHERE kind = 'd' AND t >= 100 AND t < 200",
+     "ix_history_kind_t"),
+    ("a region's meters",
+     "SELECT id FROM meters WHERE region = 3",
+     "ix_meters_region"),
+    ("the meters silent for longest",
+     "SELECT id FROM meters WHERE last_seen < 100 ORDER BY last_seen",
+     "ix_meters_last_seen"),
+]
+
+
+@pytest.mark.parametrize("what, query, index", CONSOLE_QUERIES, ids=[q[0] for q in CONSOLE_QUERIES])
+def test_the_console_queries_can_use_their_index(store_url, what, query, index):
+    engine = _migrated(store_url)
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + query))
+        else:
+            # an empty table is scanned whatever the indexes: ask whether the index can serve
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + query))
+    engine.dispose()
+    assert index in plan, f"{what}: {plan}"
