@@ -21,6 +21,9 @@ class Hardware:
     tamper_pin       case switch / magnet sensor, active low, or None
     battery          object with millivolts(), or None (mains-powered board)
     sensor_pin       flow sensor cable loop, high when the loop is open, or None
+    power_fail_pin   brown-out comparator output, falls when the supply goes
+                     (a hold-up capacitor carries one valve pulse and one
+                     save: docs/VALVE.md "Power fail"), or None
     net              network link: connect(), isconnected(), rssi()
     wdt              watchdog with feed(), or None
     test_build       True only where test keys may be accepted (the simulator)
@@ -63,6 +66,7 @@ class Hardware:
         self.tamper_pin = None
         self.battery = None
         self.sensor_pin = None
+        self.power_fail_pin = None
         self.net = None
         self.wdt = None
         self.world = None   # simulator only: the device models

@@ -135,8 +135,9 @@ WHY_TAMPER = const(6)
 WHY_BATTERY = const(7)    # battery too low to keep working
 WHY_SENSOR = const(8)     # flow sensor cable cut
 WHY_OVERRIDE = const(9)   # open by an authorised override with no credit (not closed)
+WHY_POWER = const(10)     # closed by the power-fail input as the supply went; reopens at boot
 WHY_NAMES = ("none", "credit", "command", "fault", "leak", "burst", "tamper", "battery",
-             "sensor", "override")
+             "sensor", "override", "power")
 
 
 def why_name(why):

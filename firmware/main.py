@@ -110,8 +110,26 @@ def assemble(hw, cfg=None):
         meter.save()
     attach_office(meter, hw)
     meter.reconcile_valve()
+    if hw.power_fail_pin is not None:
+        _arm_power_fail(hw, meter)
     _check_irq_rate(hw, meter)
     return meter
+
+
+def _arm_power_fail(hw, meter):
+    # A soft IRQ, as every ESP32 pin IRQ: on the main thread it takes the
+    # ticker's hold like any caller from outside the meter's thread (it waits
+    # for the slice in progress); on the meter's thread hold() is re-entrant
+    # and it runs between two bytecodes of the slice. docs/VALVE.md "Power fail"
+    from boards import ticker
+    t = ticker.for_board(hw)
+
+    def fall(_pin):
+        with t.hold():
+            meter.power_fail()
+
+    pin = hw.power_fail_pin
+    pin.irq(handler=fall, trigger=pin.IRQ_FALLING)
 
 
 def _exists(path):

@@ -7,7 +7,7 @@
 import codes
 import config
 from codes import (WHY_NONE, WHY_CREDIT, WHY_COMMAND, WHY_LEAK, WHY_BURST, WHY_TAMPER,
-                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE)
+                   WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE, WHY_POWER)
 import ledger
 import timeutil
 from metering import detect
@@ -119,6 +119,7 @@ class Meter:
         self.fw_slot = None           # the OTA slot that version was validated in (None: never updated)
         self._kept = {}               # state fields of a newer firmware, saved back unchanged
         self.save_failing = False     # the last periodic save failed; retried every poll
+        self._saving = False          # inside store.save: power_fail() leaves it to finish
         self.recovery_nonce = 0       # while state_lost: the value the head-end's floor must carry
         # frozen daily/monthly registers and alarm counters (storage/history.py)
         self.history = hist.History(history_dir, self._registers)
@@ -315,7 +316,11 @@ class Meter:
             self._kept = kept = {k: v for k, v in kept.items() if k not in s}
             for k, v in kept.items():
                 s[k] = v
-        self.store.save(s)
+        self._saving = True
+        try:
+            self.store.save(s)
+        finally:
+            self._saving = False
         try:
             self.history.flush()      # records reach their rings after the state holds them
         except OSError:
@@ -573,6 +578,12 @@ class Meter:
         if not v.last_move:
             v.last_move = now
         changed = False
+        if self.why_closed == WHY_POWER:
+            # closed only because the supply went: back to the intent it
+            # had, which the rules below then judge as at any boot
+            self.want_open = True
+            self.why_closed = WHY_NONE
+            changed = True
         if self.want_open:
             if (self.balance <= 0 and self.why_closed != WHY_OVERRIDE
                     and not self._may_owe(now)):
@@ -587,6 +598,22 @@ class Meter:
             self.log.add(codes.EV_VALVE_OPEN if self.want_open else codes.EV_VALVE_CLOSED,
                          self.why_closed)
         if changed:
+            self._persist()
+
+    def power_fail(self):
+        """The board's power-fail input fell: the hold-up capacitor carries
+        one valve pulse and one save, so close first, then save (docs/VALVE.md
+        "Power fail"). A latching valve stays shut with no power, so no water
+        flows unmetered while the meter is off. Called from a soft IRQ: if it
+        lands inside a save (a slice on the meter's thread), that save holds
+        the volume and balance, and the open intent it records is what the
+        next boot makes of why power anyway."""
+        if self.want_open and self.valve is not None:
+            self.want_open = False
+            self.why_closed = WHY_POWER
+            self.valve.close()
+            self.log.add(codes.EV_VALVE_CLOSED, WHY_POWER)
+        if not self._saving:
             self._persist()
 
     def _valve_step(self, now, ml):

@@ -13,6 +13,7 @@ from boards.unix.spi import SimSPI
 from boards.unix.flow import FlowSensor
 from boards.unix.valve_model import LatchingValveModel, MotorValveModel
 from boards.unix.softirq import SoftIrq
+from boards.unix.mains import Mains
 from boards.ticker import ThreadTicker, UNIX_STACK
 
 NAME = "unix"
@@ -22,8 +23,9 @@ SPI_BAUD = const(4_000_000)
 class World:
     """The device models of one simulated meter."""
 
-    def __init__(self, clock, flow, valve, reader=None, softirq=None, lcd=None):
+    def __init__(self, clock, flow, valve, reader=None, softirq=None, lcd=None, mains=None):
         self.clock = clock
+        self.mains = mains        # the supply and its power-fail comparator (mains.py)
         self.flow = flow
         self.valve = valve
         self.reader = reader
@@ -164,6 +166,7 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
     except ImportError:
         pass  # the card model is not part of this build yet
     screen, lcd = _segment_display(clock) if display else (None, None)
+    pfail = SimPin("power_fail", IN, PULL_UP, softirq=irq)   # comparator, open drain, active low
     _mkdirs(state_dir)
     return Hardware(
         name=NAME,
@@ -188,7 +191,8 @@ def build(state_dir="sim-state", speed=0, start=EPOCH_2026, k=(1, 1), pulse="cou
         net=HostNet(),
         wdt=SimWDT(30_000),
         display=screen,
-        world=World(clock, flow, valve, reader, irq, lcd),
+        power_fail_pin=pfail,
+        world=World(clock, flow, valve, reader, irq, lcd, Mains(clock, pfail)),
         ticker=ThreadTicker(UNIX_STACK),   # the ESP32 boards' ticker and stack, at 64 bits
         test_build=True,     # the simulator is a test build: test keys accepted
         reset=power_cycle,
