@@ -119,3 +119,33 @@ def test_the_command_line_takes_a_database_url(tmp_path, store_url):
             else f"sqlite:///{tmp_path}/no/such/dir/he.sqlite")
     p = _cli(tmp_path, "--db", gone, "meters")
     assert p.returncode == 2 and "cannot open" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_two_head_ends_issuing_top_ups_at_once_never_share_a_key_or_a_counter(tmp_path, store_url):
+    # no broker: a top-up is recorded and its command signed before it is
+    # published, so an unconnected head-end stops right after both
+    from headend import HeadEnd, HeadEndError
+    master = bytes(32)
+    heads = [HeadEnd(store_url, master) for _ in range(2)]
+    sql(heads[0], "INSERT INTO meters (id, region) VALUES ('M1', 1)")
+    errors, start = [], threading.Barrier(8)
+
+    def issue(he):
+        start.wait()
+        for _ in range(10):
+            try:
+                he.topup("M1", 1000)
+            except HeadEndError as e:
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=issue, args=(heads[i % 2],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(errors) == 80 and all("not connected" in e for e in errors), errors[:3]
+    assert sql(heads[0], "SELECT COUNT(*), COUNT(DISTINCT seq) FROM topups") == [(80, 80)]
+    assert sql(heads[0], "SELECT COUNT(*), COUNT(DISTINCT n) FROM commands") == [(80, 80)]
+    assert sql(heads[0], "SELECT ctr FROM meters") == [(80,)]
+    for he in heads:
+        he.engine.dispose()
