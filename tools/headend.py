@@ -731,6 +731,21 @@ class HeadEnd:
             return {"n": n}
         return self.wait_ack(meter, n, timeout)
 
+    def _keyed(self, table, owner, seq, **fields):
+        """Record a row of table under owner (column -> value) and seq; a
+        row already there is kept as it is (a re-send). seq None: the next
+        free one, taken by an insert that a second head-end's row of the
+        same seq makes fail, then the one after. Returns the seq."""
+        while True:
+            with self.engine.begin() as c:
+                if seq is not None:
+                    insert_ignore(c, table, dict(owner, seq=seq, **fields))
+                    return seq
+                nxt = (c.execute(select(func.max(table.c.seq)).where(
+                    *(table.c[k] == v for k, v in owner.items()))).scalar() or 0) + 1
+                if insert_ignore(c, table, dict(owner, seq=nxt, **fields)):
+                    return nxt
+
     def topup(self, meter, amount, account=1, seq=None, timeout=10):
         """Online top-up with the ledger key (mqtt, account, seq). A new seq is
         issued unless given; the top-up is recorded before it is sent, so
@@ -738,20 +753,8 @@ class HeadEnd:
         if amount <= 0:
             raise HeadEndError("amount must be positive")
         self._region_of(meter)
-        tp = S.topups
-        while True:
-            with self.engine.begin() as c:
-                row = {"meter": meter, "account": account, "amount": amount, "status": "pending",
-                       "created": time.time()}
-                if seq is not None:        # a re-send keeps the stored top-up as it is
-                    insert_ignore(c, tp, dict(row, seq=seq))
-                    break
-                # a new key: the next seq, unless another head-end took it meanwhile
-                nxt = (c.execute(select(func.max(tp.c.seq)).where(
-                    tp.c.meter == meter, tp.c.account == account)).scalar() or 0) + 1
-                if insert_ignore(c, tp, dict(row, seq=nxt)):
-                    seq = nxt
-                    break
+        seq = self._keyed(S.topups, {"meter": meter, "account": account}, seq,
+                          amount=amount, status="pending", created=time.time())
         # the ack, whenever it comes, settles the top-up record (see _settle)
         a = self.command(meter, "topup", timeout=timeout, a=account, s=seq, v=amount)
         a["seq"] = seq
@@ -809,6 +812,11 @@ class HeadEnd:
                                            tp.c.seq == seq)
                           .values(status="void" if a["code"] == codes.ACCEPTED else "applied",
                                   code=a["code"]))
+                amount = c.execute(select(tp.c.amount).where(
+                    tp.c.meter == meter, tp.c.account == account, tp.c.seq == seq)).scalar()
+                if a["code"] == codes.USED and amount is not None:
+                    # applied after all (its own ack lost): the credit goes to the ledger once
+                    self._ledger(c, meter, "topup", f"{account}/{seq}", amount, time.time())
         return a
 
     def restore_floor(self, meter, account, card_floor, install_floor=0, timeout=10):
@@ -860,17 +868,7 @@ class HeadEnd:
         once per seq (the next one from the table unless given; re-send the
         same seq when no ack came). Returns the ack; val is the debt after."""
         ar = S.arrears
-        while True:
-            with self.engine.begin() as c:
-                row = {"meter": meter, "amount": amount, "created": time.time()}
-                if seq is not None:
-                    insert_ignore(c, ar, dict(row, seq=seq))
-                    break
-                nxt = (c.execute(select(func.max(ar.c.seq)).where(ar.c.meter == meter))
-                       .scalar() or 0) + 1
-                if insert_ignore(c, ar, dict(row, seq=nxt)):
-                    seq = nxt
-                    break
+        seq = self._keyed(ar, {"meter": meter}, seq, amount=amount, created=time.time())
         a = self.command(meter, "debt", timeout=timeout, v=amount, s=seq)
         with self.engine.begin() as c:
             c.execute(update(ar).where(ar.c.meter == meter, ar.c.seq == seq)

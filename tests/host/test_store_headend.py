@@ -89,6 +89,8 @@ def test_two_head_ends_and_replayed_uplinks_store_each_record_once(world):
         again = he.topup("M1", AMOUNT, seq=a["seq"])
         assert again["result"] == "used", again
         assert sql(he, "SELECT COUNT(*), SUM(amount) FROM ledger") == [(1, AMOUNT)]
+        assert he.void("M1", 1, a["seq"])["result"] == "used"     # applied: still one credit
+        assert sql(he, "SELECT COUNT(*), SUM(amount) FROM ledger") == [(1, AMOUNT)]
         assert sql(he, "SELECT COUNT(*) FROM topups") == [(1,)]
         assert he.topup_status("M1", 1, a["seq"])["status"] == "applied"
     finally:
