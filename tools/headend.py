@@ -288,7 +288,10 @@ class HeadEnd:
         if self.user is not None:
             c.username_pw_set(self.user, self.password)
         if self.ca_file:
-            c.tls_set(ca_certs=self.ca_file)
+            try:
+                c.tls_set(ca_certs=self.ca_file)
+            except OSError as e:     # missing file, or not a PEM certificate (ssl.SSLError)
+                raise HeadEndError(f"--ca {self.ca_file}: cannot load the CA: {e}") from None
         c.reconnect_delay_set(0.2, 5)   # back soon after a broker restart
         c.on_connect = self._on_connect
         c.on_message = self._on_message

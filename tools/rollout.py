@@ -345,7 +345,8 @@ def _line(r: Rollout) -> str:
             f"threshold {r.threshold:g} min_failed {r.min_failed}")
 
 
-def _start(he, a):
+def _start_image(a) -> bytes:
+    """The image and arguments of `rollout start`, checked before the broker is reached."""
     try:
         image = Path(a.image).read_bytes()
     except OSError as e:
@@ -355,6 +356,10 @@ def _start(he, a):
     if not 0 < a.version < 1 << 32 or not 0 < a.threshold < 1 or a.min_failed < 1 or a.chunk % 4096:
         raise RolloutError("version 1..2^32-1, threshold between 0 and 1, min-failed >= 1, chunk a "
                            "multiple of 4096")
+    return image
+
+
+def _start(he, a, image):
     for v, board, region, _, status, _ in Rollout.listed(he):
         if region == a.region and status == "running":
             if not a.rollback:
@@ -434,9 +439,10 @@ def command(he, a) -> int:
             raise RolloutError(str(e)) from None
         if a.rollout_cmd == "resume" and r.status != "halted":
             raise RolloutError(f"version {a.version} is {r.status}, not halted")
+    image = _start_image(a) if a.rollout_cmd == "start" else None
     with he:
         if a.rollout_cmd == "start":
-            return _start(he, a)
+            return _start(he, a, image)
         if a.rollout_cmd == "halt":
             r.halt("halted")
         elif a.rollout_cmd == "resume":

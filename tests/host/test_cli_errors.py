@@ -40,3 +40,22 @@ def test_broker_on_a_busy_port_says_which_and_why(tmp_path):
         p = run("broker.py", "--dir", tmp_path / "b", "--anonymous", "--port", port)
     assert p.returncode == 1
     assert f"127.0.0.1:{port} is already in use (Address already in use)" in p.stderr
+
+
+def test_headend_names_a_missing_ca_file(tmp_path):
+    db = tmp_path / "he.sqlite"
+    assert run("headend.py", "--db", db, "init").returncode == 0
+    p = run("headend.py", "--db", db, "--broker", "127.0.0.1:9", "--ca", tmp_path / "nope.pem",
+            "topup", "SIM0001", "5000000")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"--ca {tmp_path / 'nope.pem'}: cannot load the CA" in p.stderr
+
+
+def test_rollout_start_checks_the_image_before_the_broker(tmp_path):
+    # no broker on port 9: a missing image must be named, not "cannot reach broker"
+    db = tmp_path / "he.sqlite"
+    assert run("headend.py", "--db", db, "init").returncode == 0
+    p = run("headend.py", "--db", db, "--broker", "127.0.0.1:9", "rollout", "start",
+            tmp_path / "nope.bin", "--version", "7", "--board", "esp32_devkitc", "--region", "3")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "cannot read the image" in p.stderr and "broker" not in p.stderr
