@@ -352,7 +352,7 @@ class HeadEnd:
             return 0
         if chan == "a":
             a = codec.parse_ack(payload)
-            sent = self._sent.get((meter, a["n"]))
+            sent = self._sent.get((meter, a["n"])) or self._sent_hash(meter, a["n"])
             if a["n"] and sent is not None and sent != a["h"]:
                 self.alarm(meter, "ack_mismatch", f"n={a['n']}")
                 return 0
@@ -676,6 +676,14 @@ class HeadEnd:
         a["result"] = codes.result_name(a["code"])
         return a
 
+    def _sent_hash(self, meter, n):
+        """The hash of command n as recorded by whichever head-end sent it
+        (an ingestion worker sent nothing itself), or None."""
+        cm = S.commands
+        with self.engine.connect() as c:
+            h = c.execute(select(cm.c.hash).where(cm.c.meter == meter, cm.c.n == n)).scalar()
+        return bytes.fromhex(h) if h else None
+
     def _stored_ack(self, meter, n):
         """The newest stored ack of command n, if it came after the command was sent."""
         ak, cm = S.acks, S.commands
@@ -724,8 +732,9 @@ class HeadEnd:
             raise HeadEndError(f"command too long ({len(payload)} bytes)")
         with self.engine.begin() as c:
             upsert(c, S.commands, {"meter": meter, "n": n, "op": op, "body": json.dumps(args),
-                                   "sent": time.time(), "code": None, "acked": None},
-                   ["meter", "n"], ["op", "body", "sent", "code", "acked"])
+                                   "sent": time.time(), "code": None, "acked": None,
+                                   "hash": codec.command_hash(payload).hex()},
+                   ["meter", "n"], ["op", "body", "sent", "code", "acked", "hash"])
         with self._cond:
             self._acks.pop((meter, n), None)   # an n used before a lost count: not this one's ack
         self._sent[(meter, n)] = codec.command_hash(payload)

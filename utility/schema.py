@@ -136,6 +136,7 @@ commands = Table(
     Column("n", Int, primary_key=True),
     Column("op", Text), Column("body", Text), Column("sent", Float),
     Column("code", Integer), Column("acked", Float),
+    Column("hash", Text),       # codec.command_hash of the payload published (hex): what its ack's h is
 )
 
 topups = Table(

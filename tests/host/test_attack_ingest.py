@@ -8,6 +8,9 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from comms import codec, sign
+from headend import HeadEnd
+from sqlalchemy import text
 from test_ingest import IngestWorld
 from uplinksim import MeterClient, outbox_messages
 
@@ -56,3 +59,27 @@ def test_attack_the_ingest_user_reads_the_uplink_and_can_publish_nothing(world):
         c.loop_stop()
     assert (b"x" not in [p for _, p in seen]), f"a publish of user ingest got through: {seen}"
     assert [t for t, _ in ing_got] == ["m/S01/t"], f"ingest read more than the uplink: {ing_got}"
+
+
+def test_attack_an_ack_moved_to_another_command_is_refused_by_a_worker(world):
+    """The head-end that sent command n is not the process that stores its
+    ack: the worker checks the ack's h against the hash the sender
+    recorded (commands.hash), as the sender would (docs/SECURITY.md N3)."""
+    w = world
+    sent = w.he.topup("S01", 5000, timeout=None)          # recorded and published; no meter answers
+    n = sent["n"]
+    worker = HeadEnd(w.db, w.master)                       # a worker's sink: it sent nothing
+    uk = sign.uplink_key(sign.meter_key(w.master, "S01"))
+    other = codec.seal(worker.meter_key("S01"), "m/S01/c", codec.command(n, "get", w="state"))
+    moved = codec.seal_up(uk, "m/S01/a", codec.ack(n, 0, 5000, None, other))
+    assert worker.ingest("S01", "a", moved) == 0
+    assert [a["kind"] for a in worker.alarms("S01")] == ["ack_mismatch"]
+    assert w.he.topup_status("S01", 1, sent.get("seq", 1))["status"] == "pending"
+    with worker.engine.connect() as c:
+        [(payload_hash,)] = c.execute(text("SELECT hash FROM commands WHERE meter = 'S01' AND n = :n"),
+                                      {"n": n}).all()
+    # the genuine answer: its h is the hash of what was published
+    genuine = codec.ack(n, 0, 5000, None, b"")
+    genuine = genuine[:14] + bytes.fromhex(payload_hash) + genuine[22:]
+    assert worker.ingest("S01", "a", codec.seal_up(uk, "m/S01/a", genuine)) == 1
+    assert w.he.topup_status("S01", 1, sent.get("seq", 1))["status"] == "applied"
