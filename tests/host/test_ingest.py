@@ -15,12 +15,15 @@ import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, meter_acl
 from comms import sign
 from conftest import MeterProc, sql, wait_for
 from headend import HeadEnd
 from office import OfficeKey
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from uplinksim import MeterClient, outbox_messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -203,5 +206,58 @@ def test_a_lost_database_connection_is_retried_and_nothing_is_lost(tmp_path, pg_
         assert rows == keys
         logs = w.log(1) + w.log(2)
         assert "database error" in logs, "the connections were not lost: nothing was tested"
+    finally:
+        w.close()
+
+
+def test_mosquitto_keeps_a_dead_members_share_in_its_session(tmp_path):
+    """What the workers rely on (docs/HEADEND.md "Ingestion"): Mosquitto
+    gives a dead member of a shared subscription its round-robin share,
+    keeps it with the member's unacknowledged messages in its persistent
+    session, hands none of it to the survivor, and delivers all of it when
+    the same client id comes back."""
+    w = IngestWorld(tmp_path, f"sqlite:///{tmp_path / 'he.sqlite'}")
+    got = {"a": [], "b": []}
+
+    def member(name, ack):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ingest-x-{name}",
+                        protocol=mqtt.MQTTv5, manual_ack=True)
+        c.username_pw_set("ingest", w.ingest_pw)
+        c.tls_set(ca_certs=w.broker.ca_file)
+        up = threading.Event()
+        c.on_connect = lambda cl, u, f, rc, p: (cl.subscribe("$share/x/m/+/t", 1), up.set())
+
+        def on_message(cl, u, m):
+            got[name].append((m.payload, m.dup))
+            if ack:
+                cl.ack(m.mid, m.qos)
+        c.on_message = on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0xFFFFFFFF
+        c.connect(w.broker.host, w.broker.admin_port, clean_start=False, properties=props)
+        c.loop_start()
+        assert up.wait(10)
+        return c
+
+    try:
+        a, b = member("a", ack=False), member("b", ack=True)
+        time.sleep(0.5)
+        with MeterClient(w.master, "S01", w.broker.host, w.broker.port, w.broker.ca_file) as m:
+            m.send([("m/S01/t", b"%d" % i, 1) for i in range(20)])
+            wait_for(lambda: len(got["a"]) + len(got["b"]) == 20, what="first 20 delivered")
+            a.loop_stop()
+            a.socket().close()                  # dies: no DISCONNECT, nothing acknowledged
+            m.send([("m/S01/t", b"%d" % i, 1) for i in range(20, 40)])
+            time.sleep(1.0)
+        assert len(got["b"]) == 20, f"the survivor got the dead member's share: {len(got['b'])}"
+        held = len(got["a"])
+        got["a"].clear()
+        a = member("a", ack=True)              # the same slot again
+        wait_for(lambda: len(got["a"]) == 40 - len(got["b"]), what="the dead member's share")
+        assert sum(dup for _, dup in got["a"]) == held, "its unacknowledged ones came again, DUP"
+        assert {p for p, _ in got["a"] + got["b"]} == {b"%d" % i for i in range(40)}
+        for c in (a, b):
+            c.disconnect()
+            c.loop_stop()
     finally:
         w.close()
