@@ -71,20 +71,31 @@ _open = open
 
 
 class _StopFile:
+    # S1 once the header is written and once the body is (the store streams
+    # the body in many small json.dump writes: a stop at each would only
+    # repeat "body half written", which the CRC already refuses)
     def __init__(self, f):
         self._f = f
+        self._head = True
 
     def write(self, b):
         n = self._f.write(b)
+        if self._head:
+            self._head = False
+            self._stop()
+        return n
+
+    def _stop(self):
         if hasattr(self._f, "flush"):
             self._f.flush()
         stop("S1")
-        return n
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        if exc[0] is None:
+            self._stop()
         self._f.close()
 
 

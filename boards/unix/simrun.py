@@ -421,4 +421,5 @@ def run():
     sim.summary()
 
 
-run()
+if __name__ == "__main__":    # bench/mp_ramprobe.py imports it and calls run()
+    run()

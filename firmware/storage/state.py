@@ -11,6 +11,7 @@
 # generations (a copy deleted, or an older one put back) is reported as
 # `anomaly`. Copies of the first format (MS1, generation outside the CRC) are
 # read only while no MS2 copy exists: the migration of a meter in the field.
+import io
 import json
 import os
 from binascii import crc32
@@ -23,6 +24,33 @@ _LEGACY = b"MS1"
 
 def _crc(gen, body):
     return crc32(body, crc32(b"%x %d\n" % (gen, len(body))))
+
+
+class _Body(io.IOBase):
+    # A stream json.dump writes the body into: counts its bytes and runs the
+    # CRC over them as they come, and passes them on to `out` if given, so a
+    # save holds no copy of the body (json.dumps then .encode() held it twice,
+    # and the day's smallest heap was set there). MicroPython hands write() a
+    # bytearray; CPython (tools/ provision state with this module) a str.
+    def __init__(self, crc=0, out=None):
+        self.length = 0
+        self.crc = crc
+        self._out = out
+
+    def write(self, b):
+        if isinstance(b, str):
+            b = b.encode()
+        self.length += len(b)
+        self.crc = crc32(b, self.crc)
+        if self._out:
+            self._out.write(b)
+        return len(b)
+
+
+def _dump(state, crc=0, out=None):
+    body = _Body(crc, out)
+    json.dump(state, body)
+    return body
 
 
 class StateStore:
@@ -100,19 +128,24 @@ class StateStore:
             return False
 
     def save(self, state):
-        body = json.dumps(state).encode()
+        # Three passes of json.dump over the same dict, none of them a copy of
+        # the body: its length, then the CRC (seeded with the generation and
+        # that length, as _crc), then the file. Nothing runs between them, so
+        # they see the same dict in the same order.
         gen = self.generation + 1
-        head = b"%s %x %x %d\n" % (_MAGIC, gen, _crc(gen, body), len(body))
+        length = _dump(state).length
+        crc = _dump(state, crc32(b"%x %d\n" % (gen, length))).crc
+        head = b"%s %x %x %d\n" % (_MAGIC, gen, crc, length)
         slot = self._slot(gen & 1)
         tmp = slot + ".new"
         try:
-            _write(tmp, head, body)
+            _write(tmp, head, state)
         except OSError:
             # A full flash: the copy this save replaces is the older one.
             # Freeing it leaves the newest intact and makes room.
             _remove(tmp)
             _remove(slot)
-            _write(tmp, head, body)
+            _write(tmp, head, state)
         os.rename(tmp, slot)
         self.generation = gen
         self.writes += 1
@@ -151,10 +184,10 @@ def is_provisioning(state):
     return PROVISIONED in state and "bal" not in state
 
 
-def _write(path, head, body):
+def _write(path, head, state):
     with open(path, "wb") as f:
         f.write(head)
-        f.write(body)
+        _dump(state, out=f)
 
 
 def _remove(path):
