@@ -18,7 +18,8 @@ meter verifies, because it imports the firmware's own codec and HMAC
                                           Mosquitto password and ACL files for all meters
                                           (and the ingestion workers' user `ingest`)
     tariff (--region R | --meter ID) --version V --block UPTO_L:PRICE ... [--at EPOCH]
-           [--standing UNITS_PER_DAY] [--epoch E]
+           [--standing UNITS_PER_DAY] [--epoch E] [--free-litres L] [--daily-free L:HOUR]
+           [--min-charge UNITS] [--debt-recovery PERCENT:UNITS_PER_WEEK]
                                           publish a tariff: a region's is office-signed and
                                           retained; a higher --epoch is the signed reset
     fleet (--region R | --meters ID,ID) valvetest|retire|cell [--rev R] [--days D]
@@ -134,6 +135,31 @@ def read_master(path):
         raise HeadEndError(f"no master key at {path} (run `headend.py init`)") from None
     except ValueError:
         raise HeadEndError(f"master key file {path} is not hex") from None
+
+
+def _int_pair(spec, what):
+    try:
+        a, b = spec.split(":")
+        return [int(a), int(b)]
+    except ValueError:
+        raise HeadEndError(f"bad {what} {spec!r}: want {what.upper()}") from None
+
+
+def tariff_from_args(args):
+    """The tariff document the `tariff` command publishes (wire form,
+    docs/PROTOCOL.md 4.3); social fields only when given."""
+    t = {"v": args.version, "at": args.at, "b": parse_blocks(args.block), "sc": args.standing}
+    if args.epoch is not None:
+        t["e"] = args.epoch
+    if args.free_litres is not None:
+        t["fb"] = args.free_litres
+    if args.daily_free is not None:
+        t["fd"] = _int_pair(args.daily_free, "litres:hour")
+    if args.min_charge is not None:
+        t["mc"] = args.min_charge
+    if args.debt_recovery is not None:
+        t["dr"] = _int_pair(args.debt_recovery, "percent:units_per_week")
+    return t
 
 
 def parse_blocks(specs):
@@ -1032,6 +1058,15 @@ def main(argv=None):
     p.add_argument("--at", type=int, default=0, help="activation time, Unix seconds")
     p.add_argument("--standing", type=int, default=0)
     p.add_argument("--epoch", type=int, help="tariff epoch: higher than the meters' is the reset")
+    # social fields (docs/METERING.md "Social tariffs"); each left out when not given
+    p.add_argument("--free-litres", type=int, metavar="L",
+                   help="free basic water: the first L litres of each billing period at zero (fb)")
+    p.add_argument("--daily-free", metavar="L:HOUR",
+                   help="a daily free allowance of L litres, renewed at the local HOUR (fd)")
+    p.add_argument("--min-charge", type=int, metavar="UNITS",
+                   help="minimum charge of a billing period, money units (mc)")
+    p.add_argument("--debt-recovery", metavar="PERCENT:UNITS_PER_WEEK",
+                   help="repay the debt register with PERCENT of each top-up and a weekly amount (dr)")
     p = sub.add_parser("fleet")
     p.add_argument("--region", type=int, required=True)
     p.add_argument("--meters", help="comma-separated meter ids (default: the whole region)")
@@ -1180,9 +1215,7 @@ def _run(args):
                 pass
             return 0
         if args.cmd == "tariff":
-            t = {"v": args.version, "at": args.at, "b": parse_blocks(args.block), "sc": args.standing}
-            if args.epoch is not None:
-                t["e"] = args.epoch
+            t = tariff_from_args(args)
             if args.region is not None:
                 he.publish_tariff(t, region=args.region)
                 print(f"published tariff v{args.version} to region {args.region} (retained, signed)")

@@ -141,6 +141,15 @@ def test_cli(mqtt_world, m1, tmp_path):
     assert p.returncode == 0 and "published tariff v3" in p.stdout, p.stderr
     p = cli("tariff", "--region", "1", "--version", "4", "--block", "lots")
     assert p.returncode == 2 and "bad block" in p.stderr
+    # a social tariff: the meter checks every field (an hour of 24 is out of range)
+    social = ["tariff", "--meter", "M1", "--version", "7", "--block", "0:500000", "--free-litres",
+              "6000", "--min-charge", "300000", "--debt-recovery", "25:70000"]
+    p = cli(*social, "--daily-free", "50:24")
+    assert p.returncode == 1 and "range" in p.stdout, p.stdout + p.stderr
+    p = cli(*social, "--daily-free", "50:6")
+    assert p.returncode == 0 and "accepted" in p.stdout, p.stdout + p.stderr
+    p = cli(*social, "--daily-free", "fifty")
+    assert p.returncode == 2 and "bad litres:hour" in p.stderr
     p = cli("meters")
     assert p.returncode == 0 and "M1" in p.stdout
     p = cli("listen", "--seconds", "0.3")      # says what it listens to, then listens
