@@ -92,3 +92,30 @@ def test_simmeter_takes_init_s_public_office_file_and_refuses_another(tmp_path):
         assert p.returncode != 0 and "use the DB.office-public.json of headend.py init" in p.stderr, \
             p.stdout + p.stderr
         assert not (tmp_path / "m").exists()
+
+
+def test_simmeter_gives_each_meter_its_card_keys(tmp_path):
+    import signal
+    import time
+    sys.path.insert(0, str(ROOT / "firmware"))
+    from card import keys as K
+    issuer = tmp_path / "issuer.json"
+    mb, mr = secrets.token_hex(16), secrets.token_hex(16)
+    issuer.write_text(json.dumps({"rev": 2, "mb": mb, "mr": mr}))
+    master = tmp_path / "master"
+    master.write_text(secrets.token_hex(32))
+    p = subprocess.Popen([PY, str(ROOT / "tools" / "simmeter.py"), "--state", str(tmp_path / "m"),
+                          "--master", str(master), "--fleet", "2", "--region", "1",
+                          "--broker", "127.0.0.1:1", "--card-keys", str(issuer)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        files = [tmp_path / "m" / mid / "secrets.json" for mid in ("SIM0001", "SIM0002")]
+        while not all(f.exists() for f in files) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        want = K.IssuerKeys(mb, mr, 2)
+        for mid, f in zip(("SIM0001", "SIM0002"), files):
+            assert json.loads(f.read_text())["card"] == want.meter_secrets(mid)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=30)
