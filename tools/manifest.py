@@ -62,7 +62,8 @@ if _BOARD == "unix":
     # imports it); tools/sim.py without the probe still runs it as a file
     _BOARD_FILES += ["unix/" + n for n in sorted(os.listdir("../boards/unix")) if n.endswith(".py")]
 elif os.path.isfile(f"../boards/{_BOARD}.py"):
-    _BOARD_FILES += ["esp32_common.py", _BOARD + ".py"]
+    # and the boards/ modules a board imports besides esp32_common
+    _BOARD_FILES += ["esp32_common.py", _BOARD + ".py"] + {"esp32_battery": ["ulp.py"]}.get(_BOARD, [])
 else:
     raise ValueError(f"METER_BOARD={_BOARD}: no boards/{_BOARD}.py")
 package("boards", files=_BOARD_FILES, base_path="..")  # noqa: F821

