@@ -59,6 +59,15 @@ def create_app(store_url, headend=None, **config):
     auth.init_app(app)
     _blueprints(app)
 
+    @app.after_request
+    def _no_framing(response):
+        # no other site may frame a page (clickjacking an operator's or a
+        # customer's click) or have a response sniffed as another type
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     @app.get("/")
     def index():
         return redirect(url_for("views.meters"))

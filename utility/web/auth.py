@@ -136,8 +136,11 @@ def locked_out(name):
 
 
 def _safe_next(target):
-    # only a path on this site: never an open redirect to another host
-    if target and target.startswith("/") and not target.startswith("//"):
+    # only a path on this site: never an open redirect to another host.
+    # Browsers read a backslash as "/" and drop tabs and newlines, so "/\x" and
+    # "/<tab>/x" are "//x" to them: a path with either is refused too
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target and all(ch > " " for ch in target)):
         return target
     return url_for("views.meters")
 
