@@ -315,8 +315,12 @@ class Conn:
         now = rt.ticks_ms()
         if not self.up and rt.ticks_diff(now, self._deadline) > 0:
             raise OSError(errno.ETIMEDOUT)
+        # an overdue PUBACK/SUBACK may wait in the stream behind a backlog
+        # the broker is still pushing (a session's queue after an outage):
+        # a broker that is sending is alive, so only silence makes it late
+        quiet = rt.ticks_diff(now, self.last_rx) > self._d.timeout_ms
         for dl in self.unacked.values():
-            if rt.ticks_diff(now, dl) > 0:
+            if quiet and rt.ticks_diff(now, dl) > 0:
                 raise OSError(errno.ETIMEDOUT)
         if self.backlog() and rt.ticks_diff(now, self._out_since) > self._d.timeout_ms:
             raise OSError(errno.ETIMEDOUT)   # the peer takes nothing
