@@ -126,23 +126,59 @@ def credit(rig):
     rig.m.confirm()                 # the customer's tap: the valve opens
 
 
+def credited():
+    """A new rig whose meter has credit and its valve open."""
+    rig = Rig()
+    credit(rig)
+    return rig
+
+
+def version(v):
+    """Version v's image (seeded b"v<v>") and its signed manifest."""
+    img = image(seed=b"v%d" % v)
+    return img, signed(manifest_doc(img, v=v))
+
+
+def serve_until_reset(rig, img, why=None, **serve):
+    """Serve img (Rig.serve's steps, flow_lph, poll) until the meter resets:
+    True. If it never does, False; or, with why, the test fails with why
+    and the meter's OTA events."""
+    try:
+        rig.serve(img, **serve)
+    except Reset:
+        return True
+    if why:
+        raise AssertionError("%s: %r" % (why, rig.ota_events()))
+    return False
+
+
 def download(rig, img, msg=None):
     """Offer the manifest and serve the image until set_boot resets."""
     rig.offer(msg or signed(manifest_doc(img)))
-    try:
-        rig.serve(img)
-    except Reset:
-        return True
-    return False
+    return serve_until_reset(rig, img)
+
+
+def downloaded(rig, v):
+    """Version v downloaded and switched to (the reset before its first
+    boot). Returns its image and manifest."""
+    img, msg = version(v)
+    assert download(rig, img, msg), rig.ota_events()
+    return img, msg
 
 
 def update(rig, img, msg=None):
     assert download(rig, img, msg), rig.ota_events()
     rig.boot()                      # the new image's first boot: trial
     assert rig.ota.updater.state == up.TRIAL
-    try:
-        rig.serve(img, steps=20)
-    except Reset:
+    if serve_until_reset(rig, img, steps=20):
         rig.boot()
         return False
     return True
+
+
+def updated(rig, v):
+    """Version v downloaded, its trial passed and confirmed. Returns its
+    image."""
+    img, msg = version(v)
+    assert update(rig, img, msg), rig.ota_events()
+    return img

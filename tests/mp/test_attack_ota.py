@@ -2,7 +2,7 @@
 # "Firmware updates"): forged, altered, foreign, old, oversized and corrupt
 # images. Each is refused before anything becomes bootable, and the meter
 # runs and meters after it.
-from otakit import Rig, Reset, image, manifest_doc, signed, still_meters, SLOT, credit, update
+from otakit import Rig, serve_until_reset, image, manifest_doc, signed, still_meters, SLOT, credit, update
 import codes
 from boards.unix import ota_model
 from ota import updater as up
@@ -120,9 +120,6 @@ def test_the_office_manifest_arriving_during_a_forgery_check_is_not_lost():
     img = image()
     rig.ota.on_message(signed(manifest_doc(img), d=777))     # a forgery first ...
     rig.ota.on_message(signed(manifest_doc(img)))            # ... the office's right behind it
-    try:
-        rig.serve(img)
-    except Reset:
-        pass
+    serve_until_reset(rig, img)
     steps = [e & 0xFF for e in rig.ota_events()]
     assert codes.OTA_REFUSED in steps and steps[-1] == codes.OTA_SWITCHED, steps

@@ -4,7 +4,7 @@
 # putting back an older copy of it (flash encryption makes the copy
 # ciphertext, not unusable) would run that older image above the meter's
 # version floor: a downgrade without the signed rule.
-from otakit import Rig, Reset, image, manifest_doc, signed, still_meters, credit, update
+from otakit import Reset, still_meters, credited, serve_until_reset, updated, version
 import codes
 
 TIMEOUT = 240
@@ -35,10 +35,8 @@ def _boot_back(rig, want):
 
 
 def test_erased_otadata_does_not_run_the_previous_image():
-    rig = Rig()
-    credit(rig)
-    img = image(seed=b"v2")
-    assert update(rig, img, signed(manifest_doc(img, v=2)))
+    rig = credited()
+    updated(rig, 2)
     rig.boot()
     assert rig.running() == "ota_1" and rig.m.fw_floor == 2
     _put_otadata(rig, b"\xff" * 64)               # both entries erased: the bootloader picks ota_0 (v0)
@@ -50,10 +48,8 @@ def test_erased_otadata_does_not_run_the_previous_image():
 def test_erased_otadata_and_a_destroyed_progress_record_do_not_run_the_previous_image():
     # the slot to return to is not the OTA record's word alone: both its
     # copies garbled (ciphertext overwritten), the meter's state still says
-    rig = Rig()
-    credit(rig)
-    img = image(seed=b"v2")
-    assert update(rig, img, signed(manifest_doc(img, v=2)))
+    rig = credited()
+    updated(rig, 2)
     _put_otadata(rig, b"\xff" * 64)
     for i in (0, 1):
         with open("%s/ota.%d" % (rig.state_dir, i), "wb") as f:
@@ -63,13 +59,10 @@ def test_erased_otadata_and_a_destroyed_progress_record_do_not_run_the_previous_
 
 
 def test_an_older_otadata_put_back_does_not_run_the_previous_image():
-    rig = Rig()
-    credit(rig)
-    v2 = image(seed=b"v2")
-    assert update(rig, v2, signed(manifest_doc(v2, v=2)))
+    rig = credited()
+    updated(rig, 2)
     kept = _otadata(rig)                           # dumped while v2 ran in ota_1
-    v3 = image(seed=b"v3")
-    assert update(rig, v3, signed(manifest_doc(v3, v=3)))
+    updated(rig, 3)
     rig.boot()
     assert rig.running() == "ota_0" and rig.m.fw_floor == 3
     _put_otadata(rig, kept)                        # the dump put back: ota_1 (v2) is the newest entry
@@ -79,10 +72,8 @@ def test_an_older_otadata_put_back_does_not_run_the_previous_image():
 
 
 def test_a_validated_image_that_no_longer_checks_leaves_the_older_one_metering_and_reported():
-    rig = Rig()
-    credit(rig)
-    img = image(seed=b"v2")
-    assert update(rig, img, signed(manifest_doc(img, v=2)))
+    rig = credited()
+    updated(rig, 2)
     _put_otadata(rig, b"\xff" * 64)
     with open(rig.ota_dir + "/ota_1.bin", "r+b") as f:
         f.write(b"\xff" * 4096)                    # the validated slot erased too
@@ -96,12 +87,9 @@ def test_erased_otadata_during_a_download_boots_the_validated_image_and_the_upda
     # ota_0 is half rewritten by the v3 download when otadata goes: the
     # bootloader finds no valid entry, ota_0 does not check, and (as the
     # ESP-IDF bootloader does) it tries the next slot
-    rig = Rig()
-    credit(rig)
-    v2 = image(seed=b"v2")
-    assert update(rig, v2, signed(manifest_doc(v2, v=2)))
-    v3 = image(seed=b"v3")
-    msg = signed(manifest_doc(v3, v=3))
+    rig = credited()
+    updated(rig, 2)
+    v3, msg = version(3)
     rig.offer(msg)
     rig.serve(v3, steps=72)
     assert 0 < rig.ota.updater.progress() < 100
@@ -109,10 +97,7 @@ def test_erased_otadata_during_a_download_boots_the_validated_image_and_the_upda
     rig.boot()
     assert rig.running() == "ota_1" and rig.m.fw_floor == 2, rig.running()
     assert still_meters(rig)
-    try:
-        rig.serve(v3)
-    except Reset:
-        pass
+    serve_until_reset(rig, v3)
     rig.boot()
     rig.serve(v3, steps=40)
     assert rig.running() == "ota_0" and rig.m.fw_floor == 3

@@ -1,7 +1,7 @@
 # Attacks on the OTA progress record (docs/OTA.md §3, SECURITY.md U7, U8):
 # the customer rewrites it (CRC only) on their own flash with a genuinely
 # signed manifest captured from the wire.
-from otakit import Rig, Reset, image, manifest_doc, signed, still_meters, credit, update
+from otakit import image, manifest_doc, signed, still_meters, credited, serve_until_reset, update, updated, version
 import codes
 from ota import updater as up
 from storage.state import StateStore
@@ -10,13 +10,10 @@ TIMEOUT = 240
 
 
 def test_a_rewritten_record_cannot_take_the_meter_below_its_floor():
-    rig = Rig()
-    credit(rig)
-    old_img = image(seed=b"v2")
-    old_msg = signed(manifest_doc(old_img, v=2))   # captured from the wire (retained manifest)
+    rig = credited()
+    old_img, old_msg = version(2)                   # captured from the wire (retained manifest)
     assert update(rig, old_img, old_msg)            # v2 valid, floor 2, running ota_1
-    new_img = image(seed=b"v3")
-    assert update(rig, new_img, signed(manifest_doc(new_img, v=3)))
+    updated(rig, 3)
     assert rig.m.fw_floor == 3 and rig.running() == "ota_0"
     # ota_1 still holds the v2 image: the record says "verify it"
     body, sig = old_msg[:-129], old_msg[-128:]
@@ -38,8 +35,7 @@ def test_a_rewritten_record_cannot_take_the_meter_below_its_floor():
 def test_a_fake_trial_record_confirms_nothing_while_the_old_image_runs():
     # the current rollout's manifest (v5), written into the record as
     # "switched" to the slot that runs now
-    rig = Rig()
-    credit(rig)
+    rig = credited()
     new_img = image(seed=b"v5-fix")
     msg = signed(manifest_doc(new_img, v=5))
     body, sig = msg[:-129], msg[-128:]
@@ -50,9 +46,7 @@ def test_a_fake_trial_record_confirms_nothing_while_the_old_image_runs():
          "slot": rig.running(), "bad": 0, "rv": 0})
     rig.boot()
     assert rig.ota.updater.state == up.TRIAL
-    try:
-        rig.serve(new_img, steps=20)
-    except Reset:
+    if serve_until_reset(rig, new_img, steps=20):
         rig.boot()
     assert rig.running() == "ota_0" and rig.m.fw_floor == 0
     assert 5 << 16 | codes.OTA_VALID not in rig.ota_events()

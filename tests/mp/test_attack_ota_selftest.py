@@ -3,7 +3,7 @@
 # refused for good (docs/OTA.md §3, SECURITY.md U9). The old image runs the
 # failed check again: failing there too is the meter's hardware (OTA_TAMPER),
 # and in any case the trial is tried again a day later.
-from otakit import Rig, Reset, image, manifest_doc, signed, still_meters, credit, download
+from otakit import still_meters, credited, download, downloaded, serve_until_reset
 import codes
 from ota import updater as up
 from boards.unix.spi import SimSPI
@@ -15,21 +15,13 @@ def _trial_with_reader_unplugged(rig, img):
     rig.boot()
     assert rig.ota.updater.state == up.TRIAL
     rig.hw.card_spi = SimSPI(1, 1_000_000, rig.hw.clock)    # nothing answers on the bus: 0xFF
-    try:
-        rig.serve(img, steps=20)
-        raise AssertionError("confirmed")
-    except Reset:
-        pass
+    serve_until_reset(rig, img, "confirmed", steps=20)
     rig.boot()
 
 
 def _next_day_confirms(rig, img):
     rig.rt.ms += up.RETRY_MS
-    try:
-        rig.serve(img, steps=40)
-        raise AssertionError("not tried again")
-    except Reset:
-        pass
+    serve_until_reset(rig, img, "not tried again", steps=40)
     rig.boot()
     assert rig.ota.updater.state == up.TRIAL
     rig.serve(img, steps=40)
@@ -37,10 +29,8 @@ def _next_day_confirms(rig, img):
 
 
 def test_a_reader_unplugged_at_the_first_boot_only_delays_the_update():
-    rig = Rig()
-    credit(rig)
-    img = image(seed=b"v2")
-    assert download(rig, img, signed(manifest_doc(img, v=2)))
+    rig = credited()
+    img, _ = downloaded(rig, 2)
     _trial_with_reader_unplugged(rig, img)                   # plugged back before the old image's check
     rig.serve(img, steps=5)
     assert rig.running() == "ota_0" and rig.ota.updater.state == up.VERIFY   # kept, not refused
@@ -49,10 +39,8 @@ def test_a_reader_unplugged_at_the_first_boot_only_delays_the_update():
 
 
 def test_a_reader_that_stays_unplugged_is_reported_as_tamper_not_as_the_image():
-    rig = Rig()
-    credit(rig)
-    img = image(seed=b"v2")
-    assert download(rig, img, signed(manifest_doc(img, v=2)))
+    rig = credited()
+    img, _ = downloaded(rig, 2)
     _trial_with_reader_unplugged(rig, img)
     rig.hw.card_spi = SimSPI(1, 1_000_000, rig.hw.clock)    # still unplugged under the old image
     rig.serve(img, steps=5)
@@ -64,11 +52,8 @@ def test_a_reader_that_stays_unplugged_is_reported_as_tamper_not_as_the_image():
 
 
 def test_a_halt_cancels_the_held_retry_without_refusing_the_version():
-    rig = Rig()
-    credit(rig)
-    img = image(seed=b"v2")
-    msg = signed(manifest_doc(img, v=2))
-    assert download(rig, img, msg)
+    rig = credited()
+    img, msg = downloaded(rig, 2)
     _trial_with_reader_unplugged(rig, img)
     rig.serve(img, steps=5)
     assert rig.ota.updater.state == up.VERIFY
