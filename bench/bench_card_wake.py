@@ -18,25 +18,12 @@ for p in ("firmware", ".", "tests/mp", "build/lib"):
     if p not in sys.path:
         sys.path.append(p)
 
-import boards
-import main
 import power
 import wake
+from batterykit import boot, open_with, place_after, reader_and_naps_uas, valve_pulses
 from boards.unix_battery import Plant
-from card import wakepoll
-from card.keys import testing_meter_keys
-from meter import WHY_NONE
 from mptest import fresh_dir
-from simkit import make_cfg
 from test_card_rig import user_card
-from ulpkit import binary
-
-
-def boot(plant, d):
-    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
-    m = main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[]))
-    import card
-    return m, hw, card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"]))
 
 
 def measure(plant, d, press, place_after_ms=None):
@@ -49,60 +36,37 @@ def measure(plant, d, press, place_after_ms=None):
     l0, w0 = plant.light_ms, plant.awake_ms
     m, hw, s = boot(plant, d)
     used0, last0 = m.cell.used, m.cell.last
-    pulses0 = len(plant.valve.rises["open"]) + len(plant.valve.rises["close"])
+    pulses0 = valve_pulses(plant)
     if place_after_ms is not None:
         c, _ = user_card(amount=100_000, seq=place_after_ms)
         if place_after_ms == 0:
             plant.reader.place(c)
         else:
             plant.clock.delay_ms(0)
-            _Placer(plant, c, plant.clock.now_us() + place_after_ms * 1000)
+            place_after(plant, c, place_after_ms)
     wake.cycle(m, hw, None, s)
     a, f, p = plant.reader.usage()
     plant.reader.remove()
     # what the cell's count added for the card: all of this wake's count
     # but the boot, the sleep before it and the coil pulses
-    pulses = len(plant.valve.rises["open"]) + len(plant.valve.rises["close"]) - pulses0
+    pulses = valve_pulses(plant) - pulses0
     counted = (m.cell.used - used0 - power.WAKE_UAS - pulses * power.VALVE_UAS
                - (m.cell.last - last0) * power.SLEEP_UA_X10 // 10)
     return p - p0, a - a0, f - f0, plant.light_ms - l0, plant.awake_ms - w0, s.last, counted
-
-
-class _Placer:
-    def __init__(self, plant, c, at_us):
-        self.plant, self.c, self.at_us = plant, c, at_us
-        plant.clock.attach(self)
-
-    def next_event_us(self, now):
-        return self.at_us
-
-    def advance(self, t0, t1):
-        pass
-
-    def at(self, t):
-        if self.at_us is not None and t >= self.at_us:
-            self.at_us = None
-            self.plant.reader.place(self.c)
-
-
-def charge_uas(clock_us, field_us, light_ms):
-    return clock_us * 135 // 10_000 + field_us * 60 // 1000 + light_ms * wakepoll.NAP_UA // 1000
 
 
 def main_():
     d = fresh_dir("bcw")
     plant = Plant()
     m, hw, s = boot(plant, d)
-    m.balance = 1000 * 350
-    m.want_open, m.why_closed = True, WHY_NONE
-    m.save()
+    open_with(m, 1000)
     wake.cycle(m, hw, None, s)
     print("card reader on a battery wake (modelled; docs/BATTERY.md §10)")
     rows = (("timer wake, no card", False, None), ("button wake, no card (a whole window)", True, None),
             ("button wake, card held at 2 s", True, 2000), ("timer wake, card on the reader", False, 0))
     for name, press, at in rows:
         looks, clock_us, field_us, light, awake, last, counted = measure(plant, d, press, at)
-        drawn = charge_uas(clock_us, field_us, light)
+        drawn = reader_and_naps_uas(clock_us, field_us, light)
         print("  %-38s %2d looks, reader clock %6.2f ms, field %6.2f ms, light sleep %5d ms, "
               "CPU awake %4d ms; reader and naps %5.2f mAs (the cell's count adds %5.2f)%s"
               % (name, looks, clock_us / 1000, field_us / 1000, light, awake, drawn / 1000, counted / 1000,

@@ -2,38 +2,23 @@
 # (docs/SECURITY.md, "Battery meter"). Every boot is the firmware's own wake
 # (wake.cycle: card look, billing, valve, the button's plan for the next
 # sleep) on the unix battery plant, on virtual time.
-import boards
-import main
 import power
 import wake
-from simkit import make_cfg
+from batterykit import PRICE_L, boot, open_with, reader_and_naps_uas
 from mptest import fresh_dir
-from ulpkit import binary
 from boards.unix_battery import Plant
 from card import wakepoll
-from card.keys import testing_meter_keys
-from meter import WHY_NONE
 from test_card_rig import user_card, card
 import codes
 
 DAY_MS = 86_400_000
-PRICE_L = 350
-
-
-def _boot(plant, d):
-    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
-    m = main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[]))
-    import card as cards
-    return m, hw, cards.attach(hw, m, testing_meter_keys(m.cfg["meter_id"]))
 
 
 def _meter(d):
     """A meter with credit, its first wake done. Returns its plant."""
     plant = Plant()
-    m, hw, s = _boot(plant, d)
-    m.balance = 1000 * PRICE_L
-    m.want_open, m.why_closed = True, WHY_NONE
-    m.save()
+    m, hw, s = boot(plant, d)
+    open_with(m, 1000)
     wake.cycle(m, hw, None, s)
     return plant
 
@@ -47,7 +32,7 @@ def _live(plant, d, ms, max_boots, press_every_ms=None):
     while plant.clock.now_ms() < end and boots < max_boots:
         if press_every_ms is not None:
             plant.press_button(press_every_ms)
-        m, hw, s = _boot(plant, d)
+        m, hw, s = boot(plant, d)
         wake.cycle(m, hw, None, s)
         boots += 1
     return boots, m
@@ -57,8 +42,7 @@ def _charge_uas(plant):
     """What the plant drew, from its own counts, at the budget's currents:
     a boot, the CPU awake, light sleep, the reader running and its field."""
     active, field, _ = plant.reader.usage()
-    return (plant.boots * power.WAKE_UAS + plant.awake_ms * 40 + plant.light_ms * wakepoll.NAP_UA // 1000
-            + active * 135 // 10_000 + field * 60 // 1000)
+    return plant.boots * power.WAKE_UAS + plant.awake_ms * 40 + reader_and_naps_uas(active, field, plant.light_ms)
 
 
 def test_attack_holding_the_button_down_all_day_costs_little():
@@ -77,7 +61,7 @@ def test_attack_holding_the_button_down_all_day_costs_little():
     plant.hold_button(False)     # let go: the button works again within 30 min
     _live(plant, d, 1, 2)
     plant.press_button(60_000)
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     wake.cycle(m, hw, None, s)
     assert plant.wake_reason == "button"
 
@@ -120,19 +104,18 @@ def test_attack_a_card_left_on_the_reader_keeps_nothing_awake():
 def _counted_and_drawn(plant, d, press):
     """One wake (after a press or not): what the cell's count added for its
     card looks, and what the window's naps and the reader drew."""
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     if press:
         plant.press_button(60_000)
     wake.cycle(m, hw, None, s)
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     used0, t0 = m.cell.used, m.cell.last
     light0, (active0, field0, _) = plant.light_ms, plant.reader.usage()
     wake.cycle(m, hw, None, s)
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     wake.cycle(m, hw, None, s)                   # the next wake counts the sleep after it
     active, field, _ = plant.reader.usage()
-    drawn = ((plant.light_ms - light0) * wakepoll.NAP_UA // 1000
-             + (active - active0) * 135 // 10_000 + (field - field0) * 60 // 1000)
+    drawn = reader_and_naps_uas(active - active0, field - field0, plant.light_ms - light0)
     counted = m.cell.used - used0 - 2 * power.WAKE_UAS - (m.cell.last - t0) * power.SLEEP_UA_X10 // 10
     return counted, drawn, plant.light_ms - light0
 
@@ -158,14 +141,14 @@ def test_attack_pulling_the_battery_is_logged_for_the_head_end():
     def ups(m):
         return [e[3] for e in m.log.recent(50) if e[2] == codes.EV_POWER_UP]
 
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     before = ups(m)
     wake.cycle(m, hw, None, s)                   # a deep-sleep wake: no power-up
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     assert ups(m) == before
     plant.brown_out()                            # the cell pulled and put back
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     assert ups(m) == before + [1]
     plant.cpu_reset()
-    m, hw, s = _boot(plant, d)
+    m, hw, s = boot(plant, d)
     assert ups(m) == before + [1, 2]

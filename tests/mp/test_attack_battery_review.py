@@ -2,34 +2,25 @@
 # "Battery meter", B9-): the customer holds the cell and the chip's resets.
 # Every boot is the firmware's own wake (wake.work) on the unix battery
 # plant, the ULP program on its emulator, on virtual time.
-import boards
-import main
 import wake
-from simkit import make_cfg
+from batterykit import PRICE_L, build, open_with
 from mptest import fresh_dir
-from ulpkit import binary
 from boards.unix_battery import Plant
 from boards.unix.clock import EPOCH_2026
-from meter import WHY_NONE, WHY_BATTERY, WHY_SENSOR
+from meter import WHY_BATTERY, WHY_SENSOR
 import power
-
-PRICE_L = 350      # config default: 350_000 units per m^3, 1 pulse/L
-
 
 NO_FRIENDLY = {"friendly_hours": [0, 0], "friendly_days": [], "friendly_dates": []}
 
 
 def _boot(plant, d, ulp_binary=None, cfg=NO_FRIENDLY):
-    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=ulp_binary or binary())
-    return main.assemble(hw, make_cfg(**cfg)), hw
+    return build(plant, d, ulp_binary, **cfg)
 
 
 def _meter(d, litres_of_credit, **plant):
     plant = Plant(**plant)
     m, hw = _boot(plant, d)
-    m.balance = litres_of_credit * PRICE_L
-    m.want_open, m.why_closed = True, WHY_NONE
-    m.save()
+    open_with(m, litres_of_credit)
     m, hw = _boot(plant, d)
     plant.deepsleep(wake.work(m, hw))
     return plant
@@ -180,9 +171,7 @@ def test_attack_credit_run_out_just_before_the_friendly_period_ends_flows_at_mos
     d = fresh_dir("abr5")
     plant = Plant(start=EPOCH_2026 + 7 * 3600 + 1800)        # 07:30 local
     m, hw = _boot(plant, d, cfg=cfg)
-    m.balance = 2 * PRICE_L
-    m.want_open, m.why_closed = True, WHY_NONE
-    m.save()
+    open_with(m, 2)
     m, hw = _boot(plant, d, cfg=cfg)
     plant.flow.set_rate_lph(60)                              # 1 L a minute
     ms = wake.work(m, hw)
