@@ -15,6 +15,8 @@ from metering import tariff as tariffs
 from metering.billing import Billing
 from metering.volume import Volume
 from storage import history as hist
+from storage import record
+from storage.record import COUNTER_MAX as _COUNTER_MAX, KEY_MAX as _KEY_MAX, IDENTITY
 
 OPEN = const(1)
 CLOSED = const(0)
@@ -23,12 +25,6 @@ CLOSED = const(0)
 # restarts in 2000: until the time is set, no standing charge, period
 # rollover or tariff activation is based on it.
 TIME_MIN = const(1735689600)
-_K_PULSE_MARK = "ulp"         # state key: the pulse source's mark (None: not saved)
-_K_CELL = "bq"                # state key: the battery's charge count (power.CellEstimate)
-_K_WINDOW = "rw"              # state key: the reporting windows' schedule (window.Schedule)
-_KEY_MAX = const(1 << 32)     # credit sequence and account numbers are 32-bit
-# the MQTT command counter is (epoch << 32 | n), epoch < 2^31 (docs/LINK.md §7)
-_COUNTER_MAX = 1 << 63
 FLOW_WINDOW_S = const(60)     # the flow rate is the mean over this long (docs/PROTOCOL.md §3.3)
 TARIFF_STEP = const(1000)     # a tariff version rises by at most this much at a time
 _PERIOD_MAX_S = const(2_678_400)   # 31 days: the longest billing period
@@ -41,14 +37,6 @@ SF_CLOCK_UNTRUSTED = const(1)  # clock unset or behind the time floor: no friend
 SF_STATE_ROLLBACK = const(2)   # a state copy was missing or rolled back at this boot
 SF_STATE_LOST = const(4)       # both copies lost: card credits wait for a signed floor
 SF_STORAGE = const(8)          # saves failing: volume since the last good save is in RAM only
-# identity, kept in the state (config.json is only its first source)
-IDENTITY = ("meter_id", "region", "account", "install_seq")
-# evidence that a meter without state ran before (EV_STATE_LOST arg bits)
-_LOST_LOG = const(1)           # the event log has history
-_LOST_CORRUPT = const(2)       # a state copy is there but damaged
-_LOST_COUNTER = const(4)       # the old firmware's command counter file is there
-_LOST_INSTALLED = const(8)     # config.json says the meter was installed
-_LOST_PROVISIONED = const(16)  # secrets.json is there but not provisioning's first copy
 
 # findings that close the valve (detect bit, config key or None = always, reason)
 _CLOSERS = (
@@ -126,65 +114,10 @@ class Meter:
 
     # ---------------- state ----------------
     def restore(self, provisioned=False):
-        """Load the newest usable state; returns True if one was found. A
-        copy that passes its CRC but cannot be applied (a format this
-        firmware does not know) is skipped for the older copy, and logged.
-        provisioned: secrets.json is there. Provisioning writes a first copy
-        (storage/state.py mark_provisioned), so a provisioned meter with no
-        copy at all lost its state; only that record alone is a new meter."""
-        from storage.state import is_provisioning
-        store = self.store
-        copies = store.load_all()
-        first = len(copies) == 1 and not store.corrupt and is_provisioning(copies[0][1])
-        if first:
-            copies = []
-        for slot in store.corrupt:
-            self.log.add(codes.EV_STATE_CORRUPT, slot)
-        anomaly = store.anomaly
-        if copies and copies[0][0] < self.log.restored_gen:
-            anomaly = codes.STATE_BEHIND_LOG
-        if anomaly:
-            self.rollback = anomaly
-            self.log.add(codes.EV_STATE_ROLLBACK, anomaly)
-        # generations go on above any the log has seen, so a loss or a
-        # rollback is not reported again at every boot
-        store.generation = max(store.generation, self.log.restored_gen)
-        legacy_n = store.legacy_counter()
-        for gen, s in copies:
-            try:
-                self._apply_state(s)
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-                self.log.add(codes.EV_STATE_CORRUPT, 2 + (gen & 1))
-                continue
-            self.log.add(codes.EV_STATE_RESTORED, gen)
-            try:
-                self.history.flush()     # a record the state holds but its ring lost at a cut
-            except OSError:
-                pass
-            if "cmdn" not in s:
-                # first boot of this firmware: identity came from config.json,
-                # the command counter from its old file; from now on both
-                # live in the state
-                self.cmd_counter = legacy_n or 0
-                if self._try_save():
-                    store.drop_legacy_counter()
-            self._check_clock()
-            return True
-        evidence = ((_LOST_LOG if self.log.had_history else 0) | (_LOST_CORRUPT if store.corrupt or copies else 0)
-                    | (_LOST_COUNTER if legacy_n is not None else 0)
-                    | (_LOST_INSTALLED if self.cfg["account"] or self.cfg["install_seq"] else 0)
-                    | (_LOST_PROVISIONED if provisioned and not first else 0))
-        if evidence:
-            # the meter ran before and its state is gone: the ledger is
-            # empty, so card credits wait for the office's signed floor
-            self.state_lost = True
-            self.log.add(codes.EV_STATE_LOST, evidence)
-        self.cmd_counter = legacy_n or 0
-        self.history.adopt_rings()      # the rings survive a lost state: numbering goes on
-        self._check_clock()
-        self._try_save()
-        self._try_save()        # both slots written: a missing twin means something
-        return False
+        """Load the newest usable state (storage/record.py); returns True if
+        one was found. provisioned: secrets.json is there."""
+        return record.restore(self, provisioned)
+
 
     def _try_save(self):
         try:
@@ -193,75 +126,10 @@ class Meter:
         except Exception:  # noqa: BLE001 - OSError, MemoryError: the next save retries
             return False
 
-    def _apply_state(self, s):
-        # Core fields are required; fields added later default, so a state
-        # file written by an older firmware still restores.
-        balance = s["bal"]
-        volume = Volume.from_state(s["vol"])
-        code, t = tariffs.parse(s["tar"])
-        if t is None:
-            # the stored tariff no longer validates: the configured one
-            # takes over from here, and the event says so
-            self.log.add(codes.EV_TARIFF_REJECTED, code)
-            t = self.billing.tariff
-        billing = Billing(t, 0, 0, self.cfg["tz"])
-        billing.load_state(s["bill"])
-        # "lg": the ledger as it is now; "led": the first firmware's format
-        led = ledger.Ledger(s["lg"]) if "lg" in s else ledger.Ledger(s["led"], legacy=True)
-        counter = _uint(s.get("cmdn", 0), _COUNTER_MAX)
-        floor = _uint(s.get("tf", 0))
-        idn = s.get("idn")
-        if idn is not None:
-            _check_identity(idn)
-        self.recovery_nonce = s.get("rnc", 0)
-        self.balance, self.volume, self.billing, self.ledger = balance, volume, billing, led
-        self.reverse = Volume.from_state(s["rev"]) if "rev" in s else Volume(volume.k_num, volume.k_den)
-        self.in_debt = bool(s.get("debt", 0))
-        self.period_end = s.get("pend", self.period_end)
-        self.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
-        self.office_seq = dict(s.get("ofc", {}))
-        self.emergency_owed = s.get("emo", 0)
-        self.debt, self.arrears_seq, self.debt_week_end = s.get("dbt", (0, 0, 0))
-        self.debt_friendly = _uint(s.get("dbf", 0), self.debt + 1)   # a key of its own: older
-        # firmware (an OTA rollback) unpacks "dbt" as three and ignores "dbf"
-        self.want_open = bool(s.get("vw", 0))
-        self.why_closed = s.get("vwhy", WHY_CREDIT)
-        self.awaiting_confirm = bool(s.get("vcf", 0))
-        self.low_level = s.get("low", 0)
-        self.cmd_counter = counter
-        self.time_floor = floor
-        self.fw_floor = _uint(s.get("fwv", 0))
-        self.fw_slot = s.get("fws") if isinstance(s.get("fws"), str) else None
-        # fields this firmware does not write were written by a newer one
-        # (an image that was rolled back): the first save keeps them, so the
-        # newer image's state survives this one (docs/OTA.md §5)
-        self._kept = s
-        self.clock_trusted = not s.get("tu", 0)
-        self.state_lost = bool(s.get("lost", 0))
-        if idn is not None:
-            for k, v in zip(IDENTITY, idn):
-                self.cfg[k] = v
-        if self.valve is not None:
-            self.valve.last_move = s.get("vmv", 0)
-        self.charged = _uint(s.get("tc", 0), 1 << 62)
-        # the ULP count this volume includes (battery boards, metering/ulpcount.py)
-        self.pulses.resume(s.get(_K_PULSE_MARK))
-        if self.cell is not None:
-            self.cell.load(s.get(_K_CELL))
-        if self.window is not None:
-            self.window.load(s.get(_K_WINDOW))
-        h = self.history
-        if "hs" in s:
-            h.load_state(s["hs"])
-        else:
-            # a state from before the history: it starts from here
-            h.d0 = list(self._registers()[:2])
-            h.m0 = list(h.d0)
-            h.adopt_rings()
-        ml = volume.ml()
-        # windows that measure "since" something start from the restored
-        # volume, not from zero: else the first minute after a reboot looks
-        # like the whole register flowed at once
+    def _resume_from(self, ml):
+        # After a restore: windows that measure "since" something start from
+        # the restored volume, not from zero: else the first minute after a
+        # reboot looks like the whole register flowed at once.
         self._last_save_ml = ml
         self._rate_ml = ml
         self._rate_ms = self.clock.ticks_ms()
@@ -270,52 +138,13 @@ class Meter:
             self.detector.restart(self.clock.time(), ml)
 
     def save(self):
+        """Write the state record now (storage/record.py); raises if the
+        write fails, with nothing in RAM changed but the time floor."""
         now = self.clock.time()
-        s = {
-            "bal": self.balance,
-            "tc": self.charged,
-            "hs": self.history.to_state(),
-            "vol": self.volume.to_state(),
-            "rev": self.reverse.to_state(),
-            "debt": 1 if self.in_debt else 0,
-            "tar": self.billing.tariff.to_dict(),
-            "bill": self.billing.to_state(),
-            "pend": self.period_end,
-            "stg": self.staged.to_dict() if self.staged else None,
-            "ofc": self.office_seq,
-            "lg": self.ledger.to_state(),
-            "rnc": self._nonce(),
-            "emo": self.emergency_owed,
-            "dbt": [self.debt, self.arrears_seq, self.debt_week_end],
-            "dbf": self.debt_friendly,
-            "vw": 1 if self.want_open else 0,
-            "vwhy": self.why_closed,
-            "vcf": 1 if self.awaiting_confirm else 0,
-            "low": self.low_level,
-            "vmv": self.valve.last_move if self.valve is not None else 0,
-            "idn": [self.cfg[k] for k in IDENTITY],
-            "cmdn": self.cmd_counter,
-            # an untrusted clock was raised to the floor and runs from there,
-            # so it is still a lower bound of the true time
-            "tf": max(self.time_floor, now) if now >= TIME_MIN else self.time_floor,
-            "tu": 0 if self.clock_trusted else 1,
-            "lost": 1 if self.state_lost else 0,
-            "fwv": self.fw_floor,
-            "fws": self.fw_slot,
-        }
-        m = self.pulses.mark()
-        if m is not None:
-            s[_K_PULSE_MARK] = m
-        if self.cell is not None:
-            s[_K_CELL] = self.cell.to_state()
-        if self.window is not None:
-            s[_K_WINDOW] = self.window.to_state()
-        kept = self._kept
-        if kept:
-            kept.pop("led", None)   # the first firmware's ledger, replaced by "lg"
-            self._kept = kept = {k: v for k, v in kept.items() if k not in s}
-            for k, v in kept.items():
-                s[k] = v
+        # an untrusted clock was raised to the floor and runs from there,
+        # so it is still a lower bound of the true time
+        floor = max(self.time_floor, now) if now >= TIME_MIN else self.time_floor
+        s = record.build(self, floor)
         self._saving = True
         try:
             self.store.save(s)
@@ -325,9 +154,10 @@ class Meter:
             self.history.flush()      # records reach their rings after the state holds them
         except OSError:
             pass                      # still pending: the next save writes them
-        self.time_floor = s["tf"]
+        self.time_floor = floor
         self._last_save_ml = self.volume.ml()
         self._last_save_t = now
+
 
     def _persist(self):
         # Saves the loop makes on its own (valve moves, rollover, the volume
@@ -1122,19 +952,3 @@ class Meter:
                 | (SF_STATE_LOST if self.state_lost else 0)
                 | (SF_STORAGE if self.save_failing else 0))
 
-
-def _uint(v, limit=_KEY_MAX):
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < limit:
-        raise ValueError("not an unsigned int below its limit")
-    return v
-
-
-def _check_identity(idn):
-    # [meter_id, region, account, install_seq] as stored; raises ValueError
-    mid, region, account, seq = idn
-    if not isinstance(mid, str) or not 1 <= len(mid) <= 16:
-        raise ValueError("meter_id")
-    if not 0 <= _uint(region) <= 65535:
-        raise ValueError("region")
-    _uint(account)
-    _uint(seq)
