@@ -2,6 +2,8 @@
 import time
 import asyncio
 
+from boards import tls
+
 # Ports before 1.22 count from 2000; the firmware always works in Unix seconds.
 _EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
@@ -62,22 +64,9 @@ class WifiLink:
         except (OSError, ValueError):
             return None
 
-    @staticmethod
-    def wrap_tls(sock, server_hostname, cadata):
-        """TLS client (mbedTLS) over a connected socket; the broker's
-        certificate must chain to cadata (DER) and match server_hostname.
-        A cellular modem link would offer the same method."""
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        # documented SSLContext attribute (default CERT_NONE in MicroPython),
-        # missing from the port's type stubs
-        setattr(ctx, "verify_mode", ssl.CERT_REQUIRED)
-        if cadata:
-            ctx.load_verify_locations(cadata=cadata)
-        # the link drives the handshake on its non-blocking socket: each
-        # write() takes it one step further (comms/net.py)
-        return ctx.wrap_socket(sock, server_hostname=server_hostname,
-                               do_handshake_on_connect=False)
+    # TLS client (mbedTLS) over a connected socket, the broker's certificate
+    # checked against cadata (DER); a cellular modem link would offer the same
+    wrap_tls = staticmethod(tls.wrap_tls)
 
 
 class Battery:

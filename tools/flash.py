@@ -180,7 +180,7 @@ def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     for p in sorted(fw.rglob("*.py")):
         rel = p.relative_to(fw).as_posix()
         out.append((p, rel if rel in SOURCE_ONLY else "lib/" + rel))
-    for name in ("__init__.py", "ticker.py", "validate.py"):
+    for name in ("__init__.py", "ticker.py", "tls.py", "validate.py"):
         out.append((ROOT / "boards" / name, "lib/boards/" + name))
     if board == "unix":
         for p in sorted((ROOT / "boards" / "unix").glob("*.py")):

@@ -55,7 +55,7 @@ for _name in sorted(os.listdir(_FW)):
     elif os.path.isfile(os.path.join(_FW, _name, "__init__.py")):
         package(_name, base_path=_FW)  # noqa: F821
 
-_BOARD_FILES = ["__init__.py", "ticker.py", "validate.py"]
+_BOARD_FILES = ["__init__.py", "ticker.py", "tls.py", "validate.py"]
 if _BOARD == "unix":
     # the simulated board, and simrun.py, the simulator's script: frozen, its
     # bytecode is not in the heap the RAM bench measures (bench/mp_ramprobe.py

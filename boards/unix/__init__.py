@@ -6,7 +6,7 @@
 # and the cards.
 import os
 
-from boards import Hardware
+from boards import Hardware, tls
 from boards.unix.clock import SimClock, EPOCH_2026
 from boards.unix.pins import SimPin, OUT, IN, PULL_UP
 from boards.unix.spi import SimSPI
@@ -61,21 +61,7 @@ class HostNet:
             pass
         return None
 
-    @staticmethod
-    def wrap_tls(sock, server_hostname, cadata):
-        """TLS client over a connected socket, verifying the server's
-        certificate against cadata (DER). The unix port has ssl, not ussl."""
-        import ssl
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        # documented SSLContext attribute (default CERT_NONE in MicroPython),
-        # missing from the port's type stubs
-        setattr(ctx, "verify_mode", ssl.CERT_REQUIRED)
-        if cadata:
-            ctx.load_verify_locations(cadata=cadata)
-        # the link drives the handshake on its non-blocking socket: each
-        # write() takes it one step further (comms/net.py)
-        return ctx.wrap_socket(sock, server_hostname=server_hostname,
-                               do_handshake_on_connect=False)
+    wrap_tls = staticmethod(tls.wrap_tls)     # the ESP32 boards' own
 
 
 class SimWDT:
