@@ -12,6 +12,7 @@ version. Used by tools/ulp_build.py (deploy) and tests/mp/ulpkit.py (tests).
 usage: python tools/fetch_ulp_asm.py build/lib
 """
 
+import argparse
 import hashlib
 import os
 import shutil
@@ -52,5 +53,7 @@ def fetch(dest: Path) -> Path:
 
 
 if __name__ == "__main__":
-    path = fetch(Path(sys.argv[1] if len(sys.argv) > 1 else "build/lib"))
+    ap = argparse.ArgumentParser(prog="fetch_ulp_asm.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dest", nargs="?", default="build/lib", help="the unix port's library folder (build/lib)")
+    path = fetch(Path(ap.parse_args().dest))
     print("fetch_ulp_asm:", PACKAGE, "->", path)

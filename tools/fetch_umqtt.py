@@ -9,6 +9,7 @@ micropython-lib's code, fetched by name and version).
 usage: python tools/fetch_umqtt.py build/lib
 """
 
+import argparse
 import hashlib
 import shutil
 import subprocess
@@ -45,5 +46,7 @@ def fetch(dest: Path) -> Path:
 
 
 if __name__ == "__main__":
-    path = fetch(Path(sys.argv[1] if len(sys.argv) > 1 else "build/lib"))
+    ap = argparse.ArgumentParser(prog="fetch_umqtt.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("dest", nargs="?", default="build/lib", help="the unix port's library folder (build/lib)")
+    path = fetch(Path(ap.parse_args().dest))
     print("fetch_umqtt: umqtt.simple 1.3.4 ->", path)

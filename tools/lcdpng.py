@@ -9,6 +9,7 @@ dark when lit and dim when not.
 Standard library only (zlib + struct): the PNG is written by hand.
 """
 
+import argparse
 import struct
 import sys
 import zlib
@@ -116,12 +117,12 @@ def write(ram_hex, path, lit=True):
 
 
 def main(argv=None):
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
+    ap = argparse.ArgumentParser(prog="lcdpng.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("ram", metavar="RAMHEX", help="the display RAM: 32 hex nibbles, address 0 first")
+    ap.add_argument("out", metavar="OUT.png")
+    a = ap.parse_args(argv)
     try:
-        write(args[0], args[1])
+        write(a.ram, a.out)
     except ValueError as e:
         print(f"lcdpng: {e}", file=sys.stderr)
         return 2

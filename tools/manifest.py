@@ -21,6 +21,15 @@
 # functions (include, require, module, package) come from that loader.
 import os
 
+if "include" not in globals():      # run as a script: say how it is used, not a NameError
+    import sys
+    print("usage: cd MPY_SRC/ports/esp32 && METER_BOARD=esp32_devkitc make "
+          "BOARD_DIR=$REPO/boards/esp32/idf/ESP32_GENERIC FROZEN_MANIFEST=$REPO/tools/manifest.py\n\n"
+          "tools/manifest.py is a MicroPython freeze manifest, read by the port's build, "
+          "not a command (docs/BUILD.md)",
+          file=sys.stdout if {"-h", "--help"} & set(sys.argv[1:]) else sys.stderr)
+    sys.exit(0 if {"-h", "--help"} & set(sys.argv[1:]) else 2)
+
 _BOARD = os.environ.get("METER_BOARD", "esp32_devkitc")
 _FW = "../firmware"
 

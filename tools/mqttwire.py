@@ -42,3 +42,8 @@ def publish_qos1(topic, pid, payload):
     """A QoS 1 PUBLISH packet (no DUP, no RETAIN)."""
     var = len(topic).to_bytes(2, "big") + topic + pid.to_bytes(2, "big")
     return b"\x32" + remaining_length(len(var) + len(payload)) + var + payload
+
+
+if __name__ == "__main__":
+    from libscript import not_a_command
+    not_a_command(__doc__, "from mqttwire import publish_qos1, read_packet  (tests/host/test_mqtt_heal.py, bench/bench_link_stall.py)")

@@ -88,3 +88,8 @@ class OfficeKey:
 def office_secrets(keys, min_rev: int = 1) -> dict:
     """The meter's part: public keys per revision (secrets.json)."""
     return {"office": {str(k.rev): k.public().hex() for k in keys}, "office_min_rev": min_rev}
+
+
+if __name__ == "__main__":
+    from libscript import not_a_command
+    not_a_command(__doc__, "from office import OfficeKey  (tools/headend.py and tools/cardtool.py hold the office key)")

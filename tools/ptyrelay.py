@@ -114,11 +114,11 @@ def main(argv=None):
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("link", help="path of the symlink to create (the 'serial port')")
     ap.add_argument("--log", help="also copy the command's output to this file")
-    if "--" not in argv or argv.index("--") == len(argv) - 1:
-        ap.error("no command given after --")
-    cut = argv.index("--")
-    a = ap.parse_args(argv[:cut])
+    cut = argv.index("--") if "--" in argv else len(argv)
+    a = ap.parse_args(argv[:cut])                 # -h/--help and a missing LINK answered here
     cmd = argv[cut + 1:]
+    if not cmd:
+        ap.error("no command given after --")
     log = open(a.log, "wb") if a.log else None  # noqa: SIM115 - open for the relay's life
     try:
         return relay(a.link, cmd, log)

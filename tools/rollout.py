@@ -25,6 +25,12 @@ import json
 import time
 from pathlib import Path
 
+if __name__ == "__main__":      # before the imports that only headend.py's sys.path satisfies
+    from libscript import not_a_command
+    not_a_command(__doc__, "tools/headend.py [--db DB --broker HOST:PORT --ca CA --user U --password P] "
+                  "rollout {start,status,halt,resume,run} ...\n       "
+                  "(.venv/bin/python tools/headend.py rollout start --help: its options)")
+
 import codes
 from sqlalchemy import select, update
 

@@ -9,6 +9,7 @@ expected verdict), why; "msg" is hashed with SHA-256 by the verifier. And
 "authority": office keys and signed (purpose, payload) cases for authority.py.
 """
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -109,7 +110,10 @@ def authority_cases():
 
 
 def main():
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
+    ap = argparse.ArgumentParser(prog="sig_vectors.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", default=str(OUT),
+                    help="where to write (tests/fixtures/p256_vectors.json: fresh keys, a new file each run)")
+    out = Path(ap.parse_args().out)
     out.write_text(json.dumps({"p256": cases(), "authority": authority_cases()}, indent=0) + "\n")
     print("wrote", out)
 

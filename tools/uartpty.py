@@ -246,3 +246,8 @@ class UartMeter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+if __name__ == "__main__":
+    from libscript import not_a_command
+    not_a_command(__doc__, "from uartpty import UartMeter  (tests/host/test_attack_serial_*.py, tools/sim.py)")

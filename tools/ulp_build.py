@@ -10,6 +10,7 @@ assembler (tests/mp/ulpkit.py).
 usage: python tools/ulp_build.py [out=build/ulp/counter.ulp]
 """
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ open(%r, "wb").write(b)
 def build(out: Path) -> Path:
     if not (ROOT / "build" / "lib" / "esp32_ulp" / "opcodes.py").exists():
         sys.exit("ulp_build: run tools/fetch_ulp_asm.py build/lib first")
+    out = out.resolve()          # the assembler runs in ROOT: a relative path is the caller's
     out.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([MICROPYTHON, "-c", _SCRIPT % str(out)], cwd=ROOT, env=mp_env(), check=True,
                    capture_output=True)
@@ -37,5 +39,8 @@ def build(out: Path) -> Path:
 
 
 if __name__ == "__main__":
-    path = build(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "build" / "ulp" / "counter.ulp")
+    ap = argparse.ArgumentParser(prog="ulp_build.py", description=__doc__.split("\n\n")[0])
+    ap.add_argument("out", nargs="?", default=str(ROOT / "build" / "ulp" / "counter.ulp"),
+                    help="the ULP binary to write (build/ulp/counter.ulp)")
+    path = build(Path(ap.parse_args().out))
     print("ulp_build:", path, path.stat().st_size, "bytes")

@@ -84,3 +84,8 @@ class MeterClient:
     def __exit__(self, *exc):
         self.c.disconnect()
         self.c.loop_stop()
+
+
+if __name__ == "__main__":
+    from libscript import not_a_command
+    not_a_command(__doc__, "from uplinksim import outbox_messages, MeterClient  (tests/host/test_ingest.py, bench/bench_ingest.py)")
