@@ -97,9 +97,18 @@ def verify(secret: bytes, headers, body: bytes, now: float, tolerance=TOLERANCE_
     return key
 
 
+def _json(body: bytes):
+    """The body's JSON; ValueError also for nesting deeper than the
+    decoder's recursion limit (4 KiB of "[" is 4096 levels: RecursionError)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
 def _fields(body: bytes, currency: str) -> dict:
     try:
-        doc = json.loads(body)
+        doc = _json(body)
     except ValueError:
         raise Rejected(400, "body is not JSON") from None
     if not isinstance(doc, dict) or doc.get("type") != "payment.succeeded":
@@ -357,7 +366,7 @@ def _peek(body):
     """What an audit row may say about a refused body: its ref, meter and
     amount if it parses, nothing else (it is not trusted)."""
     try:
-        doc = json.loads(body)
+        doc = _json(body)
         return {k: str(doc[k])[:64] for k in ("ref", "meter", "amount") if k in doc}
     except (ValueError, TypeError):
         return {"body_bytes": len(body)}

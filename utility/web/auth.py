@@ -21,13 +21,17 @@ from flask import (
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired
+from wtforms.validators import DataRequired, Length
 
 from utility import schema as st
 
 from . import audit, now, store
 
 ROLES = ("operator", "viewer")
+# a user's name: 1-64 printable characters, no space at either end. A login
+# form's longer name is refused before anything is written: it can be no
+# one's, and its audit row would be as long as the form let it be (500 kB)
+NAME_MAX = 64
 # a name with this many wrong passwords in a row within LOCK_S is refused
 # for the rest of that window without its password being tried (counted
 # from the audit rows of its logins, so every console on the store agrees)
@@ -83,6 +87,10 @@ def add_user(engine, name, password, role):
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not name or not password:
         raise ValueError("a user needs a name and a password")
+    if len(name) > NAME_MAX or name != name.strip() or not name.isprintable():
+        # "alice " or "alice\u200b" would show as alice in the audit log
+        raise ValueError(f"a user's name is 1-{NAME_MAX} printable characters, "
+                         "no space at either end")
     with engine.begin() as c:
         if c.execute(sa.select(st.users.c.id).where(st.users.c.name == name)).first():
             raise ValueError(f"user {name!r} exists")
@@ -102,7 +110,7 @@ def check_password(name, password):
 
 
 class LoginForm(FlaskForm):
-    name = StringField("User", validators=[DataRequired()])
+    name = StringField("User", validators=[DataRequired(), Length(max=NAME_MAX)])
     password = PasswordField("Password", validators=[DataRequired()])
 
 

@@ -1,0 +1,122 @@
+"""A review's attacks on the head-end platform's web side (docs/SECURITY.md
+O11-O13, PAY8-PAY9): every route of the console's url_map against an
+anonymous client and a viewer, login names that look like another's,
+over-long and deeply nested input from anyone on the network. Flask's test
+client on SQLite and PostgreSQL."""
+
+import json
+
+import pytest
+import sqlalchemy as sa
+from consolekit import Browser, insert, rows, token, users
+from paykit import SECRET, console
+
+from utility import payments as P
+from utility import schema as st
+
+NOW = 1_767_600_000
+
+# what anyone may reach without a login: the login page, the customer's
+# top-up pages, the provider's webhook (its signature is its login), the
+# redirect to the meters page, static files; logging out needs nothing
+PUBLIC = {"static", "index", "auth.login", "auth.logout", "pay.webhook", "pay.pay_form", "pay.done"}
+
+
+@pytest.fixture()
+def app(store_url):
+    app = console(store_url, None, CLOCK=lambda: NOW)
+    users(app, alice="operator", bob="viewer")
+    insert(app, st.meters, {"id": "M1", "region": 1, "last_seen": NOW})
+    insert(app, st.payments, {"provider_ref": "pay_1", "idempotency_key": "k1", "meter": "M1",
+                              "amount": 1_000_000, "status": "refund_due", "topup_account": 1,
+                              "topup_seq": 1, "created": NOW, "updated": NOW})
+    return app
+
+
+def _routes(app):
+    """(endpoint, method, path) of every rule, arguments filled in."""
+    out = []
+    with app.test_request_context():
+        for rule in app.url_map.iter_rules():
+            if rule.endpoint == "static":
+                continue
+            args = {a: "M1" if a == "meter" else 1 for a in rule.arguments}
+            path = app.url_for(rule.endpoint, **args)
+            out += [(rule.endpoint, m, path) for m in sorted(rule.methods - {"HEAD", "OPTIONS"})]
+    return out
+
+
+def test_attack_platform_every_route_refuses_anonymous_and_every_action_a_viewer(app):
+    """Enumerated from the url_map, so a route added without its login or
+    role check fails here: an anonymous GET or POST (with the anonymous
+    session's own CSRF token, so CSRF is not what refuses it) is sent to
+    the login, a viewer's POST is 403."""
+    routes = _routes(app)
+    guarded = [r for r in routes if r[0] not in PUBLIC]
+    posts = [r for r in guarded if r[1] == "POST"]
+    assert len(guarded) >= 16 and len(posts) >= 9, routes
+    anon = app.test_client()
+    csrf = token(anon.get("/login").text)
+    for endpoint, method, path in guarded:
+        r = anon.open(path, method=method, data={"csrf_token": csrf, "amount": "5", "action": "close",
+                                                  "key": "report_s", "value": "900", "scope": "meter",
+                                                  "target": "M1", "version": "2", "blocks": "0:1"})
+        assert r.status_code == 302 and r.location.startswith("/login"), (endpoint, r.status_code)
+    bob = Browser(app, "bob", "bobbob")
+    for endpoint, _, path in posts:
+        bob.get("/meters")
+        assert bob.post(path, {"amount": "5", "action": "close"}).status_code == 403, endpoint
+    assert rows(app, st.payments)[0].status == "refund_due"
+    assert len(rows(app, st.audit, st.audit.c.result == "refused: role viewer")) == len(posts)
+
+
+def test_attack_platform_a_locked_name_is_not_reached_by_its_look_alikes(app):
+    """Five wrong passwords lock "alice"; her right password under another
+    case, with a space or an invisible character, opens no session (the
+    name is matched exactly, as the lock counts it) and she stays locked."""
+    c = app.test_client()
+
+    def attempt(name, password):
+        return c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": name,
+                                      "password": password})
+    for _ in range(5):
+        assert attempt("alice", "guess").status_code == 200
+    for name in ("Alice", "ALICE", " alice", "alice ", "alice\t", "alice\u200b", "al\u0131ce"):
+        assert attempt(name, "alicealice").status_code == 200, repr(name)
+        assert c.get("/meters").status_code == 302, repr(name)
+    assert attempt("alice", "alicealice").status_code == 429
+    for name in ("Alice ", "bob\u200b", "x" * 65):
+        with pytest.raises(ValueError, match="printable"):
+            users(app, **{name: "viewer"})
+
+
+def test_attack_platform_an_over_long_login_name_is_refused_before_it_is_stored(app):
+    """Anyone can post the login form: a 400 kB name (the form's limit is
+    500 kB) must not become a 400 kB audit row per attempt."""
+    c = app.test_client()
+    r = c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": "a" * 400_000,
+                               "password": "x"})
+    assert r.status_code == 200 and c.get("/meters").status_code == 302
+    with app.extensions["store"].connect() as conn:
+        longest = conn.execute(sa.select(sa.func.max(sa.func.length(st.audit.c.user)))).scalar()
+    assert (longest or 0) <= 64
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_attack_platform_a_deeply_nested_webhook_body_is_refused_with_its_reason(app, signed):
+    """4 KiB of "[" is 4096 levels of JSON, past the decoder's recursion
+    limit: unsigned, it is refused 401 (its audit row says why); signed, 400
+    "not JSON". Neither is a 500."""
+    c = app.test_client()
+    body = b'{"ref": ' + b"[" * 4000 + b"}"
+    headers = P.signed_headers(SECRET, body, "dlv_deep", NOW) if signed else \
+        {P.TIMESTAMP_HEADER: str(NOW), P.SIGNATURE_HEADER: "00" * 32}
+    app.extensions["payments"].clock = lambda: NOW
+    r = c.post("/payments/webhook", data=body, headers=headers)
+    assert r.status_code == (400 if signed else 401), r.status_code
+    reason = json.loads(r.data)["error"]
+    assert reason == ("body is not JSON" if signed else "bad signature")
+    audited = rows(app, st.audit, st.audit.c.action == "payment")
+    assert [a.result for a in audited] == ["refused: " + reason]
+    assert audited[0].detail == {"body_bytes": len(body)}
+    assert len(rows(app, st.payments)) == 1
