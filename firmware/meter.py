@@ -13,6 +13,7 @@ import timeutil
 from metering import detect
 from metering import tariff as tariffs
 from metering.billing import Billing
+from metering.debt import Debt
 from metering.volume import Volume
 from storage import history as hist
 from storage import record
@@ -82,10 +83,7 @@ class Meter:
         self.charged = 0              # every charge deducted so far (the money register)
         self.ledger = ledger.Ledger()
         self.emergency_owed = 0       # emergency credit to repay from the next top-up
-        self.debt = 0                 # the debt register: arrears and friendly-hours debt (tariff "dr")
-        self.debt_friendly = 0        # its part moved in from a negative balance (<= debt)
-        self.arrears_seq = 0          # sequence of the last arrears the office added
-        self.debt_week_end = 0        # next weekly repayment (local Monday 00:00), 0: unset
+        self.debt_reg = Debt()        # the debt register: arrears and friendly-hours debt (tariff "dr")
         self.want_open = False        # valve intent
         self.why_closed = WHY_CREDIT
         self.awaiting_confirm = False  # credit back, waiting for a tap to reopen
@@ -328,7 +326,7 @@ class Meter:
         """What the customer owes on credit the meter extended: the negative
         balance plus the part of the debt register moved in from it (the
         office's arrears are not in it)."""
-        return max(0, -self.balance) + self.debt_friendly
+        return max(0, -self.balance) + self.debt_reg.friendly
 
     def _may_owe(self, now):
         # no cut-off for lack of credit: friendly period, and what is owed in
@@ -518,12 +516,13 @@ class Meter:
         if code != codes.ACCEPTED:
             return self._reject(code)
         repay = min(amount, self.emergency_owed)   # emergency credit is paid back first
-        balance, debt, debt_friendly = self._debt_split(amount - repay)
+        d = self.debt_reg
+        balance, debt, debt_friendly = d.split(self.balance, amount - repay, self.billing.tariff)
         if amount > self.cfg["max_topup"] or balance > self.cfg["max_balance"]:
             return self._reject(codes.OVER_LIMIT)
-        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy(), self.debt,
-                  self.debt_friendly)
-        self.balance, self.debt, self.debt_friendly = balance, debt, debt_friendly
+        before = (self.balance, self.emergency_owed, self.in_debt, self.ledger.copy(), d.amount,
+                  d.friendly)
+        self.balance, d.amount, d.friendly = balance, debt, debt_friendly
         self.emergency_owed -= repay
         if self.balance > 0:
             self.in_debt = False
@@ -532,8 +531,8 @@ class Meter:
             self.save()
         except Exception:  # noqa: BLE001 - OSError, MemoryError, anything
             # Not durable, so not applied: roll back and let the sender retry.
-            (self.balance, self.emergency_owed, self.in_debt, self.ledger, self.debt,
-             self.debt_friendly) = before
+            (self.balance, self.emergency_owed, self.in_debt, self.ledger, d.amount,
+             d.friendly) = before
             return self._reject(codes.STORAGE)
         if debt != before[4]:
             self.log.add(codes.EV_DEBT, debt - before[4])
@@ -542,35 +541,14 @@ class Meter:
         return codes.ACCEPTED
 
     # ---------------- debt recovery (tariff "dr", docs/METERING.md) ----------------
-    def _debt_split(self, credit):
-        """(balance, debt, debt_friendly) after `credit` is added under the
-        recovery rule: with a rule in force, a negative balance (friendly-hours
-        debt) moves to the debt register, and the rule's share of the credit
-        repays it, its friendly part first."""
-        t = self.billing.tariff
-        balance, debt, friendly = self.balance, self.debt, self.debt_friendly
-        if not (t.debt_share or t.debt_week):
-            return balance + credit, debt, friendly
-        if balance < 0:
-            debt -= balance
-            friendly -= balance
-            balance = 0
-        repay = min(debt, credit * t.debt_share // 100)
-        return balance + credit - repay, debt - repay, max(0, friendly - repay)
-
     def _weekly_repayment(self, now):
         # each local Monday 00:00: the rule's weekly amount, from the balance
-        # above zero only, so recovery alone never cuts the water off
-        if not self.debt_week_end or now < self.debt_week_end:
-            if not self.debt_week_end:
-                self.debt_week_end = timeutil.next_weekday(now, 0, self.cfg["tz"])
+        # above zero only (metering/debt.py)
+        take = self.debt_reg.weekly(now, self.cfg["tz"], self.balance, self.billing.tariff)
+        if take is None:
             return
-        self.debt_week_end = timeutil.next_weekday(now, 0, self.cfg["tz"])
-        take = min(self.debt, self.billing.tariff.debt_week, max(0, self.balance))
         if take > 0:
             self.balance -= take
-            self.debt -= take
-            self.debt_friendly = max(0, self.debt_friendly - take)
             self.log.add(codes.EV_DEBT, -take)
         self._persist()
 
@@ -581,15 +559,16 @@ class Meter:
         for v in (amount, seq):
             if not isinstance(v, int) or not 0 <= v < _KEY_MAX:
                 return codes.RANGE
-        if seq <= self.arrears_seq:
-            return codes.USED if seq == self.arrears_seq else codes.OLD
-        before = (self.debt, self.arrears_seq)
-        self.debt += amount
-        self.arrears_seq = seq
+        d = self.debt_reg
+        if seq <= d.arrears_seq:
+            return codes.USED if seq == d.arrears_seq else codes.OLD
+        before = (d.amount, d.arrears_seq)
+        d.amount += amount
+        d.arrears_seq = seq
         try:
             self.save()
         except Exception:  # noqa: BLE001 - not durable, so not added
-            self.debt, self.arrears_seq = before
+            d.amount, d.arrears_seq = before
             return codes.STORAGE
         self.log.add(codes.EV_DEBT, amount)
         return codes.ACCEPTED
@@ -928,6 +907,23 @@ class Meter:
             keys.retire_below(self.office_seq.get("kr", 0))
 
     # ---------------- views ----------------
+    # the debt register's figures (metering/debt.py), read-only
+    @property
+    def debt(self):
+        return self.debt_reg.amount
+
+    @property
+    def debt_friendly(self):
+        return self.debt_reg.friendly
+
+    @property
+    def arrears_seq(self):
+        return self.debt_reg.arrears_seq
+
+    @property
+    def debt_week_end(self):
+        return self.debt_reg.week_end
+
     def snapshot(self):
         return {
             "id": self.cfg["meter_id"],
@@ -942,7 +938,7 @@ class Meter:
             "evs": self.log.seq,
             "sf": self.state_flags(),
             "rn": self.recovery_nonce if self.state_lost else 0,
-            "dbt": self.debt,
+            "dbt": self.debt_reg.amount,
         }
 
     def state_flags(self):

@@ -123,8 +123,9 @@ def apply(m, s):
     m.staged = tariffs.parse(s["stg"])[1] if s.get("stg") else None
     m.office_seq = dict(s.get("ofc", {}))
     m.emergency_owed = s.get("emo", 0)
-    m.debt, m.arrears_seq, m.debt_week_end = s.get("dbt", (0, 0, 0))
-    m.debt_friendly = _uint(s.get("dbf", 0), m.debt + 1)   # a key of its own: older
+    d = m.debt_reg
+    d.amount, d.arrears_seq, d.week_end = s.get("dbt", (0, 0, 0))
+    d.friendly = _uint(s.get("dbf", 0), d.amount + 1)   # a key of its own: older
     # firmware (an OTA rollback) unpacks "dbt" as three and ignores "dbf"
     m.want_open = bool(s.get("vw", 0))
     m.why_closed = s.get("vwhy", WHY_CREDIT)
@@ -181,8 +182,8 @@ def build(m, floor):
         "lg": m.ledger.to_state(),
         "rnc": m._nonce(),
         "emo": m.emergency_owed,
-        "dbt": [m.debt, m.arrears_seq, m.debt_week_end],
-        "dbf": m.debt_friendly,
+        "dbt": m.debt_reg.to_state(),
+        "dbf": m.debt_reg.friendly,
         "vw": 1 if m.want_open else 0,
         "vwhy": m.why_closed,
         "vcf": 1 if m.awaiting_confirm else 0,
