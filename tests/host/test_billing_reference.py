@@ -43,8 +43,10 @@ def lcg(x):
     return (x * 1103515245 + 12345) & 0x7FFFFFFF
 
 
-def reference(seed, total):
-    # the schedule: (time, pulses so far) after each poll
+def schedule(seed, total, jump_s=0):
+    """The seeded schedule: (time, pulses so far) after each poll, the
+    clock set jump_s forward once 60 % of the pulses are in (0: never).
+    Returns it and the poll right after which T2 is staged (30 %)."""
     polls, x, sent, t = [], seed, 0, START
     while sent < total:
         x = lcg(x)
@@ -52,12 +54,29 @@ def reference(seed, total):
         x = lcg(x)
         t += 1 + x % 1200
         sent += n
+        if jump_s and sent >= total * 6 // 10:
+            t, jump_s = t + jump_s, 0
         polls.append((t, sent))
-    tariff_at = next(i for i, (_, s) in enumerate(polls) if s >= total * 3 // 10)
+    return polls, next(i for i, (_, s) in enumerate(polls) if s >= total * 3 // 10)
 
-    def ml_of(pulses):          # exact, then the meter's whole-millilitre floor
-        return (Fraction(pulses) * 1000 / K).__floor__()
 
+def ml_of(pulses):
+    """Exact, then the meter's whole-millilitre floor."""
+    return (Fraction(pulses) * 1000 / K).__floor__()
+
+
+def meter_run(tmp_path, seed, total, *mode):
+    """tests/mp_reference.py's meter on the same schedule: its figures."""
+    p = subprocess.run(
+        [MICROPYTHON, str(ROOT / "tests" / "mp_reference.py"), str(seed), str(total), str(tmp_path), *mode],
+        cwd=str(ROOT), env=mp_env(), capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def reference(seed, total):
+    polls, tariff_at = schedule(seed, total)
     rule_total, exact_total, segments = 0, Fraction(0), 0
     tariff = T1
     period_start_ml, period_start_t = 0, START
@@ -90,12 +109,7 @@ def reference(seed, total):
 
 def test_ten_million_pulses_charged_exactly(tmp_path):
     seed, total = 20261123, 10_000_000
-    p = subprocess.run(
-        [MICROPYTHON, str(ROOT / "tests" / "mp_reference.py"), str(seed), str(total), str(tmp_path)],
-        cwd=str(ROOT), env=mp_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    got = json.loads(p.stdout.strip().splitlines()[-1])
+    got = meter_run(tmp_path, seed, total)
     rule, exact, segments, polls, t_end = reference(seed, total)
     assert got["pulses"] == total and got["bursts"] == polls and got["t"] == t_end
     assert got["tv"] == 2
@@ -142,20 +156,7 @@ def reference_social(seed, total, jump_s=0):
     below the minimum is topped up at its end, and every period end passed
     (a clock set `jump_s` forward once 60 % of the pulses are in) closes in
     turn, the water counted by then in the first of them."""
-    polls, x, sent, t = [], seed, 0, START
-    while sent < total:
-        x = lcg(x)
-        n = min(1 + x % 5000, total - sent)
-        x = lcg(x)
-        t += 1 + x % 1200
-        sent += n
-        if jump_s and sent >= total * 6 // 10:
-            t, jump_s = t + jump_s, 0
-        polls.append((t, sent))
-    tariff_at = next(i for i, (_, s) in enumerate(polls) if s >= total * 3 // 10)
-
-    def ml_of(pulses):
-        return (Fraction(pulses) * 1000 / K).__floor__()
+    polls, tariff_at = schedule(seed, total, jump_s)
 
     def price_s(tar, c):
         return price(tar["blocks"], max(0, c - tar["fb"]))
@@ -217,13 +218,7 @@ def reference_social(seed, total, jump_s=0):
 
 def test_social_tariff_charged_exactly_by_the_documented_rule(tmp_path):
     seed, total = 20261201, 10_000_000
-    p = subprocess.run(
-        [MICROPYTHON, str(ROOT / "tests" / "mp_reference.py"), str(seed), str(total), str(tmp_path),
-         "social"],
-        cwd=str(ROOT), env=mp_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    got = json.loads(p.stdout.strip().splitlines()[-1])
+    got = meter_run(tmp_path, seed, total, "social")
     charged, months, polls, t_end, (under, over) = reference_social(seed, total)
     assert under >= 3 and over >= 3, "the allowance must be both used up and not on some days"
 
@@ -242,13 +237,7 @@ def test_social_tariff_over_a_clock_set_forward_closes_every_period_it_passes(tm
     # March 1 closes with the water since February 1, April 1 is an empty
     # period (standing charge, topped up to the minimum), May 1 comes by polls
     seed, total, jump = 20261201, 10_000_000, 75 * 86400
-    p = subprocess.run(
-        [MICROPYTHON, str(ROOT / "tests" / "mp_reference.py"), str(seed), str(total), str(tmp_path),
-         "social", str(jump)],
-        cwd=str(ROOT), env=mp_env(), capture_output=True, text=True, timeout=600,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    got = json.loads(p.stdout.strip().splitlines()[-1])
+    got = meter_run(tmp_path, seed, total, "social", str(jump))
     charged, months, polls, t_end, _ = reference_social(seed, total, jump)
     assert len(months) == 4 and months[2] == 9_000_000, months
     assert got["bursts"] == polls and got["t"] == t_end
