@@ -24,6 +24,14 @@ def make_meter(state_dir=None, board_opts=None, **cfg_over):
     return meter, hw
 
 
+def reboot(meter, hw, **board_opts):
+    """The meter's board built again on its state directory (board_opts:
+    the new board's, e.g. start, valve_open), the meter assembled on it with
+    the same config: the next boot. Returns (meter, hw)."""
+    hw2 = boards.load("unix").build(state_dir=hw.state_dir, **board_opts)
+    return main.assemble(hw2, dict(meter.cfg)), hw2
+
+
 def run(meter, hw, seconds, step_ms=1000):
     """Advance virtual time, polling the meter as its loop would."""
     for _ in range(seconds * 1000 // step_ms):

@@ -3,10 +3,8 @@
 # counts while the meter is off. The board's power-fail input (brown-out
 # comparator; hold-up capacitor for one valve pulse and one save) closes the
 # valve as the supply goes. Each test fails if the attack works.
-import boards
 import codes
-import main
-from simkit import make_meter, run
+from simkit import make_meter, reboot, run
 
 MON_2026 = 1767571200
 OFF_S = 10 * 3600                       # ten hours of hose at 1 m3/h while off
@@ -45,9 +43,7 @@ def test_water_after_a_power_cut_is_bounded():
     ev = [e for e in m.log.recent(8) if e[2] == codes.EV_VALVE_CLOSED]
     assert ev and ev[-1][3] == codes.WHY_POWER
     # the save ran inside the hold-up: the next boot has this volume and balance
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir, start=MON_2026 + 9 * 3600 + 60 + OFF_S,
-                                    valve_open=False)
-    m2 = main.assemble(hw2, dict(m.cfg))
+    m2, hw2 = reboot(m, hw, start=MON_2026 + 9 * 3600 + 60 + OFF_S, valve_open=False)
     assert (m2.balance, m2.volume.ml()) == (bal, ml), (m2.balance, m2.volume.ml(), bal, ml)
     # reopened by the normal policy: credit left, so open again
     run(m2, hw2, 1)
@@ -61,8 +57,7 @@ def test_a_power_cut_with_no_credit_left_boots_closed_for_credit():
     m._set_valve(True, codes.WHY_NONE)    # say a friendly period had kept it open
     hw.world.mains.cut()
     assert m.why_closed == codes.WHY_POWER
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir, start=MON_2026 + 9 * 3600 + 3600)
-    m2 = main.assemble(hw2, dict(m.cfg))
+    m2, hw2 = reboot(m, hw, start=MON_2026 + 9 * 3600 + 3600)
     assert not m2.want_open and m2.why_closed == codes.WHY_CREDIT
 
 
@@ -71,8 +66,7 @@ def test_a_closed_valve_stays_closed_for_its_own_reason_through_a_cut():
     assert m.request_valve(False, "mqtt") == codes.ACCEPTED
     hw.world.mains.cut()
     assert m.why_closed == codes.WHY_COMMAND
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir, start=MON_2026 + 9 * 3600 + 3600)
-    m2 = main.assemble(hw2, dict(m.cfg))
+    m2, hw2 = reboot(m, hw, start=MON_2026 + 9 * 3600 + 3600)
     assert not m2.want_open and m2.why_closed == codes.WHY_COMMAND
 
 
@@ -101,8 +95,7 @@ def test_a_cut_between_a_credits_write_and_its_rename_closes_the_valve_and_keeps
     assert hw.world.mains.used_ms is not None and hw.world.mains.used_ms <= hw.world.mains.holdup_ms
     assert m.why_closed == codes.WHY_POWER
     assert _off_for(hw, 3600) <= 1 and hw.world.valve.state == 0
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir, start=MON_2026 + 9 * 3600 + 3600)
-    m2 = main.assemble(hw2, dict(m.cfg))
+    m2, hw2 = reboot(m, hw, start=MON_2026 + 9 * 3600 + 3600)
     assert (m2.balance, m2.volume.ml()) == (m.balance, m.volume.ml())
     assert m2.apply_credit("card", 1, 2, 5_000) != codes.ACCEPTED   # applied once, and kept
     run(m2, hw2, 1)

@@ -10,7 +10,7 @@ from boards.unix.clock import SimClock
 from boards.unix.pins import SimPin
 from metering.pulses import IrqSource
 from mptest import fresh_dir
-from simkit import make_cfg, make_meter, run
+from simkit import make_cfg, make_meter, reboot, run
 
 FLAT = {"v": 1, "b": [[0, 1_000_000]]}
 
@@ -46,8 +46,7 @@ def test_state_from_an_older_firmware_restores():
     for k in ("rev", "debt", "vmv", "emo", "low"):
         s.pop(k, None)
     m.store.save(s)                               # a newer generation without those keys
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir)
-    m2 = main.assemble(hw2, m.cfg)
+    m2, hw2 = reboot(m, hw)
     assert m2.balance == 7000
     assert m2.apply_credit("card", 1, 1, 7000) == codes.USED
 
@@ -56,8 +55,7 @@ def test_unusable_newest_copy_falls_back_to_the_older_one():
     m, hw = make_meter()
     m.apply_credit("card", 1, 1, 7000)           # saved: generation g
     m.store.save({"bal": 1, "vol": "nonsense"})   # g+1 passes its CRC but cannot be applied
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir)
-    m2 = main.assemble(hw2, m.cfg)
+    m2, hw2 = reboot(m, hw)
     assert m2.balance == 7000
     assert _events(m2, codes.EV_STATE_CORRUPT)
 
@@ -68,8 +66,7 @@ def test_stored_tariff_that_no_longer_validates_gives_way_to_the_configured_one(
     s = m.store.load()
     s["tar"] = {"v": 5, "b": [[10, 1], [5, 2], [0, 3]]}
     m.store.save(s)
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir)
-    m2 = main.assemble(hw2, m.cfg)
+    m2, hw2 = reboot(m, hw)
     assert m2.balance == 7000 and m2.billing.tariff.version == 1
     assert _events(m2, codes.EV_TARIFF_REJECTED)
 

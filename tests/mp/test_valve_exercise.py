@@ -1,10 +1,8 @@
 # Anti-seize exercise: a valve that has not moved for exercise_days does a
 # close/open cycle at exercise_hour (local) once no water has flowed for
 # quiet_s; it never leaves a paying customer closed.
-import boards
 import codes
-import main
-from simkit import make_meter, run
+from simkit import make_meter, reboot, run
 from valve import EX_START, EX_DONE, EX_STUCK, EX_REOPEN, VF_NOT_OPEN, VF_NOT_CLOSED
 
 OPEN = 1
@@ -42,8 +40,7 @@ def test_exercise_cycles_at_the_quiet_hour_and_is_logged_and_saved():
     assert len(v.rises["close"]) == 1 and v.state == OPEN and m.want_open
     assert hw.clock.time() - m.valve.last_move < 60
     # saved: a restart does not exercise again
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir, valve_open=True)
-    m2 = main.assemble(hw2, m.cfg)
+    m2, hw2 = reboot(m, hw, valve_open=True)
     assert m2.valve.last_move == m.valve.last_move
     run(m, hw, 3600, 60_000)
     assert evs(m, codes.EV_VALVE_EXERCISE) == [EX_START, EX_DONE], "once, not every hour"

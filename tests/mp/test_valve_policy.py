@@ -2,7 +2,7 @@
 # request_valve(), overrides, the service test, faults while metering goes on.
 import codes
 import meter as M
-from simkit import make_meter, run
+from simkit import make_meter, reboot, run
 from valve import VF_NOT_CLOSED, VF_CLEARED, EX_START, EX_DONE
 
 OPEN = 1
@@ -45,12 +45,9 @@ def test_authorised_override_opens_and_survives_the_credit_policy_until_credit_i
 
 
 def test_override_survives_a_restart():
-    import boards
-    import main
     m, hw = make_meter(**STRICT)
     m.request_valve(True, "mqtt", override=True)
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir, valve_open=True)
-    m2 = main.assemble(hw2, m.cfg)
+    m2, hw2 = reboot(m, hw, valve_open=True)
     run(m2, hw2, 5)
     assert m2.want_open and hw2.world.valve.state == OPEN
 

@@ -2,9 +2,7 @@
 # volume and money follow, the valve closes when credit is gone, and the
 # state survives a restart.
 import codes
-from simkit import make_meter, run
-import main
-import boards
+from simkit import make_meter, reboot, run
 
 
 def test_counts_and_bills_at_flat_price():
@@ -47,8 +45,7 @@ def test_state_survives_restart():
     run(m, hw, 120)
     m.save()
     vol, bal = m.volume.ml(), m.balance
-    hw2 = boards.load("unix").build(state_dir=hw.state_dir)
-    m2 = main.assemble(hw2, m.cfg)
+    m2, hw2 = reboot(m, hw)
     assert (m2.volume.ml(), m2.balance) == (vol, bal)
     assert m2.apply_credit("mqtt", 2, 1, 5_000_000) == codes.USED
     from simkit import run as run2
