@@ -3,13 +3,13 @@
 its password one reads the meters' uplink, and nothing more. Real
 Mosquitto, TLS, the ACL of tools/broker.py."""
 
-import threading
 import time
 
 import paho.mqtt.client as mqtt
 import pytest
 from comms import codec, sign
 from headend import HeadEnd
+from mqttkit import connected
 from sqlalchemy import text
 from test_ingest import IngestWorld
 from uplinksim import MeterClient, outbox_messages
@@ -23,17 +23,8 @@ def world(tmp_path):
 
 
 def _client(w, user, pw, cid, got=None):
-    up = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, pw)
-    c.tls_set(ca_certs=w.broker.ca_file)
-    c.on_connect = lambda *a: up.set()
-    if got is not None:
-        c.on_message = lambda cl, u, m: got.append((m.topic, bytes(m.payload)))
-    c.connect(w.broker.host, w.broker.admin_port)
-    c.loop_start()
-    assert up.wait(10)
-    return c
+    keep = None if got is None else (lambda cl, u, m: got.append((m.topic, bytes(m.payload))))
+    return connected(w, user, pw, cid, admin=True, on_message=keep, protocol=mqtt.MQTTv5)
 
 
 def test_attack_the_ingest_user_reads_the_uplink_and_can_publish_nothing(world):

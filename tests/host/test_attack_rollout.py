@@ -2,12 +2,11 @@
 review): a customer publishes EV_OTA "self-test failed" events for the
 version being rolled out. Each test fails if the attack works."""
 import sys
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 from comms import codec, sign
+from mqttkit import connected
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import codes  # noqa: E402
@@ -17,15 +16,7 @@ FAILED = 2 << 16 | 1 << 8 | codes.OTA_SELFTEST_FAILED     # version 2, self-test
 
 
 def _as(w, mid):
-    up = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=mid)
-    c.username_pw_set(mid, sign.mqtt_password(w.master, mid))   # = mid's secrets.json "pw"
-    c.tls_set(ca_certs=w.broker.ca_file)
-    c.on_connect = lambda *a: up.set()
-    c.connect(w.broker.host, w.broker.port)
-    c.loop_start()
-    assert up.wait(10)
-    return c
+    return connected(w, mid, sign.mqtt_password(w.master, mid), mid)   # = mid's secrets.json "pw"
 
 
 def _report(c, mid, key, seq0, n=1):

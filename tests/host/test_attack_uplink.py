@@ -3,24 +3,15 @@ review: a customer with their own meter's broker password (secrets.json)
 publishes on that meter's topics. Each test fails if the attack works."""
 import json
 import shutil
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 from comms import codec
 from conftest import sql
+from mqttkit import connected
 
 
 def _client(w, user, pw):
-    up = threading.Event()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="x-" + user)
-    c.username_pw_set(user, pw)
-    c.tls_set(ca_certs=w.broker.ca_file)
-    c.on_connect = lambda *a: up.set()
-    c.connect(w.broker.host, w.broker.port)
-    c.loop_start()
-    assert up.wait(10)
-    return c
+    return connected(w, user, pw, "x-" + user)
 
 
 def _top_seq(he, meter):
