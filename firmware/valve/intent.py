@@ -6,9 +6,10 @@
 # controller's step from each poll (docs/VALVE.md).
 #
 # These are methods of meter.Meter (it binds them; self is the meter). They
-# and the credit policy's cut-off and reopen (meter.Meter._policy, through
-# _set_valve) are the only writers of the intent; storage/record.py restores
-# it. The drivers and the controller (valve/controller.py) move the valve.
+# and the credit policy (creditpolicy.py: its cut-off and reopen through
+# _set_valve, and the wait for a confirmation) are the only writers of the
+# intent; storage/record.py restores it. The drivers and the controller
+# (valve/controller.py) move the valve.
 import codes
 from codes import (WHY_NONE, WHY_CREDIT, WHY_COMMAND, WHY_LEAK, WHY_BURST, WHY_TAMPER,
                    WHY_BATTERY, WHY_SENSOR, WHY_OVERRIDE, WHY_POWER)
