@@ -49,18 +49,30 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 [ "${1:-}" = "--system-only" ] && exit 0    # tests/host/test_bootstrap.py: this step alone
 
+# pip's output less one warning: a machine whose pip config names file:// indexes
+# (extra-index-url) that lack a package prints "WARNING: Location 'file://...' is
+# ignored: it is neither a file nor a directory." for each package it looks up
+# there, then finds the package in the next index. Only that exact line is
+# dropped: every other warning and error stays on stderr, and pip's exit status
+# is the pipeline's (pipefail), so a failed install still stops the script.
+without_file_index_warnings() {
+    { "$@" 2>&1 1>&3 3>&- \
+        | { grep -v "^WARNING: Location 'file://[^']*' is ignored: it is neither a file nor a directory\.\$" || true; } >&2
+    } 3>&1
+}
+
 want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.requirements.sha256 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: creating .venv (pinned packages from requirements-dev.txt)"
     python3 -m venv .venv
-    .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+    without_file_index_warnings .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
     echo "$want" > .venv/.requirements.sha256
 fi
 
 if [ ! -f build/esp32-stubs/machine.pyi ]; then
     # type stubs of the ESP32 port, kept apart from the venv so that mypy sees
     # exactly the port's modules (tests/host/test_esp32_realism.py)
-    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --target build/esp32-stubs \
+    without_file_index_warnings .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --target build/esp32-stubs \
         "$(grep '^micropython-esp32-stubs==' requirements-dev.txt)" \
         "$(grep '^micropython-stdlib-stubs==' requirements-dev.txt)"
 fi

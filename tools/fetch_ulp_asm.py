@@ -35,14 +35,15 @@ def tree_digest(pkg: Path) -> str:
 def fetch(dest: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, TMPDIR=tmp, PIP_DISABLE_PIP_VERSION_CHECK="1")
-        subprocess.run(
+        pip = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
              "--no-clean", "-d", str(Path(tmp) / "dl"), PACKAGE],
-            env=env, capture_output=True, check=False,
+            env=env, capture_output=True, text=True, check=False,
         )
         found = [p.parent for p in Path(tmp).rglob("esp32_ulp/opcodes.py")]
         if not found:
-            sys.exit(f"fetch_ulp_asm: {PACKAGE} did not unpack; is PyPI reachable?")
+            said = "\n".join(ln for ln in pip.stderr.splitlines() if " is ignored: " not in ln)
+            sys.exit(f"fetch_ulp_asm: {PACKAGE} did not unpack; is PyPI reachable? pip said:\n{said[-2000:]}")
         digest = tree_digest(found[0])
         if digest != SHA256:
             sys.exit(f"fetch_ulp_asm: esp32_ulp has SHA-256 {digest}, expected {SHA256}")

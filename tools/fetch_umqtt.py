@@ -27,14 +27,15 @@ def fetch(dest: Path) -> Path:
         import os
 
         env = dict(os.environ, **env)
-        subprocess.run(
+        pip = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
              "--no-clean", "-d", str(Path(tmp) / "dl"), PACKAGE],
-            env=env, capture_output=True, check=False,
+            env=env, capture_output=True, text=True, check=False,
         )
         found = [p for p in Path(tmp).rglob("umqtt/simple.py")]
         if not found:
-            sys.exit(f"fetch_umqtt: {PACKAGE} did not unpack; is PyPI reachable?")
+            said = "\n".join(ln for ln in pip.stderr.splitlines() if " is ignored: " not in ln)
+            sys.exit(f"fetch_umqtt: {PACKAGE} did not unpack; is PyPI reachable? pip said:\n{said[-2000:]}")
         src = found[0]
         digest = hashlib.sha256(src.read_bytes()).hexdigest()
         if digest != SHA256:

@@ -106,3 +106,36 @@ def test_chromium_and_its_driver_are_named_when_missing(tmp_path):
     env = dict(_machine(tmp_path / "root", 0), CHROMIUM=str(tmp_path / "no-chromium"))
     _bootstrap(env)
     assert "install -y -qq --no-install-recommends mosquitto chromium" in _apt_log(tmp_path / "root")
+
+
+def _filtered_pip(tmp_path, fails, other=True):
+    """bootstrap.sh's pip wrapper around a stand-in pip that prints what pip
+    prints on a machine whose pip config names file:// indexes lacking the
+    package, another warning (other), and (fails) an error and exit 1."""
+    _tool(tmp_path, "pip", "echo Collecting x\n"
+          "echo \"WARNING: Location 'file:///opt/idx/simple/x/' is ignored: "
+          "it is neither a file nor a directory.\" >&2\n"
+          + ("echo 'WARNING: x 1.0 is yanked' >&2\n" if other else "")
+          + ("echo 'ERROR: No matching distribution found for x' >&2; exit 1" if fails else "exit 0"))
+    fn = subprocess.run(["sed", "-n", "/^without_file_index_warnings()/,/^}/p",
+                         str(ROOT / "tools" / "bootstrap.sh")], capture_output=True, text=True,
+                        check=True).stdout
+    assert fn, "bootstrap.sh has no without_file_index_warnings()"
+    return subprocess.run(["bash", "-c", f"set -euo pipefail\n{fn}\n"
+                           f"without_file_index_warnings {tmp_path}/pip install x\necho after"],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_pip_loses_only_the_file_index_warning(tmp_path):
+    p = _filtered_pip(tmp_path, fails=False)
+    assert p.returncode == 0 and p.stdout == "Collecting x\nafter\n", p.stdout
+    assert p.stderr == "WARNING: x 1.0 is yanked\n", p.stderr          # other warnings stay
+    p = _filtered_pip(tmp_path, fails=False, other=False)     # nothing left for grep to print
+    assert p.returncode == 0 and p.stderr == "" and p.stdout.endswith("after\n"), p.stderr
+
+
+def test_a_failed_pip_still_stops_the_bootstrap_with_its_error(tmp_path):
+    p = _filtered_pip(tmp_path, fails=True)
+    assert p.returncode == 1 and "after" not in p.stdout, p.stdout
+    assert "ERROR: No matching distribution found for x" in p.stderr
+    assert "is ignored" not in p.stderr
