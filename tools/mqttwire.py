@@ -44,6 +44,22 @@ def publish_qos1(topic, pid, payload):
     return b"\x32" + remaining_length(len(var) + len(payload)) + var + payload
 
 
+def answer(sock, first, body):
+    """What any broker answers to the client's packet (first header byte,
+    body): CONNACK (accepted) to CONNECT, SUBACK granting QoS 1 to
+    SUBSCRIBE, PUBACK to a QoS 1 PUBLISH, PINGRESP to PINGREQ; nothing to
+    the rest (a PUBACK, QoS 0)."""
+    if first == 0x10:
+        sock.sendall(b"\x20\x02\x00\x00")
+    elif first == 0x82:
+        sock.sendall(b"\x90\x03" + body[:2] + b"\x01")
+    elif first & 0xF0 == 0x30 and first & 6 == 2:
+        tl = int.from_bytes(body[:2], "big")
+        sock.sendall(b"\x40\x02" + body[2 + tl:4 + tl])
+    elif first == 0xC0:
+        sock.sendall(b"\xd0\x00")
+
+
 if __name__ == "__main__":
     from libscript import not_a_command
-    not_a_command(__doc__, "from mqttwire import publish_qos1, read_packet  (tests/host/test_mqtt_heal.py, bench/bench_link_stall.py)")
+    not_a_command(__doc__, "from mqttwire import answer, publish_qos1, read_packet  (tests/host/test_mqtt_heal.py, bench/bench_link_stall.py)")

@@ -12,7 +12,7 @@ from codes import EV_MESSAGE_TOO_LONG
 from comms import codec
 from conftest import wait_for
 from headend import NoAck
-from mqttwire import publish_qos1, read_packet
+from mqttwire import answer, publish_qos1, read_packet
 
 TOPUP = 0
 
@@ -187,10 +187,8 @@ class TinyBroker:
             subs = 0
             while True:
                 t, body = read_packet(c)
-                if t == 0x10:
-                    c.sendall(b"\x20\x02\x00\x00")
-                elif t == 0x82:
-                    c.sendall(b"\x90\x03" + body[:2] + b"\x01")
+                answer(c, t, body)
+                if t == 0x82:
                     subs += 1
                     if subs == 2:
                         for i, size in enumerate(self.sizes):
@@ -204,10 +202,6 @@ class TinyBroker:
                         self.acks_seen += 1
                     if body[2:2 + tl].endswith(b"/e"):
                         self.events += codec.unbatch(body[2 + tl + (2 if t & 6 else 0):])
-                    if t & 6:
-                        c.sendall(b"\x40\x02" + body[2 + tl:4 + tl])
-                elif t == 0xC0:
-                    c.sendall(b"\xd0\x00")
         except OSError:
             pass
 
