@@ -4,10 +4,12 @@
       erase, write and verify a MicroPython image with esptool
   flash.py firmware  --port P --board esp32_devkitc --mpy-src MICROPYTHON_TREE
       the same with the board's frozen build of tools/manifest.py (docs/BUILD.md),
-      then `deploy --frozen` writes only board.txt
+      then `deploy --frozen` writes only board.txt (and a battery board's ULP program)
   flash.py deploy    --port P --board esp32_devkitc [--opt k=v ...] [--source] [--dry-run]
       compile the app with mpy-cross for the board's CPU, copy it with
-      mpremote, install umqtt.simple, write board.txt, verify every file by hash
+      mpremote, install umqtt.simple, write board.txt, verify every file by hash;
+      --board esp32_battery also assembles and copies its ULP program
+      (/ulp/counter.ulp, or the binary given with --ulp FILE)
   flash.py provision --port P --meter-id M000123 --region 3 --secrets FILE [...]
       write identity, keys, Wi-Fi and broker settings once; secrets are read
       from a file outside the repository, from environment variables or from
@@ -24,6 +26,7 @@ unix-port MicroPython on a pseudo-terminal (see tests/host/ptymeter.py).
 from __future__ import annotations
 
 import argparse
+import ast
 import getpass
 import hashlib
 import json
@@ -58,10 +61,20 @@ IDF_BOARDS = {
 # board -> (chip, mpy-cross -march, default state dir)
 BOARDS = {
     "esp32_devkitc": ("esp32", "xtensawin", "/data"),
+    "esp32_battery": ("esp32", "xtensawin", "/data"),
     "esp32s3_devkitc": ("esp32s3", "xtensawin", "/data"),
     "esp32c3_devkitm": ("esp32c3", "rv32imc", "/data"),
     "unix": (None, None, "data"),   # the simulator: portable bytecode
 }
+
+# boards whose app may be frozen into the firmware (deploy --frozen). The
+# battery board's image is built by hand as esp32_devkitc's with
+# METER_BOARD=esp32_battery (docs/BUILD.md): it shares build-ESP32_GENERIC,
+# so `firmware --board` could not tell the two images apart
+FROZEN_BOARDS = set(IDF_BOARDS) | {"esp32_battery"}
+
+# the boards/ modules every board gets (tools/manifest.py freezes the same)
+BOARDS_COMMON = ("__init__", "ticker", "tls", "validate")
 
 # files that stay source on the device: MicroPython runs boot.py and main.py
 # only as .py, from the root of the filesystem
@@ -172,7 +185,8 @@ def cmd_firmware(a: argparse.Namespace) -> int:
 def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     """(local source, device path) of everything the app needs on a board;
     with the app frozen into the firmware, nothing (boot.py and main.py are
-    frozen too and run before any file; board.txt is added by deploy)."""
+    frozen too and run before any file; board.txt and a battery board's
+    ULP program are added by deploy)."""
     out = []
     fw = ROOT / "firmware"
     if frozen:
@@ -180,15 +194,81 @@ def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     for p in sorted(fw.rglob("*.py")):
         rel = p.relative_to(fw).as_posix()
         out.append((p, rel if rel in SOURCE_ONLY else "lib/" + rel))
-    for name in ("__init__.py", "ticker.py", "tls.py", "validate.py"):
-        out.append((ROOT / "boards" / name, "lib/boards/" + name))
+    for name in BOARDS_COMMON:
+        out.append((ROOT / "boards" / (name + ".py"), f"lib/boards/{name}.py"))
     if board == "unix":
         for p in sorted((ROOT / "boards" / "unix").glob("*.py")):
             out.append((p, "lib/boards/unix/" + p.name))
     else:
-        out.append((ROOT / "boards" / "esp32_common.py", "lib/boards/esp32_common.py"))
-        out.append((ROOT / "boards" / (board + ".py"), f"lib/boards/{board}.py"))
+        for name in board_modules(board):
+            out.append((ROOT / "boards" / (name + ".py"), f"lib/boards/{name}.py"))
     return out
+
+
+def _board_tree(name: str) -> ast.Module:
+    return ast.parse((ROOT / "boards" / (name + ".py")).read_text(), name + ".py")
+
+
+def board_modules(board: str) -> list[str]:
+    """The board module and every boards/ module it imports, at any depth
+    (esp32_common; ulp for the battery board), as tools/manifest.py freezes
+    them, less BOARDS_COMMON, which every board gets."""
+    seen: set[str] = set()
+    todo = [board]
+    while todo:
+        name = todo.pop()
+        if name in seen or not (ROOT / "boards" / (name + ".py")).is_file():
+            continue            # boards.Hardware and the like: names, not modules
+        seen.add(name)
+        for node in ast.walk(_board_tree(name)):
+            if isinstance(node, ast.ImportFrom) and node.module == "boards":
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("boards."):
+                todo.append(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".")[1] for a in node.names if a.name.startswith("boards.")]
+    return sorted(seen - set(BOARDS_COMMON))
+
+
+def ulp_device_path(board: str) -> str | None:
+    """Where the board's module reads its ULP program (ULP_BINARY), as a
+    path from the device's root like every deployed file; None: no ULP."""
+    if board == "unix":
+        return None
+    for node in _board_tree(board).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "ULP_BINARY" for t in node.targets):
+            return str(ast.literal_eval(node.value)).lstrip("/")
+    return None
+
+
+def ulp_program(board: str, given: str | None) -> tuple[str, bytes] | None:
+    """The board's ULP program: the binary given with --ulp, checked, or
+    firmware/ulp/counter.S assembled now; (device path, binary), or None
+    for a board without one. Runs before anything reaches the device, so
+    a missing or damaged program leaves the board as it was."""
+    dev = ulp_device_path(board)
+    if dev is None:
+        if given:
+            raise Fail(f"--ulp: board {board!r} has no ULP program")
+        return None
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ulp_build
+    how = f"python tools/ulp_build.py {given or 'build/ulp/counter.ulp'}"
+    if not given:
+        with tempfile.TemporaryDirectory(prefix="ulp-") as d:
+            try:
+                return dev, ulp_build.build(Path(d) / "counter.ulp").read_bytes()
+            except ulp_build.UlpBuildError as e:
+                raise Fail(f"the ULP program for {board} cannot be built: {e}") from None
+    src = Path(given)
+    if not src.is_file():
+        raise Fail(f"--ulp {src}: no such file; build the ULP program with `{how}`")
+    body = src.read_bytes()
+    problem = ulp_build.check(body)
+    if problem:
+        raise Fail(f"--ulp {src} is not a ULP program the board can load: {problem}; "
+                   f"build it again with `{how}`")
+    return dev, body
 
 
 def build_app(board: str, out: Path, source: bool, umqtt: str, frozen: bool = False) -> list[str]:
@@ -312,17 +392,25 @@ def cmd_deploy(a: argparse.Namespace) -> int:
     out = Path(a.build_dir) if a.build_dir else ROOT / "build" / "deploy" / a.board
     umqtt = a.umqtt
     if a.frozen:
-        if a.board not in IDF_BOARDS:
+        if a.board not in FROZEN_BOARDS:
             raise Fail(f"--frozen: no frozen build for board {a.board!r}")
         umqtt = "skip"      # frozen in with the app
     elif umqtt == "auto":
         umqtt = "local" if (ROOT / "build" / "lib" / "umqtt" / "simple.py").exists() else "mip"
+    ulp = ulp_program(a.board, a.ulp)       # first: a bad program fails before the compile
     paths = build_app(a.board, out, a.source, umqtt, a.frozen)
+    if ulp:
+        (out / ulp[0]).parent.mkdir(parents=True, exist_ok=True)
+        (out / ulp[0]).write_bytes(ulp[1])
+        paths.append(ulp[0])
+    # board.txt last, after every file its board needs: the copy goes in
+    # this order
     (out / "board.txt").write_text(board_txt(a.board, a.opt))
     paths.append("board.txt")
     how = "source" if a.source else ("mpy-cross -march=" + BOARDS[a.board][1]
                                                if BOARDS[a.board][1] else "mpy-cross, bytecode")
     via = ", umqtt.simple from " + umqtt if umqtt != "skip" else ""
+    via += f", ULP program {ulp[0]}" if ulp else ""
     print(f"deploy: {len(paths)} files for {a.board} ({how}){via}")
     dev = Device(a.port, a.dry_run)
     if a.verify_only:
@@ -708,6 +796,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--frozen", action="store_true",
                    help="the firmware has the app (boot.py, main.py too) frozen in: write only board.txt")
     d.add_argument("--umqtt", choices=("auto", "mip", "local", "skip"), default="auto")
+    d.add_argument("--ulp", help="battery board: this ULP binary (tools/ulp_build.py) instead of "
+                                 "assembling firmware/ulp/counter.S")
     d.add_argument("--verify-only", action="store_true", help="only compare hashes with a build")
     d.add_argument("--build-dir", help="where to compile (default build/deploy/<board>)")
     d.add_argument("--dry-run", action="store_true")

@@ -333,8 +333,12 @@ def main(argv=None):
         if args.scenario == "battery":
             # the battery board: a boot per wake (boards/unix/simbattery.py),
             # the ULP program assembled as for a deploy (tools/ulp_build.py)
+            from ulp_build import UlpBuildError
             from ulp_build import build as build_ulp
-            ulp = build_ulp(Path(args.state) / "counter.ulp")
+            try:
+                ulp = build_ulp(Path(args.state) / "counter.ulp")
+            except UlpBuildError as e:
+                sys.exit(f"[sim] {e}")
             cmd += [str(ROOT / "boards" / "unix" / "simbattery.py"), args.scenario,
                     "--state", args.state, "--ulp", str(ulp)]
         else:

@@ -5,6 +5,7 @@ files and a technician session works on it."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -174,3 +175,180 @@ def test_provision_warns_of_missing_keys(tmp_path):
     assert p.returncode == 0
     for k in ("mk", "pw", "card", "office"):
         assert f"warning: no {k} in the secrets" in p.stdout
+
+
+# ------------------------------------------------------- the battery board
+ULP_DEV = "ulp/counter.ulp"      # boards/esp32_battery.py ULP_BINARY, from the device's root
+
+# the deployed tree as the chip runs it: the deployed boards/ulp.mpy loads
+# the deployed ULP binary into the emulator of the ULP (the hardware
+# boundary, boards/unix/ulp_emu.py, imported from the repository), and 25 L
+# through a reed contact on RTC_GPIO4 (GPIO34, counter.S) must count 25
+_RUN_DEPLOYED_ULP = """
+import boards.ulp as ulpboot
+from metering.ulpcount import W_COUNT
+from clock import SimClock
+from flow import FlowSensor
+from reed import ReedContact
+from ulp_emu import UlpEmu
+
+class OpenValve:
+    def passes(self):
+        return True
+
+def read():
+    with open(%r, "rb") as f:
+        return f.read()
+
+clock = SimClock()
+flow = FlowSensor(clock, OpenValve(), 1, 1)
+reed = ReedContact(clock, flow, 0, 500)
+ulp = UlpEmu(clock, {4: reed})
+fresh, fault = ulpboot.start_or_fault(ulp, ulp, read, True, reed.level(0), False)
+flow.pour(25000, 1500)
+clock.advance_us(25 * 3600000000 // 1500 + 1000000)
+print("from", ulpboot.__file__)
+print("ULP fresh=%%s counting=%%s count=%%d closings=%%d" %% (
+    fresh, fault is None, ulp.word(W_COUNT) & 0xFFFF, reed.closings))
+"""
+
+
+def _tree(root):
+    """path -> SHA-256 of every file a deploy may write on the device."""
+    import hashlib
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name not in ("tty-meter", "pty.log", "relay.log")}
+
+
+def _run_deployed(dev, code):
+    from ptymeter import MICROPYTHON
+    env = dict(os.environ, MICROPYPATH=":".join([".frozen", str(dev / "lib"),
+                                                 str(ROOT / "boards" / "unix")]))
+    return subprocess.run([MICROPYTHON, "-c", code], cwd=str(dev), env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_deploy_battery_board_copies_and_verifies_its_ulp_program(board, tmp_path):
+    dev = board.root
+    build = tmp_path / "build"
+    p = flash("deploy", "--port", board.tty, "--board", "esp32_battery", "--build-dir", str(build))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "ULP program ulp/counter.ulp" in p.stdout and "verified by SHA-256" in p.stdout, p.stdout
+    assert (dev / "board.txt").read_text() == "esp32_battery\nstate_dir=/data\n"
+    for f in ("boards/esp32_battery.mpy", "boards/esp32_common.mpy", "boards/ulp.mpy",
+              "metering/ulpcount.mpy", "wake.mpy", "umqtt/simple.mpy"):
+        assert (dev / "lib" / f).exists(), f
+    # the program assembled from firmware/ulp/counter.S, as tools/ulp_build.py makes it
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ulp_build
+    want = ulp_build.build(tmp_path / "ref.ulp").read_bytes()
+    assert (dev / ULP_DEV).read_bytes() == want
+    # and it counts water when the deployed files start it
+    r = _run_deployed(dev, _RUN_DEPLOYED_ULP % ULP_DEV)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"from {dev}/lib/boards/ulp.mpy" in r.stdout, r.stdout      # the deployed module
+    assert "ULP fresh=True counting=True count=25 closings=25" in r.stdout, r.stdout
+
+    # a spoilt copy on the device is caught by the hash check
+    good = (dev / ULP_DEV).read_bytes()
+    (dev / ULP_DEV).write_bytes(good[:-4] + b"\0\0\0\0")
+    p = flash("deploy", "--port", board.tty, "--board", "esp32_battery", "--build-dir", str(build),
+              "--verify-only")
+    assert p.returncode == 2 and ULP_DEV in p.stderr, p.stdout + p.stderr
+    (dev / ULP_DEV).write_bytes(good)
+
+    # a missing or damaged binary given with --ulp: refused before anything
+    # reaches the board, which keeps the meter it had, whole
+    before = _tree(dev)
+    bad = tmp_path / "bad.ulp"
+    cases = [
+        (None, "no such file"),
+        (good[:100], "the header says"),
+        (b"\xff" * len(good), "no ULP header"),
+        (good[:32] + b"\0\0" + good[34:], "not the counter program"),   # the magic word, W_MAGIC
+    ]
+    for body, why in cases:
+        if body is None:
+            bad.unlink(missing_ok=True)
+        else:
+            bad.write_bytes(body)
+        p = flash("deploy", "--port", board.tty, "--board", "esp32_battery", "--build-dir",
+                  str(tmp_path / "b2"), "--ulp", str(bad))
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert why in p.stderr and "tools/ulp_build.py" in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr
+        assert _tree(dev) == before, "a refused deploy changed the board"
+
+
+def test_a_battery_deploy_refused_on_a_fresh_board_leaves_it_empty(board, tmp_path):
+    before = _tree(board.root)
+    p = flash("deploy", "--port", board.tty, "--board", "esp32_battery", "--build-dir",
+              str(tmp_path / "b"), "--ulp", str(tmp_path / "nowhere.ulp"))
+    assert p.returncode == 2 and "no such file" in p.stderr, p.stdout + p.stderr
+    assert _tree(board.root) == before
+
+
+def _deploy_in_process(tmp_path, *extra):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import flash as flash_tool
+    return flash_tool.main(["deploy", "--port", "x", "--board", "esp32_battery", "--build-dir",
+                            str(tmp_path / "b"), "--dry-run", *extra])
+
+
+def _fake_assembler(tmp_path, body):
+    pkg = tmp_path / "asm" / "esp32_ulp"
+    pkg.mkdir(parents=True)
+    (pkg / "opcodes.py").write_text("")
+    (pkg / "__init__.py").write_text(body)
+    return tmp_path / "asm"
+
+
+@pytest.mark.parametrize("asm, why", [
+    (None, "run `python tools/fetch_ulp_asm.py build/lib` first"),
+    ("raise ImportError('damaged')", "assembling firmware/ulp/counter.S failed: ImportError: damaged"),
+    ("def src_to_binary(s):\n    return b'\\xff' * 148\n", "unusable: no ULP header"),
+])
+def test_a_ulp_program_that_cannot_be_built_stops_the_deploy(tmp_path, monkeypatch, capsys, asm, why):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ulp_build
+    monkeypatch.setattr(ulp_build, "ASM_DIR", tmp_path / "no-asm" if asm is None
+                        else _fake_assembler(tmp_path, asm))
+    assert _deploy_in_process(tmp_path) == 2
+    out, err = capsys.readouterr()
+    assert "cannot be built" in err and why in err, err
+    assert "mpremote" not in out                  # nothing went to the board, not even in a dry run
+
+
+def test_a_battery_deploy_with_a_given_binary_and_frozen_app(tmp_path, capsys):
+    # the production path: the app frozen into the image (docs/BUILD.md),
+    # deploy writes the ULP program and board.txt, nothing else
+    sys.path.insert(0, str(ROOT / "tools"))
+    import ulp_build
+    ulp = ulp_build.build(tmp_path / "release.ulp")
+    assert _deploy_in_process(tmp_path, "--frozen", "--ulp", str(ulp)) == 0
+    out = capsys.readouterr().out
+    assert "2 files for esp32_battery" in out and ":ulp/counter.ulp + fs cp" in out, out
+    assert out.index(":ulp/counter.ulp") < out.index(":board.txt")
+    assert (tmp_path / "b" / ULP_DEV).read_bytes() == ulp.read_bytes()
+    assert sorted(str(p.relative_to(tmp_path / "b")) for p in (tmp_path / "b").rglob("*.*")) == \
+        ["board.txt", ULP_DEV]
+
+
+def test_deploy_ulp_path_is_the_one_the_board_reads():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import flash as flash_tool
+    assert "/" + flash_tool.ulp_device_path("esp32_battery") == \
+        re.search(r'^ULP_BINARY = "([^"]+)"', (ROOT / "boards" / "esp32_battery.py").read_text(),
+                  re.M).group(1) == "/" + ULP_DEV
+    for b in ("esp32_devkitc", "esp32s3_devkitc", "esp32c3_devkitm", "unix"):
+        assert flash_tool.ulp_device_path(b) is None
+    # every boards/ module the board imports is deployed, as tools/manifest.py freezes it
+    assert flash_tool.board_modules("esp32_battery") == ["esp32_battery", "esp32_common", "ulp"]
+    assert flash_tool.board_modules("esp32_devkitc") == ["esp32_common", "esp32_devkitc"]
+
+
+def test_ulp_given_to_a_board_without_one_is_refused(tmp_path):
+    p = flash("deploy", "--port", "x", "--board", "esp32_devkitc", "--build-dir", str(tmp_path / "b"),
+              "--ulp", str(tmp_path / "x.ulp"), "--dry-run")
+    assert p.returncode == 2 and "has no ULP program" in p.stderr, p.stderr
