@@ -24,24 +24,25 @@ def test_every_tool_is_checked():
     assert {"rollout.py", "headend.py", "sim.py", "fetch_umqtt.py", "manifest.py"} <= set(SCRIPTS)
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
-def test_help_prints_usage_and_exits_0(tmp_path, script):
-    p = run(tmp_path, script, "--help")
+def _usage(tmp_path, script, arg, code, stream):
+    """script given arg exits with code and a usage text on stream (stdout
+    or stderr), no traceback, no file written."""
+    p = run(tmp_path, script, arg)
     out = p.stdout + p.stderr
     assert "Traceback" not in out, out
-    assert p.returncode == 0, (p.returncode, out)
-    assert "usage:" in p.stdout.lower(), out
-    assert list(tmp_path.iterdir()) == [], "--help wrote files"
+    assert p.returncode == code, (p.returncode, out)
+    assert "usage:" in getattr(p, stream).lower(), out
+    assert list(tmp_path.iterdir()) == [], f"{arg} wrote files"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_prints_usage_and_exits_0(tmp_path, script):
+    _usage(tmp_path, script, "--help", 0, "stdout")
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_bad_option_prints_usage_and_exits_2(tmp_path, script):
-    p = run(tmp_path, script, "--no-such-option")
-    out = p.stdout + p.stderr
-    assert "Traceback" not in out, out
-    assert p.returncode == 2, (p.returncode, out)
-    assert "usage:" in p.stderr.lower(), out
-    assert list(tmp_path.iterdir()) == [], "a bad option wrote files"
+    _usage(tmp_path, script, "--no-such-option", 2, "stderr")
 
 
 def test_rollout_points_at_the_headend_command(tmp_path):
