@@ -5,8 +5,8 @@ import gc
 MODULES = (
     "codes", "config", "timeutil", "ledger", "metering.tariff", "metering.billing",
     "metering.volume", "metering.pulses", "metering.detect", "metering.debt", "storage.state",
-    "storage.eventlog", "storage.record", "valve.intent", "creditpolicy", "credit", "meter", "valve.controller",
-    "card.records", "card.mfrc522",
+    "storage.eventlog", "storage.record", "valve.intent", "creditpolicy", "credit", "counters",
+    "meter", "valve.controller", "card.records", "card.mfrc522",
     "card.mifare", "card.session", "comms.codec", "comms.outbox", "comms.commands", "comms.link",
     "service", "main",
 )

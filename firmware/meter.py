@@ -6,6 +6,7 @@
 # water flows at most every `save_l` litres or `save_s` seconds.
 import codes
 import config
+import counters
 import credit
 import creditpolicy
 # the reasons, also imported from here by boards, tests and benches
@@ -20,7 +21,7 @@ from metering.debt import Debt
 from metering.volume import Volume
 from storage import history as hist
 from storage import record
-from storage.record import COUNTER_MAX as _COUNTER_MAX, IDENTITY
+from storage.record import IDENTITY
 from valve import intent
 
 # Earliest believable wall time (2025-01-01). An ESP32 whose RTC lost power
@@ -398,32 +399,6 @@ class Meter:
         self.save()
         return codes.ACCEPTED
 
-    # ---------------- anti-replay and identity (stored in the state) ----------------
-    @property
-    def command_counter(self):
-        """The highest MQTT command counter accepted so far."""
-        return self.cmd_counter
-
-    def accept_command(self, n):
-        """The link's replay check: a signed command's counter must exceed
-        every one accepted before. ACCEPTED only once the new counter is
-        saved, so a replay after a power cut is still refused; OLD for a
-        counter not above it, STORAGE if it could not be saved."""
-        if not isinstance(n, int) or isinstance(n, bool):
-            return codes.FORMAT
-        if not 0 < n < _COUNTER_MAX:
-            return codes.RANGE
-        if n <= self.cmd_counter:
-            return codes.OLD
-        before = self.cmd_counter
-        self.cmd_counter = n
-        try:
-            self.save()
-        except Exception:  # noqa: BLE001 - not durable, so not accepted
-            self.cmd_counter = before
-            return codes.STORAGE
-        return codes.ACCEPTED
-
     def tariff_verdict(self, t, office=False):
         """What stage_tariff would answer for the parsed tariff t, without
         staging it; cheap, so a signed tariff is judged before its (slow)
@@ -465,27 +440,6 @@ class Meter:
         self.poll()  # activation time may already have passed
         return codes.ACCEPTED
 
-    # ---------------- office authority (authority.py, signed.py) ----------------
-    def office_fresh(self, kind, n, equal_ok):
-        """Is sequence n new for kind ("f" fleet commands: strictly above the
-        last; "c" cards: not below it, so one card serves until a newer one
-        is issued and tapped)?"""
-        last = self.office_seq.get(kind, 0)
-        return n > last or (equal_ok and n == last)
-
-    def office_note(self, kind, n):
-        """Make sequence n of kind durable (before acting on it)."""
-        before = self.office_seq.get(kind, 0)
-        if n == before:
-            return codes.ACCEPTED
-        self.office_seq[kind] = n
-        try:
-            self.save()
-        except Exception:  # noqa: BLE001 - not durable, so not taken
-            self.office_seq[kind] = before
-            return codes.STORAGE
-        return codes.ACCEPTED
-
     def cell_fitted(self):
         """A new cell in a battery meter, on the office's word (fleet op
         "cell", after the technician's job): the charge count starts again,
@@ -499,39 +453,14 @@ class Meter:
             return codes.STORAGE
         return codes.ACCEPTED
 
-    def retire_office_keys(self, rev):
-        """Refuse office key revisions below rev from now on (persisted; the
-        provisioned office_min_rev can only be raised)."""
-        if self.office is None or rev > max(self.office.revs):
-            return codes.RANGE   # never retire every key the meter has
-        if rev <= self.office.min_rev:
-            return codes.USED
-        code = self.office_note("kr", rev)
-        if code == codes.ACCEPTED:
-            self.office.retire_below(rev)
-        return code
-
-    def raise_fw_floor(self, version, slot=None):
-        """The firmware version floor goes up to version (never down), with
-        the OTA slot label it runs from, made durable before the caller
-        confirms the image (docs/OTA.md): at boot another slot is not run."""
-        if version <= self.fw_floor:
-            return codes.OLD     # a trial of an older or equal version confirms nothing
-        old = self.fw_floor, self.fw_slot
-        self.fw_floor, self.fw_slot = version, slot
-        try:
-            self.save()
-        except Exception:  # noqa: BLE001 - OSError, MemoryError: not confirmed
-            self.fw_floor, self.fw_slot = old
-            return codes.STORAGE
-        return codes.ACCEPTED
-
-    def attach_office(self, keys):
-        """The office public keys (authority.load), with the revisions this
-        meter has retired since provisioning applied."""
-        self.office = keys
-        if keys is not None:
-            keys.retire_below(self.office_seq.get("kr", 0))
+    # ---------------- counters that only go up (counters.py) ----------------
+    command_counter = property(counters.command_counter)
+    accept_command = counters.accept_command
+    office_fresh = counters.office_fresh
+    office_note = counters.office_note
+    retire_office_keys = counters.retire_office_keys
+    raise_fw_floor = counters.raise_fw_floor
+    attach_office = counters.attach_office
 
     # ---------------- views ----------------
     # the debt register's figures (metering/debt.py), read-only
