@@ -11,10 +11,10 @@ stores a row once per key on either dialect.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
@@ -88,25 +88,39 @@ def insert_ignore(conn, table, rows, keys=None) -> int:
     """INSERT rows (a dict or a list of dicts) into table, skipping any
     whose key is stored already (the primary key, or the unique columns
     keys); the number of rows inserted."""
-    name = conn.dialect.name
-    if name == "sqlite":
-        stmt = sqlite.insert(table)
-    elif name == "postgresql":
-        stmt = postgresql.insert(table)
-    else:
-        raise StoreError(f"no insert-or-ignore for dialect {name}")
-    # preserve_rowcount: psycopg's cursor is closed before SQLAlchemy would read it
-    stmt = stmt.on_conflict_do_nothing(index_elements=keys).execution_options(preserve_rowcount=True)
+    first = rows if isinstance(rows, dict) else rows[0]
+    stmt = _on_conflict(conn.dialect, table, tuple(first), None if keys is None else tuple(keys))
     return conn.execute(stmt, rows).rowcount
 
 
 def upsert(conn, table, row, keys, update) -> None:
     """INSERT row, or on a conflict on keys UPDATE the columns `update` to row's values."""
-    name = conn.dialect.name
-    stmt = (sqlite if name == "sqlite" else postgresql).insert(table).values(row)
-    stmt = stmt.on_conflict_do_update(index_elements=keys,
-                                      set_={c: stmt.excluded[c] for c in update})
-    conn.execute(stmt)
+    conn.execute(_on_conflict(conn.dialect, table, tuple(row), tuple(keys), tuple(update)), row)
+
+
+@functools.lru_cache(maxsize=512)
+def _on_conflict(dialect, table, columns, keys, update=None):
+    """INSERT INTO table (columns) VALUES (...) ON CONFLICT [(keys)] DO NOTHING,
+    or DO UPDATE SET each of update to the new row's value: the same SQL on
+    SQLite and PostgreSQL. Written as a text() statement, built once per
+    table and columns: SQLAlchemy's own dialect INSERT ... ON CONFLICT has
+    no cache key, so it was compiled again at every call (docs/HEADEND.md
+    "How many meters one worker serves"); a text() statement's compiled
+    form comes from the engine's cache. The bound parameters carry the
+    columns' types (JSON, binary)."""
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise StoreError(f"no insert-or-ignore for dialect {dialect.name}")
+    q = dialect.identifier_preparer
+    names = ", ".join(q.quote(c) for c in columns)
+    binds = ", ".join(f":{c}" for c in columns)
+    target = f" ({', '.join(q.quote(k) for k in keys)})" if keys else ""
+    action = "DO NOTHING" if not update else "DO UPDATE SET " + ", ".join(
+        f"{q.quote(c)} = excluded.{q.quote(c)}" for c in update)
+    sql = (f"INSERT INTO {q.format_table(table)} ({names}) VALUES ({binds}) "
+           f"ON CONFLICT{target} {action}")
+    stmt = text(sql).bindparams(*(bindparam(c, type_=table.c[c].type) for c in columns))
+    # preserve_rowcount: psycopg's cursor is closed before SQLAlchemy would read it
+    return stmt.execution_options(preserve_rowcount=True)
 
 
 __all__ = ["StoreError", "insert_ignore", "migrate", "open_store", "schema", "store_url", "upsert"]
