@@ -49,6 +49,7 @@ he.engine is the store (a SQLAlchemy Engine; tables in utility/schema.py).
 """
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -58,7 +59,17 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    select,
+    update,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "firmware"))
@@ -107,6 +118,58 @@ HISTORY_KEYS = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
 
 # ops that can answer `old` themselves, past the counter check (docs/PROTOCOL.md §4.4)
 OWN_OLD = ("topup", "debt", "void", "floor", "tariff")
+
+
+# ---------------- the ingestion's statements ----------------
+# Built once, with the values as bound parameters (named b_* where a column
+# of that name is set): SQLAlchemy computes each one's cache key once (it
+# is memoized on the statement) and takes its compiled form from the
+# engine's cache, so storing a record costs its parameters and the round
+# trips, not building and compiling SQL (docs/HEADEND.md "How many meters
+# one worker serves").
+def _admission(table, stored):
+    """One SELECT for one record of `table` (telemetry or events): the
+    columns `stored` of the row under its sequence (seq NULL: none), the
+    highest sequence stored (a record's own, the last one a summary covers,
+    an event's), and the highest register (ml, or an event's evs) below the
+    record's sequence and the lowest above it (HeadEnd._admit)."""
+    meter, seq = bindparam("b_meter"), bindparam("b_seq")
+    tt, ee = S.telemetry.alias("tt"), S.events.alias("ee")
+    own = tt if table is S.telemetry else ee
+    reg = own.c.ml if table is S.telemetry else own.c.evs
+
+    def agg(fn, col, *where):
+        return select(fn(col)).where(col.table.c.meter == meter, *where).scalar_subquery()
+
+    one = select(literal_column("1").label("one")).subquery("one")
+    return (select(table.c.seq, *stored,
+                   agg(func.max, tt.c.seq), agg(func.max, tt.c.last_seq), agg(func.max, ee.c.seq),
+                   agg(func.max, reg, own.c.seq < seq), agg(func.min, reg, own.c.seq > seq))
+            .select_from(one.outerjoin(table, and_(table.c.meter == meter, table.c.seq == seq))))
+
+
+_ADMIT_TELEMETRY = _admission(S.telemetry, (
+    S.telemetry.c.kind, S.telemetry.c.t, S.telemetry.c.ml, S.telemetry.c.bal,
+    func.coalesce(S.telemetry.c.last_seq, S.telemetry.c.flags)))
+_ADMIT_EVENT = _admission(S.events, (S.events.c.evs, S.events.c.t, S.events.c.code,
+                                     S.events.c.arg))
+# the meter's current registers and last_seen (the other columns set are
+# the parameters'), if the record is newer than the one they came from
+_SET_CURRENT = update(S.meters).where(S.meters.c.id == bindparam("b_meter"),
+                                      func.coalesce(S.meters.c.last_seq, 0) < bindparam("b_seq"))
+_SET_SEEN = update(S.meters).where(S.meters.c.id == bindparam("b_meter"))
+_LOCK_SQLITE = update(S.meters).where(S.meters.c.id == bindparam("b_meter")).values(id=S.meters.c.id)
+_LOCK_PG = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
+_BATTERY_NEWER = update(S.battery).where(S.battery.c.meter == bindparam("b_meter"),
+                                         S.battery.c.t <= bindparam("b_t"))
+
+
+def meter_lock_key(meter):
+    """The meter's PostgreSQL advisory lock key (a signed 64-bit integer):
+    the first 8 bytes of a SHA-256 of its id, the same in every process and
+    server version (two meters sharing one only wait for each other)."""
+    return int.from_bytes(hashlib.sha256(b"headend/meter/" + meter.encode()).digest()[:8],
+                          "big", signed=True)
 
 
 class HeadEndError(Exception):
@@ -413,14 +476,18 @@ class HeadEnd:
             return 0
         recs = codec.unbatch(payload)
         taken = []
+        newest = None       # the highest-sequence telemetry record taken as current
         with self.engine.begin() as c:
             self._lock_meter(c, meter)
             for r in recs:
                 verdict = self._admit(c, meter, r) if r["kind"] != codec.BATT else "ok"
                 # stored by now (another worker's copy) counts as a repeat too
-                if verdict and self._store(c, meter, r, now, verdict == "ok"):
+                if verdict and self._store(c, meter, r, now):
                     taken.append(r)
-            c.execute(update(S.meters).where(S.meters.c.id == meter).values(last_seen=now))
+                    if verdict == "ok" and r["kind"] == codec.TELE and (
+                            newest is None or r["seq"] > newest["seq"]):
+                        newest = r
+            self._set_current(c, meter, newest, now)
         for fn in self.on_record:
             for r in taken:
                 fn(meter, r)
@@ -431,13 +498,30 @@ class HeadEnd:
         """Begin the transaction that admits and stores one message of this
         meter with a lock that another process (a second ingestion worker)
         storing the same meter waits for until the commit, so the checks
-        read what is stored: SQLite's write lock, taken by a first write
-        (that changes nothing); PostgreSQL's lock on the meter's row."""
-        m = S.meters
+        read what is stored. On PostgreSQL a transaction-level advisory lock
+        on the meter's key (meter_lock_key): it needs no row, so the first
+        records of a meter not in `meters` are serialized too (a row lock,
+        SELECT ... FOR UPDATE, locks nothing when there is no row). On
+        SQLite the database's write lock, taken by a first UPDATE (that
+        changes nothing): an UPDATE begins a write transaction whether or
+        not a row matches (tests/host/test_store_headend.py)."""
         if c.dialect.name == "sqlite":
-            c.execute(update(m).where(m.c.id == meter).values(id=m.c.id))
+            c.execute(_LOCK_SQLITE, {"b_meter": meter})
         else:
-            c.execute(select(m.c.id).where(m.c.id == meter).with_for_update())
+            c.execute(_LOCK_PG, {"b_key": meter_lock_key(meter)})
+
+    @staticmethod
+    def _set_current(c, meter, r, now):
+        """last_seen, and the meter's current registers from telemetry record
+        r if it is newer than the one they came from. Applying only the
+        message's newest record leaves the row as applying each in turn
+        under the same condition would."""
+        if r is not None:
+            cur = {k: r[k] for k in ("t", "ml", "bal", "flow", "flags", "tv", "rssi")}
+            if c.execute(_SET_CURRENT, dict(cur, last_seq=r["seq"], last_seen=now,
+                                            b_meter=meter, b_seq=r["seq"])).rowcount:
+                return
+        c.execute(_SET_SEEN, {"b_meter": meter, "last_seen": now})
 
     # registers of `get state` that never go back on a genuine meter (the
     # command counter is saved before a command acts, outbox sequences and
@@ -484,20 +568,6 @@ class HeadEnd:
                              .where(al.c.meter == meter).order_by(al.c.id)).all()
         return [{"kind": k, "detail": d, "received": t} for k, d, t in rows]
 
-    def _stored(self, c, meter, r):
-        """The stored record with r's sequence, as a comparable tuple, or None."""
-        if r["kind"] == codec.EVENT:
-            e = S.events
-            q = select(e.c.evs, e.c.t, e.c.code, e.c.arg).where(e.c.meter == meter,
-                                                                 e.c.seq == r["seq"])
-            row = c.execute(q).first()
-            return row and (2, *row)
-        t = S.telemetry
-        row = c.execute(select(t.c.kind, t.c.t, t.c.ml, t.c.bal,
-                               func.coalesce(t.c.last_seq, t.c.flags))
-                        .where(t.c.meter == meter, t.c.seq == r["seq"])).first()
-        return row and tuple(row)
-
     @staticmethod
     def _content(r):
         if r["kind"] == codec.EVENT:
@@ -516,29 +586,23 @@ class HeadEnd:
         storing, which two ingestion workers do not keep: a pair of records
         whose register went down as seq went up raises the alarm whichever
         of the two is stored last."""
-        row = self._stored(c, meter, r)
-        if row is not None:
-            if row != self._content(r):
+        event = r["kind"] == codec.EVENT
+        row = c.execute(_ADMIT_EVENT if event else _ADMIT_TELEMETRY,
+                        {"b_meter": meter, "b_seq": r["seq"]}).one()
+        *stored, seq, last, ev_seq, before, after = row
+        if stored[0] is not None:
+            if ((2, *stored[1:]) if event else tuple(stored[1:])) != self._content(r):
                 self.alarm(meter, "seq_conflict", f"seq {r['seq']}", c)
             return None
-        t, e = S.telemetry, S.events
-        # the highest sequence stored: a record's own, or the last one a summary covers
-        seq, last = c.execute(select(func.max(t.c.seq), func.max(t.c.last_seq))
-                              .where(t.c.meter == meter)).one()
-        ev_seq = c.execute(select(func.max(e.c.seq)).where(e.c.meter == meter)).scalar()
         top = max(seq or 0, last or 0, ev_seq or 0)
         if r["seq"] > top + OUTBOX_SPAN:
             self.alarm(meter, "seq_jump", f"seq {r['seq']} after {top}", c)
             return None
-        if r["kind"] == codec.EVENT:
-            col, v, slack, what = e.c.evs, r["evs"], 0, "event"
+        if event:
+            v, slack, what = r["evs"], 0, "event"
         else:
-            col, slack, what = t.c.ml, POWER_CUT_ML, "volume"
+            slack, what = POWER_CUT_ML, "volume"
             v = r["ml"] if r["kind"] == codec.TELE else r["ml1"]
-        mine = (col.table.c.meter == meter)
-        before, after = c.execute(select(
-            select(func.max(col)).where(mine, col.table.c.seq < r["seq"]).scalar_subquery(),
-            select(func.min(col)).where(mine, col.table.c.seq > r["seq"]).scalar_subquery())).one()
         if before is not None and v < before - slack:
             self.alarm(meter, "rollback", f"{what} {v} after {before} (seq {r['seq']})", c)
             return "back"
@@ -547,15 +611,16 @@ class HeadEnd:
             self.alarm(meter, "rollback", f"{what} {after} after {v} (seq {r['seq']} stored late)", c)
         return "ok"
 
-    def _store(self, c, meter, r, now, current=True):
-        """Store one record; False if it was there already."""
+    def _store(self, c, meter, r, now):
+        """Store one record; False if it was there already (the meters row
+        is _set_current's)."""
         if r["kind"] == codec.BATT:
             # a battery meter's cell (PROTOCOL.md §3.3): the newest one is kept
             b = S.battery
             row = {"meter": meter, "t": r["t"], "mv": r["mv"], "pct": r["pct"],
                    "days": r["days"], "received": now}
             if not insert_ignore(c, b, row):
-                c.execute(update(b).where(b.c.meter == meter, b.c.t <= r["t"]).values(row))
+                c.execute(_BATTERY_NEWER, dict(row, b_meter=meter, b_t=r["t"]))
             return True
         if r["kind"] == codec.EVENT:
             return insert_ignore(c, S.events, {
@@ -563,15 +628,8 @@ class HeadEnd:
                 "arg": r["arg"], "received": now}) == 1
         if r["kind"] == codec.TELE:
             cur = {k: r[k] for k in ("t", "ml", "bal", "flow", "flags", "tv", "rssi")}
-            if not insert_ignore(c, S.telemetry, dict(cur, meter=meter, seq=r["seq"], kind=1,
-                                                      evs=r["evs"], received=now)):
-                return False
-            if current:
-                m = S.meters
-                c.execute(update(m).where(m.c.id == meter,
-                                          func.coalesce(m.c.last_seq, 0) < r["seq"])
-                          .values(dict(cur, last_seq=r["seq"])))
-            return True
+            return insert_ignore(c, S.telemetry, dict(cur, meter=meter, seq=r["seq"], kind=1,
+                                                      evs=r["evs"], received=now)) == 1
         return insert_ignore(c, S.telemetry, {
             "meter": meter, "seq": r["seq"], "kind": 3, "t": r["t1"], "ml": r["ml1"],
             "bal": r["bal"], "last_seq": r["last"], "n": r["n"], "t0": r["t0"], "ml0": r["ml0"],

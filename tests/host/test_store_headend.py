@@ -151,3 +151,89 @@ def test_two_head_ends_issuing_top_ups_at_once_never_share_a_key_or_a_counter(tm
     assert sql(heads[0], "SELECT ctr FROM meters") == [(80,)]
     for he in heads:
         he.engine.dispose()
+
+
+def _sealed(master, meter, recs):
+    from comms import codec, sign
+    uk = sign.uplink_key(sign.meter_key(master, meter))
+    return codec.seal_up(uk, f"m/{meter}/t", codec.batch(recs))
+
+
+def _tele(seq, ml):
+    from comms import codec
+    r = codec.tele(1_800_000_000 + seq * 3600, ml, 5000, 0, 1, 1, 0, -50)
+    codec.set_seq(r, seq)
+    return r
+
+
+def test_two_workers_storing_a_new_meters_first_records_at_once_take_turns(pg_url):
+    """A meter with no row in `meters` (its first records, or records ahead
+    of its provisioning) reaches three workers at once: the first stores
+    its batch and stops before the commit; the same batch redelivered to a
+    second and another record under a taken sequence to a third wait for
+    that commit (the per-meter lock needs no row), so the batch is stored
+    once, neither fails, and the conflict is seen and flagged. With the
+    old row lock (SELECT ... FOR UPDATE of the missing row) the third
+    stored nothing and raised no seq_conflict."""
+    from headend import HeadEnd
+    master = bytes(range(32))
+    first, second, third = (HeadEnd(pg_url, master) for _ in range(3))
+    batch = _sealed(master, "N1", [_tele(1, 1000), _tele(2, 2000), _tele(3, 3000)])
+    clash = _sealed(master, "N1", [_tele(2, 2500)])
+    inside, go = threading.Event(), threading.Event()
+    set_current = first._set_current
+
+    def stop_before_commit(c, meter, r, now):
+        set_current(c, meter, r, now)
+        inside.set()
+        assert go.wait(30)
+
+    first._set_current = stop_before_commit
+    got, errors = {}, []
+
+    def run(name, he, payload):
+        try:
+            got[name] = he.ingest("N1", "t", payload)
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(f"{name}: {e!r}")
+
+    a = threading.Thread(target=run, args=("first", first, batch))
+    a.start()
+    assert inside.wait(30), errors
+    others = [threading.Thread(target=run, args=("second", second, batch)),
+              threading.Thread(target=run, args=("third", third, clash))]
+    for t in others:
+        t.start()
+    # both wait on a lock held by the first one's transaction (PostgreSQL says so)
+    waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() " \
+              "AND wait_event_type = 'Lock'"
+    wait_for(lambda: sql(second, waiting) == [(2,)] or errors, what="both waiting on a lock")
+    go.set()
+    for t in [a, *others]:
+        t.join(30)
+    assert errors == []
+    assert got == {"first": 3, "second": 0, "third": 0}
+    assert sql(first, "SELECT seq, ml FROM telemetry ORDER BY seq") == [(1, 1000), (2, 2000), (3, 3000)]
+    assert [x["kind"] for x in first.alarms("N1")] == ["seq_conflict"]
+    for he in (first, second, third):
+        he.engine.dispose()
+
+
+def test_on_sqlite_the_meter_lock_holds_the_database_for_a_meter_with_no_row(tmp_path):
+    """SQLite's per-meter lock is the database's write lock, taken by an
+    UPDATE that matches no row as well: a second writer cannot begin."""
+    import sqlite3
+
+    from headend import HeadEnd
+    he = HeadEnd(tmp_path / "he.sqlite", bytes(32))
+    other = sqlite3.connect(tmp_path / "he.sqlite", timeout=0, isolation_level=None)
+    try:
+        with he.engine.begin() as c:
+            he._lock_meter(c, "N1")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        he.engine.dispose()
