@@ -48,7 +48,6 @@ of it: their rows show it.
 """
 
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -61,9 +60,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 from broker import make_test_pki
 
-MP = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
-MPPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp"),
-                   str(ROOT / "build" / "lib")])
+sys.path.insert(0, str(ROOT / "tests"))
+from mpenv import MICROPYTHON, mp_env
+
 Q3_LPS = 2500 / 3600          # litres per second at Q3
 QUEUE, LATCH = 8, 1           # edges kept: the schedule queue; the deferred GPIO interrupt
 
@@ -118,9 +117,9 @@ def main():
         der.write_bytes(x509.load_pem_x509_certificate(ca.read_bytes()).public_bytes(Encoding.DER))
         srv = tls_server(cert, key)
         try:
-            p = subprocess.run([MP, "-X", "heapsize=512K", str(ROOT / "bench" / "mp_irq_loss.py"),
+            p = subprocess.run([MICROPYTHON, "-X", "heapsize=512K", str(ROOT / "bench" / "mp_irq_loss.py"),
                                 str(srv.getsockname()[1]), str(der), str(refused_port())],
-                               cwd=str(ROOT), env=dict(os.environ, MICROPYPATH=MPPATH),
+                               cwd=str(ROOT), env=mp_env(),
                                capture_output=True, text=True, timeout=600, check=False)
         finally:
             srv.close()

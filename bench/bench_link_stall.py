@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 from broker import Broker
 from mqttwire import answer, publish_qos1, read_packet
 
-MP = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
-MPPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp"),
-                   str(ROOT / "build" / "lib")])
+sys.path.insert(0, str(ROOT / "tests"))
+from mpenv import MICROPYTHON, mp_env
+
 TARGET_MS = 50
 
 
@@ -46,9 +46,9 @@ def run_meter(host, port, tls, ca_der, dns, seconds):
         if ca_der:
             ca = os.path.join(d, "ca.der")
             Path(ca).write_bytes(ca_der)
-        out = subprocess.run([MP, str(ROOT / "bench" / "mp_link_stall.py"), d, host, str(port),
+        out = subprocess.run([MICROPYTHON, str(ROOT / "bench" / "mp_link_stall.py"), d, host, str(port),
                               "1" if tls else "0", ca, dns or "-", str(seconds)],
-                             env=dict(os.environ, MICROPYPATH=MPPATH), capture_output=True,
+                             env=mp_env(), capture_output=True,
                              check=False, text=True, timeout=seconds + 60, cwd=str(ROOT))
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:

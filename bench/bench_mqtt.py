@@ -8,7 +8,6 @@ unix port, driven by the reference head-end.
 
 import argparse
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -26,9 +25,10 @@ from comms import sign
 from headend import HeadEnd
 from office import OfficeKey
 
-MICROPYTHON = str(ROOT / ".venv" / "bin" / "micropython")
-ENV = dict(os.environ, MICROPYPATH=":".join(
-    [".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp"), str(ROOT / "build" / "lib")]))
+sys.path.insert(0, str(ROOT / "tests"))
+from mpenv import MICROPYTHON, mp_env
+
+ENV = mp_env()
 
 
 class Bench:

@@ -27,18 +27,9 @@ sys.path.append(str(ROOT))                # the utility package
 
 from broker import Broker, meter_acl, mosquitto_path
 from headend import HeadEnd
+from mpenv import MICROPYPATH, MICROPYTHON, mp_env  # noqa: F401 - the unix port; host tests import them from here
 from office import OfficeKey
 from pgserver import PgServer, pg_bin_dir
-
-# the unix port and its import path, as tests/conftest.py sets them up
-MICROPYTHON = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
-MICROPYPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp"),
-                        str(ROOT / "build" / "lib")])
-
-
-def mp_env():
-    return dict(os.environ, MICROPYPATH=MICROPYPATH)
-
 
 # region 1: M1..M6 (and B01..B40 for the bench); region 2: R2M1
 METERS = {**{f"M{i}": 1 for i in range(1, 7)}, "R2M1": 2}
