@@ -158,6 +158,10 @@ def build_hardware(name, pins_map, valve_cfg, counter_unit, spi_id, spi_baud,
         button=pin_in(p["button"], Pin.PULL_UP),
         display=segment_display(p, clock),
         tamper_pin=pin_in(p["tamper"], Pin.PULL_UP),
+        # an external comparator's open-drain output, active low (assumed,
+        # docs/BOARDS.md "Power-fail input"); the pull-up also holds the pin
+        # high on a board where none is fitted, so it never falls
+        power_fail_pin=pin_in(p["power_fail"], Pin.PULL_UP),
         battery=Battery(p["battery"]) if p["battery"] is not None else None,
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),

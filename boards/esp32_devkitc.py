@@ -11,6 +11,8 @@
 #   GPIO 2   status LED   GPIO 4 buzzer    GPIO 0  user button (BOOT, active low)
 #   GPIO 27  case tamper switch (active low) GPIO 36 battery divider (ADC1)
 #   GPIO 13/14/21 HT1621 segment LCD CS/WR/DATA (CS pulled up: idle at boot)
+#   GPIO 16  power-fail comparator output (open drain, active low; optional:
+#            on a WROVER module GPIO 16 is the PSRAM's, pin.power_fail=none)
 from boards.esp32_common import build_hardware
 
 NAME = "esp32_devkitc"
@@ -24,7 +26,7 @@ PINS = {
     "valve_open": 25, "valve_close": 26, "fb_open": 32, "fb_closed": 33,
     "spi_sck": 18, "spi_mosi": 23, "spi_miso": 19, "card_cs": 5, "card_rst": 22,
     "led": 2, "buzzer": 4, "button": 0, "tamper": 27, "battery": 36,
-    "lcd_cs": 13, "lcd_wr": 14, "lcd_data": 21,
+    "lcd_cs": 13, "lcd_wr": 14, "lcd_data": 21, "power_fail": 16,
 }
 # valve timings (keys: firmware/valve/__init__.py DEFAULTS, docs/VALVE.md);
 # for a motorised ball valve: {"type": "motor", "timeout_ms": ..., "run_ms": ...}

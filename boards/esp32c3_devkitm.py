@@ -11,6 +11,7 @@
 #   GPIO 4/5/3 SPI2 SCK/MOSI/MISO             GPIO 8   MFRC522 SDA (CS; also the RGB LED pin)
 #   GPIO 2   MFRC522 RST (held high)          GPIO 9   user button (BOOT, active low)
 #   GPIO 0   battery divider (ADC1_CH0)       no LED/tamper pins spare: see BOARDS.md
+#   no power-fail input: no GPIO left (pin.sensor=none + pin.power_fail=10 trades the loop for it)
 from boards.esp32_common import build_hardware
 
 NAME = "esp32c3_devkitm"
@@ -25,6 +26,7 @@ PINS = {
     "valve_open": 6, "valve_close": 7, "fb_open": None, "fb_closed": None,
     "spi_sck": 4, "spi_mosi": 5, "spi_miso": 3, "card_cs": 8, "card_rst": 2,
     "led": None, "buzzer": None, "button": 9, "tamper": None, "battery": 0,
+    "power_fail": None,
 }
 VALVE = {"type": "latching", "pulse_ms": 50}
 

@@ -11,6 +11,7 @@
 #   GPIO 17  status LED   GPIO 21 buzzer    GPIO 0  user button (BOOT, active low)
 #   GPIO 14  case tamper switch (active low) GPIO 1  battery divider (ADC1_CH0)
 #   GPIO 39/40/41 HT1621 segment LCD CS/WR/DATA (CS pulled up: idle at boot)
+#   GPIO 2   power-fail comparator output (open drain, active low; optional)
 from boards.esp32_common import build_hardware
 
 NAME = "esp32s3_devkitc"
@@ -24,7 +25,7 @@ PINS = {
     "valve_open": 6, "valve_close": 7, "fb_open": 15, "fb_closed": 16,
     "spi_sck": 12, "spi_mosi": 11, "spi_miso": 13, "card_cs": 10, "card_rst": 9,
     "led": 17, "buzzer": 21, "button": 0, "tamper": 14, "battery": 1,
-    "lcd_cs": 39, "lcd_wr": 40, "lcd_data": 41,
+    "lcd_cs": 39, "lcd_wr": 40, "lcd_data": 41, "power_fail": 2,
 }
 VALVE = {"type": "latching", "pulse_ms": 50}
 

@@ -46,6 +46,11 @@ OUTPUTS = ("valve_open", "valve_close", "spi_sck", "spi_mosi", "card_cs", "card_
 # outputs that must not sit on a strapping pin: a valve coil or the card's
 # chip select pulled at reset can stop the boot or move the valve
 NO_STRAP = ("valve_open", "valve_close")
+# the power-fail comparator's output is low while the supply is below its
+# threshold, and the 3V3 rail can be up (the chip leaving reset, sampling
+# its straps) before the supply reaches it: on a strapping pin it could
+# stop the boot (GPIO 0 low: the ROM's download mode)
+STRAP_LOW_AT_RESET = ("power_fail",)
 CARD = ("spi_sck", "spi_mosi", "spi_miso", "card_cs")
 LCD = ("lcd_cs", "lcd_wr", "lcd_data")     # the HT1621's serial interface: all three or none
 
@@ -91,6 +96,8 @@ def check(chip, pins, over=None, counter=None):
             errs.append("%s: GPIO %d is input-only on %s" % (role, g, chip))
         if role in NO_STRAP and g in c["strap"]:
             errs.append("%s: GPIO %d is a strapping pin; a valve driver there can break boot" % (role, g))
+        if role in STRAP_LOW_AT_RESET and g in c["strap"]:
+            errs.append("%s: GPIO %d is a strapping pin; the comparator may hold it low at reset" % (role, g))
         if role == "battery" and g not in c["adc1"]:
             errs.append("battery: GPIO %d is not on ADC1 (ADC2 is unusable with Wi-Fi)" % g)
         if g in used:

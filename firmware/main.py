@@ -316,7 +316,7 @@ def spawn(meter, hw, link=None, extra=()):
 def read_board_txt(path="board.txt"):
     """board.txt: the board name on line 1, then key=value options
     (integers where they parse, "a,b" a tuple; pin.<role>=<gpio> overrides
-    the pin map)."""
+    the pin map, pin.<role>=none takes the role off it)."""
     name, opts = "esp32_devkitc", {}
     try:
         with open(path) as f:
@@ -334,7 +334,8 @@ def read_board_txt(path="board.txt"):
         except ValueError:
             pass
         if k.startswith("pin."):
-            opts.setdefault("pins", {})[k[4:]] = v
+            # none: the part is not fitted (or its GPIO is wanted elsewhere)
+            opts.setdefault("pins", {})[k[4:]] = None if v == "none" else v
         else:
             opts[k] = v
     return name, opts

@@ -40,7 +40,7 @@ def test_shipped_boards_are_valid(name):
     c = _consts(name)
     assert c["CHIP"] in V.CHIPS
     for role in ("pulse", "valve_open", "valve_close", "spi_sck", "spi_mosi", "spi_miso",
-                 "card_cs", "card_rst", "led", "buzzer", "button", "tamper", "battery"):
+                 "card_cs", "card_rst", "led", "buzzer", "button", "tamper", "battery", "power_fail"):
         assert role in c["PINS"], role
     assert V.check(c["CHIP"], c["PINS"], None, c["COUNTER_UNIT"]) == []
 
@@ -65,11 +65,31 @@ def test_c3_counts_with_irqs():
     ({"spi_miso": None}, "card reader: needs all"),
     ({"valev_open": 3}, "no such role"),
     ({"led": "2"}, "not a GPIO number"),
+    ({"power_fail": 25}, "both on GPIO 25"),
+    ({"power_fail": 6}, "reserved"),
+    ({"power_fail": 0}, "power_fail: GPIO 0 is a strapping pin"),     # and the button's
 ])
 def test_bad_pin_maps_are_named(over, words):
     c = _consts("esp32_devkitc")
     errs = V.check("esp32", c["PINS"], over, 0)
     assert any(words in e for e in errs), errs
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_the_power_fail_input_is_optional_and_kept_off_strapping_pins(name):
+    # an open-drain comparator output, active low: low while the supply is
+    # under its threshold, which can be when the chip leaves reset
+    c = _consts(name)
+    chip, pins = c["CHIP"], c["PINS"]
+    gpio = pins["power_fail"]
+    assert gpio is None or gpio not in V.CHIPS[chip]["strap"]
+    assert V.check(chip, pins, {"power_fail": None}, c["COUNTER_UNIT"]) == []
+    for strap in V.CHIPS[chip]["strap"]:
+        # the strap's own role taken off, so only the strap is wrong
+        free = {r: None for r, g in pins.items() if g == strap}
+        errs = V.check(chip, pins, dict(free, power_fail=strap), c["COUNTER_UNIT"])
+        assert f"power_fail: GPIO {strap} is a strapping pin; the comparator may hold it low at " \
+            "reset" in errs, errs
 
 
 def test_s3_octal_psram_and_usb_pins_are_refused():
