@@ -2,7 +2,6 @@
 meter's own card session running in the MicroPython unix port."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
+from conftest import MICROPYTHON, mp_env
 import cardtool
 from card import keys as K
 from card import records as R
 from card.mifare import access_bytes, access_conditions
 
-MP = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
-MPPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp")])
 
 TAP = """
 import sys
@@ -46,7 +44,7 @@ def signed_tap(path, meter_id="M000001"):
     """Tap a multi-meter card on a simulated meter holding the test office
     key: (result code, tariff version in force or staged)."""
     src = SIGNED_TAP.replace("sys.argv[1], sys.argv[2]", repr((str(path), meter_id)))
-    out = subprocess.run([MP, "-c", src], env=dict(os.environ, MICROPYPATH=MPPATH),
+    out = subprocess.run([MICROPYTHON, "-c", src], env=mp_env(),
                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     code, tv = out.stdout.split()
@@ -55,8 +53,8 @@ def signed_tap(path, meter_id="M000001"):
 
 def meter_tap(path, meter_id="M000001"):
     """Tap the image on a simulated meter (firmware session, MicroPython)."""
-    out = subprocess.run([MP, "-c", TAP.replace("sys.argv[1], sys.argv[2]", repr((str(path), meter_id)))],
-                         env=dict(os.environ, MICROPYPATH=MPPATH), capture_output=True,
+    out = subprocess.run([MICROPYTHON, "-c", TAP.replace("sys.argv[1], sys.argv[2]", repr((str(path), meter_id)))],
+                         env=mp_env(), capture_output=True,
                          text=True, timeout=60, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     code, balance = out.stdout.split()
@@ -217,7 +215,7 @@ def test_a_second_card_of_the_same_account_gets_new_sequence_numbers(tmp_path):
     assert station(a).read()["credit"]["seq"] == 1
     assert station(b).read()["credit"]["seq"] == 2
     src = TAP_BOTH.replace("PATHS", repr([str(a), str(b)]))
-    out = subprocess.run([MP, "-c", src], env=dict(os.environ, MICROPYPATH=MPPATH), capture_output=True,
+    out = subprocess.run([MICROPYTHON, "-c", src], env=mp_env(), capture_output=True,
                          text=True, timeout=60, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     c1, c2, balance = out.stdout.split()
@@ -249,7 +247,7 @@ def test_check_card_history_is_read_and_verified_by_the_office(tmp_path):
     assert tool("--test-office", "issue", p, "check", "--region", 1, "--start", SIM_T0, "--days", 30,
                 "--history", 8) == 0
     src = HISTORY_TAP.replace("sys.argv[1], sys.argv[2]", repr((str(p), "M000001")))
-    out = subprocess.run([MP, "-c", src], env=dict(os.environ, MICROPYPATH=MPPATH),
+    out = subprocess.run([MICROPYTHON, "-c", src], env=mp_env(),
                          capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     code, recs = out.stdout.split(" ", 1)

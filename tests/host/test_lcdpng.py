@@ -2,7 +2,6 @@
 image made in the unix port by the firmware's driver is decoded through the
 same glass map and drawn segment by segment into a valid PNG."""
 
-import os
 import struct
 import subprocess
 import sys
@@ -13,11 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
+from conftest import MICROPYTHON, mp_env
 import lcdpng
 from display import glass
 
-MP = os.environ.get("MICROPYTHON", str(ROOT / ".venv" / "bin" / "micropython"))
-MPPATH = ":".join([".frozen", str(ROOT / "firmware"), str(ROOT), str(ROOT / "tests" / "mp")])
 SCRIPT = """
 from boards.unix.clock import SimClock
 from boards.unix.pins import SimPin
@@ -34,8 +32,8 @@ print(m.hex())
 
 
 def _glass_ram():
-    out = subprocess.run([MP, "-c", SCRIPT], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env=dict(os.environ, MICROPYPATH=MPPATH))
+    out = subprocess.run([MICROPYTHON, "-c", SCRIPT], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env=mp_env())
     return out.stdout.strip()
 
 
