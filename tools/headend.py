@@ -106,15 +106,27 @@ OUTBOX_SPAN = 16 * 64
 #   rollback       a register went backwards: the event sequence, or the
 #                  volume by more than a power cut can lose
 #   ack_mismatch   an ack whose command hash is not that of the command sent
+#   bad_history    a history page outside PROTOCOL.md §4.6.1 (nothing of it stored)
 # A power cut may lose up to save_l litres not yet saved (docs/METERING.md;
 # save_l is at most 1000): a volume that far below the highest is not a
 # rollback. A restored outbox is caught by its sequence numbers instead.
 POWER_CUT_ML = 1000 * 1000
 
-UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch")
+UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch",
+                 "bad_history")
 
 # a frozen register record's fields, in the order of PROTOCOL.md §4.6.1
 HISTORY_KEYS = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
+# each field's range: the meter's own record format (storage/history.py:
+# seq, t 32-bit unsigned, al 8-bit, span 16-bit, the registers 64-bit
+# signed), the day's charge not below 0 (it is a ledger amount)
+_I64 = (-(1 << 63), (1 << 63) - 1)
+HISTORY_RANGES = dict(zip(HISTORY_KEYS, ((1, (1 << 32) - 1), (0, (1 << 32) - 1), (0, 255),
+                                         (0, 0xFFFF), _I64, _I64, _I64, (0, _I64[1]), _I64)))
+HISTORY_PAGE = 8                                    # records a page holds at most (§4.6.1 `c`)
+# records a meter keeps (firmware/storage/history.py DAYS, MONTHS, a MicroPython
+# module: its const() import keeps it out of CPython)
+HISTORY_DEPTH = {"d": 96, "m": 40}
 
 # ops that can answer `old` themselves, past the counter check (docs/PROTOCOL.md §4.4)
 OWN_OLD = ("topup", "debt", "void", "floor", "tariff")
@@ -986,13 +998,21 @@ class HeadEnd:
         with self.engine.connect() as c:
             have = c.execute(select(func.max(h.c.seq)).where(h.c.meter == meter,
                                                              h.c.kind == kind)).scalar() or 0
-        new, before = 0, 0
+        new, before, got = 0, 0, 0
         while True:
             a = self.command(meter, "history", timeout=timeout, k=kind,
                              **({"b": before} if before else {}))
             if a["code"] != codes.ACCEPTED:
                 raise HeadEndError(f"history: {a['result']}")
-            page = [r for r in a["detail"] or [] if r[0] > have]
+            recs = self._history_page(meter, a["detail"], before)
+            # a meter that pages on past the records it can hold is not
+            # paging its ring: stop (what was stored stays)
+            got += len(recs)
+            if got > HISTORY_DEPTH[kind] + HISTORY_PAGE:
+                self.alarm(meter, "bad_history", f"{kind}: more than {got - len(recs)} records")
+                raise HeadEndError(f"history: {meter} sent more {kind} records than a meter "
+                                   f"keeps ({HISTORY_DEPTH[kind]}); stopped")
+            page = [r for r in recs if r[0] > have]
             now = time.time()
             with self.engine.begin() as c:
                 for r in page:
@@ -1002,9 +1022,41 @@ class HeadEnd:
                         self._ledger(c, meter, "charge", f"d/{rec['seq']}", rec["chg"], now,
                                      rec["t"])
             new += len(page)
-            if len(page) < len(a["detail"] or []) or not page:
+            if len(page) < len(recs) or not page:
                 return new
             before = page[-1][0]
+
+    def _history_page(self, meter, detail, before):
+        """The records of one history ack's detail, checked against
+        PROTOCOL.md §4.6.1 before any is stored: a list of at most 8 lists
+        of 9 integers in their fields' ranges, seq falling and below
+        `before`. Anything else is the meter's (or its owner's) doing:
+        alarm `bad_history`, nothing of the page stored, HeadEndError."""
+        why = None
+        if detail is None:
+            return []
+        if not isinstance(detail, list) or len(detail) > HISTORY_PAGE:
+            why = f"not a list of at most {HISTORY_PAGE} records"
+        else:
+            last = before or 1 << 32
+            for r in detail:
+                if (not isinstance(r, list) or len(r) != len(HISTORY_KEYS)
+                        or any(type(v) is not int for v in r)):
+                    why = f"a record is not {len(HISTORY_KEYS)} integers: {json.dumps(r)[:80]}"
+                    break
+                bad = [k for k, v in zip(HISTORY_KEYS, r)
+                       if not HISTORY_RANGES[k][0] <= v <= HISTORY_RANGES[k][1]]
+                if bad:
+                    why = f"seq {r[0]}: {bad[0]} {r[HISTORY_KEYS.index(bad[0])]} out of range"
+                    break
+                if r[0] >= last:
+                    why = f"seq {r[0]} not below {last}"
+                    break
+                last = r[0]
+        if why is not None:
+            self.alarm(meter, "bad_history", why)
+            raise HeadEndError(f"history: {meter} sent a malformed page ({why}); nothing of it stored")
+        return detail
 
     def history(self, meter, kind="d", limit=400):
         """Stored frozen records, oldest first, as dicts."""

@@ -1,0 +1,164 @@
+"""A review's attacks on the head-end from a meter its customer controls
+(docs/SECURITY.md D5, D6): the meter's own MQTT user and uplink key (a
+flash dump gives both), answering the head-end's commands with whatever
+it likes and publishing any record its key can sign. Real Mosquitto with
+TLS and the project's ACL, the reference head-end, the store on SQLite and
+PostgreSQL; the "meter" is a scripted MQTT client (tools/uplinksim.py's
+shape), since no genuine firmware sends these."""
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from broker import Broker, meter_acl
+from comms import codec, sign
+from conftest import sql
+from consolekit import Browser, make_app, users
+from headend import HISTORY_DEPTH, HeadEnd, HeadEndError
+from office import OfficeKey
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_780_000_000
+
+
+class RogueMeter:
+    """Meter R1's MQTT connection, answering each command with
+    answer(command dict) -> (code, value, detail) under its uplink key."""
+
+    def __init__(self, w, answer):
+        self.uk = sign.uplink_key(sign.meter_key(w.master, "R1"))
+        self.answer, self.commands = answer, []
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="R1")
+        self.c.username_pw_set("R1", sign.mqtt_password(w.master, "R1"))
+        self.c.tls_set(ca_certs=w.broker.ca_file)
+        up = threading.Event()
+        self.c.on_connect = lambda *a: (self.c.subscribe("m/R1/c", 1), up.set())
+        self.c.on_message = self._on_message
+        self.c.connect(w.broker.host, w.broker.port)
+        self.c.loop_start()
+        assert up.wait(10)
+
+    def _on_message(self, client, userdata, msg):
+        cmd = json.loads(bytes(msg.payload).rsplit(b"|", 1)[0])
+        self.commands.append(cmd)
+        got = self.answer(cmd)
+        if got is not None:
+            code, val, detail = got
+            # not waited for here: this is paho's network thread, which reads the PUBACK
+            self.publish("a", codec.ack(cmd["n"], code, val, detail, bytes(msg.payload)))
+
+    def publish(self, chan, body):
+        topic = f"m/R1/{chan}"
+        return self.c.publish(topic, codec.seal_up(self.uk, topic, body), qos=1)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class World:
+    def __init__(self, db):
+        self.db = db
+        self.master = bytes(range(32))
+        self.he_pw = "headend-pw"
+        self.broker = Broker(tls=True, users={"R1": sign.mqtt_password(self.master, "R1"),
+                                              "headend": self.he_pw},
+                             acl=meter_acl({"R1": 1}, ["headend"])).start()
+        self.he = HeadEnd(db, self.master, self.broker.host, self.broker.admin_port, "headend",
+                          self.he_pw, self.broker.ca_file, office=OfficeKey.generate()).connect()
+        self.he.provision("R1", 1)
+
+    def close(self):
+        self.he.close()
+        self.broker.stop()
+        self.broker._dir.cleanup()
+
+
+@pytest.fixture()
+def world(store_url):
+    w = World(store_url)
+    yield w
+    w.close()
+
+
+def _day(seq):
+    """A well-formed daily record: [seq, t, al, span, ml, dml, tc, chg, bal]."""
+    return [seq, T0 + seq % 1000 * 86400, 0, 1, seq * 10_000, 10_000, seq * 5000, 5000, 1_000_000]
+
+
+def test_attack_history_depth_is_the_firmware_rings():
+    src = (ROOT / "firmware" / "storage" / "history.py").read_text()
+    assert HISTORY_DEPTH == {"d": int(re.search(r"^DAYS = const\((\d+)\)", src, re.MULTILINE)[1]),
+                             "m": int(re.search(r"^MONTHS = const\((\d+)\)", src, re.MULTILINE)[1])}
+
+
+def test_attack_history_a_meter_that_pages_on_forever_is_stopped_at_its_rings_depth(world):
+    """The head-end pages back until a page is empty: a meter that always
+    has 8 more (seq falling from 2^32-1) kept the operator's request in a
+    loop and wrote a history row and a ledger entry per record, without end
+    (here it gives up after 40 pages, 320 records)."""
+    def answer(cmd):
+        if cmd["op"] != "history" or len(rogue.commands) > 40:
+            return None
+        top = cmd.get("b") or 1 << 32
+        return 0, top - 1, [_day(top - 1 - i) for i in range(8)]
+    rogue = RogueMeter(world, answer)
+    try:
+        with pytest.raises(HeadEndError, match="more d records than a meter keeps"):
+            world.he.fetch_history("R1", "d", timeout=5)
+    finally:
+        rogue.close()
+    stored = sql(world.he, "SELECT COUNT(*) FROM history WHERE meter = 'R1'")[0][0]
+    assert stored <= HISTORY_DEPTH["d"] + 8 and len(rogue.commands) <= stored // 8 + 1
+    assert [a["kind"] for a in world.he.alarms("R1")] == ["bad_history"]
+
+
+BAD_PAGES = {
+    "an object": {"seq": 1},
+    "a string field": [[1, "<script>alert(1)</script>", 0, 1, 0, 0, 0, 0, 0]],
+    "a float": [[1, T0, 0, 1, 0.5, 0, 0, 0, 0]],
+    "NaN": [[1, T0, 0, 1, 0, 0, 0, float("nan"), 0]],
+    "a negative charge": [[1, T0, 0, 1, 0, 0, 0, -5_000_000, 0]],
+    "a charge past 64 bits": [[1, T0, 0, 1, 0, 0, 0, 1 << 64, 0]],
+    "a time past 32 bits": [[1, 1 << 40, 0, 1, 0, 0, 0, 0, 0]],
+    "a short record": [[1, T0, 0]],
+    "a nested list": [[1, T0, 0, 1, [0], 0, 0, 0, 0]],
+    "seq not falling": [_day(5), _day(5)],
+    "nine records": [_day(20 - i) for i in range(9)],
+}
+
+
+def test_attack_history_a_malformed_page_is_refused_whole_with_its_reason(world):
+    """What the meter's history ack carries goes into `history`, the ledger
+    (a day's charge) and the meter's page: one field of the wrong type or
+    range stored nothing of the page, raised HeadEndError with the reason
+    (the console's action shows it) and an alarm; the meter page still
+    renders. Before, a string field was stored as it came on SQLite (and
+    the meter's page failed on it), PostgreSQL raised DataError, an object
+    raised TypeError and a negative charge went to the ledger."""
+    bad = iter(BAD_PAGES.items())
+    current = {}
+
+    def answer(cmd):
+        if cmd["op"] == "history":
+            return 0, 1, current["page"]
+        return None
+    rogue = RogueMeter(world, answer)
+    try:
+        for what, page in bad:
+            current["page"] = page
+            with pytest.raises(HeadEndError, match="malformed page") as e:
+                world.he.fetch_history("R1", "d", timeout=5)
+            assert "nothing of it stored" in str(e.value), what
+    finally:
+        rogue.close()
+    assert sql(world.he, "SELECT COUNT(*) FROM history")[0][0] == 0
+    assert sql(world.he, "SELECT COUNT(*) FROM ledger")[0][0] == 0
+    assert [a["kind"] for a in world.he.alarms("R1")] == ["bad_history"] * len(BAD_PAGES)
+    app = make_app(world.db)
+    users(app, bob="viewer")
+    page = Browser(app, "bob", "bobbob").get("/meters/R1")
+    assert page.status_code == 200 and "<script>alert" not in page.text
