@@ -107,13 +107,14 @@ OUTBOX_SPAN = 16 * 64
 #                  volume by more than a power cut can lose
 #   ack_mismatch   an ack whose command hash is not that of the command sent
 #   bad_history    a history page outside PROTOCOL.md §4.6.1 (nothing of it stored)
+#   bad_record     a record (or a get-state register) beyond the store's 64 bits (dropped)
 # A power cut may lose up to save_l litres not yet saved (docs/METERING.md;
 # save_l is at most 1000): a volume that far below the highest is not a
 # rollback. A restored outbox is caught by its sequence numbers instead.
 POWER_CUT_ML = 1000 * 1000
 
 UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch",
-                 "bad_history")
+                 "bad_history", "bad_record")
 
 # a frozen register record's fields, in the order of PROTOCOL.md §4.6.1
 HISTORY_KEYS = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
@@ -492,6 +493,8 @@ class HeadEnd:
         with self.engine.begin() as c:
             self._lock_meter(c, meter)
             for r in recs:
+                if self._too_big(c, meter, r):
+                    continue
                 verdict = self._admit(c, meter, r) if r["kind"] != codec.BATT else "ok"
                 # stored by now (another worker's copy) counts as a repeat too
                 if verdict and self._store(c, meter, r, now):
@@ -504,6 +507,16 @@ class HeadEnd:
             for r in taken:
                 fn(meter, r)
         return len(taken)
+
+    def _too_big(self, c, meter, r):
+        """True, with alarm `bad_record`, for a record with a field the
+        store's 64-bit columns cannot hold (the volume registers are
+        unsigned 64-bit on the wire; no genuine meter comes near 2^63 mL).
+        It alone is dropped: storing it failed the whole message before."""
+        big = [k for k, v in r.items() if isinstance(v, int) and not _I64[0] <= v <= _I64[1]]
+        if big:
+            self.alarm(meter, "bad_record", f"seq {r['seq']}: {big[0]} {r[big[0]]} beyond 64 bits", c)
+        return bool(big)
 
     @staticmethod
     def _lock_meter(c, meter):
@@ -555,6 +568,9 @@ class HeadEnd:
         for reg, slack in self.REGISTERS:
             v = d.get(reg)
             if not isinstance(v, int) or isinstance(v, bool):
+                continue
+            if not _I64[0] <= v <= _I64[1]:     # no mark can hold it: the ack is kept, not it
+                self.alarm(meter, "bad_record", f"get state {reg} {v} beyond 64 bits", c)
                 continue
             hi = c.execute(select(mk.c.hi).where(mk.c.meter == meter, mk.c.reg == reg)).scalar()
             if hi is not None and v < hi - slack:

@@ -162,3 +162,32 @@ def test_attack_history_a_malformed_page_is_refused_whole_with_its_reason(world)
     users(app, bob="viewer")
     page = Browser(app, "bob", "bobbob").get("/meters/R1")
     assert page.status_code == 200 and "<script>alert" not in page.text
+
+
+def test_attack_a_record_beyond_64_bits_is_dropped_alone_with_its_reason(world):
+    """The volume registers are unsigned 64-bit on the wire, the store's
+    columns signed 64-bit: one record of 2^64-1 mL failed the whole
+    message's INSERT (OverflowError on SQLite, DataError on PostgreSQL), so
+    the genuine records beside it were lost with no reason but a log line.
+    Now that record alone is dropped, with alarm `bad_record`; a get-state
+    answer with such a register is stored (its mark is not)."""
+    uk = sign.uplink_key(sign.meter_key(world.master, "R1"))
+    recs = [codec.tele(T0, 10_000, 5_000_000, 0, codec.F_VALVE_OPEN, 1, 0, -60),
+            codec.tele(T0 + 3600, (1 << 64) - 1, 5_000_000, 0, codec.F_VALVE_OPEN, 1, 0, -60),
+            codec.summary(3, 3, 1, T0 + 3600, T0 + 3600, 1 << 63, 1 << 63, 5_000_000, 0),
+            codec.event(1, T0 + 7200, 2, 1000)]
+    for seq, r in enumerate(recs, 1):
+        codec.set_seq(r, seq)
+    assert world.he.ingest("R1", "t", codec.seal_up(uk, "m/R1/t", codec.batch(recs))) == 2
+    assert sql(world.he, "SELECT seq, ml FROM telemetry") == [(1, 10_000)]
+    assert sql(world.he, "SELECT seq FROM events") == [(4,)]
+    assert sql(world.he, "SELECT ml FROM meters WHERE id = 'R1'") == [(10_000,)]
+    rogue = RogueMeter(world, lambda cmd: (0, 0, {"id": "R1", "n": cmd["n"], "ml": 1 << 64})
+                       if cmd["op"] == "get" else None)
+    try:
+        assert world.he.get("R1", timeout=5)["detail"]["ml"] == 1 << 64
+    finally:
+        rogue.close()
+    assert [a["detail"] for a in world.he.alarms("R1")] == [
+        f"seq 2: ml {(1 << 64) - 1} beyond 64 bits", f"seq 3: ml0 {1 << 63} beyond 64 bits",
+        f"get state ml {1 << 64} beyond 64 bits"]
