@@ -113,6 +113,9 @@ OUTBOX_SPAN = 16 * 64
 # rollback. A restored outbox is caught by its sequence numbers instead.
 POWER_CUT_ML = 1000 * 1000
 
+# alarms of one kind stored per meter and hour (HeadEnd.alarm): beyond, counted, not stored
+ALARM_REPEAT, ALARM_HOUR_S = 10, 3600
+
 UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch",
                  "bad_history", "bad_record")
 
@@ -276,6 +279,8 @@ class HeadEnd:
         self._cond = threading.Condition()
         self._acks = {}          # (meter, n) -> ack dict
         self._sent = {}          # (meter, n) -> codec.command_hash of the command published
+        self._alarm_lock = threading.Lock()
+        self._alarm_counts = {}  # (meter, kind) -> [start of its hour, alarms in it]
         self.on_ack = []         # fn(meter, ack) for every ack (the bench uses it)
         self.on_record = []      # fn(meter, record dict)
         self.ota = None          # rollout.Rollout being served (tools/rollout.py)
@@ -580,8 +585,24 @@ class HeadEnd:
 
     def alarm(self, meter, kind, detail="", conn=None):
         """Record a head-end alarm; in conn's transaction when given (a
-        second connection would wait for that transaction's write lock)."""
-        row = {"meter": meter, "kind": kind, "detail": detail, "received": time.time()}
+        second connection would wait for that transaction's write lock).
+        At most ALARM_REPEAT of one kind per meter and hour are stored (by
+        this process): a customer can make their meter raise one per
+        publish (forged_uplink, seq_conflict ...), and a row per publish
+        filled the store at the publisher's rate."""
+        now = time.time()
+        with self._alarm_lock:
+            hour = self._alarm_counts.setdefault((meter, kind), [now, 0])
+            if now - hour[0] >= ALARM_HOUR_S:
+                hour[:] = [now, 0]
+            hour[1] += 1
+            n = hour[1]
+        if n > ALARM_REPEAT:
+            return
+        if n == ALARM_REPEAT:
+            detail = (f"{detail} (the {ALARM_REPEAT}th {kind} of {meter} within the hour: "
+                      "more are not stored until it has passed)")
+        row = {"meter": meter, "kind": kind, "detail": detail, "received": now}
         if conn is not None:
             conn.execute(S.alarms.insert(), row)
         else:

@@ -9,16 +9,20 @@ shape), since no genuine firmware sends these."""
 import json
 import re
 import threading
+import time
 from pathlib import Path
 
+import codes
 import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, meter_acl
 from comms import codec, sign
 from conftest import sql
 from consolekit import Browser, make_app, users
-from headend import HISTORY_DEPTH, HeadEnd, HeadEndError
+from headend import ALARM_REPEAT, HISTORY_DEPTH, HeadEnd, HeadEndError
 from office import OfficeKey
+
+from utility import schema as st
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_780_000_000
@@ -157,7 +161,9 @@ def test_attack_history_a_malformed_page_is_refused_whole_with_its_reason(world)
         rogue.close()
     assert sql(world.he, "SELECT COUNT(*) FROM history")[0][0] == 0
     assert sql(world.he, "SELECT COUNT(*) FROM ledger")[0][0] == 0
-    assert [a["kind"] for a in world.he.alarms("R1")] == ["bad_history"] * len(BAD_PAGES)
+    # one each, up to the hourly repeat limit of a kind
+    assert [a["kind"] for a in world.he.alarms("R1")] == ["bad_history"] * min(len(BAD_PAGES),
+                                                                                ALARM_REPEAT)
     app = make_app(world.db)
     users(app, bob="viewer")
     page = Browser(app, "bob", "bobbob").get("/meters/R1")
@@ -191,3 +197,46 @@ def test_attack_a_record_beyond_64_bits_is_dropped_alone_with_its_reason(world):
     assert [a["detail"] for a in world.he.alarms("R1")] == [
         f"seq 2: ml {(1 << 64) - 1} beyond 64 bits", f"seq 3: ml0 {1 << 63} beyond 64 bits",
         f"get state ml {1 << 64} beyond 64 bits"]
+
+
+def test_attack_a_meters_alarm_flood_is_bounded_and_hides_no_other_alarm(world):
+    """A customer's meter raises an alarm per publish at will (untagged
+    junk: forged_uplink) and sends tamper events by the thousand under its
+    own key. Before, each was a row: the store grew at the publisher's
+    rate, and the alarms page (the newest 500 head-end alarms, the newest
+    1000 alarm events) lost the meter's own rollback and every other
+    meter's alarms under the flood. Now one kind is stored at most
+    ALARM_REPEAT times per meter and hour, and the pages show one row per
+    meter and kind with its count."""
+    he, uk = world.he, sign.uplink_key(sign.meter_key(world.master, "R1"))
+    now = time.time()
+
+    def batch(recs, first):
+        for seq, r in enumerate(recs, first):
+            codec.set_seq(r, seq)
+        return codec.seal_up(uk, "m/R1/e", codec.batch(recs))
+    # the meter's volume falls by more than a power cut loses: rollback
+    he.ingest("R1", "e", batch([codec.tele(T0, 5_000_000_000, 0, 0, 1, 1, 0, -60),
+                                codec.tele(T0 + 3600, 1_000_000, 0, 0, 1, 1, 0, -60)], 1))
+    with he.engine.begin() as c:      # another meter's alarms, an hour before the flood
+        c.execute(st.events.insert().values(meter="M9", seq=1, evs=1, t=T0, code=codes.EV_LEAK,
+                                            arg=0, received=now - 3600))
+        c.execute(st.alarms.insert().values(meter="M9", kind="seq_jump", detail="seq 9000 after 1",
+                                            received=now - 3600))
+    for i in range(600):
+        assert he.ingest("R1", "t", bytes([codec.VERSION]) + i.to_bytes(4, "big") * 10) == 0
+    for k in range(11):
+        evs = [codec.event(k * 100 + i + 1, T0 + 7200, codes.EV_TAMPER, 1) for i in range(100)]
+        assert he.ingest("R1", "e", batch(evs, 3 + k * 100)) == 100
+    kinds = [a["kind"] for a in he.alarms("R1")]
+    assert kinds.count("forged_uplink") == ALARM_REPEAT and kinds.count("rollback") == 1
+    app = make_app(world.db)
+    users(app, bob="viewer")
+    bob = Browser(app, "bob", "bobbob")
+    page = bob.get("/alarms").text
+    he_table = page.split('id="headend-alarms"')[1].split("</table>")[0]
+    assert "rollback" in he_table and "M9" in he_table and "seq 9000 after 1" in he_table
+    ev_table = page.split('id="event-alarms"')[1].split("</table>")[0]
+    assert "M9" in ev_table and codes.event_name(codes.EV_LEAK) in ev_table
+    assert '<td class="num">1100</td>' in ev_table
+    assert "rollback" in bob.get("/meters/R1").text.split('id="he-alarms"')[1]

@@ -122,12 +122,22 @@ def topups(conn, meter_id, limit=50):
         sa.select(t).where(t.c.meter == meter_id).order_by(t.c.created.desc()).limit(limit))]
 
 
-def headend_alarms(conn, meter_id=None):
+def headend_alarms(conn, meter_id=None, limit=500):
+    """The head-end's alarms, one row per meter and kind, newest first: how
+    many, the first one's time and the newest one's detail and time. A
+    meter that raises thousands of one kind (its customer can: one per
+    publish) is one row, and pushes no other meter's alarm, nor its own
+    other kinds, off the page."""
     a = st.alarms
-    q = sa.select(a.c.meter, a.c.kind, a.c.detail, a.c.received).order_by(a.c.received.desc())
+    g = sa.select(a.c.meter, a.c.kind, sa.func.count().label("count"),
+                  sa.func.min(a.c.received).label("first"),
+                  sa.func.max(a.c.id).label("last_id")).group_by(a.c.meter, a.c.kind)
     if meter_id is not None:
-        q = q.where(a.c.meter == meter_id)
-    return [r._asdict() for r in conn.execute(q.limit(500))]
+        g = g.where(a.c.meter == meter_id)
+    g = g.subquery()
+    q = (sa.select(g.c.meter, g.c.kind, g.c.count, g.c.first, a.c.detail, a.c.received)
+         .join(a, a.c.id == g.c.last_id).order_by(a.c.received.desc(), a.c.id.desc()))
+    return [r._asdict() for r in conn.execute(q.limit(limit))]
 
 
 # ---------------- consumption ----------------
@@ -267,10 +277,16 @@ def alarm_list(conn, now, silent_s):
     """Everything an operator should look at: event alarms of the last
     week, the head-end's alarms, meters silent for longer than silent_s."""
     e, m = st.events, st.meters
+    # one row per meter and alarm code (how many, the newest one's time and
+    # argument): a meter's own flood of tamper events hides no other alarm
+    g = (sa.select(e.c.meter, e.c.code, sa.func.count().label("count"),
+                   sa.func.max(e.c.seq).label("seq"))
+         .where(e.c.code.in_(ALARM_EVENTS), e.c.received > now - ALARM_WINDOW_S)
+         .group_by(e.c.meter, e.c.code).subquery())
     ev = [dict(r._asdict(), name=ALARM_EVENTS[r.code]) for r in conn.execute(
-        sa.select(e.c.meter, e.c.t, e.c.code, e.c.arg, e.c.received)
-        .where(e.c.code.in_(ALARM_EVENTS), e.c.received > now - ALARM_WINDOW_S)
-        .order_by(e.c.received.desc()).limit(1000))]
+        sa.select(g.c.meter, e.c.t, g.c.code, g.c.count, e.c.arg, e.c.received)
+        .join(e, sa.and_(e.c.meter == g.c.meter, e.c.seq == g.c.seq))
+        .order_by(e.c.received.desc(), e.c.meter).limit(1000))]
     silent = [r._asdict() for r in conn.execute(
         sa.select(m.c.id, m.c.region, m.c.building, m.c.last_seen)
         .where(sa.or_(m.c.last_seen.is_(None), m.c.last_seen < now - silent_s))
