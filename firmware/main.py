@@ -427,8 +427,9 @@ def boot(board_name, ready=None, **board_opts):
         if production:
             _step("gate")
             s.gate()            # the main thread reads the serial line, nothing else
-        print("meter %s running; the REPL is free. help() lists the service commands."
-              % meter.cfg["meter_id"])
+        # one write, newline included: the meter's thread is printing already
+        print("meter %s running; the REPL is free. help() lists the service commands.\n"
+              % meter.cfg["meter_id"], end="")
         return s
     except BaseException as e:  # noqa: BLE001 - never a crash loop, never an open prompt
         if production:

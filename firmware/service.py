@@ -19,6 +19,7 @@ import os
 import codes
 import config
 import timeutil
+from units import money
 from storage import history as hist
 
 SESSION_SAVE_S = const(5)     # while a session is open, flow is saved this often
@@ -207,13 +208,6 @@ def is_production(cfg, secrets):
 
 
 # ---------------- formatting ----------------
-def money(v):
-    """Money units (1/1000 of the minor unit) as major.minor, truncated."""
-    sign = "-" if v < 0 else ""
-    v = -v if v < 0 else v
-    return "%s%d.%02d" % (sign, v // 100_000, (v // 1000) % 100)
-
-
 def m3(ml):
     return "%d.%03d m3" % (ml // 1_000_000, (ml // 1000) % 1000)
 
@@ -224,11 +218,27 @@ def when(t, tz=0):
 
 
 _LEVELS = ("ok", "low-1", "low-2", "exhausted")
-_WHY = ("", "credit", "command", "fault", "leak", "burst", "tamper", "battery", "sensor")
 
 
 def _why(w):
-    return _WHY[w] if 0 <= w < len(_WHY) else "why-%d" % w
+    if w == codes.WHY_NONE:
+        return ""
+    return codes.WHY_NAMES[w] if 0 < w < len(codes.WHY_NAMES) else "why-%d" % w
+
+
+def event_detail(code, arg):
+    """What an event's argument means, for people (log(), the simulator):
+    a result's name, an amount of money, why the valve moved; "" when the
+    number says it all."""
+    if code in (codes.EV_CREDIT_REJECTED, codes.EV_TARIFF_REJECTED, codes.EV_CARD_REJECTED,
+                codes.EV_COMMAND_REJECTED):
+        return codes.result_name(arg)
+    if code in (codes.EV_CREDIT, codes.EV_EMERGENCY, codes.EV_LOW_CREDIT_1, codes.EV_LOW_CREDIT_2,
+                codes.EV_CREDIT_EXHAUSTED, codes.EV_FRIENDLY_DEBT, codes.EV_DEBT):
+        return money(arg)
+    if code in (codes.EV_VALVE_OPEN, codes.EV_VALVE_CLOSED):
+        return _why(arg)
+    return ""
 
 
 # ---------------- commands ----------------
@@ -325,16 +335,9 @@ def log(n=20):
         evs = s.meter.log.recent(n)
     tz = s.meter.cfg["tz"]
     for seq, t, code, arg in evs:
-        name = codes.event_name(code)
-        extra = ""
-        if code in (codes.EV_CREDIT_REJECTED, codes.EV_TARIFF_REJECTED, codes.EV_CARD_REJECTED):
-            extra = "  (%s)" % codes.result_name(arg)
-        elif code in (codes.EV_CREDIT, codes.EV_EMERGENCY, codes.EV_LOW_CREDIT_1,
-                      codes.EV_LOW_CREDIT_2, codes.EV_CREDIT_EXHAUSTED):
-            extra = "  (%s)" % money(arg)
-        elif code in (codes.EV_VALVE_OPEN, codes.EV_VALVE_CLOSED):
-            extra = "  (%s)" % (_why(arg) or "-")
-        _p("%6d %s %-18s %11d%s" % (seq, when(t, tz), name, arg, extra))
+        detail = event_detail(code, arg)
+        _p("%6d %s %-18s %11d%s" % (seq, when(t, tz), codes.event_name(code), arg,
+                                    "  (%s)" % detail if detail else ""))
     if not evs:
         _p("(no events)")
 
