@@ -32,6 +32,8 @@ from broker import Broker
 from headend import HeadEnd, HeadEndError
 from office import OfficeKey
 
+from utility import money
+
 # The simulated utility's master key. It exists only in this simulated
 # world: a real meter gets its keys at provisioning and accepts no built-in key.
 SIM_START = 1767603600     # boards/unix/scenarios.py START: the simulated clock's origin
@@ -41,14 +43,41 @@ METER_ID, REGION = "M000001", 1
 IMAGE_BYTES = 160_000      # the ota scenario's image, kept short for the demo (a frozen ESP32 image is ~1.6 MB: bench/bench_ota.py)
 
 
-def scenario_names():
-    """The keys of SCENARIOS in boards/unix/scenarios.py, read without
-    running it (it is MicroPython: const())."""
+def _scenarios_table():
+    """SCENARIOS of boards/unix/scenarios.py as {name: its (start, steps) node},
+    and every top-level assignment by name, read without running the file
+    (it is MicroPython: const())."""
     tree = ast.parse((ROOT / "boards" / "unix" / "scenarios.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SCENARIOS" for t in node.targets):
-            return [k.value for k in node.value.keys]
-    raise SystemExit("boards/unix/scenarios.py has no SCENARIOS table")
+    names = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)}
+    if "SCENARIOS" not in names:
+        raise SystemExit("boards/unix/scenarios.py has no SCENARIOS table")
+    table = names["SCENARIOS"]
+    return {k.value: v for k, v in zip(table.keys, table.values)}, names
+
+
+def scenario_names():
+    return list(_scenarios_table()[0])
+
+
+def scenario_cards(name):
+    """The cards a scenario puts on the reader (its "card" steps), in order."""
+    table, names = _scenarios_table()
+    steps = table[name].elts[1]
+    steps = names.get(getattr(steps, "id", None), steps)
+    cards = []
+    for node in ast.walk(steps):
+        if (isinstance(node, ast.Tuple) and len(node.elts) == 3 and isinstance(node.elts[1], ast.Constant)
+                and node.elts[1].value == "card" and node.elts[2].value not in cards):
+            cards.append(node.elts[2].value)
+    return cards
+
+
+# what the office issues (provision), as the narrative names them
+CARDS = {"user": "user (5.00)", "clone": "a copy of the user card made before its first tap",
+         "foreign": "a user card of another region (1.00)",
+         "forged-tariff": "a tariff card forged from a meter's dump (price 0)",
+         "check": "a check card (collects the meter's reading)"}
 
 
 def micropython_env():
@@ -178,7 +207,8 @@ def utility(line, he, broker, cards):
         _, _, name, amount = line.split()
         try:
             cardtool("topup", cards / f"{name}.json", "--amount", amount)
-            print(f"[office] {name} card topped up with {int(amount)} units", flush=True)
+            print(f"[office] {name} card topped up with {money.fmt(int(amount))} ({int(amount)} units)",
+                  flush=True)
         except SystemExit as e:
             print(f"[office] top-up refused: {e}", flush=True)
         return True
@@ -188,7 +218,8 @@ def utility(line, he, broker, cards):
     elif words[0] == "!headend" and words[1] == "topup":  # !headend topup AMOUNT
         try:
             he.topup(METER_ID, int(words[2]), account=1, timeout=None)
-            print(f"[headend] online top-up of {int(words[2])} units sent to {METER_ID}", flush=True)
+            print(f"[headend] online top-up of {money.fmt(int(words[2]))} ({int(words[2])} units) sent to "
+                  f"{METER_ID}", flush=True)
         except HeadEndError as e:
             print(f"[headend] top-up not sent: {e}", flush=True)
     elif words[0] == "!headend" and words[1] in ("ota", "ota-forged", "ota-check"):
@@ -324,8 +355,10 @@ def main(argv=None):
         print(f"[sim] broker: {broker.kind} on {broker.host}:{broker.port}", flush=True)
         he, cards = provision(args.state, broker)
         he.connect()
-        print("[office] meter provisioned; cards issued: user (5.00), a clone of it, "
-              "a foreign-region user card, a check card", flush=True)
+        used = list(CARDS) if args.interactive else scenario_cards(args.scenario)
+        print("[office] meter provisioned (keys, broker settings); " + (
+            "cards for this scenario: " + ", ".join(CARDS[c] for c in used) if used else
+            "this scenario uses no card"), flush=True)
         servers = serve_console(he, args.console_port)
         cmd = [args.micropython] + (["-X", "heapsize=" + args.heap] if args.heap else [])
         if args.ram_probe:

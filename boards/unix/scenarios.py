@@ -48,10 +48,15 @@ DAY = [
     (10800, "end", 0),
 ]
 
+# No card here: the user card's 5.00 is the day scenario's. The 3.00 goes
+# straight into the meter's ledger, as an office adjustment would.
 QUICK = [
+    (0, "note", "meter boots with no credit: valve closed; this scenario taps no card"),
     (0, "topup", 300_000),
+    (0, "note", "the valve stays closed until the customer confirms at the meter"),
     (10, "tap", 0),
-    (20, "flow", 2500),
+    (15, "press", 0),             # the customer looks: the LCD shows the 3.00
+    (20, "flow", 2500),           # a tap at 2.5 m3/h: 3.00 at 3.50/m3 buys about 857 L
     (900, "end", 0),
 ]
 

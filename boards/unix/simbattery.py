@@ -13,13 +13,16 @@
 # head-end sends ("!headend topup N" for tools/sim.py, answered "ok" once
 # it is at the broker). The reporting windows are real MQTT sessions, so
 # the clock runs at real speed inside them. Each wake is printed when it
-# ends; a summary follows, and DIR/battery-sim.json holds the same facts
-# from the objects they come from.
+# ends, but a run of ULP wakes with nothing else in between (a hose running
+# for an hour wakes the CPU every 10 L) shows its first and then one line
+# for the rest; a summary follows, and DIR/battery-sim.json holds the same
+# facts from the objects they come from.
 import sys
 import json
 
 import codes
 import main
+import service
 import units
 import wake
 from boards.unix import radiolog, scenarios
@@ -31,7 +34,13 @@ def _hms(t):
     return "%02d:%02d:%02d" % ((t // 3600) % 24, (t // 60) % 60, t % 60)
 
 
+_folded = [0, ""]     # ULP wakes not shown since the last line, the newest of them
+
+
 def _say(line):
+    if _folded[0]:
+        sys.stdout.write("           ... and %d more ULP wakes like it, the last %s\n" % tuple(_folded))
+        _folded[0] = 0
     sys.stdout.write(line + "\n")
 
 
@@ -106,6 +115,8 @@ class BatterySim:
         # ring keeps only the newest 64, fewer than a day of wakes log
         self.events = []
         self._seq = 0
+        self._fold = None          # (valve, pulses per wake) of a ULP wake that may start a run
+        self._last_threshold = 0
         radiolog.install()
         # each wake is shown when its work is done, before the CPU sleeps
         work = wake.work
@@ -137,9 +148,15 @@ class BatterySim:
         why = ("woken by the ULP: count reached its threshold %d" % threshold if reason == "ulp"
                else {"power": "power-on", "timer": "RTC timer", "button": "button (EXT1)",
                      "reset": "reset"}.get(reason, reason))
+        valve = "open" if m.want_open else "closed (%s)" % codes.WHY_NAMES[m.why_closed]
+        if reason == "ulp" and w is None and self._fold == (valve, threshold - self._last_threshold):
+            _folded[0] += 1            # like the wake before: told in one line at the run's end
+            _folded[1] = "at %s: %s m3, balance %s" % (_hms(t), units.volume(m.volume.ml()),
+                                                      units.money(m.balance))
+            self._last_threshold = threshold
+            return
         _say("[%s] WAKE %s: %s m3, balance %s, valve %s" % (
-            _hms(t), why, units.volume(m.volume.ml()), units.money(m.balance),
-            "open" if m.want_open else "closed (why %d)" % m.why_closed))
+            _hms(t), why, units.volume(m.volume.ml()), units.money(m.balance), valve))
         if w is not None:
             _say("           window: %s, radio on %.1f s, %d messages out, %d in, %d B / %d B over TLS"
                  % ("settled" if w["ok"] else "NOT settled", w["on_ms"] / 1000, w["sent"],
@@ -149,6 +166,9 @@ class BatterySim:
         _say("           sleeps; ULP wakes the CPU after %d more pulses%s; next window at %s, in %.1f h"
              % (left, "" if m.want_open else " (valve closed: only to keep the count in range)",
                 _hms(m.window.next), (m.window.next - m.clock.time()) / 3600))
+        # a ULP wake with no window may start a run of wakes told in one line
+        self._fold = (valve, left) if reason == "ulp" and w is None else None
+        self._last_threshold = threshold
 
     def _summary(self, m):
         p = self.plant
@@ -171,13 +191,13 @@ class BatterySim:
         _say("[summary] windows: %d, settled %d, radio on %.1f s in all"
              % (facts["windows"], facts["settled"], facts["radio_s"]))
         for t, amount in credits:
-            _say("[summary] credit %d applied at %s" % (amount, _hms(t)))
+            _say("[summary] credit %s (%d units) applied at %s" % (units.money(amount), amount, _hms(t)))
         for t, why in closes:
-            _say("[summary] valve closed at %s, why %d%s" % (
-                _hms(t), why, ", woken by the ULP threshold" if t in ulp_wakes or t - 1 in ulp_wakes
-                else ""))
-        _say("[summary] water: %d mL delivered, %d mL billed, balance %d"
-             % (facts["delivered_ml"], facts["billed_ml"], m.balance))
+            _say("[summary] valve closed at %s, for %s%s" % (
+                _hms(t), service.event_detail(codes.EV_VALVE_CLOSED, why),
+                ", woken by the ULP threshold" if t in ulp_wakes or t - 1 in ulp_wakes else ""))
+        _say("[summary] water: %d mL delivered, %d mL billed, balance %s (%d units)"
+             % (facts["delivered_ml"], facts["billed_ml"], units.money(m.balance), m.balance))
         _say("[summary] asleep %d s, awake %d s; cell: %d uAs used, %d %% left"
              % (facts["sleep_s"], facts["awake_s"], m.cell.used, m.cell.level_pct()))
         with open(self.state + "/battery-sim.json", "w") as f:

@@ -23,6 +23,7 @@ import select
 
 import codes
 import main
+import service
 import units
 from boards.unix import rtc, scenarios
 
@@ -168,7 +169,8 @@ class Sim:
             a = ev[3]
             self.say("event  ota: version %d %s (%d)" % (a >> 16, _OTA_STEPS[a & 0xFF], a >> 8 & 0xFF))
             return
-        self.say("event  %s (%d)" % (codes.event_name(ev[2]), ev[3]))
+        detail = service.event_detail(ev[2], ev[3])
+        self.say("event  %s (%d)%s" % (codes.event_name(ev[2]), ev[3], ": " + detail if detail else ""))
 
     def _card_path(self, name):
         return "%s/cards/%s.json" % (self.opts["state"], name)
@@ -219,9 +221,10 @@ class Sim:
             self._seq += 1
             # an office adjustment: its own key space, apart from the cards'
             r = m.apply_credit("adjust", 42, self._seq, arg)
-            self.say("credit %s -> %s" % (units.money(arg), codes.result_name(r)))
+            self.say("credit %s from the office, straight into the ledger (no card, no message) -> %s"
+                     % (units.money(arg), codes.result_name(r)))
         elif action == "tap":
-            self.say("user   taps to confirm reopening -> %s" % codes.result_name(m.confirm()))
+            self.say("user   taps the button to confirm the reopening -> %s" % codes.result_name(m.confirm()))
         elif action == "release":
             self.hw.button.drive(1)
         elif action == "press":
@@ -391,12 +394,13 @@ class Sim:
         print("water delivered  %s m3 (metered %s m3 at K=%d/%d pulses/L)" % (
             units.volume(t["delivered_ml"]), units.volume(m.volume.ml()),
             m.volume.k_num, m.volume.k_den))
+        # exact: credit - charged = balance to the unit (the status lines round down)
         print("credit applied   %s   charged %s   balance %s   emergency owed %s" % (
-            units.money(t["credited"]), units.money(charged), units.money(m.balance),
-            units.money(m.emergency_owed)))
-        print("tariff in force  v%d   valve %s, %d moves, shoot-through %d" % (
+            units.money(t["credited"], exact=True), units.money(charged, exact=True),
+            units.money(m.balance, exact=True), units.money(m.emergency_owed, exact=True)))
+        print("tariff in force  v%d   valve %s, %d move%s, shoot-through %d" % (
             m.billing.tariff.version, "open" if m.want_open else "closed", t["moves"],
-            t["shoot_through"]))
+            "" if t["moves"] == 1 else "s", t["shoot_through"]))
         print("mqtt             %d sent, %d received   events logged %d   state writes %d" % (
             t["sent"], t["received"], m.log.seq, t["writes"]))
 
