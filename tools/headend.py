@@ -84,6 +84,7 @@ from comms import (
 from office import OfficeKey, office_secrets
 from storage.state import mark_provisioned
 
+from utility import money
 from utility import schema as S
 from utility.store import StoreError, insert_ignore, migrate, open_store, upsert
 
@@ -1151,10 +1152,6 @@ class HeadEnd:
 ROW = "{:<10} {:>6} {:>6} {:>12} {:>10} {:>5} {:>4} {:<19} {:>12} {}"
 
 
-def _money(u):
-    return "-" if u is None else f"{u / 100_000:.2f}"
-
-
 def _battery(b):
     """A battery meter's cell as `meters` shows it: % of the usable charge
     left and days left (a mains meter: -)."""
@@ -1331,14 +1328,14 @@ def _run(args):
         for m in he.meters():
             seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m["last_seen"])) if m["last_seen"] else "never"
             print(ROW.format(
-                m["id"], m["region"], {1: "yes", 0: "no"}.get(m["online"], "?"), _money(m["bal"]),
+                m["id"], m["region"], {1: "yes", 0: "no"}.get(m["online"], "?"), money.fmt(m["bal"]),
                 "-" if m["ml"] is None else f"{m['ml'] / 1e6:.3f}",
                 {1: "open", 0: "shut"}.get(m["valve"], "?"), m["tv"] if m["tv"] is not None else "-",
                 seen, _battery(m["battery"]), ",".join(m["alarms"]) or "-"))
         return 0
     if args.cmd == "show":
         for r in he.telemetry(args.meter, args.limit):
-            print(f"T#{r['seq']} t={r['t']} ml={r['ml']} bal={_money(r['bal'])} flow={r['flow']} "
+            print(f"T#{r['seq']} t={r['t']} ml={r['ml']} bal={money.fmt(r['bal'])} flow={r['flow']} "
                   f"flags={r['flags']} tv={r['tv']}")
         for e in he.events(args.meter, args.limit):
             print(f"E#{e['seq']} t={e['t']} event {e['code']} arg {e['arg']}")
@@ -1410,7 +1407,7 @@ def _run(args):
             new = he.fetch_history(args.meter, args.kind, args.timeout)
             for r in he.history(args.meter, args.kind):
                 print(f"{args.kind}#{r['seq']} t={r['t']} span={r['span']} ml={r['ml']} dml={r['dml']} "
-                      f"chg={_money(r['chg'])} bal={_money(r['bal'])} al={r['al']}")
+                      f"chg={money.fmt(r['chg'])} bal={money.fmt(r['bal'])} al={r['al']}")
             print(f"{new} new records")
             return 0
     raise HeadEndError(f"unknown command {args.cmd}")

@@ -116,6 +116,17 @@ def test_the_command_line_takes_a_database_url(tmp_path, store_url):
     p = _cli(tmp_path, "--db", url, "meters")
     assert p.returncode == 0, p.stderr
     assert [ln.split()[:2] for ln in p.stdout.splitlines()[1:]] == [["M7", "4"], ["M8", "4"]]
+    # balances to the unit, with integers (it printed a float's '-0.00' and '4.99')
+    import sqlalchemy as sa
+
+    from utility import schema as S
+    eng = sa.create_engine(url)
+    with eng.begin() as c:
+        c.execute(sa.update(S.meters).where(S.meters.c.id == "M7").values(bal=-481))
+        c.execute(sa.update(S.meters).where(S.meters.c.id == "M8").values(bal=498_674))
+    eng.dispose()
+    p = _cli(tmp_path, "--db", url, "meters")
+    assert [ln.split()[3] for ln in p.stdout.splitlines()[1:]] == ["-0.00481", "4.98674"], p.stdout
     # a database that is not there: one line saying so
     gone = (url.rsplit("/", 1)[0] + "/nodb_here" if url.startswith("postgresql")
             else f"sqlite:///{tmp_path}/no/such/dir/he.sqlite")
