@@ -8,7 +8,7 @@ MODULES = (
     "storage.eventlog", "storage.record", "valve.intent", "creditpolicy", "credit", "counters",
     "meter", "valve.controller", "card.records", "card.mfrc522",
     "card.mifare", "card.session", "comms.codec", "comms.outbox", "comms.commands", "comms.link",
-    "service", "main",
+    "techsession", "service", "main",
 )
 gc.collect()
 last = gc.mem_alloc()

@@ -11,9 +11,12 @@
 # They are logged. The guard protects against mistakes and leaves an audit
 # trail; what keeps a stranger off the REPL of a production meter is the
 # production gate (Session.gate, techaccess.py, docs/SERVICE.md §4).
-import asyncio
+#
+# The session (background tick, gate, guard) is techsession.py; this module
+# holds the commands, and `from service import *` hands the prompt its names.
+import asyncio  # noqa: F401 - the prompt's modules, as `from service import *` gives them
 import gc
-import json
+import json  # noqa: F401
 import os
 
 import codes
@@ -21,157 +24,11 @@ import config
 import timeutil
 from units import money
 from storage import history as hist
-
-SESSION_SAVE_S = const(5)     # while a session is open, flow is saved this often
-UNLOCK_S = const(900)         # an unlock lasts 15 min after the last guarded command
-MAX_TRIES = const(3)          # failed PINs before the lockout starts
-LOCKOUT_S = const(30)         # first lockout; doubles with each further failure
-TICK_MS = const(25)
+from techsession import (Session, is_production, SESSION_SAVE_S, UNLOCK_S,  # noqa: F401
+                         MAX_TRIES, LOCKOUT_S, TICK_MS)
 
 _s = None   # the Session of this meter
 _p = print  # all output goes through this (tests capture it)
-
-
-async def _slice():
-    await asyncio.sleep_ms(0)
-
-
-class Session:
-    def __init__(self, meter, hw, link=None, version="?", ticker=None):
-        self.meter = meter
-        self.hw = hw
-        self.link = link
-        self.cards = None      # the card reader's session, when boot() attached one
-        self.display = None    # the customer's display, when the board has one
-        self.console = None    # the gate's serial line (techaccess.Console); None: sys.stdin
-        self.version = version
-        if ticker is None:
-            from boards import ticker as tk
-            ticker = tk.for_board(hw)
-        self.ticker = ticker
-        self.secrets = load_secrets(hw.state_dir)
-        self.production = is_production(meter.cfg, self.secrets)
-        self.unlocked_until = None
-        self.fails = 0
-        self.locked_until = 0
-        self.open_request = None   # minutes granted by an office token (gate)
-        self.service_until = None  # ticks_ms when the token's window ends
-        self.cal = None
-        self.last_error = None
-        self.tick_errors = 0
-        self._saved_ml = meter.volume.ml()
-        self._saved_t = meter.clock.time()
-
-    # ---------------- the background tick ----------------
-    def tick(self):
-        """One slice of the firmware's event loop, then the session save."""
-        try:
-            asyncio.run(_slice())
-            m = self.meter
-            now = m.clock.time()
-            ml = m.volume.ml()
-            if ml != self._saved_ml and now - self._saved_t >= SESSION_SAVE_S:
-                m.save()
-                self._saved_ml = ml
-                self._saved_t = now
-            if self.service_until is not None and m.clock.ticks_diff(
-                    m.clock.ticks_ms(), self.service_until) >= 0:
-                self.end_service()
-        except Exception as e:  # noqa: BLE001 - the tick must outlive any bug
-            self.tick_errors += 1
-            self.last_error = repr(e)
-
-    def background(self):
-        """Run the meter behind the REPL; save on exit where the port allows."""
-        from boards import ticker as tk
-        tk.on_exit(self.save_now)
-        self.ticker.start(self.tick, TICK_MS)
-
-    def save_now(self):
-        with self.ticker.hold():
-            self.meter.save()
-            self._saved_ml = self.meter.volume.ml()
-            self._saved_t = self.meter.clock.time()
-
-    # ---------------- production gate ----------------
-    def gate(self, poll_ms=200, console=None, wait=None):
-        """Production: with the meter already running on its ticker thread
-        (background(), as on every boot), keep the main thread here with
-        Ctrl-C masked and the REPL closed, reading the serial line for the
-        technician's challenge-response (techaccess.py), until an
-        office-signed service token opens it for a bounded time; then
-        return. No button, case switch or PIN opens it. The gate never runs
-        the meter's loop: it touches the meter only inside ticker.hold(),
-        and a signature verify (seconds on the chip) runs outside it.
-        wait(ms) paces the line reading (default: sleep; tests step the
-        virtual clock and a ManualTicker)."""
-        import micropython
-        import authority
-        import techaccess
-        micropython.kbd_intr(-1)      # masked since main.py's first statement
-        self.ticker.unmask = False    # and no hold() may turn it back on
-        if wait is None:
-            import time
-            wait = time.sleep_ms
-        keys = getattr(self.meter, "office", None)
-        con = console or self.console or techaccess.Console()
-        mid = self.meter.cfg["meter_id"]
-        if keys is None:
-            if self.hw.tamper_pin is None:
-                con.out("PRODUCTION REFUSED: %s has no case switch and no technician credential "
-                        "(office key) is provisioned; the REPL stays closed" % self.hw.name)
-            else:
-                con.out("PRODUCTION: no technician credential (office key) is provisioned; "
-                        "the REPL of %s cannot be opened" % mid)
-            con.out("Metering goes on. Provision the office key (flash.py provision).")
-            with self.ticker.hold():
-                self.meter.log.add(codes.EV_CONFIG, codes.REFUSED)
-        else:
-            con.out("meter %s: production, REPL closed. Technician: type svc" % mid)
-        ch = techaccess.Challenger(self.meter, keys, authority.verify, hold=self.ticker.hold)
-        while self.open_request is None:
-            for line in con.lines():
-                minutes = techaccess.handle(ch, line, con.out)
-                if minutes:
-                    self.open_request = minutes
-            if self.open_request is None:
-                wait(poll_ms)
-        with self.ticker.hold():
-            c = self.meter.clock
-            self.service_until = c.ticks_add(c.ticks_ms(), self.open_request * 60_000)
-            self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request)
-            self.meter.save()
-        con.out("service open for %d min (then the meter restarts closed)" % self.open_request)
-        self.ticker.unmask = True
-        micropython.kbd_intr(3)
-
-    def end_service(self):
-        """The token's window is over: save, log, restart closed (on a board
-        a reset, which boots into the gate again)."""
-        self.service_until = None
-        self.meter.log.add(codes.EV_SERVICE_OPEN, 0)
-        self.meter.save()
-        _p("service window over: restarting closed")
-        reset = getattr(self.hw, "reset", None)
-        if reset is not None:
-            reset()
-
-    # ---------------- guard ----------------
-    def now(self):
-        return self.meter.clock.time()
-
-    def allowed(self, what):
-        now = self.now()
-        if self.secrets.get("svc_pin") is None:
-            if self.production and self.open_request is None:
-                _p("refused: %s needs a REPL opened by an office token or a service PIN" % what)
-                return False
-            return True   # development meter, or a production REPL the office opened
-        if self.unlocked_until is not None and now < self.unlocked_until:
-            self.unlocked_until = now + UNLOCK_S
-            return True
-        _p("locked: unlock('PIN') first (%s is guarded)" % what)
-        return False
 
 
 def attach(meter, hw, link=None, version="?", ticker=None):
@@ -194,17 +51,6 @@ def _session():
 
 # ---------------- secrets ----------------
 from keystore import load as load_secrets  # noqa: E402,F401 - the REPL's name for it
-
-
-def is_production(cfg, secrets):
-    """A production meter keeps its REPL closed. Either store can say so and
-    neither can take it back alone: provisioning writes "production" into
-    secrets.json (written once, never by the firmware), cfg("production",
-    True) into config.json, and a damaged config.json on a provisioned meter
-    counts as production (fail closed)."""
-    if cfg.get("production") is True or secrets.get("production") is True:
-        return True
-    return "_error" in cfg and bool(secrets)
 
 
 # ---------------- formatting ----------------
@@ -650,38 +496,24 @@ def _short(v):
 # -- guard --
 def unlock(pin):
     """Unlock guarded commands for 15 minutes with the service PIN."""
-    s = _session()
-    now = s.now()
-    stored = s.secrets.get("svc_pin")
-    if stored is None:
+    what, n = _session().unlock(pin)
+    if what == "none":
         _p("unlock: no service PIN provisioned (development meter)")
-        return
-    if now < s.locked_until:
-        _p("unlock: locked out for %d s more" % (s.locked_until - now))
-        return
-    import pinkdf
-    ok = pinkdf.check(stored, s.secrets.get("svc_salt"), pin)
-    if ok is None:
+    elif what == "locked":
+        _p("unlock: locked out for %d s more" % n)
+    elif what == "form":
         _p("unlock: the stored PIN is not in a form this firmware accepts; re-provision it")
-        return
-    if ok:
-        s.fails = 0
-        s.unlocked_until = now + UNLOCK_S
-        s.meter.log.add(codes.EV_SERVICE_AUTH, 0)
+    elif what == "ok":
         _p("unlocked for %d min" % (UNLOCK_S // 60))
-        return
-    s.fails += 1
-    s.meter.log.add(codes.EV_SERVICE_AUTH, s.fails)
-    if s.fails >= MAX_TRIES:
-        s.locked_until = now + LOCKOUT_S * (1 << min(s.fails - MAX_TRIES, 7))
-        _p("unlock: wrong PIN; locked out for %d s" % (s.locked_until - now))
+    elif what == "lockout":
+        _p("unlock: wrong PIN; locked out for %d s" % n)
     else:
-        _p("unlock: wrong PIN (%d of %d)" % (s.fails, MAX_TRIES))
+        _p("unlock: wrong PIN (%d of %d)" % (n, MAX_TRIES))
 
 
 def lock():
     """End the unlocked period now."""
-    _session().unlocked_until = None
+    _session().lock()
     _p("locked")
 
 
@@ -797,8 +629,7 @@ def factory_reset(confirm=None):
         config.save(s.hw.state_dir, m.cfg)
         m.save()
         m.log.add(codes.EV_FACTORY_RESET, 0)
-    s.fails = 0
-    s.locked_until = 0
+    s.clear_lockout()
     _p("factory reset done: settings at defaults; credit, volume, keys kept.")
     _p("reboot() to restart with them")
 
