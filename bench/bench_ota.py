@@ -33,7 +33,7 @@ import json
 import time
 
 import otakit
-from otakit import Rig, Reset, signed
+from otakit import FileImage as Image, Rig, Reset, signed
 from boards.unix import ota_model
 from storage.state import StateStore
 
@@ -75,57 +75,6 @@ PROFILES = (   # name, round trip ms, bytes per second
     ("home Wi-Fi, far broker", 80, 500_000),
     ("weak Wi-Fi", 300, 40_000),
 )
-
-
-class Image:
-    """An app image of n bytes as the unix flash model checks it, kept in a
-    file (the unix port's default heap is smaller than the image)."""
-
-    def __init__(self, n, path="/tmp/bench-ota.img"):
-        import hashlib
-        import struct
-        self.path = path
-        body_n = n - 40
-        head = bytes((0xE9, 0, 0, 0)) + struct.pack("<I", body_n)
-        h = hashlib.sha256(head)
-        blk = bytearray(4096)
-        with open(path, "wb") as f:
-            f.write(head)
-            done = 0
-            while done < body_n:
-                k = min(4096, body_n - done)
-                for i in range(k):
-                    blk[i] = ((done + i) * 131 + ((done + i) >> 8)) & 0xFF
-                h.update(memoryview(blk)[:k])
-                f.write(memoryview(blk)[:k])
-                done += k
-            f.write(h.digest())
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def read(self, o, k):
-        with open(self.path, "rb") as f:
-            f.seek(o)
-            return f.read(k)
-
-    def manifest(self):
-        import hashlib
-        from binascii import hexlify
-        cs = 65536
-        whole = hashlib.sha256()
-        ch = []
-        for o in range(0, self.n, cs):
-            h = hashlib.sha256()
-            for b in range(o, min(o + cs, self.n), 4096):
-                c = self.read(b, min(4096, self.n - b))
-                whole.update(c)
-                h.update(c)
-            ch.append(hexlify(h.digest()).decode())
-        d = {"k": "ota", "v": 2, "b": "unix", "sz": self.n, "h": hexlify(whole.digest()).decode(),
-             "cs": cs, "ch": ch, "bat": 0, "g": 3}
-        return json.dumps(d).encode()
 
 
 class Steps:

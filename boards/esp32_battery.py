@@ -19,7 +19,7 @@
 #   a strapping pin, cannot become active-high, so a button wake opens the
 #   card window instead (firmware/card/wakepoll.py)
 import machine
-from boards.esp32_common import Clock, WifiLink, Battery, pin_in, pin_out, segment_display
+from boards.esp32_common import Clock, WifiLink, Battery, ota_partitions, pin_in, pin_out, segment_display
 
 NAME = "esp32_battery"
 CHIP = "esp32"
@@ -149,4 +149,5 @@ def build(state_dir="/data", wifi=("", ""), pins=None, valve=None):
         net=WifiLink(*wifi),
         wdt=machine.WDT(timeout=30_000),
         reset=machine.reset,
+        partitions=ota_partitions(),     # updates in the reporting windows (docs/OTA.md §9)
     )

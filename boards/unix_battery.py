@@ -64,11 +64,22 @@ class _Ext1:
             self.fired = self.armed     # a press with EXT1 off wakes nothing
 
 
+class Reset(BaseException):
+    """hw.reset was called (machine.reset on the chip: it does not return).
+    The wake ends here; the test or simulator boots again, wake_reason
+    "reset". A BaseException, so no `except Exception` survives it."""
+
+
 class Plant:
-    """What a deep sleep does not reset: time, water, valve, RTC domain."""
+    """What a deep sleep does not reset: time, water, valve, RTC domain,
+    and the flash's OTA slots (ota_dir: the modelled flash's directory,
+    boards/unix/ota_model.py, ota_slot bytes a slot; None: no OTA slots)."""
 
     def __init__(self, start=EPOCH_2026, k=(1, 1), bounce_us=0, valve_open=True, real_time=False,
-                 cell_mv=None):
+                 cell_mv=None, ota_dir=None, ota_slot=None):
+        self.ota_dir = ota_dir
+        self.ota_slot = ota_slot
+        self.flash = None             # the OtaFlash of the boot now (a new one at every boot)
         self.clock = _Clock(start, 0)
         # the cell's voltage at the board's divider (None: no divider fitted);
         # a test puts in another cell by setting it
@@ -153,6 +164,12 @@ class Plant:
         self.power_lost = False       # the next boot's reset cause: a reset, even
         self.wake_reason = "reset"    # if the boot it ended was a power-on's
 
+    def reset(self):
+        """machine.reset(): the CPU restarts at once (the new image after a
+        set_boot, the old one after a failed trial); the RTC domain runs on."""
+        self.cpu_reset()
+        raise Reset()
+
     def brown_out(self):
         """The cell sags below the brown-out level: RTC memory is lost too."""
         self.cpu_reset()
@@ -195,6 +212,17 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         plant.reed.level(plant.clock.now_us()), plant.ulp.entry is not None)
     plant.power_lost = False
     _mkdirs(state_dir)
+    spi = plant.card_spi
+    parts = None
+    if plant.ota_dir:
+        # every wake runs the second-stage bootloader, so a rollback comes
+        # at the first wake after an image pending verify slept unconfirmed
+        from boards.unix import _ota_flash
+        from boards.unix.ota_model import FAULT_CARD
+        parts, fault = _ota_flash(plant.ota_dir, plant.ota_slot)
+        plant.flash = parts
+        if fault == FAULT_CARD:
+            spi = SimSPI(1, SPI_BAUD, plant.clock)   # this image's card driver never reaches the reader
     return Hardware(
         name=NAME,
         clock=plant.clock,
@@ -212,7 +240,7 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         sensor_pin=not_counting,
         battery=_Divider(plant) if plant.cell_mv is not None else None,
         display=_screen(plant),
-        card_spi=plant.card_spi,
+        card_spi=spi,
         card_cs=plant.card_cs,
         card_rst=plant.card_rst,
         lightsleep=plant.lightsleep,
@@ -220,4 +248,6 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         wdt=SimWDT(30_000),
         world=plant,
         test_build=True,
+        partitions=parts,
+        reset=plant.reset if parts is not None else None,
     )

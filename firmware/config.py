@@ -41,6 +41,7 @@ DEFAULTS = {
     "batt_low_mv": 3300,         # low battery: warn ...
     "batt_hyst_mv": 200,
     "ota_min_mv": 3600,          # battery boards take a firmware update only at or above (docs/OTA.md)
+    "ota_min_pct": 25,           # ... and with this much of the cell's charge left (docs/OTA.md §9)
     "batt_grace_s": 604800,      # ... and close after this grace period (a week)
     "sensor_close": True,        # sensor cable cut: close, keep the reading
     "report_s": 3600,            # telemetry interval
@@ -124,7 +125,7 @@ RANGES = {
     "leak_gap_s": (60, 86400),
     "leak_window_s": (0, 2_592_000), "burst_lph": (0, 100_000), "burst_s": (10, 3600),
     "closed_flow_ml": (0, 1_000_000), "batt_low_mv": (0, 20_000), "batt_hyst_mv": (0, 5000),
-    "ota_min_mv": (0, 20_000),
+    "ota_min_mv": (0, 20_000), "ota_min_pct": (0, 100),
     "batt_grace_s": (0, 7_776_000), "friendly_debt_max": (0, 100_000_000),
     "friendly_hours": (0, 23), "friendly_days": (0, 6),
     "display_sleep_s": (0, 3600),

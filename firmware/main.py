@@ -403,7 +403,7 @@ def boot(board_name, ready=None, **board_opts):
             # a battery board: one wake's work (its reporting window when
             # one is due), then deep sleep (docs/BATTERY.md)
             import wake
-            return wake.cycle(meter, hw, make_link, attach_card(meter, hw, sec))
+            return wake.cycle(meter, hw, make_link, attach_card(meter, hw, sec), board_name)
         _step("link")
         link = None
         try:

@@ -83,24 +83,61 @@ def _settle(meter, hw):
     return 1 if waited else 0
 
 
-def _window(meter, hw, make_link):
-    """The reporting window, if this wake opens one (firmware/window.py).
-    Returns the radio's on-time in ms, or None when no window ran."""
+def _window(meter, hw, make_link, ota=None):
+    """The reporting window, if this wake opens one (firmware/window.py), or
+    the update needs one now (ota.force: a switched image's trial, a
+    recheck). Returns the radio's on-time in ms, or None when no window ran."""
     import window
     w = meter.window
     cfg = meter.cfg
     now = meter.clock.time()
-    if w is None or not w.due(hw.wake_reason, now, cfg["tz"]):
+    due = w is not None and w.due(hw.wake_reason, now, cfg["tz"])
+    if not due and (ota is None or not ota.force):
         return None
     try:
         link = make_link(meter, hw)
     except Exception as e:  # noqa: BLE001 - no link is a meter that reports nothing, not a dead one
         print("MQTT link not started: %r" % e)
         link = None
-    ok, on_ms = window.run(meter, hw, link) if link is not None else (False, 0)
+    if ota is not None:
+        ota = _ota_open(ota, link)
+    ok, on_ms = window.run(meter, hw, link, ota) if link is not None else (False, 0)
+    if w is None:
+        return on_ms
     period = cfg["window_s"]
     w.done(ok, meter.clock.time(), period, window.offset_s(cfg["meter_id"], period), cfg["tz"])
     return on_ms
+
+
+def _ota_attach(meter, hw, board):
+    """The update's side of this wake (ota/battery.py): the boot-slot check
+    at once, the rest in the window. A failure here leaves a meter without
+    updates, never a wake that does not meter."""
+    if hw.partitions is None:
+        return None
+    try:
+        from ota import battery
+        return battery.attach(meter, hw, board)
+    except Exception as e:  # noqa: BLE001 - the update path is not the meter
+        print("OTA not started: %r" % e)
+        return None
+
+
+def _ota_open(ota, link):
+    if link is None:
+        # no link in this image: a trial fails its link check at once (no
+        # window step would ever end it), as at a mains boot without one
+        if ota.updater.state == 4:
+            from ota import selftest
+            ota.updater.confirm(selftest.LINK)
+            if ota.updater.reset_due:
+                ota._reset()
+        return None
+    try:
+        return ota.open(link)
+    except Exception as e:  # noqa: BLE001
+        print("OTA not opened: %r" % e)
+        return None
 
 
 def _card(meter, hw, cards):
@@ -142,12 +179,14 @@ def _lcd_off(meter, hw, d, t0):
     return hw.clock.ticks_diff(hw.clock.ticks_ms(), t0) * _LCD_UA // 1000
 
 
-def work(meter, hw, make_link=None, cards=None):
-    """Look for a card (cards: the card session, or None), bill, run the
-    policy and the valve to rest, open the reporting window when one is due
-    (only with make_link, the link's builder), save, arm the ULP. Returns
-    the milliseconds to sleep."""
+def work(meter, hw, make_link=None, cards=None, board=None):
+    """Check the boot slot (a board with OTA slots, board: its name), look
+    for a card (cards: the card session, or None), bill, run the policy and
+    the valve to rest, open the reporting window when one is due (only with
+    make_link, the link's builder), save, arm the ULP. Returns the
+    milliseconds to sleep."""
     t0 = hw.clock.ticks_ms()
+    ota = _ota_attach(meter, hw, board)
     lcd = _screen(meter, hw)
     card_uas = 0
     if cards is not None:
@@ -158,7 +197,7 @@ def work(meter, hw, make_link=None, cards=None):
     if hw.wake_reason == "button" and meter.awaiting_confirm:
         meter.confirm()                  # a press confirms a reopening, as main.button_task
         pulses += _settle(meter, hw)
-    radio_ms = _window(meter, hw, make_link) if make_link is not None else None
+    radio_ms = _window(meter, hw, make_link, ota) if make_link is not None else None
     if radio_ms is not None:
         pulses += _settle(meter, hw)     # a top-up in the window may reopen the valve
     if lcd is not None:
@@ -183,13 +222,13 @@ def _failed(meter, e):
     return _FAIL_SLEEP_MS
 
 
-def cycle(meter, hw, make_link=None, cards=None):
+def cycle(meter, hw, make_link=None, cards=None, board=None):
     """One wake, then deep sleep. On a chip deepsleep() does not return (the
     next wake boots afresh); on the unix board it does, and the meter is
     returned to the simulator. A wake that fails (a bug) still sleeps: a
     CPU left awake would empty the cell in weeks."""
     try:
-        ms = work(meter, hw, make_link, cards)
+        ms = work(meter, hw, make_link, cards, board)
     except Exception as e:  # noqa: BLE001 - whatever it is, the cell comes first
         ms = _failed(meter, e)
     button = hw.button is not None

@@ -82,19 +82,24 @@ class Schedule:
         self.last = now
 
 
-def run(meter, hw, link):
+def run(meter, hw, link, ota=None):
     """One window on `link` (an MqttLink not yet connected). Metering goes
-    on between link steps. Returns (settled, radio on ms): settled means
-    the outbox is empty and every ack is with the broker."""
+    on between link steps. ota: the update's side (ota/battery.py), which
+    may keep the window open past its usual end, or None. Returns
+    (settled, radio on ms): settled means the outbox is empty and every
+    ack is with the broker."""
     clock = hw.clock
-    t0 = clock.ticks_ms()
+    t0 = base = clock.ticks_ms()      # base: where the window's own limits count from
     quiet = None
     ok = False
     while True:
         link.step()
         meter.poll()
         now = clock.ticks_ms()
-        if link.settled():
+        if ota is not None and ota.busy(clock.ticks_diff(now, t0)):
+            quiet = None             # the update has the radio: the window's limits wait
+            base = now
+        elif link.settled():
             if quiet is None:
                 quiet = now
             elif clock.ticks_diff(now, quiet) >= IDLE_MS:
@@ -102,11 +107,14 @@ def run(meter, hw, link):
                 break
         else:
             quiet = None
-        on = clock.ticks_diff(now, t0)
+        on = clock.ticks_diff(now, base)
         if on >= MAX_S * 1000 or on >= CONNECT_S * 1000 and not link.connected and not link.connects:
             break
         if hw.wdt is not None:
             hw.wdt.feed()
-        clock.delay_ms(STEP_MS)
+        clock.delay_ms(STEP_MS if ota is None else ota.step_ms(STEP_MS))
     link.disconnect()
-    return ok, clock.ticks_diff(clock.ticks_ms(), t0)
+    on = clock.ticks_diff(clock.ticks_ms(), t0)
+    if ota is not None:
+        ota.close(on)
+    return ok, on

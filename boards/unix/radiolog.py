@@ -14,9 +14,9 @@ def install():
         return
     _run = window.run
 
-    def logged(meter, hw, link):
+    def logged(meter, hw, link, ota=None):
         t = meter.clock.time()
-        ok, on_ms = _run(meter, hw, link)
+        ok, on_ms = _run(meter, hw, link, ota)
         tr = link.transport
         windows.append({"t": t, "ok": ok, "on_ms": on_ms, "tx": tr.tx if tr else 0,
                         "rx": tr.rx if tr else 0, "sessions": link.connects,

@@ -121,8 +121,8 @@ class BatterySim:
         # each wake is shown when its work is done, before the CPU sleeps
         work = wake.work
 
-        def shown(meter, hw, make_link=None, cards=None):
-            ms = work(meter, hw, make_link, cards)
+        def shown(meter, hw, make_link=None, cards=None, board=None):
+            ms = work(meter, hw, make_link, cards, board)
             self._show(meter)
             return ms
         wake.work = shown

@@ -35,7 +35,17 @@ def _card(meter, hw):
     if hw.card_spi is None:
         return True
     from card.mfrc522 import MFRC522
-    ver = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock).read_reg(0x37)
+    r = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock)
+    if hw.deepsleep is not None:
+        # a battery board keeps the reader in hard power-down between
+        # looks (card/wakepoll.py): brought up (init raises without an
+        # answer), then down again
+        try:
+            r.init()
+            return True
+        finally:
+            r.hard_power_down()
+    ver = r.read_reg(0x37)
     return ver in (0x88, 0x91, 0x92)
 
 

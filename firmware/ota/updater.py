@@ -43,7 +43,7 @@ RESUME_HOLD_MS = const(3_600_000)   # ... so a relay cycling the power erases a 
 
 
 class Updater:
-    def __init__(self, meter, parts, board, state_dir, battery=None, min_mv=0, rt=None):
+    def __init__(self, meter, parts, board, state_dir, battery=None, min_mv=0, rt=None, wall=None):
         import time
         self.meter = meter
         self.parts = parts
@@ -70,6 +70,10 @@ class Updater:
         self.trial_ready = False # TRIAL: the running partition hashed and equal to the manifest's h
         self.blocks_written = 0
         self.reset_due = False   # True: the meter should save and reset (set_boot done / trial failed)
+        # a battery board (ota/battery.py): its ticks start again at every
+        # deep-sleep wake, so a hold is also kept on file, in wall-clock
+        # seconds (p["hu"]), and restored by resume()
+        self.wall = wall
 
     @property
     def state(self):
@@ -89,12 +93,14 @@ class Updater:
         self.store.save(self.p)
 
     # ---------------- at boot ----------------
-    def resume(self, power_on=False):
+    def resume(self, power_on=False, cold=True):
         """After a reset: go on with a download, confirm a trial or note a
         rollback. Runs once from boot, after the meter's state is restored.
         The manifest's signature is checked again (the flash is the
         customer's), once per boot. power_on: this boot is a power-on (the
-        chip's reset cause), not a watchdog, a crash or a reset."""
+        chip's reset cause), not a watchdog, a crash or a reset. cold:
+        False for a battery board's deep-sleep wake, which is no power
+        cycle (the resume is not counted against MAX_RESUMES)."""
         st = self.p["st"]
         if st == IDLE:
             self._boot_slot()
@@ -125,10 +131,10 @@ class Updater:
             self.p["pc"] = self.p.get("pc", 0) + 1
             self._event(codes.OTA_ROLLED_BACK, 0)
             self.p["st"] = VERIFY
+            if self.p["pc"] > MAX_TRIALS:
+                self._set_hold(RETRY_MS)
             self._save()
             self._start_stage()
-            if self.p["pc"] > MAX_TRIALS:
-                self._hold = self.rt.ticks_add(self.rt.ticks_ms(), RETRY_MS)
             return
         if st == SWITCHED or st == TRIAL:
             # the bootloader booted the old image: the new one never
@@ -151,11 +157,33 @@ class Updater:
             self._event(codes.OTA_RESUMED, self.p["o"] * 100 // self.doc["sz"])
             # a resume erases the chunk's blocks again: counted until a chunk
             # ends, so cycling the power cannot wear the slot out
-            self.p["rs"] = self.p.get("rs", 0) + 1
-            self._save()
+            if cold:
+                self.p["rs"] = self.p.get("rs", 0) + 1
+                if self.p["rs"] > MAX_RESUMES:
+                    self._set_hold(RESUME_HOLD_MS)
+                self._save()
         self._start_stage()
-        if self.p["st"] == DOWNLOAD and self.p["rs"] > MAX_RESUMES:
-            self._hold = self.rt.ticks_add(self.rt.ticks_ms(), RESUME_HOLD_MS)
+        self._restore_hold()
+
+    def _set_hold(self, ms):
+        """Nothing erased or switched before ms from now (kept on file on a
+        battery board: saved with the record's next write)."""
+        self._hold = self.rt.ticks_add(self.rt.ticks_ms(), ms)
+        if self.wall is not None:
+            self.p["hu"] = self.wall.time() + ms // 1000
+
+    def _restore_hold(self):
+        # a battery board's hold from an earlier wake, at most as long as
+        # any hold is (a clock set back does not extend it)
+        hu = self.p.get("hu")
+        if self.wall is None or not isinstance(hu, int):
+            return
+        left = hu - self.wall.time()
+        if left <= 0:
+            self.p.pop("hu")
+            return
+        ms = left * 1000 if left < RETRY_MS // 1000 else RETRY_MS
+        self._hold = self.rt.ticks_add(self.rt.ticks_ms(), ms)
 
     def _boot_slot(self):
         """No update under way: the slot that booted must be the one the
@@ -521,9 +549,9 @@ class Updater:
             self._event(codes.OTA_TAMPER, sf)
         self.p["st"] = VERIFY
         self.p["tries"] = 0
+        self._set_hold(RETRY_MS)
         self._save()
         self._start_stage()
-        self._hold = self.rt.ticks_add(self.rt.ticks_ms(), RETRY_MS)
 
     def halted(self):
         """The rollout was halted: a trial held for a retry is not tried

@@ -1,0 +1,207 @@
+# Firmware updates on a battery meter (docs/OTA.md §9). The radio is on
+# only in reporting windows (firmware/window.py), so an update is carried
+# by them: the same Updater and link side as on a mains board (ota/), with
+# what a cell changes:
+#
+# - at every wake (attach): the slot that booted is checked against the
+#   validated one, as at a mains boot; a record that says the new image is
+#   switched to, on trial or being rechecked makes this wake open a window
+#   at once, whatever the schedule: an image pending verify that reaches a
+#   deep sleep unconfirmed is rolled back by the bootloader at the wake
+#   after, so the switch, the first boot and the trial are one wake;
+# - the rest of an update (the manifest's signature checked again, the
+#   download, the hash of the slot) runs only in a window (open), and only
+#   with the cell above both ota_min_mv (the divider) and ota_min_pct (the
+#   charge count, power.py): a low cell pauses the update, it never runs
+#   the valve's reserve down;
+# - a window in which an update downloads or verifies stays open past its
+#   usual end until the update's radio allowance for the local day,
+#   RADIO_DAY_MS, is spent (the window's own time included), and steps the
+#   link every STEP_MS instead of window.STEP_MS: the radio's on-time is
+#   what an update costs the cell, the CPU is awake anyway;
+# - a download that gets no piece in IDLE_WINDOWS windows in a row is
+#   given up (a halted rollout; the version is not refused), since the
+#   6 h stall timer of a mains board never runs out in a window.
+from micropython import const
+
+import codes
+from ota import Ota
+
+RADIO_DAY_MS = const(120_000)   # an update's radio time per local day, windows included
+STEP_MS = const(50)             # link step period while an update downloads or verifies
+PIECE_WAIT_MS = const(15_000)   # no piece this long: this window stops waiting for the head-end
+IDLE_WINDOWS = const(3)         # windows in a row without a piece: the download is given up
+TRIAL_MAX_MS = const(330_000)   # a trial's window: the self-test's link wait (300 s) and its marking
+_DAY_S = const(86400)
+_IDLE = const(0)
+_DOWNLOAD = const(1)
+_VERIFY = const(2)
+_TRIAL = const(4)
+_FORCE = (3, 4, 5)              # SWITCHED, TRIAL, RECHECK: a window at this wake
+
+
+class _Gate:
+    """The battery as the Updater's manifest check sees it: the divider's
+    reading, or 0 (flat) when the charge count is below ota_min_pct."""
+
+    def __init__(self, meter, battery, min_pct):
+        self._meter = meter
+        self._battery = battery
+        self._min_pct = min_pct
+
+    def low(self):
+        cell = self._meter.cell
+        return cell is not None and cell.level_pct() < self._min_pct
+
+    def millivolts(self):
+        if self.low():
+            return 0
+        return self._battery.millivolts() if self._battery is not None else None
+
+
+class BatteryOta(Ota):
+    """The OTA path of one wake of a battery meter."""
+
+    def __init__(self, updater, meter, hw, gate):
+        super().__init__(updater, meter, hw)
+        self.gate = gate
+        self.force = updater.state in _FORCE
+        self.opened = False
+        self._t0 = None           # ticks_ms the window opened
+        self._pieces = 0          # pieces taken in this window
+        self._last_piece = None   # ticks_ms of the last one
+
+    # ---------------- the window's side ----------------
+    def open(self, link):
+        """A window opens on `link`: resume the update (its signature checked
+        again) unless the cell is too low, and listen for manifests and
+        pieces. Returns self, or None when nothing is to be done."""
+        u = self.updater
+        clock = self.hw.clock
+        self._t0 = self._last_piece = clock.ticks_ms()
+        st = u.state
+        if st != _IDLE and st not in _FORCE and self._cell_low():
+            v = u.p.get("v", 0)
+            if u.p.get("seen") != v:
+                u._refused({"v": v}, codes.BATTERY_LOW)   # once per version: paused, not refused
+                u._save()
+            return None
+        if st in (_DOWNLOAD, _VERIFY) and self.spent():
+            return None              # today's allowance is spent: tomorrow's window goes on
+        if st != _IDLE:
+            why = self.hw.wake_reason
+            try:
+                u.resume(why == "power", why in ("power", "reset"))
+            except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
+                self.meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
+                u.p = {"st": _IDLE}
+                u.doc = None
+        if u.reset_due:
+            self._reset()
+            return None
+        u.announce()
+        link.ota = self
+        self.opened = True
+        return self
+
+    def _cell_low(self):
+        if self.gate.low():
+            return True
+        try:
+            mv = self.gate.millivolts()
+        except (OSError, ValueError):
+            return True              # a failing ADC read: treated as a flat cell, as Updater.offer
+        return mv is not None and mv < self.updater.min_mv
+
+    def on_message(self, msg):
+        if msg and msg[0] == 0x44 and len(msg) > 5:
+            self._pieces += 1
+            self._last_piece = self.hw.clock.ticks_ms()
+        return super().on_message(msg)
+
+    def _used_today(self):
+        bd = self.updater.p.get("bd")
+        day = (self.meter.clock.time() + self.meter.cfg["tz"]) // _DAY_S
+        if isinstance(bd, list) and len(bd) == 2 and bd[0] == day and isinstance(bd[1], int):
+            return day, bd[1]
+        return day, 0
+
+    def busy(self, on_ms):
+        """Whether the window stays open for the update after on_ms of radio."""
+        u = self.updater
+        st = u.state
+        if st in _FORCE:
+            return on_ms < TRIAL_MAX_MS
+        if st not in (_DOWNLOAD, _VERIFY) and not u.checking:
+            return False
+        if on_ms + self._used_today()[1] >= RADIO_DAY_MS:
+            return False
+        if st == _DOWNLOAD and not u.checking:
+            quiet = self.hw.clock.ticks_diff(self.hw.clock.ticks_ms(), self._last_piece)
+            return quiet < PIECE_WAIT_MS and not u._held()
+        return not u._held()
+
+    def step_ms(self, default):
+        """The link's step period: short while flash is being written or
+        hashed (a download, the slot's hash, the trial's hash of the running
+        image), since the radio's on-time is the cost."""
+        u = self.updater
+        st = u.state
+        fast = st == _DOWNLOAD or st == _VERIFY or u.checking or (st == _TRIAL and not u.trial_ready)
+        return STEP_MS if fast else default
+
+    def close(self, on_ms):
+        """The window ends after on_ms of radio: the day's allowance and the
+        windows without a piece are kept in the progress record."""
+        u = self.updater
+        if u.state == _IDLE or u.state in _FORCE:
+            return
+        day, used = self._used_today()
+        u.p["bd"] = [day, used + on_ms]
+        if u.state == _DOWNLOAD:
+            u.p["nw"] = 0 if self._pieces else u.p.get("nw", 0) + 1
+            if u.p["nw"] >= IDLE_WINDOWS:
+                u._abandon(codes.TIMEOUT, burn=False)
+                return
+            # on file the download stands at its chunk's start, where the
+            # next wake's hash begins (the offset in RAM may be inside it)
+            o = u.p["o"]
+            u.p["o"] = o - o % u.doc["cs"]
+            u._save()
+            u.p["o"] = o
+            return
+        u._save()
+
+    def spent(self):
+        """The update's radio allowance for today is used up."""
+        return self._used_today()[1] >= RADIO_DAY_MS
+
+    def _reset(self):
+        # this wake's charge (and its window's radio time so far) is counted
+        # before the chip resets: the count would lose it otherwise
+        cell = self.meter.cell
+        if cell is not None:
+            clock = self.hw.clock
+            radio = clock.ticks_diff(clock.ticks_ms(), self._t0) if self._t0 is not None else None
+            cell.wake(self.meter.clock.time(), radio, 0, 0)
+            self._t0 = None
+        super()._reset()
+
+
+def attach(meter, hw, board):
+    """At every wake of a battery board with OTA slots: the boot-slot check,
+    and whether this wake must open a window (`force`). Returns the
+    BatteryOta, or None (no slots, or a broken record given up)."""
+    if hw.partitions is None:
+        return None
+    from ota.updater import Updater
+    cfg = meter.cfg
+    gate = _Gate(meter, hw.battery, cfg.get("ota_min_pct", 0))
+    u = Updater(meter, hw.partitions, board, hw.state_dir, gate, cfg.get("ota_min_mv", 0),
+                hw.clock, meter.clock)
+    o = BatteryOta(u, meter, hw, gate)
+    if u.state == _IDLE:
+        u._boot_slot()
+        if u.reset_due:
+            o._reset()             # the validated slot again, before anything else
+    return o
