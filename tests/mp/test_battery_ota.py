@@ -11,6 +11,8 @@ import otakit
 from otakit import manifest_doc, signed
 from batotakit import DAY, Rig
 
+TIMEOUT = 240           # a test plays days of wakes (16 s alone on an idle host)
+
 
 def _credit(m, litres=10_000):
     m.balance = litres * 350
