@@ -327,10 +327,9 @@ def cal_start(litres=10):
     if not (isinstance(litres, int) and 1 <= litres <= 10_000):
         _p("cal_start: litres must be a whole number 1..10000")
         return
+    from metering.calibration import Run   # only when a technician calibrates
     with s.ticker.hold():
-        v = s.meter.volume
-        s.cal = {"litres": litres, "p0": v.pulses, "k": (v.k_num, v.k_den), "ml0": v.ml(),
-                 "t0": s.now()}
+        s.cal = Run(s.meter.volume, litres, s.now())
     _p("calibration: counting. Run exactly %d L into the measure, then cal_stop()" % litres)
 
 
@@ -342,42 +341,36 @@ def cal_stop():
         _p("cal_stop: no run in progress (cal_start first)")
         return None
     with s.ticker.hold():
-        v = s.meter.volume
-        same_k = (v.k_num, v.k_den) == c["k"]
-        n = v.pulses - c["p0"]
-        ml = v.ml() - c["ml0"]
-    if not same_k or n < 0:
+        got = c.stop(s.meter.volume)
+    if got is None:
         s.cal = None
         _p("cal_stop: the K-factor changed during the run; start again")
         return None
-    ref = c["litres"] * 1000
-    c["n"] = n
+    n, ml = got
     if n == 0:
         _p("cal_stop: no pulses counted; is water flowing through the meter?")
         return None
-    g = _gcd(n, c["litres"])
-    c["new"] = (n // g, c["litres"] // g)
-    err = (ml - ref) * 10_000 // ref   # hundredths of a percent
+    err = c.error(ml)   # hundredths of a percent
     sign = "-" if err < 0 else "+"
     err = -err if err < 0 else err
-    _p("calibration: %d pulses for %d L in %d s" % (n, c["litres"], s.now() - c["t0"]))
+    _p("calibration: %d pulses for %d L in %d s" % (n, c.litres, s.now() - c.t0))
     _p("  meter read %d mL with K %d/%d: error %s%d.%02d %%" % (
-        ml, c["k"][0], c["k"][1], sign, err // 100, err % 100))
-    _p("  new K %d/%d pulse/L; cal_apply() to use it" % c["new"])
+        ml, c.k[0], c.k[1], sign, err // 100, err % 100))
+    _p("  new K %d/%d pulse/L; cal_apply() to use it" % c.new)
     if n < 200:
         _p("  warning: only %d pulses, resolution %d.%d %%; use a larger volume" % (
             n, 100 // n, (1000 // n) % 10))
-    return c["new"]
+    return c.new
 
 
 def cal_apply():
     """Use the K-factor of the last cal_stop() (guarded)."""
     s = _session()
     c = s.cal
-    if c is None or "new" not in c:
+    if c is None or c.new is None:
         _p("cal_apply: nothing measured (cal_start, cal_stop first)")
         return
-    set_k(c["new"][0], c["new"][1])
+    set_k(c.new[0], c.new[1])
     s.cal = None
 
 
@@ -412,12 +405,6 @@ def set_k(num, den=1):
     with s.ticker.hold():
         code = fn(num, den)
     _p("K %s/%s: %s" % (num, den, codes.result_name(code)))
-
-
-def _gcd(a, b):
-    while b:
-        a, b = b, a % b
-    return a
 
 
 # -- time --
