@@ -109,6 +109,7 @@ OUTBOX_SPAN = 16 * 64
 #   ack_mismatch   an ack whose command hash is not that of the command sent
 #   bad_history    a history page outside PROTOCOL.md §4.6.1 (nothing of it stored)
 #   bad_record     a record (or a get-state register) beyond the store's 64 bits (dropped)
+#   ack_flood      more than ACKS_PER_COMMAND different acks of one command (not stored)
 # A power cut may lose up to save_l litres not yet saved (docs/METERING.md;
 # save_l is at most 1000): a volume that far below the highest is not a
 # rollback. A restored outbox is caught by its sequence numbers instead.
@@ -116,9 +117,11 @@ POWER_CUT_ML = 1000 * 1000
 
 # alarms of one kind stored per meter and hour (HeadEnd.alarm): beyond, counted, not stored
 ALARM_REPEAT, ALARM_HOUR_S = 10, 3600
+# different acks stored per command (HeadEnd._ack_room)
+ACKS_PER_COMMAND = 8
 
 UPLINK_ALARMS = ("forged_uplink", "seq_jump", "seq_conflict", "rollback", "ack_mismatch",
-                 "bad_history", "bad_record")
+                 "bad_history", "bad_record", "ack_flood")
 
 # a frozen register record's fields, in the order of PROTOCOL.md §4.6.1
 HISTORY_KEYS = ("seq", "t", "al", "span", "ml", "dml", "tc", "chg", "bal")
@@ -468,10 +471,10 @@ class HeadEnd:
                 self._lock_meter(c, meter)
                 # the tag tells a second delivery of this ack (stored already,
                 # settled already) from another answer under the same n
-                new = insert_ignore(c, S.acks, {
+                tag = bytes(payload[-codec.UP_TAG:]).hex()
+                new = self._ack_room(c, meter, a["n"], tag) and insert_ignore(c, S.acks, {
                     "meter": meter, "n": a["n"], "code": a["code"], "val": a["val"],
-                    "detail": json.dumps(a["detail"]), "received": now,
-                    "tag": bytes(payload[-codec.UP_TAG:]).hex()})
+                    "detail": json.dumps(a["detail"]), "received": now, "tag": tag})
                 if new:
                     if isinstance(a["detail"], dict) and a["detail"].get("id") == meter:
                         self._check_registers(c, meter, a["n"], a["detail"])   # a get state
@@ -513,6 +516,28 @@ class HeadEnd:
             for r in taken:
                 fn(meter, r)
         return len(taken)
+
+    def _ack_room(self, c, meter, n, tag):
+        """Whether an ack of command n is stored: only when it answers a
+        command sent (nothing reads any other: the console and wait_ack join
+        acks with commands; n 0, the answer to a region tariff or fleet
+        command, goes to the listeners only), and only ACKS_PER_COMMAND
+        different answers to one n (a meter answers a redelivered command
+        again, rarely twice). The meter's owner can publish acks at will,
+        each under a tag of its own: before, every one was a row. An ack
+        stored already (tag) is a repeat: False, no alarm."""
+        cm, ak = S.commands, S.acks
+        mine = (ak.c.meter == meter, ak.c.n == n)
+        sent, stored, repeat = c.execute(select(
+            select(cm.c.n).where(cm.c.meter == meter, cm.c.n == n).scalar_subquery(),
+            select(func.count()).where(*mine).scalar_subquery(),
+            select(ak.c.n).where(*mine, ak.c.tag == tag).scalar_subquery())).one()
+        if not n or sent is None or repeat is not None:
+            return False
+        if stored >= ACKS_PER_COMMAND:
+            self.alarm(meter, "ack_flood", f"n={n}: more than {ACKS_PER_COMMAND} answers", c)
+            return False
+        return True
 
     def _too_big(self, c, meter, r):
         """True, with alarm `bad_record`, for a record with a field the

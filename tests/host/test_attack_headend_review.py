@@ -19,7 +19,7 @@ from broker import Broker, meter_acl
 from comms import codec, sign
 from conftest import sql
 from consolekit import Browser, make_app, users
-from headend import ALARM_REPEAT, HISTORY_DEPTH, HeadEnd, HeadEndError
+from headend import ACKS_PER_COMMAND, ALARM_REPEAT, HISTORY_DEPTH, HeadEnd, HeadEndError
 from office import OfficeKey
 
 from utility import schema as st
@@ -34,7 +34,7 @@ class RogueMeter:
 
     def __init__(self, w, answer):
         self.uk = sign.uplink_key(sign.meter_key(w.master, "R1"))
-        self.answer, self.commands = answer, []
+        self.answer, self.commands, self.raw = answer, [], []
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="R1")
         self.c.username_pw_set("R1", sign.mqtt_password(w.master, "R1"))
         self.c.tls_set(ca_certs=w.broker.ca_file)
@@ -48,6 +48,7 @@ class RogueMeter:
     def _on_message(self, client, userdata, msg):
         cmd = json.loads(bytes(msg.payload).rsplit(b"|", 1)[0])
         self.commands.append(cmd)
+        self.raw.append(bytes(msg.payload))
         got = self.answer(cmd)
         if got is not None:
             code, val, detail = got
@@ -240,3 +241,36 @@ def test_attack_a_meters_alarm_flood_is_bounded_and_hides_no_other_alarm(world):
     assert "M9" in ev_table and codes.event_name(codes.EV_LEAK) in ev_table
     assert '<td class="num">1100</td>' in ev_table
     assert "rollback" in bob.get("/meters/R1").text.split('id="he-alarms"')[1]
+
+
+def test_attack_acks_are_stored_only_for_commands_sent_and_a_few_per_command(world):
+    """The meter's owner publishes acks at will, each under its own tag:
+    answers to commands never sent, n 0 (the answer to a region tariff),
+    and many answers to one real command. Before, every one was an `acks`
+    row (861 here); nothing ever reads an ack without its command, and a
+    command has few genuine answers. The first answer still settles the
+    top-up, once."""
+    he, uk = world.he, sign.uplink_key(sign.meter_key(world.master, "R1"))
+    rogue = RogueMeter(world, lambda cmd: (0, 1_000_000, None) if cmd["op"] == "topup" else None)
+    try:
+        a = he.topup("R1", 1_000_000, timeout=5)
+    finally:
+        rogue.close()
+    assert a["code"] == 0 and he.topup_status("R1", 1, a["seq"])["status"] == "applied"
+    cmd = rogue.raw[0]
+
+    def ack(n, val, answered=cmd):
+        return codec.seal_up(uk, "m/R1/a", codec.ack(n, 0, val, None, answered))
+    for val in range(ACKS_PER_COMMAND - 1):         # the real command, answered again and again
+        he.ingest("R1", "a", ack(a["n"], val))
+    he.ingest("R1", "a", ack(a["n"], 1_000_000))     # the first answer again: a repeat, no alarm
+    assert he.alarms("R1") == []
+    for val in range(ACKS_PER_COMMAND, 60):
+        he.ingest("R1", "a", ack(a["n"], val))
+    for i in range(500):                            # commands never sent
+        he.ingest("R1", "a", ack(1000 + i, 0, b"x"))
+    for val in range(300):                          # n 0
+        he.ingest("R1", "a", ack(0, val, b"x"))
+    assert sql(he, "SELECT COUNT(*), MIN(n), MAX(n) FROM acks") == [(ACKS_PER_COMMAND, a["n"], a["n"])]
+    assert sql(he, "SELECT COUNT(*), SUM(amount) FROM ledger") == [(1, 1_000_000)]
+    assert [x["kind"] for x in he.alarms("R1")] == ["ack_flood"] * ALARM_REPEAT
