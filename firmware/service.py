@@ -17,12 +17,12 @@
 import asyncio  # noqa: F401 - the prompt's modules, as `from service import *` gives them
 import gc
 import json  # noqa: F401
-import os
+import os  # noqa: F401
 
 import codes
 import config
 import timeutil
-from units import money
+from units import money, when
 from storage import history as hist
 from techsession import (Session, is_production, SESSION_SAVE_S, UNLOCK_S,  # noqa: F401
                          MAX_TRIES, LOCKOUT_S, TICK_MS)
@@ -56,11 +56,6 @@ from keystore import load as load_secrets  # noqa: E402,F401 - the REPL's name f
 # ---------------- formatting ----------------
 def m3(ml):
     return "%d.%03d m3" % (ml // 1_000_000, (ml // 1000) % 1000)
-
-
-def when(t, tz=0):
-    y, mo, d, h, mi, _ = timeutil.local_parts(t, tz)
-    return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mo, d, h, mi, (t + tz) % 60)
 
 
 _LEVELS = ("ok", "low-1", "low-2", "exhausted")
@@ -512,8 +507,8 @@ def selftest():
     hw = s.hw
     m = s.meter
     fails = 0
-    for name, fn in (("card reader", _t_card), ("valve", _t_valve), ("flash", _t_flash),
-                     ("clock", _t_clock), ("network", _t_net), ("broker", _t_broker)):
+    from selfcheck import CHECKS   # only when a technician runs it
+    for name, fn in CHECKS:
         try:
             with s.ticker.hold():
                 ok, msg = fn(s, hw, m)
@@ -525,70 +520,6 @@ def selftest():
         _p("%-12s %s  %s" % (name, mark, msg))
     _p("selftest: %d failure(s)" % fails)
     return fails
-
-
-def _t_card(s, hw, m):
-    if hw.card_spi is None:
-        return None, "no reader on this board"
-    try:
-        from card.mfrc522 import MFRC522
-    except ImportError:
-        return None, "no card driver in this build"
-    v = MFRC522(hw.card_spi, hw.card_cs, hw.card_rst, hw.clock).read_reg(0x37)
-    # VersionReg: 0x91 = v1.0, 0x92 = v2.0 (0x88 on clones, 0x00/0xFF: no chip)
-    return v in (0x88, 0x91, 0x92), "VersionReg 0x%02x" % v
-
-
-def _t_valve(s, hw, m):
-    if m.valve is None:
-        return None, "no valve on this board"
-    fb = getattr(hw, "valve_feedback", None)
-    want = 1 if m.want_open else 0
-    if fb is None:
-        return True, "driven to %s; no position feedback on this board" % ("open" if want else "closed")
-    got = fb.value()
-    return got == want, "feedback says %s, meter wants %s" % (got, want)
-
-
-def _t_flash(s, hw, m):
-    p = hw.state_dir + "/selftest.tmp"
-    data = b"selftest-%d" % m.clock.time()
-    with open(p, "wb") as f:
-        f.write(data)
-    with open(p, "rb") as f:
-        ok = f.read() == data
-    os.remove(p)
-    free = ""
-    try:
-        st = os.statvfs(hw.state_dir)
-        free = ", %d kB free" % (st[0] * st[3] // 1024)
-    except (AttributeError, OSError):
-        pass
-    return ok, "write/read/remove %s%s" % ("ok" if ok else "MISMATCH", free)
-
-
-def _t_clock(s, hw, m):
-    c = m.clock
-    a = c.ticks_ms()
-    c.delay_ms(5)
-    d = c.ticks_diff(c.ticks_ms(), a)
-    t = c.time()
-    y = timeutil.local_parts(t, 0)[0]
-    ok = d >= 5 and 2024 <= y < 2100
-    return ok, "ticks +%d ms over a 5 ms delay, RTC %s" % (d, when(t))
-
-
-def _t_net(s, hw, m):
-    if hw.net is None:
-        return None, "no network on this board"
-    up = hw.net.isconnected()
-    return up, ("up, rssi %s" % hw.net.rssi()) if up else "not connected"
-
-
-def _t_broker(s, hw, m):
-    if s.link is None:
-        return None, "MQTT not configured"
-    return s.link.connected, "connected" if s.link.connected else "not connected"
 
 
 # -- reset, reboot --

@@ -1,5 +1,6 @@
-# Display of money and volume for people (LCD, REPL, simulator). Integer maths
-# only: 1 money unit = 1/1000 of the minor unit, so 100 000 units = 1.00.
+# Display of money, volume and time for people (LCD, REPL, simulator). Integer
+# maths only: 1 money unit = 1/1000 of the minor unit, so 100 000 units = 1.00.
+import timeutil
 
 
 def money(units, exact=False):
@@ -27,3 +28,9 @@ def volume(ml):
 def rate(mlph):
     """Flow in L/h with one decimal."""
     return "%d.%d" % (mlph // 1000, (mlph // 100) % 10)
+
+
+def when(t, tz=0):
+    """Unix time t as local date and time (tz: offset in seconds): 2026-03-14 09:30:00."""
+    y, mo, d, h, mi, _ = timeutil.local_parts(t, tz)
+    return "%04d-%02d-%02d %02d:%02d:%02d" % (y, mo, d, h, mi, (t + tz) % 60)
