@@ -219,8 +219,7 @@ def save():
 
 # -- card --
 def card():
-    """Read the card on the reader: chip version, UID, and the record if the
-    card code of this build can decode it."""
+    """Read the card on the reader: chip version and UID."""
     s = _session()
     hw = s.hw
     if hw.card_spi is None:
@@ -244,38 +243,14 @@ def card():
         except Exception as e:  # noqa: BLE001 - a bad card must not hurt the REPL
             _p("card: read failed: %r" % e)
             return None
-        info = _card_record(s, r)
-    if info is not None:
-        for k in sorted(info):
-            _p("  %-10s %s" % (k, info[k]))
     return uid
-
-
-def _card_record(s, reader):
-    # The card engineer's session code, where this build has it.
-    try:
-        from card import session as cs
-    except ImportError:
-        return None
-    fn = getattr(cs, "inspect", None)
-    if fn is None:
-        return None
-    try:
-        return fn(reader, s.meter, s.secrets)
-    except Exception as e:  # noqa: BLE001
-        return {"error": repr(e)}
 
 
 # -- valve --
 def _valve_request(want_open):
     s = _session()
-    m = s.meter
-    rv = getattr(m, "request_valve", None)
-    if rv is None:
-        _p("valve: this build has no meter.request_valve; not moved")
-        return None
     with s.ticker.hold():
-        code = rv(want_open, "repl")
+        code = s.meter.request_valve(want_open, "repl")
     _p("valve %s: %s" % ("open" if want_open else "close", codes.result_name(code)))
     return code
 
@@ -293,25 +268,17 @@ def valve_close():
 
 
 def valve_test():
-    """Close, then return the valve to where the meter wants it, and report
-    the movement the board's feedback (if any) saw."""
+    """One exercise cycle now (Meter.exercise_valve): close and return the
+    valve to where the meter wants it; the controller checks the movement
+    with the board's feedback, if any."""
     s = _session()
     m = s.meter
     if m.valve is None:
         _p("valve: none on this board")
         return
-    ex = getattr(m, "exercise_valve", None)
-    if ex is not None:
-        with s.ticker.hold():
-            code = ex()
-        _p("valve test: %s" % codes.result_name(code))
-        return
-    was_open = m.want_open
-    if _valve_request(False) is None:
-        return
-    if was_open:
-        _valve_request(True)
-    _p("valve test: done, position %s" % m.valve.position)
+    with s.ticker.hold():
+        code = m.exercise_valve()
+    _p("valve test: %s" % codes.result_name(code))
 
 
 # -- K-factor --
@@ -392,13 +359,8 @@ def set_k(num, den=1):
     s = _session()
     if not s.allowed("set_k"):
         return
-    m = s.meter
-    fn = getattr(m, "set_k_factor", None)
-    if fn is None:
-        _p("set_k: this build has no meter.set_k_factor")
-        return
     with s.ticker.hold():
-        code = fn(num, den)
+        code = s.meter.set_k_factor(num, den)
     _p("K %s/%s: %s" % (num, den, codes.result_name(code)))
 
 
@@ -419,16 +381,8 @@ def time_set(y, mo=None, d=None, h=0, mi=0, sec=0):
         return
     if not s.allowed("time_set"):
         return
-    m = s.meter
     with s.ticker.hold():
-        fn = getattr(m, "set_time", None)
-        if fn is not None:
-            fn(t)
-        else:
-            old = m.clock.time()
-            m.clock.set_time(t)
-            m.log.add(codes.EV_TIME_SET, t - old)
-            m.save()
+        s.meter.set_time(t)
     _p("time set: %s UTC" % when(t))
 
 

@@ -107,7 +107,7 @@ class Session:
         if wait is None:
             import time
             wait = time.sleep_ms
-        keys = getattr(self.meter, "office", None)
+        keys = self.meter.office
         con = console or self.console or techaccess.Console()
         mid = self.meter.cfg["meter_id"]
         if keys is None:
