@@ -4,6 +4,16 @@
 # apply_credit(), stage_tariff(), request_valve(); the REPL reads snapshot().
 # State is saved at once on every credit, tariff and valve change, and while
 # water flows at most every `save_l` litres or `save_s` seconds.
+#
+# This module is the loop (pulses into volume and money, periods, days,
+# tariff activation, the clock and its floor), the saves, settings and the
+# views. The rest of Meter's methods are written by concern in modules of
+# their own and bound into the class below, each naming the fields it
+# writes: credit.py (credits in), creditpolicy.py (levels, friendly periods,
+# emergency credit, cut-off), valve/intent.py (the valve intent), counters.py
+# (command counter, office sequences, firmware floor). The debt register is
+# an object (metering/debt.py); the state record's keys are
+# storage/record.py.
 import codes
 import config
 import counters
@@ -81,7 +91,6 @@ class Meter:
         self.flow_mlph = 0            # measured flow, mL/h
         self._last_save_ml = 0
         self._last_save_t = now
-        self._last_poll_ms = clock.ticks_ms()
         self._rate_ml = 0
         self._rate_ms = 0
         self._v_ml = 0                # valve exercise: volume and time of the last flow seen
@@ -106,7 +115,6 @@ class Meter:
         one was found. provisioned: secrets.json is there."""
         return record.restore(self, provisioned)
 
-
     def _try_save(self):
         try:
             self.save()
@@ -126,8 +134,8 @@ class Meter:
             self.detector.restart(self.clock.time(), ml)
 
     def save(self):
-        """Write the state record now (storage/record.py); raises if the
-        write fails, with nothing in RAM changed but the time floor."""
+        """Write the state record now (storage/record.py). Raises when the
+        write fails: the callers that changed a field for it roll it back."""
         now = self.clock.time()
         # an untrusted clock was raised to the floor and runs from there,
         # so it is still a lower bound of the true time
@@ -145,7 +153,6 @@ class Meter:
         self.time_floor = floor
         self._last_save_ml = self.volume.ml()
         self._last_save_t = now
-
 
     def _persist(self):
         # Saves the loop makes on its own (valve moves, rollover, the volume
