@@ -37,6 +37,7 @@ _IDLE = const(0)
 _DOWNLOAD = const(1)
 _VERIFY = const(2)
 _TRIAL = const(4)
+_RECHECK = const(5)
 _FORCE = (3, 4, 5)              # SWITCHED, TRIAL, RECHECK: a window at this wake
 
 
@@ -154,6 +155,9 @@ class BatteryOta(Ota):
         """The window ends after on_ms of radio: the day's allowance and the
         windows without a piece are kept in the progress record."""
         u = self.updater
+        if u.state == _TRIAL or u.state == _RECHECK:
+            self._unfinished()
+            return
         if u.state == _IDLE or u.state in _FORCE:
             return
         day, used = self._used_today()
@@ -171,6 +175,27 @@ class BatteryOta(Ota):
             u.p["o"] = o
             return
         u._save()
+
+    def _unfinished(self):
+        # the window ended before the trial (or the old image's recheck)
+        # came to its verdict: a network that holds each link step (a
+        # connect dribbled to its timeout) outlasts TRIAL_MAX_MS. That is
+        # the link not up in time, as when the self-test's own wait runs
+        # out; left so, the image would sleep pending verify and the
+        # bootloader's rollback at the next wake would count as its crash
+        # (the version refused at the second)
+        u = self.updater
+        from ota import selftest
+        if u.state == _RECHECK:
+            self._trial_t0 = None
+            u.rechecked(False)
+        elif self._passed:
+            u.confirm(0)             # the floor's save, then the marking
+            u.confirm(0)
+        else:
+            u.confirm(selftest.LINK)
+        if u.reset_due:
+            self._reset()
 
     def spent(self):
         """The update's radio allowance for today is used up."""

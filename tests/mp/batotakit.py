@@ -58,6 +58,10 @@ class HeadEnd(Broker):
         self.rate = 20_000
         self.requests = 0
         self.queue = []          # (due ms, topic, payload)
+        # each connect attempt holds the link step this long on the virtual
+        # clock (a blackholed SYN, a TLS handshake dribbled to the socket's
+        # timeout), then fails while `up` is False
+        self.connect_ms = 0
 
     def due(self):
         now = self.clock.ticks_ms()
@@ -72,6 +76,11 @@ def _read(img, o, k):
 
 
 class _Client(FakeClient):
+    def open(self, clean_session=True):
+        if self.b.connect_ms:
+            self.b.clock.advance(self.b.connect_ms)
+        super().open(clean_session)
+
     def subscribe(self, topic, qos=0):
         pid = super().subscribe(topic, qos)
         if bytes(topic).endswith(b"/ota") and self.b.retained is not None:
