@@ -20,8 +20,15 @@ the meters one worker serves at that report rate (messages/s per worker x
 3600 for hourly, x 86400 for daily), and the ratios 2 workers : 1 worker
 and PostgreSQL : SQLite measured in the same run (the machine is shared).
 
+--baseline DIR compares code: DIR is another checkout of this repository
+(git worktree add DIR COMMIT) with the same migrations; each measurement
+is made with DIR's workers (utility/ingest.py and the head-end it imports)
+and then with this tree's, --rounds times in turn, on the same data, and
+the ratio this tree : baseline is printed for each.
+
     .venv/bin/python bench/bench_ingest.py [--meters 2000] [--db sqlite,postgresql]
                                            [--workers 1,2] [--shapes hourly,daily]
+                                           [--baseline DIR [--rounds 2]]
 """
 
 import argparse
@@ -82,7 +89,7 @@ class Run:
             he.provision(m, 1)
         he.engine.dispose() if hasattr(he, "engine") else he.db.close()
 
-    def worker(self, slot):
+    def worker(self, slot, code=ROOT):
         log = self.tmp / f"w{slot}.log"
         log.write_bytes(b"")
         p = subprocess.Popen(
@@ -90,7 +97,7 @@ class Run:
              "--broker", f"{self.broker.host}:{self.broker.admin_port}", "--ca", self.broker.ca_file,
              "--user", "ingest", "--password", self.ingest_pw, "--workers-group", "bench",
              "--slot", str(slot)],
-            cwd=str(ROOT), stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+            cwd=str(code), stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         deadline = time.monotonic() + 30
         while b"subscribed" not in log.read_bytes():
             if p.poll() is not None or time.monotonic() > deadline:
@@ -121,12 +128,12 @@ class Run:
         finally:
             he.engine.dispose() if hasattr(he, "engine") else he.db.close()
 
-    def measure(self, workers, msgs, records):
+    def measure(self, workers, msgs, records, code=ROOT):
         # sessions first (subscribed), then down: the replay waits in them
-        self.stop([self.worker(k) for k in range(1, workers + 1)])
+        self.stop([self.worker(k, code) for k in range(1, workers + 1)])
         publish_all(self.broker, self.he_pw, msgs)
         t0 = time.monotonic()
-        procs = [self.worker(k) for k in range(1, workers + 1)]
+        procs = [self.worker(k, code) for k in range(1, workers + 1)]
         while self.stored() < records:
             if any(p.poll() is not None for p, _ in procs):
                 raise SystemExit("bench_ingest: a worker exited: " + procs[0][1].read_text())
@@ -152,7 +159,15 @@ def main(argv=None):
     ap.add_argument("--db", default="sqlite,postgresql")
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--shapes", default="hourly,daily")
+    ap.add_argument("--baseline", metavar="DIR", help="another checkout: measure its workers too")
+    ap.add_argument("--rounds", type=int, default=1, help="with --baseline: measurements of each")
     args = ap.parse_args(argv)
+    codes = [("this", ROOT)]
+    if args.baseline:
+        base = Path(args.baseline).resolve()
+        if not (base / "utility" / "ingest.py").exists():
+            ap.error(f"--baseline {base}: no utility/ingest.py there")
+        codes = [("baseline", base), ("this", ROOT)] * args.rounds
     if mosquitto_path() is None:
         raise SystemExit("bench_ingest: Mosquitto is not installed (make test installs it)")
     kinds = args.db.split(",")
@@ -179,23 +194,32 @@ def main(argv=None):
             records = sum(n for _, _, n in msgs)
             for kind in kinds:
                 for n in counts:
-                    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-                        run = Run(tmp, database(kind, Path(tmp), pg), meters, master)
-                        try:
-                            wall, per = run.measure(n, msgs, records)
-                        finally:
-                            run.close()
-                    rate = records / wall
-                    mrate = len(msgs) / wall
-                    serves = mrate / n * period
-                    results[(shape, kind, n)] = rate
-                    own = ", ".join(f"{r / s:.0f}" if s else "-" for _, r, s in per)
-                    print(f"  {shape:6} {kind:10} {n} worker(s): {len(msgs)} messages, {records} "
-                          f"records in {wall:.1f} s: {rate:.0f} records/s, {mrate:.0f} messages/s "
-                          f"({rate / n:.0f} records/s per worker; each worker's own while "
-                          f"storing: {own}); one worker serves {serves:,.0f} meters "
-                          f"{'reporting hourly' if period == 3600 else 'sending a daily batch of 24'}",
-                          flush=True)
+                    for name, code in codes:
+                        with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+                            run = Run(tmp, database(kind, Path(tmp), pg), meters, master)
+                            try:
+                                wall, per = run.measure(n, msgs, records, code)
+                            finally:
+                                run.close()
+                        rate = records / wall
+                        mrate = len(msgs) / wall
+                        serves = mrate / n * period
+                        results.setdefault((shape, kind, n, name), []).append(rate)
+                        if name == "this":
+                            results[(shape, kind, n)] = rate
+                        own = ", ".join(f"{r / s:.0f}" if s else "-" for _, r, s in per)
+                        label = f" [{name}]" if args.baseline else ""
+                        print(f"  {shape:6} {kind:10} {n} worker(s){label}: {len(msgs)} messages, "
+                              f"{records} records in {wall:.1f} s: {rate:.0f} records/s, {mrate:.0f} "
+                              f"messages/s ({rate / n:.0f} records/s per worker; each worker's own "
+                              f"while storing: {own}); one worker serves {serves:,.0f} meters "
+                              f"{'reporting hourly' if period == 3600 else 'sending a daily batch of 24'}",
+                              flush=True)
+                    if args.baseline:
+                        new, old = results[(shape, kind, n, "this")], results[(shape, kind, n, "baseline")]
+                        print(f"  {shape} {kind} {n} worker(s): this / baseline = "
+                              + ", ".join(f"{a / b:.2f}" for a, b in zip(new, old, strict=True))
+                              + " (each round)", flush=True)
             for kind in kinds:
                 if (shape, kind, 1) in results and (shape, kind, 2) in results:
                     print(f"  {shape} {kind}: 2 workers / 1 worker = "
