@@ -173,11 +173,17 @@ _ADMIT_TELEMETRY = _admission(S.telemetry, (
     func.coalesce(S.telemetry.c.last_seq, S.telemetry.c.flags)))
 _ADMIT_EVENT = _admission(S.events, (S.events.c.evs, S.events.c.t, S.events.c.code,
                                      S.events.c.arg))
-# the meter's current registers and last_seen (the other columns set are
-# the parameters'), if the record is newer than the one they came from
-_SET_CURRENT = update(S.meters).where(S.meters.c.id == bindparam("b_meter"),
-                                      func.coalesce(S.meters.c.last_seq, 0) < bindparam("b_seq"))
-_SET_SEEN = update(S.meters).where(S.meters.c.id == bindparam("b_meter"))
+# a meter's last_seen, and its current registers from a telemetry record if
+# it is newer than the one they came from (SET reads the row as it was)
+CURRENT = ("t", "ml", "bal", "flow", "flags", "tv", "rssi")
+_newer = func.coalesce(S.meters.c.last_seq, 0) < bindparam("b_seq", type_=BigInteger)
+_SET_CURRENT = update(S.meters).where(S.meters.c.id == bindparam("b_meter")).values(
+    last_seen=bindparam("b_now"),
+    last_seq=case((_newer, bindparam("b_seq", type_=BigInteger)), else_=S.meters.c.last_seq),
+    **{k: case((_newer, bindparam("b_" + k, type_=S.meters.c[k].type)), else_=S.meters.c[k])
+       for k in CURRENT})
+_SET_SEEN = update(S.meters).where(S.meters.c.id == bindparam("b_meter")).values(
+    last_seen=bindparam("b_now"))
 _LOCK_SQLITE = update(S.meters).where(S.meters.c.id == bindparam("b_meter")).values(id=S.meters.c.id)
 _LOCK_PG = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 _BATTERY_NEWER = update(S.battery).where(S.battery.c.meter == bindparam("b_meter"),
@@ -455,20 +461,21 @@ class HeadEnd:
     def ingest(self, meter, chan, payload):
         """Store one uplink message in one transaction; returns how many
         records (an ack: 1) were new to the store."""
+        if chan in ("t", "e"):
+            return self.ingest_records([(meter, chan, payload)])[0]
         now = time.time()
-        if chan in ("t", "e", "a") and not codec.verify_up(self.uplink_key(meter),
-                                                           f"m/{meter}/{chan}", payload):
-            # not signed by this meter's uplink key: dropped, and flagged
-            self.alarm(meter, "forged_uplink", f"{chan}: {len(payload)} bytes")
-            return 0
         if chan == "a":
+            if not codec.verify_up(self.uplink_key(meter), f"m/{meter}/a", payload):
+                # not signed by this meter's uplink key: dropped, and flagged
+                self.alarm(meter, "forged_uplink", f"a: {len(payload)} bytes")
+                return 0
             a = codec.parse_ack(payload)
             sent = self._sent.get((meter, a["n"])) or self._sent_hash(meter, a["n"])
             if a["n"] and sent is not None and sent != a["h"]:
                 self.alarm(meter, "ack_mismatch", f"n={a['n']}")
                 return 0
             with self.engine.begin() as c:
-                self._lock_meter(c, meter)
+                self._lock_meters(c, [meter])
                 # the tag tells a second delivery of this ack (stored already,
                 # settled already) from another answer under the same n
                 tag = bytes(payload[-codec.UP_TAG:]).hex()
@@ -490,32 +497,60 @@ class HeadEnd:
                 c.execute(update(S.meters).where(S.meters.c.id == meter).values(
                     online=1 if payload[:1] == b"1" else 0, last_seen=now))
             return 0
-        if chan == "or":
-            if self.ota is not None:
-                self.ota.serve(meter, payload)   # a block of the image a meter asks for
-            return 0
-        if chan not in ("t", "e"):
-            return 0
-        recs = codec.unbatch(payload)
-        taken = []
-        newest = None       # the highest-sequence telemetry record taken as current
+        if chan == "or" and self.ota is not None:
+            self.ota.serve(meter, payload)   # a block of the image a meter asks for
+        return 0
+
+    def ingest_records(self, msgs):
+        """Store telemetry and event messages [(meter, "t" or "e", payload)],
+        of one meter or many, in order and in one transaction (an ingestion
+        worker's batch: one commit for all); returns how many records of
+        each were new to the store. A message not signed by its meter's
+        uplink key is dropped and flagged. ValueError (a malformed batch
+        under a valid tag) before anything is stored."""
+        now = time.time()
+        work = []
+        for meter, chan, payload in msgs:
+            if codec.verify_up(self.uplink_key(meter), f"m/{meter}/{chan}", payload):
+                work.append((meter, codec.unbatch(payload)))
+            else:
+                work.append((meter, f"{chan}: {len(payload)} bytes"))
+        taken, seen = [], []
         with self.engine.begin() as c:
-            self._lock_meter(c, meter)
-            for r in recs:
-                if self._too_big(c, meter, r):
-                    continue
-                verdict = self._admit(c, meter, r) if r["kind"] != codec.BATT else "ok"
-                # stored by now (another worker's copy) counts as a repeat too
-                if verdict and self._store(c, meter, r, now):
-                    taken.append(r)
-                    if verdict == "ok" and r["kind"] == codec.TELE and (
-                            newest is None or r["seq"] > newest["seq"]):
-                        newest = r
-            self._set_current(c, meter, newest, now)
-        for fn in self.on_record:
-            for r in taken:
-                fn(meter, r)
-        return len(taken)
+            self._lock_meters(c, {m for m, recs in work if isinstance(recs, list)})
+            for meter, recs in work:
+                if isinstance(recs, list):
+                    rs, newest = self._records(c, meter, recs, now)
+                    taken.append(rs)
+                    seen.append((meter, newest))
+                else:
+                    # not signed by this meter's uplink key: dropped, and flagged
+                    self.alarm(meter, "forged_uplink", recs, c)
+                    taken.append([])
+            self._set_current(c, seen, now)
+        for (meter, _), rs in zip(work, taken, strict=True):
+            for fn in self.on_record:
+                for r in rs:
+                    fn(meter, r)
+        return [len(rs) for rs in taken]
+
+    def _records(self, c, meter, recs, now):
+        """Admit and store one message's records under the meter's lock:
+        the records that were new, and the highest-sequence telemetry record
+        among them taken as current (or None)."""
+        taken = []
+        newest = None
+        for r in recs:
+            if self._too_big(c, meter, r):
+                continue
+            verdict = self._admit(c, meter, r) if r["kind"] != codec.BATT else "ok"
+            # stored by now (another worker's copy) counts as a repeat too
+            if verdict and self._store(c, meter, r, now):
+                taken.append(r)
+                if verdict == "ok" and r["kind"] == codec.TELE and (
+                        newest is None or r["seq"] > newest["seq"]):
+                    newest = r
+        return taken, newest
 
     def _ack_room(self, c, meter, n, tag):
         """Whether an ack of command n is stored: only when it answers a
@@ -550,34 +585,41 @@ class HeadEnd:
         return bool(big)
 
     @staticmethod
-    def _lock_meter(c, meter):
-        """Begin the transaction that admits and stores one message of this
-        meter with a lock that another process (a second ingestion worker)
-        storing the same meter waits for until the commit, so the checks
-        read what is stored. On PostgreSQL a transaction-level advisory lock
-        on the meter's key (meter_lock_key): it needs no row, so the first
-        records of a meter not in `meters` are serialized too (a row lock,
-        SELECT ... FOR UPDATE, locks nothing when there is no row). On
-        SQLite the database's write lock, taken by a first UPDATE (that
-        changes nothing): an UPDATE begins a write transaction whether or
-        not a row matches (tests/host/test_store_headend.py)."""
+    def _lock_meters(c, meters):
+        """Begin the transaction that admits and stores messages of these
+        meters with a lock per meter that another process (a second
+        ingestion worker) storing one of them waits for until the commit,
+        so the checks read what is stored. On PostgreSQL a transaction-level
+        advisory lock on each meter's key (meter_lock_key), taken in the
+        keys' order (two workers' batches holding the same two meters never
+        wait for each other), in one round trip (psycopg pipelines an
+        executemany); it needs no row, so the first records of a meter not
+        in `meters` are serialized too (a row lock, SELECT ... FOR UPDATE,
+        locks nothing when there is no row). On SQLite the database's write
+        lock, taken by a first UPDATE (that changes nothing): an UPDATE
+        begins a write transaction whether or not a row matches
+        (tests/host/test_store_headend.py)."""
+        if not meters:
+            return
         if c.dialect.name == "sqlite":
-            c.execute(_LOCK_SQLITE, {"b_meter": meter})
+            c.execute(_LOCK_SQLITE, {"b_meter": next(iter(meters))})
         else:
-            c.execute(_LOCK_PG, {"b_key": meter_lock_key(meter)})
+            c.execute(_LOCK_PG, [{"b_key": k} for k in sorted(map(meter_lock_key, meters))])
 
     @staticmethod
-    def _set_current(c, meter, r, now):
-        """last_seen, and the meter's current registers from telemetry record
-        r if it is newer than the one they came from. Applying only the
-        message's newest record leaves the row as applying each in turn
-        under the same condition would."""
-        if r is not None:
-            cur = {k: r[k] for k in ("t", "ml", "bal", "flow", "flags", "tv", "rssi")}
-            if c.execute(_SET_CURRENT, dict(cur, last_seq=r["seq"], last_seen=now,
-                                            b_meter=meter, b_seq=r["seq"])).rowcount:
-                return
-        c.execute(_SET_SEEN, {"b_meter": meter, "last_seen": now})
+    def _set_current(c, seen, now):
+        """last_seen of each meter in seen [(meter, record or None)], and its
+        current registers from the record if it is newer than the one they
+        came from: one executemany each (pipelined on PostgreSQL). Applying
+        a message's newest record leaves the row as applying each in turn
+        would; two messages of one meter in a batch, in any order, too."""
+        current = [dict({"b_" + k: r[k] for k in CURRENT}, b_meter=m, b_seq=r["seq"], b_now=now)
+                   for m, r in seen if r is not None]
+        idle = [{"b_meter": m, "b_now": now} for m, r in seen if r is None]
+        if current:
+            c.execute(_SET_CURRENT, current)
+        if idle:
+            c.execute(_SET_SEEN, idle)
 
     # registers of `get state` that never go back on a genuine meter (the
     # command counter is saved before a command acts, outbox sequences and

@@ -2,14 +2,17 @@
 through MQTT shared subscriptions and store it (docs/HEADEND.md §Ingestion).
 
     python -m utility.ingest --db URL --master FILE --broker HOST:PORT [--ca CA.pem]
-        --user ingest --password PW --workers-group G --slot K [--receive-max 64]
+        --user ingest --password PW --workers-group G --slot K [--receive-max 64] [--batch 64]
 
 Each worker subscribes to $share/G/m/+/t, /e, /s and /a (QoS 1, MQTT 5),
 so the broker hands each message to one member of group G. What makes it
 safe to kill one at any moment:
 
 - A message is acknowledged (PUBACK) only after its records are committed.
-  A worker that dies before that leaves the message unacknowledged.
+  A worker that dies before that leaves the message unacknowledged. The
+  messages already received (up to --batch) are stored together: a run of
+  telemetry and events in one transaction, then acknowledged in the order
+  received; if one of them cannot be stored, each is stored by itself.
 - The worker's MQTT session is persistent (client id ingest-G-K, clean
   start off, no session expiry). Mosquitto 2.0 keeps a dead member's
   unacknowledged messages in its session, and goes on queueing its share
@@ -65,8 +68,9 @@ class Worker:
     chan, payload) stores one message and returns after its commit."""
 
     def __init__(self, sink, group, slot, host, port, user=None, password=None, ca_file=None,
-                 receive_max=64, log=sys.stderr):
+                 receive_max=64, batch=64, log=sys.stderr):
         self.sink = sink
+        self.batch = batch
         self.group, self.slot = group, slot
         self.host, self.port = host, port
         self.log = log
@@ -79,6 +83,7 @@ class Worker:
         self.generation = 0
         self.refused = None
         self.messages = self.records = self.bad = 0
+        self.batched = 0        # messages stored in a transaction with others
         self.busy_s = 0.0
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(group, slot),
                         protocol=mqtt.MQTTv5, manual_ack=True)
@@ -129,41 +134,88 @@ class Worker:
         return self
 
     def run(self):
-        """Store and acknowledge until stop(); the message in hand is finished first."""
+        """Store and acknowledge until stop(); the messages in hand are finished first.
+        The messages waiting in the inbox (up to `batch`, none waited for) are
+        taken together: a run of telemetry and events is stored in one
+        transaction, and each message is acknowledged, in the order received,
+        after the commit that stored it."""
         while not self.stopping.is_set():
             try:
-                gen, msg = self.inbox.get(timeout=0.2)
+                got = [self.inbox.get(timeout=0.2)]
             except queue.Empty:
                 continue
+            while len(got) < self.batch:
+                try:
+                    got.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
             t0 = time.monotonic()
-            self._store(msg)
+            run = []            # consecutive telemetry and event messages
+            for gen, msg in got:
+                parts = msg.topic.split("/")
+                if len(parts) != 3 or parts[0] != "m" or parts[2] not in CHANNELS:
+                    item = None
+                else:
+                    item = (parts[1], parts[2], msg.payload)
+                if item is not None and item[1] in ("t", "e"):
+                    run.append((gen, msg, item))
+                    continue
+                self._flush(run)
+                run = []
+                if item is not None:
+                    self._store(msg.topic, lambda item=item: [self.sink.ingest(*item)])
+                self._ack(gen, msg)
+            self._flush(run)
             self.busy_s += time.monotonic() - t0
-            if gen == self.generation:
-                self.client.ack(msg.mid, msg.qos)
         self.client.disconnect()     # the session (and anything unacknowledged) stays on the broker
         self.client.loop_stop()
 
-    def _store(self, msg):
-        parts = msg.topic.split("/")
-        if len(parts) != 3 or parts[0] != "m" or parts[2] not in CHANNELS:
+    def _ack(self, gen, msg):
+        if gen == self.generation:
+            self.client.ack(msg.mid, msg.qos)
+
+    def _flush(self, run):
+        """Store a run of telemetry and event messages in one transaction,
+        then acknowledge them; if one of them cannot be stored, each is
+        stored (or logged) by itself instead."""
+        if not run:
             return
+        items = [item for _, _, item in run]
+        if len(run) == 1 or not self._store(f"{len(run)} messages together",
+                                            lambda: self.sink.ingest_records(items), alone=True):
+            for gen, msg, item in run:
+                self._store(msg.topic, lambda item=item: [self.sink.ingest(*item)])
+                self._ack(gen, msg)
+            return
+        self.batched += len(run)
+        for gen, msg, _ in run:
+            self._ack(gen, msg)
+
+    def _store(self, what, store, alone=False):
+        """store() -> new records per message, retried while the error is
+        transient; False if it failed otherwise (logged; alone: the
+        messages will be stored one by one)."""
         wait = RETRY_S[0]
         while True:
             try:
-                n = self.sink.ingest(parts[1], parts[2], msg.payload)
-                self.messages += 1
-                self.records += n or 0
-                return
+                counts = store()
+                self.messages += len(counts)
+                self.records += sum(n or 0 for n in counts)
+                return True
             except Exception as e:  # noqa: BLE001 - sorted below: retry, or log and go on
                 if not transient(e):
-                    # malformed content under a valid tag: logged, acknowledged,
-                    # so one bad message cannot hold the slot
-                    self.bad += 1
-                    print(f"ingest: cannot store {msg.topic}: {e!r}", file=self.log)
-                    return
+                    if alone:
+                        print(f"ingest: cannot store {what} ({e!r}): each by itself",
+                              file=self.log)
+                    else:
+                        # malformed content under a valid tag: logged, acknowledged,
+                        # so one bad message cannot hold the slot
+                        self.bad += 1
+                        print(f"ingest: cannot store {what}: {e!r}", file=self.log)
+                    return False
                 if self.stopping.is_set():
-                    raise SystemExit(f"ingest: stopped with {msg.topic} unstored: {e}") from None
-                print(f"ingest: database error on {msg.topic}, retrying in {wait:g} s: {e}",
+                    raise SystemExit(f"ingest: stopped with {what} unstored: {e}") from None
+                print(f"ingest: database error on {what}, retrying in {wait:g} s: {e}",
                       file=self.log)
                 time.sleep(wait)
                 wait = min(wait * 2, RETRY_S[1])
@@ -175,7 +227,7 @@ class Worker:
         rate = self.records / self.busy_s if self.busy_s else 0.0
         return (f"ingest {client_id(self.group, self.slot)}: {self.messages} messages, "
                 f"{self.records} records, {self.bad} bad, {self.busy_s:.2f} s storing "
-                f"({rate:.0f} records/s)")
+                f"({rate:.0f} records/s), {self.batched} messages stored in batches")
 
 
 def open_sink(db, master):
@@ -198,12 +250,16 @@ def main(argv=None):
                     "(its session: restart a dead worker under the same slot)")
     ap.add_argument("--receive-max", type=int, default=64,
                     help="unacknowledged messages the broker may send ahead")
+    ap.add_argument("--batch", type=int, default=64,
+                    help="most messages stored in one transaction (those already received)")
     args = ap.parse_args(argv)
     host, _, port = args.broker.rpartition(":")
     if not host or not port.isdigit():
         ap.error(f"--broker wants HOST:PORT, got {args.broker!r}")
     if not 1 <= args.receive_max <= 65535:
         ap.error("--receive-max is 1..65535")
+    if args.batch < 1:
+        ap.error("--batch is at least 1")
     for name in (args.workers_group, args.slot):
         if not name or any(c in name for c in "/+#"):
             ap.error(f"group and slot names may not be empty or hold / + #: {name!r}")
@@ -213,7 +269,7 @@ def main(argv=None):
         print(f"ingest: cannot open {args.db}: {e}", file=sys.stderr)
         return 2
     w = Worker(sink, args.workers_group, args.slot, host, int(port), args.user, args.password,
-               args.ca, args.receive_max)
+               args.ca, args.receive_max, args.batch)
 
     def stop(*_):
         w.stop()

@@ -7,6 +7,7 @@ no admission alarm is raised by the order in which two workers store one
 meter's records, and a command's ack reaches the head-end that waits for
 it although a worker stored it."""
 
+import io
 import json
 import os
 import signal
@@ -14,17 +15,20 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 import pytest
 from broker import Broker, meter_acl
-from comms import sign
+from comms import codec, sign
 from conftest import MeterProc, sql, wait_for
 from headend import HeadEnd
 from office import OfficeKey
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from uplinksim import MeterClient, outbox_messages
+
+from utility.ingest import Worker
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
@@ -163,6 +167,61 @@ def test_two_workers_one_killed_mid_stream_store_every_record_once(world):
         assert w.workers[slot].wait(10) == 0, w.log(slot)
     print(w.log(1), w.log(2), sep="\n")
     assert "0 messages" not in w.log(1).splitlines()[-1], "the restarted slot received nothing"
+
+
+class _Acks:
+    """Where run() sends its acknowledgements, in place of the paho client:
+    the broker's part is test_two_workers_one_killed_mid_stream_store_every_record_once."""
+
+    def __init__(self):
+        self.acked = []
+
+    def ack(self, mid, qos):
+        self.acked.append(mid)
+
+    def disconnect(self):
+        pass
+
+    def loop_stop(self):
+        pass
+
+
+def test_a_batch_holding_a_malformed_message_stores_the_rest_and_acknowledges_all(store_url):
+    """A worker stores the messages waiting in its inbox (up to --batch) in
+    one transaction. One among them with a valid tag and content that
+    cannot be decoded fails that transaction; the worker then stores each
+    of its messages by itself: every good record is stored once, the bad
+    message logged once, and every message acknowledged, in the order
+    received (a status message and a foreign topic in the stream too)."""
+    master = os.urandom(32)
+    sink = HeadEnd(store_url, master)
+    log = io.StringIO()
+    w = Worker(sink, "g", "1", "127.0.0.1", 1, log=log)
+    w.client = _Acks()
+    each = [outbox_messages(master, m, 40, per_msg=2) for m in SIMS[:4]]
+    msgs = [(t, p) for k in range(max(map(len, each))) for one in each for t, p, _ in one[k:k + 1]]
+    uk = sign.uplink_key(sign.meter_key(master, "S02"))
+    msgs.insert(30, ("m/S02/t", codec.seal_up(uk, "m/S02/t", bytes([codec.VERSION, 0xEE, 1, 2]))))
+    msgs.insert(50, ("m/S03/s", b"1"))
+    msgs.insert(60, ("x/S03/t", b"not ours"))
+    for i, (t, p) in enumerate(msgs):
+        w.inbox.put((w.generation, SimpleNamespace(topic=t, payload=p, mid=i + 1, qos=1)))
+    run = threading.Thread(target=w.run)
+    run.start()
+    try:
+        wait_for(lambda: len(w.client.acked) == len(msgs), what="every message acknowledged")
+    finally:
+        w.stop()
+        run.join(30)
+    assert w.client.acked == list(range(1, len(msgs) + 1))
+    for m in SIMS[:4]:
+        assert sql(sink, "SELECT (SELECT COUNT(*) FROM telemetry WHERE meter = :m) + "
+                   "(SELECT COUNT(*) FROM events WHERE meter = :m)", m=m) == [(40,)], m
+    out = log.getvalue()
+    assert out.count("cannot store m/S02/t") == 1 and out.count("together") == 1, out
+    assert (w.messages, w.bad) == (len(msgs) - 2, 1)
+    assert w.batched >= len(msgs) - 64, "the messages after the first 64 were stored together"
+    sink.engine.dispose()
 
 
 def test_worker_refuses_bad_arguments_and_a_broker_that_refuses_it(world, tmp_path):

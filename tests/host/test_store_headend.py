@@ -194,8 +194,8 @@ def test_two_workers_storing_a_new_meters_first_records_at_once_take_turns(pg_ur
     inside, go = threading.Event(), threading.Event()
     set_current = first._set_current
 
-    def stop_before_commit(c, meter, r, now):
-        set_current(c, meter, r, now)
+    def stop_before_commit(c, seen, now):
+        set_current(c, seen, now)
         inside.set()
         assert go.wait(30)
 
@@ -240,7 +240,7 @@ def test_on_sqlite_the_meter_lock_holds_the_database_for_a_meter_with_no_row(tmp
     other = sqlite3.connect(tmp_path / "he.sqlite", timeout=0, isolation_level=None)
     try:
         with he.engine.begin() as c:
-            he._lock_meter(c, "N1")
+            he._lock_meters(c, ["N1"])
             with pytest.raises(sqlite3.OperationalError, match="locked"):
                 other.execute("BEGIN IMMEDIATE")
         other.execute("BEGIN IMMEDIATE")
