@@ -26,6 +26,7 @@ from micropython import const
 
 import codes
 from ota import Ota
+from power import RADIO_MA
 
 RADIO_DAY_MS = const(120_000)   # an update's radio time per local day, windows included
 STEP_MS = const(50)             # link step period while an update downloads or verifies
@@ -71,6 +72,8 @@ class BatteryOta(Ota):
         self._t0 = None           # ticks_ms the window opened
         self._pieces = 0          # pieces taken in this window
         self._last_piece = None   # ticks_ms of the last one
+        self._prepaid = 0         # uAs of radio counted in the cell ahead of this window's use
+        self._booked = None       # (day, ms used before this window): the allowance written spent
 
     # ---------------- the window's side ----------------
     def open(self, link):
@@ -121,14 +124,54 @@ class BatteryOta(Ota):
         return super().on_message(msg)
 
     def _used_today(self):
-        bd = self.updater.p.get("bd")
         day = (self.meter.clock.time() + self.meter.cfg["tz"]) // _DAY_S
+        b = self._booked
+        if b is not None and b[0] == day:
+            return b                 # the day's use before this window (on file: spent)
+        bd = self.updater.p.get("bd")
         if isinstance(bd, list) and len(bd) == 2 and bd[0] == day and isinstance(bd[1], int):
             return day, bd[1]
         return day, 0
 
     def busy(self, on_ms):
         """Whether the window stays open for the update after on_ms of radio."""
+        keep = self._keep(on_ms)
+        if keep:
+            self._book()
+        return keep
+
+    def _book(self):
+        # the radio the update may still keep on in this window is counted
+        # before it is spent: in the cell's charge (the meter's state saved),
+        # and for a download or a verify the day's allowance written spent.
+        # A cell pulled in the window takes the wake's count with it, and
+        # the power-on opens the next window at once: each pull was up to
+        # RADIO_DAY_MS (a trial's TRIAL_MAX_MS) of radio the count never saw,
+        # with the allowance whole again. close() gives back what was unused
+        u = self.updater
+        st = u.state
+        cell = self.meter.cell
+        if not self._prepaid and cell is not None:
+            ms = TRIAL_MAX_MS if st in _FORCE else RADIO_DAY_MS - self._used_today()[1]
+            if ms > 0:
+                self._prepaid = ms * RADIO_MA
+                cell.used += self._prepaid
+                try:
+                    self.meter.save()
+                except Exception:  # noqa: BLE001 - counted in RAM all the same
+                    pass
+        if self._booked is None and (st == _DOWNLOAD or st == _VERIFY):
+            self._booked = self._used_today()
+            u.p["bd"] = [self._booked[0], RADIO_DAY_MS]
+            self._save()
+
+    def _refund(self):
+        cell = self.meter.cell
+        if self._prepaid and cell is not None:
+            cell.used -= self._prepaid   # the wake counts the window's real radio time
+        self._prepaid = 0
+
+    def _keep(self, on_ms):
         u = self.updater
         st = u.state
         if st in _FORCE:
@@ -154,6 +197,7 @@ class BatteryOta(Ota):
     def close(self, on_ms):
         """The window ends after on_ms of radio: the day's allowance and the
         windows without a piece are kept in the progress record."""
+        self._refund()
         u = self.updater
         if u.state == _TRIAL or u.state == _RECHECK:
             self._unfinished()
@@ -167,14 +211,19 @@ class BatteryOta(Ota):
             if u.p["nw"] >= IDLE_WINDOWS:
                 u._abandon(codes.TIMEOUT, burn=False)
                 return
-            # on file the download stands at its chunk's start, where the
-            # next wake's hash begins (the offset in RAM may be inside it)
-            o = u.p["o"]
-            u.p["o"] = o - o % u.doc["cs"]
+        self._save()
+
+    def _save(self):
+        # on file a download stands at its chunk's start, where the next
+        # wake's hash begins (the offset in RAM may be inside it)
+        u = self.updater
+        if u.state != _DOWNLOAD:
             u._save()
-            u.p["o"] = o
             return
+        o = u.p["o"]
+        u.p["o"] = o - o % u.doc["cs"]
         u._save()
+        u.p["o"] = o
 
     def _unfinished(self):
         # the window ended before the trial (or the old image's recheck)
@@ -204,6 +253,7 @@ class BatteryOta(Ota):
     def _reset(self):
         # this wake's charge (and its window's radio time so far) is counted
         # before the chip resets: the count would lose it otherwise
+        self._refund()
         cell = self.meter.cell
         if cell is not None:
             clock = self.hw.clock

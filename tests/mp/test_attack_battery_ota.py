@@ -6,6 +6,7 @@ import wake
 from boards.unix_battery import Reset
 from ota import updater as up
 from meter import WHY_NONE
+from power import RADIO_MA
 import otakit
 from otakit import manifest_doc, signed
 from batotakit import DAY, Rig
@@ -17,6 +18,47 @@ def _credit(m, litres=10_000):
     m.balance = litres * 350
     m.want_open, m.why_closed = True, WHY_NONE
     m.save()
+
+
+class Pulled(BaseException):
+    """The customer pulls the cell: the wake stops where it is."""
+
+
+def _wake_pulled_at(r, ms):
+    """A wake (and the wakes its resets chain) whose cell the customer pulls
+    ms into it, or right after it when it is over sooner, then puts back: a
+    power-on. Returns (pulled, ran): whether the pull cut the wake, and the
+    ms from its start to the pull."""
+    c = r.plant.clock
+    at = c.now_ms() + ms
+    own = type(c).delay_us
+    armed = [True]
+
+    def delay_us(us):
+        own(c, us)
+        if armed[0] and c.now_ms() >= at:
+            armed[0] = False
+            raise Pulled()
+
+    c.delay_us = delay_us
+    t = c.now_ms()
+    pulled = False
+    try:
+        while True:
+            try:
+                wake.work(r.m, r.hw, r._link, None, "unix")
+                break
+            except Reset:
+                r.boot()
+    except Pulled:
+        pulled = True
+    finally:
+        armed[0] = False
+    ran = c.now_ms() - t
+    r.plant.brown_out()
+    r.plant.clock.advance(10_000)
+    r.boot()
+    return pulled, ran
 
 
 def _switched(r, img):
@@ -58,3 +100,54 @@ def test_attack_a_network_that_holds_each_connect_cannot_make_the_trial_refuse_t
     r.he.connect_ms = 0
     r.until(r.plant.clock.time() + 2 * DAY)
     assert r.m.fw_floor == 2 and r.plant.flash.running == "ota_1", r.ota_events()
+
+
+def test_attack_pulling_the_cell_in_each_trial_window_is_still_counted():
+    # A trial's window keeps the radio on up to TRIAL_MAX_MS (330 s) while
+    # the self-test waits for the link (the customer's network down). The
+    # wake's charge is counted at its end: the customer pulls the cell at
+    # 290 s, and the power-on retries the trial at once twice, then daily,
+    # each pull 35 As of radio the charge count never saw (the valve's
+    # reserve spent uncounted in weeks, the latching valve then open on an
+    # empty cell)
+    r = Rig()
+    _credit(r.m)
+    _switched(r, otakit.image(20_000))
+    used = r.m.cell.used
+    r.he.up = False
+    pulled, ran = _wake_pulled_at(r, 290_000)
+    assert pulled and r.hw.wake_reason == "power"
+    r.he.up = True
+    n = len(r.radio)
+    r.wake()                              # the power-on: switched again, confirmed
+    assert r.m.fw_floor == 2 and r.plant.flash.running == "ota_1", r.ota_events()
+    radio = ran - 1000 + sum(ms for _, ms in r.radio[n:])
+    assert r.m.cell.used - used >= radio * RADIO_MA, (r.m.cell.used - used, radio * RADIO_MA)
+
+
+def test_attack_pulling_the_cell_in_each_download_window_neither_renews_the_allowance_nor_escapes_the_count():
+    # A download keeps its window open until the day's allowance (120 s) is
+    # spent; the allowance and the wake's charge were written at the
+    # window's end. The customer pulls the cell at 110 s, and the power-on's
+    # window finds the allowance whole and the charge not counted: three
+    # such pulls (the resumes' hold starts at the fourth) were 330 s of
+    # radio in a day, none of it in the count
+    r = Rig()
+    _credit(r.m)
+    img = otakit.image(200_000)
+    r.he.image = img
+    r.he.rate = 300                       # slow: a window ends inside the download
+    r.he.retained = signed(manifest_doc(img))
+    used = r.m.cell.used
+    pulled, short = [], []
+    for _ in range(3):
+        cut, ran = _wake_pulled_at(r, 110_000)
+        (pulled if cut else short).append(ran)
+    r.he.retained = None
+    r.he.rate = None
+    assert r.state() == up.DOWNLOAD, r.ota_events()
+    # one window of the day had the update's allowance; the power-ons after
+    # it had the usual windows, over before the pull at 110 s
+    assert len(pulled) == 1 and all(ms <= 65_000 for ms in short), (pulled, short)
+    radio = sum(pulled) - 1000 * len(pulled)
+    assert r.m.cell.used - used >= radio * RADIO_MA, (r.m.cell.used - used, radio * RADIO_MA)
