@@ -93,13 +93,7 @@ class BatteryOta(Ota):
         if st in (_DOWNLOAD, _VERIFY) and self.spent():
             return None              # today's allowance is spent: tomorrow's window goes on
         if st != _IDLE:
-            why = self.hw.wake_reason
-            try:
-                u.resume(why == "power", why in ("power", "reset"))
-            except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
-                self.meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
-                u.p = {"st": _IDLE}
-                u.doc = None
+            self.resume()
         if u.reset_due:
             self._reset()
             return None
@@ -107,6 +101,19 @@ class BatteryOta(Ota):
         link.ota = self
         self.opened = True
         return self
+
+    def resume(self):
+        """The update on file goes on at this wake (Updater.resume: the
+        signature checked again, a rollback noted). A deep-sleep wake is no
+        power cycle: not counted among the resumes."""
+        u = self.updater
+        why = self.hw.wake_reason
+        try:
+            u.resume(why == "power", why in ("power", "reset"))
+        except Exception:  # noqa: BLE001 - a broken progress record must not stop the meter
+            self.meter.log.add(codes.EV_OTA, codes.FORMAT << 8 | codes.OTA_REFUSED)
+            u.p = {"st": _IDLE}
+            u.doc = None
 
     def _cell_low(self):
         if self.gate.low():

@@ -151,3 +151,63 @@ def test_attack_pulling_the_cell_in_each_download_window_neither_renews_the_allo
     assert len(pulled) == 1 and all(ms <= 65_000 for ms in short), (pulled, short)
     radio = sum(pulled) - 1000 * len(pulled)
     assert r.m.cell.used - used >= radio * RADIO_MA, (r.m.cell.used - used, radio * RADIO_MA)
+
+
+def test_attack_a_link_that_cannot_be_built_on_the_old_image_is_no_reset_loop():
+    # The customer pulls the cell in a trial's window (the record says
+    # trial, the bootloader then boots the old image) and, while it is out,
+    # spoils what the link is built from (secrets.json: main.make_link
+    # raises on either image). The wake without a link failed the "trial"
+    # on the old image without resuming it first: a reset, the same record
+    # at the next boot, a reset again: a CPU that never sleeps, the cell
+    # empty in days
+    import main
+    r = Rig()
+    _credit(r.m)
+    _switched(r, otakit.image(20_000))
+    r.he.up = False
+    pulled, _ = _wake_pulled_at(r, 100_000)
+    assert pulled and r.state() == up.TRIAL and r.plant.flash.running == "ota_0"
+    with open(r.d + "/secrets.json", "w") as f:
+        f.write('{"mk": "not hex"}')          # the link's key: main.make_link raises
+    resets = 0
+    while True:
+        try:
+            ms = wake.work(r.m, r.hw, main.make_link, None, "unix")
+            break
+        except Reset:
+            resets += 1
+            assert resets < 5, ("a reset loop", r.ota_events())
+            r.boot()
+    r.plant.deepsleep(ms)
+    r.boot()
+    # the link back (the rig's): the update goes on and confirms
+    r.he.up = True
+    r.until(r.plant.clock.time() + 2 * DAY)
+    assert r.m.fw_floor == 2 and r.plant.flash.running == "ota_1", r.ota_events()
+
+
+def test_a_new_image_that_cannot_make_its_link_fails_its_trial_in_its_first_wake():
+    # as U22 on a mains meter: the switched image's first wake has no link
+    # (main.make_link raises in it): its trial fails the link check there
+    # and the old image, whose link works, rechecks it; before, the image
+    # slept unconfirmed and its rollback counted as a crash
+    r = Rig()
+    _credit(r.m)
+    _switched(r, otakit.image(20_000))
+
+    def make_link(m, hw):
+        if r.plant.flash.running == "ota_1":
+            raise ValueError("this image's link")
+        return r._link(m, hw)
+
+    try:
+        wake.work(r.m, r.hw, make_link, None, "unix")
+        raise AssertionError("no reset")
+    except Reset:
+        pass
+    assert r.ota_events()[-1] & 0xFFFF == 5 << 8 | codes.OTA_SELFTEST_FAILED   # check 5, the link, r.ota_events()
+    r.boot()
+    assert r.plant.flash.running == "ota_0"
+    r.wake()                                       # the old image's recheck: its link is up
+    assert r.state() == up.VERIFY and r.m.fw_floor == 0, r.ota_events()
