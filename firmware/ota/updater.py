@@ -31,6 +31,8 @@ TRIAL = const(4)       # the new image runs, not yet confirmed
 RECHECK = const(5)     # rolled back after a peripheral check failed: that check runs on the old image
 
 REQUEST_MS = const(10_000)     # a block not complete by then is asked for again
+REQUEST_GAP_MS = const(300)    # requests at least this far apart: the head-end serves a meter one
+                               # block per block_gap_s (0.25 s, tools/rollout.py) and drops the rest
 VERIFY_BLOCKS = const(4)       # flash blocks hashed back per step
 MAX_CHUNK_RETRIES = const(3)   # a chunk failing its digest this often: update abandoned
 SIG_WINDOWS = const(2)         # signature windows per step: 25-53 ms of a 1.6-3.4 s verify on an ESP32
@@ -58,6 +60,7 @@ class Updater:
         self.doc = None          # the manifest being applied (dict)
         self._hash = None        # SHA-256 of the current chunk, or of the image (VERIFY)
         self._asked = None       # ticks_ms of the last request
+        self._last_req = None    # ... the same, kept when a block ends (the gap to the next one)
         self._ready = False      # the block buffer holds a whole block, not yet programmed
         self._erased = -1        # the block erased and not yet programmed
         self._save_due = False   # a chunk ended: its progress record is written next step
@@ -351,7 +354,9 @@ class Updater:
         now = self.rt.ticks_ms()
         if self._asked is not None and self.rt.ticks_diff(now, self._asked) < REQUEST_MS:
             return None
-        self._asked = now
+        if self._last_req is not None and self.rt.ticks_diff(now, self._last_req) < REQUEST_GAP_MS:
+            return None              # too soon: the head-end would drop it, and we would wait REQUEST_MS
+        self._asked = self._last_req = now
         self.have = 0
         o = self.p["o"]
         n = min(BLOCK, self.doc["sz"] - o)

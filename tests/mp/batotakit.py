@@ -56,6 +56,8 @@ class HeadEnd(Broker):
         self.retained = None
         self.image = None
         self.rate = 20_000
+        self.gap_ms = 250        # tools/rollout.py's block_gap_s: a request sooner after the last served is dropped
+        self.served_at = None
         self.requests = 0
         self.queue = []          # (due ms, topic, payload)
         # each connect attempt holds the link step this long on the virtual
@@ -94,6 +96,9 @@ class _Client(FakeClient):
             r = json.loads(msg)
             b.requests += 1
             t = b.clock.ticks_ms()
+            if b.served_at is not None and t - b.served_at < b.gap_ms:
+                return pid
+            b.served_at = t
             for o in range(r["o"], r["o"] + r["n"], PIECE):
                 k = min(PIECE, r["o"] + r["n"] - o)
                 t += k * 1000 // b.rate

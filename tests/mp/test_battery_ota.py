@@ -221,3 +221,19 @@ def test_a_switch_in_a_customer_poll_gets_its_trial_in_the_same_wake():
     # ... and the wake after the reset (not scheduled for a window) runs the trial
     assert r.m.fw_floor == 2 and r.plant.flash.running == "ota_1", r.ota_events()
     assert r.plant.clock.time() < r.m.window.next  # before the night's window
+
+
+def test_requests_keep_to_the_headends_block_gap_so_none_is_dropped():
+    # the reference head-end serves a meter one block per block_gap_s (0.25 s)
+    # and drops a request that comes sooner; the battery window's 50 ms
+    # steps would ask sooner, and each dropped request costs REQUEST_MS
+    r = Rig()
+    _credit(r.m)
+    img = _image(60_000)                           # 15 blocks
+    r.he.image = img
+    r.he.rate = 5_000_000
+    r.he.retained = signed(manifest_doc(img))
+    r.wake()
+    assert r.m.fw_floor == 2, r.ota_events()
+    assert r.he.requests == 15                     # one request a block, none dropped
+    assert sum(ms for _, ms in r.radio) < 20_000, r.radio
