@@ -183,9 +183,9 @@ def ctrl_c_at_boot(state, micropython):
         m.send(b"\r\nprint('RE' + 'PL-OPEN')\r\n")
         opened = m.wait_for("REPL-OPEN", 2)
         print("[attack] Ctrl-C at each boot step of a production meter ({}): {}; "
-              "the meter saw {}".format(", ".join(steps), "REPL OPENED" if opened else
-                                        "refused, REPL closed, meter running",
-                                        "/".join(sorted(set(m.deliveries)))), flush=True)
+              "its Ctrl-C bytes arrived as {}".format(", ".join(steps), "REPL OPENED" if opened else
+                                                    "refused, REPL closed, meter running",
+                                                    "/".join(sorted(set(m.deliveries)))), flush=True)
         m.send(b"svc\r\n")
         found = m.wait_for("svc-challenge", 10) and m.wait_for("\n", 2) and re.findall(
             r"svc-challenge (\S+) (\d+) ([0-9a-f]{32})", m.output())
@@ -306,11 +306,29 @@ def serve_console(he, port=0):
     return site, provider
 
 
+def _finish(proc, state):
+    """After a Ctrl-C: the meter is told to stop through DIR/sim-stop, as a
+    signal could kill it (its own session keeps the terminal's Ctrl-C from
+    it: the unix port's masked Ctrl-C is SIG_DFL), and closes its books
+    (simrun.py prints its summary). Show what it still prints; end it if it
+    does not end by itself, or at a second Ctrl-C."""
+    (Path(state) / "sim-stop").touch()
+    out = ""
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        proc.wait()
+    print("".join(ln for ln in (out or "").splitlines(keepends=True) if not ln.startswith("!")),
+          end="", flush=True)
+
+
 def _run_meter(cmd, args, he, broker, cards):
-    """One power-up of the simulated meter, until its process ends."""
+    """One power-up of the simulated meter, until its process ends; None
+    when Ctrl-C stopped it."""
     proc = subprocess.Popen(
         cmd, cwd=str(ROOT), env=micropython_env(), stdout=subprocess.PIPE, text=True,
-        stdin=None if args.interactive else subprocess.PIPE,
+        stdin=None if args.interactive else subprocess.PIPE, start_new_session=True,
     )
     try:
         for line in proc.stdout:
@@ -325,7 +343,8 @@ def _run_meter(cmd, args, he, broker, cards):
             else:
                 print(line, end="", flush=True)
     except KeyboardInterrupt:
-        proc.terminate()
+        _finish(proc, args.state)
+        return None
     return proc.wait()
 
 
@@ -388,6 +407,10 @@ def main(argv=None):
         for s in servers:
             s.close()
         he.close()
+    if rc is None:
+        # Ctrl-C: how an interactive run ends besides quit; a scenario cut short did not finish
+        print("[sim] stopped by Ctrl-C; broker and console closed", flush=True)
+        return 0 if args.interactive else 130
     if rc == 0 and not args.interactive and not ctrl_c_at_boot(args.state, args.micropython):
         rc = 1
     check = cards / "check.json"
@@ -400,4 +423,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:          # before the meter started, or in the closing attack demo
+        print("\n[sim] stopped by Ctrl-C", flush=True)
+        sys.exit(130)

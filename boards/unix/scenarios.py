@@ -55,7 +55,7 @@ QUICK = [
     (0, "topup", 300_000),
     (0, "note", "the valve stays closed until the customer confirms at the meter"),
     (10, "tap", 0),
-    (15, "press", 0),             # the customer looks: the LCD shows the 3.00
+    (15, "press", 0),             # the customer looks: the LCD wakes on the 3.00 (awake: the next page)
     (20, "flow", 2500),           # a tap at 2.5 m3/h: 3.00 at 3.50/m3 buys about 857 L
     (900, "end", 0),
 ]

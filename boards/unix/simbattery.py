@@ -17,6 +17,7 @@
 # for an hour wakes the CPU every 10 L) shows its first and then one line
 # for the rest; a summary follows, and DIR/battery-sim.json holds the same
 # facts from the objects they come from.
+import os
 import sys
 import json
 
@@ -28,6 +29,15 @@ import wake
 from boards.unix import radiolog, scenarios
 from boards.unix_battery import Plant
 from metering.ulpcount import W_COUNT, W_THRESHOLD
+
+
+def _stopped(state):
+    """tools/sim.py was told Ctrl-C: the day ends after this wake (DIR/sim-stop)."""
+    try:
+        os.stat(state + "/sim-stop")
+        return True
+    except OSError:
+        return False
 
 
 def _hms(t):
@@ -130,7 +140,7 @@ class BatterySim:
     def run(self):
         p = self.plant
         m = None
-        while not self.script.done:
+        while not self.script.done and not _stopped(self.state):
             self._t, self._reason, self._nw = p.clock.time(), p.wake_reason, len(radiolog.windows)
             self._threshold = p.ulp.word(W_THRESHOLD) & 0xFFFF
             m = main.boot("unix_battery", state_dir=self.state, plant=p, ulp_binary=self.ulp)
@@ -163,8 +173,8 @@ class BatterySim:
                     w["received"], w["tx"], w["rx"]))
         armed = p.ulp.word(W_THRESHOLD) & 0xFFFF
         left = (armed - p.ulp.word(W_COUNT)) & 0xFFFF
-        _say("           sleeps; ULP wakes the CPU after %d more pulses%s; next window at %s, in %.1f h"
-             % (left, "" if m.want_open else " (valve closed: only to keep the count in range)",
+        _say("           sleeps; ULP wakes the CPU after %d more pulse%s%s; next window at %s, in %.1f h"
+             % (left, "" if left == 1 else "s", "" if m.want_open else " (valve closed: only to keep the count in range)",
                 _hms(m.window.next), (m.window.next - m.clock.time()) / 3600))
         # a ULP wake with no window may start a run of wakes told in one line
         self._fold = (valve, left) if reason == "ulp" and w is None else None

@@ -16,6 +16,7 @@
 # a technician's command does. Requests for the head-end are printed as
 # "!headend ..." lines for tools/sim.py, which plays the utility's side over
 # MQTT.
+import os
 import sys
 import json
 import time
@@ -264,8 +265,15 @@ class Sim:
     def pause(self):
         """The world's idle step: real time passes, the meter runs on its
         thread meanwhile. Shows the status line when due, reads the keyboard
-        in --interactive mode. Raises _Quit once the run is over."""
+        in --interactive mode. Raises _Quit once the run is over, or once
+        tools/sim.py, told Ctrl-C, has made DIR/sim-stop (a signal could
+        kill this process: the unix port's masked Ctrl-C is SIG_DFL)."""
         time.sleep_ms(PAUSE_MS)
+        try:
+            os.stat(self.opts["state"] + "/sim-stop")
+            self.done = True
+        except OSError:
+            pass
         if self.now() >= self._next_display:
             self._next_display = self.now() + DISPLAY_S
             self.display()

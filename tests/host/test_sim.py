@@ -46,7 +46,7 @@ def test_day_scenario_shows_cards_tiers_cutoff_and_emergency(tmp_path):
     assert "foreign card removed (last tap: wrong-region)" in out
     assert "forged-tariff card removed (last tap: signature)" in out, "a forged tariff card"
     assert "[attack] Ctrl-C at each boot step of a production meter (board, meter, link, cards, " \
-           "gate): refused, REPL closed, meter running; the meter saw data" in out
+           "gate): refused, REPL closed, meter running; its Ctrl-C bytes arrived as data" in out
     assert "answered with the office key: REPL open for 5 min" in out
     assert "event  tariff (2)" in out, "the signed region tariff must take effect"
     assert "event  valve-closed (1)" in out, "credit ran out: closed for credit"
@@ -140,6 +140,28 @@ def test_interactive_sim_takes_commands_from_the_keyboard(tmp_path):
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+def test_ctrl_c_ends_an_interactive_sim_with_its_summary(tmp_path):
+    # what a person does at make sim INTERACTIVE=1: Ctrl-C at the terminal
+    # reaches the whole process group; the meter closes its books
+    import pexpect
+    child = pexpect.spawn(sys.executable, [str(ROOT / "tools" / "sim.py"), "quick", "--interactive",
+                                           "--speed", "60", "--state", str(tmp_path / "s")],
+                          cwd=str(ROOT), encoding="utf-8", timeout=60)
+    try:
+        child.expect("interactive: flow")
+        child.expect(r"event  valve-open")
+        child.sendintr()
+        child.expect("== summary")
+        child.expect(r"credit applied\s+3\.00")
+        child.expect(r"\[sim\] stopped by Ctrl-C")
+        child.expect(pexpect.EOF)
+        out = child.before
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0, (child.exitstatus, child.signalstatus)
+    assert "Traceback" not in out, out
 
 
 def test_the_console_answers_while_the_sim_plays(tmp_path):
