@@ -50,7 +50,7 @@ class Session:
         self.locked_until = 0
         self.open_request = None   # minutes granted by an office token (gate)
         self.service_until = None  # ticks_ms when the token's window ends
-        self.cal = None
+        self.cal = None            # the commands' calibration run (metering/calibration.Run)
         self.last_error = None
         self.tick_errors = 0
         self._saved_ml = meter.volume.ml()
