@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 import urllib.request
 
@@ -38,6 +39,7 @@ SIGNATURE_HEADER = "X-Payment-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TOLERANCE_S = 300            # a delivery signed longer ago (or ahead) than this is stale
 MAX_BODY = 4096
+AUDITS_PER_MINUTE = 30       # audit rows of refused or duplicate deliveries (Payments._audit_limited)
 UNITS_PER_MINOR = 1000       # money units per minor currency unit (docs/METERING.md)
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
 _METER = re.compile(r"[A-Za-z0-9_-]{1,16}\Z")       # the meter's own id rule (PROTOCOL.md §2)
@@ -138,6 +140,8 @@ class Payments:
         self.refund_url, self.currency = refund_url, currency
         self.min_minor, self.max_minor = min_minor, max_minor
         self.account, self.tolerance, self.clock = account, tolerance, clock
+        self._limit = threading.Lock()
+        self._window, self._not_audited = [float("-inf"), 0], 0   # _audit_limited's minute
         if headend is not None:
             headend.on_ack.append(self.on_ack)
 
@@ -150,8 +154,25 @@ class Payments:
             f = _fields(body, self.currency)
             return self._accept(key, f)
         except Rejected as e:
-            self._audit("refused: " + e.reason, _peek(body))
+            self._audit_limited("refused: " + e.reason, _peek(body))
             return e.status, {"error": e.reason}
+
+    def _audit_limited(self, result, detail):
+        """An audit row of a refused or duplicate delivery, at most
+        AUDITS_PER_MINUTE a minute (by this process); the rest are counted
+        and the next row written says how many (`not_audited`). Anyone can
+        post junk, or replay a captured delivery with new idempotency keys
+        (the header is not signed): a row each filled the store at their rate."""
+        now = self.clock()
+        with self._limit:
+            if now - self._window[0] >= 60:
+                self._window = [now, 0]
+            self._window[1] += 1
+            if self._window[1] > AUDITS_PER_MINUTE:
+                self._not_audited += 1
+                return
+            skipped, self._not_audited = self._not_audited, 0
+        self._audit(result, dict(detail, not_audited=skipped) if skipped else detail)
 
     def _accept(self, key, f):
         if not self.min_minor <= f["minor"] <= self.max_minor:
@@ -205,7 +226,7 @@ class Payments:
         if (row.provider_ref, row.meter, row.amount) != (f["ref"], f["meter"], amount):
             raise Rejected(409, f"{'idempotency key' if row.idempotency_key == key else 'ref'} "
                                 f"already used by payment {row.id} for another payment")
-        self._audit("duplicate", {"ref": f["ref"], "payment": row.id})
+        self._audit_limited("duplicate", {"ref": f["ref"], "payment": row.id})
         return 200, {"payment": row.id, "status": self.status(row.id)["status"], "duplicate": True}
 
     # ---------------- to the meter and back ----------------

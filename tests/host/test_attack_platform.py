@@ -1,5 +1,5 @@
 """A review's attacks on the head-end platform's web side (docs/SECURITY.md
-O11-O13, PAY8-PAY9): every route of the console's url_map against an
+O1, O11-O13, PAY8-PAY9): every route of the console's url_map against an
 anonymous client and a viewer, login names that look like another's,
 over-long and deeply nested input from anyone on the network. Flask's test
 client on SQLite and PostgreSQL."""
@@ -27,6 +27,8 @@ def app(store_url):
     app = console(store_url, None, CLOCK=lambda: NOW)
     users(app, alice="operator", bob="viewer")
     insert(app, st.meters, {"id": "M1", "region": 1, "last_seen": NOW})
+    insert(app, st.topups, {"meter": "M1", "account": 1, "seq": 1, "amount": 1_000_000,
+                            "status": "refused", "code": 3, "created": NOW})
     insert(app, st.payments, {"provider_ref": "pay_1", "idempotency_key": "k1", "meter": "M1",
                               "amount": 1_000_000, "status": "refund_due", "topup_account": 1,
                               "topup_seq": 1, "created": NOW, "updated": NOW})
@@ -120,3 +122,48 @@ def test_attack_platform_a_deeply_nested_webhook_body_is_refused_with_its_reason
     assert [a.result for a in audited] == ["refused: " + reason]
     assert audited[0].detail == {"body_bytes": len(body)}
     assert len(rows(app, st.payments)) == 1
+
+
+def test_attack_platform_a_locked_name_costs_one_audit_row_not_one_per_attempt(app):
+    """A locked name is refused without its password being checked, so
+    each further attempt was nearly free to send and still an audit row:
+    anyone could fill the store through it. The lock's row is written
+    once; the name stays locked."""
+    c = app.test_client()
+
+    def attempt(password="guess"):
+        return c.post("/login", data={"csrf_token": token(c.get("/login").text), "name": "alice",
+                                      "password": password})
+    for _ in range(5):
+        attempt()
+    for _ in range(200):
+        assert attempt().status_code == 429
+    assert attempt("alicealice").status_code == 429
+    logins = rows(app, st.audit, st.audit.c.action == "login")
+    assert [r.result for r in logins] == ["refused: wrong name or password"] * 5 + ["refused: locked out"]
+
+
+def test_attack_platform_webhook_refusals_and_duplicates_are_audited_at_a_bounded_rate(app):
+    """Junk posted to the webhook, and a captured delivery replayed with new
+    idempotency keys (the header is not signed), was an audit row each.
+    Now at most AUDITS_PER_MINUTE a minute; the next row written says how
+    many were not."""
+    pay = app.extensions["payments"]
+    clock = [NOW]
+    pay.clock = lambda: clock[0]
+    c = app.test_client()
+    for i in range(150):
+        assert c.post("/payments/webhook", data=b"junk %d" % i).status_code == 401
+    body = json.dumps({"type": "payment.succeeded", "ref": "pay_2", "meter": "M1", "amount": 1000,
+                       "currency": "EUR"}).encode()
+    for i in range(50):
+        r = c.post("/payments/webhook", data=body, headers=P.signed_headers(SECRET, body, f"dlv_r{i}", NOW))
+        assert r.status_code == 200 and bool(json.loads(r.data).get("duplicate")) == (i > 0)
+    audited = sorted(rows(app, st.audit, st.audit.c.action == "payment"), key=lambda a: a.id)
+    assert [a.result for a in audited].count("accepted") == 1
+    assert len(audited) == P.AUDITS_PER_MINUTE + 1
+    clock[0] += 60
+    c.post("/payments/webhook", data=b"junk")
+    last = max(rows(app, st.audit, st.audit.c.action == "payment"), key=lambda a: a.id)
+    assert last.detail["not_audited"] == 150 + 49 - P.AUDITS_PER_MINUTE
+    assert len(rows(app, st.payments)) == 2

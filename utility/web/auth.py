@@ -32,6 +32,7 @@ ROLES = ("operator", "viewer")
 # form's longer name is refused before anything is written: it can be no
 # one's, and its audit row would be as long as the form let it be (500 kB)
 NAME_MAX = 64
+LOCKED = "refused: locked out"
 # a name with this many wrong passwords in a row within LOCK_S is refused
 # for the rest of that window without its password being tried (counted
 # from the audit rows of its logins, so every console on the store agrees)
@@ -118,8 +119,13 @@ class LoginForm(FlaskForm):
 def login():
     form = LoginForm()
     if form.validate_on_submit():
-        if locked_out(form.name.data):
-            audit.record(form.name.data, "login", None, "refused: locked out")
+        lock = lock_state(form.name.data)
+        if lock:
+            # one row per lock, not per attempt: a locked name costs no
+            # password check, so each attempt was a cheap audit row for
+            # anyone; the lock holds on the refusals before it
+            if lock != LOCKED:
+                audit.record(form.name.data, "login", None, LOCKED)
             flash(f"Too many wrong passwords: try again in {LOCK_S // 60} minutes.", "error")
             return render_template("login.html", form=form), 429
         row = check_password(form.name.data, form.password.data)
@@ -134,13 +140,18 @@ def login():
     return render_template("login.html", form=form)
 
 
-def locked_out(name):
+def lock_state(name):
+    """None if the name may try a password; else the result of its newest
+    login row (LOCKED when the lock has its audit row already): its last
+    LOCK_AFTER logins within LOCK_S were all refused."""
     a = st.audit
     with store().connect() as c:
         results = c.execute(sa.select(a.c.result).where(
             a.c.action == "login", a.c.user == name, a.c.at > now() - LOCK_S)
             .order_by(a.c.id.desc()).limit(LOCK_AFTER)).scalars().all()
-    return len(results) == LOCK_AFTER and all(r.startswith("refused") for r in results)
+    if len(results) == LOCK_AFTER and all(r.startswith("refused") for r in results):
+        return results[0]
+    return None
 
 
 def _safe_next(target):
