@@ -407,6 +407,10 @@ def main(argv=None):
         for s in servers:
             s.close()
         he.close()
+    if args.png:
+        n = _snapshots[0]
+        print(f"[sim] {n} LCD picture{'' if n == 1 else 's'} in {args.png}/ (lcd-NNNN.png, one per change)",
+              flush=True)
     if rc is None:
         # Ctrl-C: how an interactive run ends besides quit; a scenario cut short did not finish
         print("[sim] stopped by Ctrl-C; broker and console closed", flush=True)

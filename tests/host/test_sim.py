@@ -20,8 +20,10 @@ def run_sim(*args, timeout=120):
 
 
 def test_quick_scenario_meters_bills_and_reports(tmp_path):
-    out = run_sim("quick", "--speed", "600", "--state", str(tmp_path / "s"))
+    out = run_sim("quick", "--speed", "600", "--state", str(tmp_path / "s"), "--png", str(tmp_path / "png"))
     assert "meter M000001 running; the REPL is free" in out, "the sim boots as a board: main.boot()"
+    shots = sorted((tmp_path / "png").glob("lcd-*.png"))
+    assert shots and f"[sim] {len(shots)} LCD pictures in {tmp_path / 'png'}/" in out, "where the PNGs went"
     # a line of its own: the meter's thread prints meanwhile (it used to land in between)
     assert re.search(r"^meter M000001 running; .* lists the service commands\.$", out, re.M), out[:2000]
     # no card in this scenario, and the narrative says where its 3.00 comes from
