@@ -29,6 +29,7 @@ import units
 from boards.unix import rtc, scenarios
 
 PAUSE_MS = 20           # the world's pace, in real time
+STOP_CHECK = 10         # pauses between looks for DIR/sim-stop (a failed stat allocates its OSError)
 DISPLAY_S = 300         # status line period, in simulated time
 
 
@@ -122,6 +123,8 @@ class Sim:
         self.done = False
         self._seq = 100
         self._next_display = 0
+        self._pauses = 0
+        self._stop_file = opts["state"] + "/sim-stop"
         self._poller = None
         self._glass = None        # the glass last drawn (RAM image, lit)
         self._frames = []         # glass images since, from the meter's thread
@@ -269,11 +272,13 @@ class Sim:
         tools/sim.py, told Ctrl-C, has made DIR/sim-stop (a signal could
         kill this process: the unix port's masked Ctrl-C is SIG_DFL)."""
         time.sleep_ms(PAUSE_MS)
-        try:
-            os.stat(self.opts["state"] + "/sim-stop")
-            self.done = True
-        except OSError:
-            pass
+        self._pauses += 1
+        if self._pauses % STOP_CHECK == 0:
+            try:
+                os.stat(self._stop_file)
+                self.done = True
+            except OSError:
+                pass
         if self.now() >= self._next_display:
             self._next_display = self.now() + DISPLAY_S
             self.display()
