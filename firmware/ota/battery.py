@@ -175,7 +175,10 @@ class BatteryOta(Ota):
     def _refund(self):
         cell = self.meter.cell
         if self._prepaid and cell is not None:
-            cell.used -= self._prepaid   # the wake counts the window's real radio time
+            # the wake counts the window's real radio time; a new cell's
+            # `cell` op in this window restarted the count under the prepaid
+            # part (a count below 0 would not restore)
+            cell.used = cell.used - self._prepaid if cell.used > self._prepaid else 0
         self._prepaid = 0
 
     def _keep(self, on_ms):

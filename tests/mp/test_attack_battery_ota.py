@@ -211,3 +211,37 @@ def test_a_new_image_that_cannot_make_its_link_fails_its_trial_in_its_first_wake
     assert r.plant.flash.running == "ota_0"
     r.wake()                                       # the old image's recheck: its link is up
     assert r.state() == up.VERIFY and r.m.fw_floor == 0, r.ota_events()
+
+
+def test_a_new_cell_fitted_in_a_window_the_update_keeps_open_restores_with_its_count():
+    # the office's `cell` op (docs/BATTERY.md §8) applied 30 s into a window
+    # whose update radio was counted ahead (B18), the window then over
+    # early: the count restarts under the prepaid part, and giving that
+    # back must not leave a count below 0, which the state's restore refuses
+    r = Rig()
+    _credit(r.m)
+    img = otakit.image(200_000)
+    r.he.image = img
+    r.he.rate = 300
+    r.he.retained = signed(manifest_doc(img))
+    c = r.plant.clock
+    at = c.now_ms() + 30_000
+    own = type(c).delay_us
+    m = r.m
+    done = []
+
+    def delay_us(us):
+        own(c, us)
+        if not done and c.now_ms() >= at:
+            done.append(m.cell.used)
+            m.cell.fitted(c.time())
+            m.save()
+            r.he.rate = None               # and the head-end stops serving: the window ends early
+
+    c.delay_us = delay_us
+    r.wake()
+    assert done and r.state() == up.DOWNLOAD
+    # the wake's state restores (before: refused as corrupt, an older copy
+    # restored), and its count holds the window's radio on the new cell
+    assert not [e for e in r.m.log.recent(20) if e[2] == codes.EV_STATE_CORRUPT], r.m.log.recent(20)
+    assert 0 < r.m.cell.used < 10_000_000 and r.m.cell.level_pct() >= 99, r.m.cell.used
