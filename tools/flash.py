@@ -182,6 +182,10 @@ def cmd_firmware(a: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------- deploy
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def app_files(board: str, frozen: bool = False) -> list[tuple[Path, str]]:
     """(local source, device path) of everything the app needs on a board;
     with the app frozen into the firmware, nothing (boot.py and main.py are
@@ -411,7 +415,7 @@ def cmd_deploy(a: argparse.Namespace) -> int:
                                                if BOARDS[a.board][1] else "mpy-cross, bytecode")
     via = ", umqtt.simple from " + umqtt if umqtt != "skip" else ""
     via += f", ULP program {ulp[0]}" if ulp else ""
-    print(f"deploy: {len(paths)} files for {a.board} ({how}){via}")
+    print(f"deploy: {_files(len(paths))} for {a.board} ({how}){via}")
     dev = Device(a.port, a.dry_run)
     if a.verify_only:
         return _verify(dev, out, paths, t0)
@@ -436,7 +440,7 @@ def _verify(dev: Device, out: Path, paths: list[str], t0: float) -> int:
     bad = [p for p in paths if got.get(p) != sha256(out / p)]
     if bad:
         raise Fail(f"verify: {len(bad)} file(s) differ on the device: {', '.join(bad[:8])}")
-    print(f"deploy: {len(paths)} files verified by SHA-256 in {time.monotonic() - t0:.1f} s. "
+    print(f"deploy: {_files(len(paths))} verified by SHA-256 in {time.monotonic() - t0:.1f} s. "
           "Provision if new, then reset the board.")
     return 0
 

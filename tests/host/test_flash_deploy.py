@@ -352,3 +352,13 @@ def test_ulp_given_to_a_board_without_one_is_refused(tmp_path):
     p = flash("deploy", "--port", "x", "--board", "esp32_devkitc", "--build-dir", str(tmp_path / "b"),
               "--ulp", str(tmp_path / "x.ulp"), "--dry-run")
     assert p.returncode == 2 and "has no ULP program" in p.stderr, p.stderr
+
+
+def test_a_frozen_deploy_of_one_file_says_one_file(tmp_path, capsys):
+    # a mains board's frozen deploy writes board.txt alone
+    sys.path.insert(0, str(ROOT / "tools"))
+    import flash as flash_tool
+    assert flash_tool.main(["deploy", "--port", "x", "--board", "esp32_devkitc", "--build-dir",
+                            str(tmp_path / "b"), "--dry-run", "--frozen"]) == 0
+    out = capsys.readouterr().out
+    assert "deploy: 1 file for esp32_devkitc" in out and "1 files" not in out, out
