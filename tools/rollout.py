@@ -196,8 +196,10 @@ class Rollout:
 
     def state_of(self, meter: str) -> str | None:
         """'valid', 'failed', 'busy', 'stalled' (busy, nothing new for
-        busy_s) or None (nothing reported) for this version, from the
-        meter's newest ota event."""
+        busy_s), 'other' (it refused the manifest as wrong-board: the
+        head-end does not know a meter's board, the meter does) or None
+        (nothing reported) for this version, from the meter's newest ota
+        event."""
         e = S.events
         with self.he.engine.connect() as c:
             rows = c.execute(select(e.c.arg, e.c.received).where(e.c.meter == meter,
@@ -208,6 +210,8 @@ class Rollout:
                 continue
             step = arg & 0xFF
             if step == codes.OTA_REFUSED:
+                if arg >> 8 & 0xFF == codes.WRONG_BOARD:
+                    return "other"    # a meter of another board in the region: not a member
                 continue          # not its group yet, its battery: no verdict on the image
             if step == codes.OTA_VALID:
                 return "valid"
@@ -229,8 +233,10 @@ class Rollout:
         for m in self.meters():
             if bucket(m) >= GROUP_PERCENT[g]:
                 continue
-            out["members"] += 1
             s = self.state_of(m)
+            if s == "other":
+                continue          # neither waited for nor counted in the threshold
+            out["members"] += 1
             if s is not None:
                 out[s] += 1
         return out
@@ -297,6 +303,33 @@ class Rollout:
 IMAGE_MAGIC = 0xE9              # an ESP app image's first byte (and the simulator's, sim_image)
 
 
+# An ESP-IDF app image: a 24-byte image header (chip id at bytes 12-13), the
+# first segment's 8-byte header, then that segment begins with the app
+# descriptor (esp_app_desc_t), whose magic word is 0xABCD5432. The build's
+# firmware.bin (bootloader, partition table and app, for the serial flash)
+# also starts with 0xE9, its bootloader's, and has no descriptor there.
+APP_DESC_MAGIC = (0xABCD5432).to_bytes(4, "little")
+
+
+def esp_app_problem(image: bytes, board: str) -> str | None:
+    """Why `image` is not an OTA app image for an ESP32 `board`; None when
+    it is (or the board is the simulator's, whose image is sim_image's)."""
+    if board.startswith("unix"):
+        return None
+    from flash import BOARDS, CHIP_BY_ID
+    if board not in BOARDS or BOARDS[board][0] is None:
+        return f"unknown board {board!r} (one of {', '.join(b for b in BOARDS if BOARDS[b][0])})"
+    if image[32:36] != APP_DESC_MAGIC:
+        return ("not an app image: no ESP-IDF app descriptor at byte 32. firmware.bin is the "
+                "bootloader, partition table and app for the serial port; an update is the app "
+                "alone: build-<BOARD>/micropython.bin (docs/OTA.md \"Shipping an update\")")
+    chip_id = image[12] | image[13] << 8
+    chip = CHIP_BY_ID.get(chip_id, f"chip-id-{chip_id}")
+    if chip != BOARDS[board][0]:
+        return f"built for {chip}, not for {board}'s {BOARDS[board][0]}"
+    return None
+
+
 class RolloutError(Exception):
     """A command the operator must correct (headend.py prints it, exit 2)."""
 
@@ -359,6 +392,9 @@ def _start_image(a) -> bytes:
         raise RolloutError(f"cannot read the image: {e}") from None
     if not image or image[0] != IMAGE_MAGIC:
         raise RolloutError(f"{a.image} is not an app image (first byte {IMAGE_MAGIC:#x})")
+    why = esp_app_problem(image, a.board)
+    if why:
+        raise RolloutError(f"{a.image}: {why}")
     if not 0 < a.version < 1 << 32 or not 0 < a.threshold < 1 or a.min_failed < 1 or a.chunk % 4096:
         raise RolloutError("version 1..2^32-1, threshold between 0 and 1, min-failed >= 1, chunk a "
                            "multiple of 4096")
@@ -463,7 +499,7 @@ def sim_image(body: bytes, fault: int = 0) -> bytes:
     """An app image as the unix board's flash model checks it
     (boards/unix/ota_model.py): magic, the model's fault byte, length, body,
     SHA-256. For the simulator, the tests and the bench; a board takes the
-    port's firmware.bin (its app image), docs/OTA.md §2."""
+    build's micropython.bin (the app image; not firmware.bin), docs/OTA.md §2."""
     import struct
     head = bytes((0xE9, fault, 0, 0)) + struct.pack("<I", len(body))
     return head + body + hashlib.sha256(head + body).digest()

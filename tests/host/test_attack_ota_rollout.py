@@ -185,3 +185,28 @@ def test_power_cuts_at_first_boots_are_not_failures_of_the_image():
     for m in g1[:3]:
         _ev(he, m, 3, 2, codes.OTA_ROLLED_BACK, clk.t, detail=1)    # a trial the watchdog ended
     assert r.check() == "halted"
+
+
+def test_meters_of_another_board_in_the_region_do_not_hold_the_group():
+    # a region of mains and battery meters: the mains rollout's group 1 has
+    # battery meters in it, which refuse the manifest as wrong-board and
+    # never report valid. They are not members: the group goes on once its
+    # mains members are valid, and the rules count only those (before,
+    # a group 1 with only battery meters in it waited for ever).
+    he, clk = _HE(), _Clock()
+    mains, battery = _ids(lambda b: b < 1, 1), _ids(lambda b: b < 1, 3)[1:]
+    r = Rollout(he, sim_image(b"x" * 1000), 2, "esp32_devkitc", 1, clock=clk)
+    r.start(1)
+    for m in battery:
+        _ev(he, m, 1, 2, codes.OTA_REFUSED, clk.t, detail=codes.WRONG_BOARD)
+    assert r.tally() == {"members": 0, "valid": 0, "failed": 0, "busy": 0, "stalled": 0}
+    assert r.check() == "running" and r.group == 2        # nothing of this board in group 1
+    _ev(he, mains[0], 1, 2, codes.OTA_ACCEPTED, clk.t)
+    assert r.tally()["members"] == 1 and r.tally()["busy"] == 1
+    assert r.check() == "running" and r.group == 2        # the mains meter is waited for
+    _ev(he, mains[0], 2, 2, codes.OTA_VALID, clk.t)
+    assert r.check() == "running" and r.group == 3
+    # a refusal for a group not yet reached (code refused) is no verdict: still a member
+    m = _ids(lambda b: 1 <= b < 10, 1)[0]
+    _ev(he, m, 1, 2, codes.OTA_REFUSED, clk.t, detail=codes.REFUSED)
+    assert r.state_of(m) is None

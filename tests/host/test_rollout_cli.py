@@ -106,3 +106,39 @@ def test_an_operator_starts_runs_halts_and_resumes_a_rollout(fresh_world, tmp_pa
     assert "group 1 (1 %) running" in out and "threshold 0.5" in out, out
     assert json.loads(_retained(w).rpartition(b"|")[0])["v"] == 3
     p.kill()
+
+
+def _esp_image(chip_id, first_segment):
+    """An ESP image's first bytes: the 24-byte header (magic 0xE9, chip id at
+    bytes 12-13), the first segment's header, then the segment's data."""
+    head = bytes([0xE9, 1, 2, 0x20]) + bytes(8) + chip_id.to_bytes(2, "little") + bytes(10)
+    return head + (0x3F400020).to_bytes(4, "little") + len(first_segment).to_bytes(4, "little") + first_segment
+
+
+def test_rollout_start_takes_the_app_image_not_the_serial_flash_image(tmp_path):
+    """`rollout start` needs the build's micropython.bin. firmware.bin (the
+    bootloader, partition table and app, docs/BUILD.md) starts with 0xE9
+    too, its bootloader's: it is refused with the file to take instead, as
+    is an app for another chip, before the broker is reached (none here)."""
+    db = tmp_path / "he.sqlite"
+    base = [sys.executable, str(ROOT / "tools" / "headend.py"), "--db", str(db)]
+    subprocess.run(base + ["init"], capture_output=True, check=True, timeout=60)
+    app = tmp_path / "micropython.bin"
+    app.write_bytes(_esp_image(0, (0xABCD5432).to_bytes(4, "little") + bytes(252)))
+    serial = tmp_path / "firmware.bin"
+    serial.write_bytes(_esp_image(0, bytes(256)))       # the bootloader's image: no app descriptor
+
+    def start(img, board):
+        return subprocess.run(base + ["--broker", "127.0.0.1:1", "rollout", "start", str(img), "--version",
+                                      "2", "--board", board, "--region", "1"],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    p = start(serial, "esp32_devkitc")
+    assert p.returncode == 2 and "no ESP-IDF app descriptor" in p.stderr and "micropython.bin" in p.stderr, p.stderr
+    p = start(app, "esp32s3_devkitc")
+    assert p.returncode == 2 and "built for esp32, not for esp32s3_devkitc's esp32s3" in p.stderr, p.stderr
+    p = start(app, "esp32_devkitx")
+    assert p.returncode == 2 and "unknown board 'esp32_devkitx'" in p.stderr, p.stderr
+    for board in ("esp32_devkitc", "esp32_battery"):     # the right image: on to the broker (refused here)
+        p = start(app, board)
+        assert p.returncode == 2 and "cannot reach broker" in p.stderr and "Traceback" not in p.stderr, p.stderr
