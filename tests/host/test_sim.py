@@ -81,12 +81,12 @@ def test_night_scenario_exercises_a_stale_valve_and_reopens_it(tmp_path):
 
 def test_ota_scenario_updates_rolls_back_and_refuses_a_forgery(tmp_path):
     out = run_sim("ota", "--state", str(tmp_path / "s"), timeout=300)     # make sim SCENARIO=ota
-    assert "event  ota: version 2 refused (5)" in out, "the forged manifest: signature"
+    assert "event  ota: version 2 refused (5): signature" in out, "the forged manifest"
     steps = ["version 2 accepted", "version 2 switched", "the meter reset itself",
              "version 2 trial", "board  booted ota_1", "version 2 valid",
              "version 3 accepted", "version 3 switched", "version 3 trial", "board  booted ota_0",
-             "version 3 selftest-failed (4)", "version 3 rolled-back", "board  booted ota_1",
-             "rollout of version 3: halted"]
+             "version 3 selftest-failed (4): check card reader", "version 3 rolled-back (1): 1 trial(s) not confirmed", "board  booted ota_1",
+             "rollout of version 3: halted", "version 3 refused (11): refused"]
     at = 0
     for s in steps:                    # each after the one before
         at = out.find(s, at)
