@@ -1,5 +1,5 @@
 """A review's attacks on the head-end platform's web side (docs/SECURITY.md
-O1, O11-O13, PAY8-PAY9): every route of the console's url_map against an
+O1, O11-O14, PAY8-PAY9): every route of the console's url_map against an
 anonymous client and a viewer, login names that look like another's,
 over-long and deeply nested input from anyone on the network. Flask's test
 client on SQLite and PostgreSQL."""
@@ -167,3 +167,24 @@ def test_attack_platform_webhook_refusals_and_duplicates_are_audited_at_a_bounde
     last = max(rows(app, st.audit, st.audit.c.action == "payment"), key=lambda a: a.id)
     assert last.detail["not_audited"] == 150 + 49 - P.AUDITS_PER_MINUTE
     assert len(rows(app, st.payments)) == 2
+
+
+def test_attack_platform_numbers_past_what_the_store_holds_are_refused_with_a_reason(app):
+    """A viewer's query (hours, region) or an operator's top-up (amount,
+    account) with a number past 64 bits reached the store: a 500 on SQLite,
+    and the top-up's INSERT failed on either. Now each is refused, 400, with
+    its range."""
+    bob = Browser(app, "bob", "bobbob")
+    for path, why in (("/alarms?hours=99999999999999999999", "hours is 1"),
+                      ("/alarms?hours=0", "hours is 1"),
+                      ("/meters?region=99999999999999999999", "a region is 0 .. 65535")):
+        r = bob.get(path)
+        assert r.status_code == 400 and why in r.text, path
+    alice = Browser(app, "alice", "alicealice")
+    alice.get("/meters/M1")
+    for form, why in (({"amount": "5", "account": "99999999999999999999"}, "the account is 0"),
+                      ({"amount": "5", "account": "-1"}, "the account is 0"),
+                      ({"amount": "99999999999999999999"}, "the amount is at most 20,000.00")):
+        r = alice.post("/meters/M1/topup", form)
+        assert r.status_code == 400 and why in r.text, form
+    assert rows(app, st.topups, st.topups.c.seq > 1) == []

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 from headend import HeadEndError  # tools/ is not a package
 
 bp = need_login(Blueprint("actions", __name__))
+MAX_TOPUP = 2_000_000_000      # money units: the top of max_topup's range (PROTOCOL.md §4.5)
 
 
 class Refused(ValueError):
@@ -89,6 +90,12 @@ def topup(meter):
         account = int(request.form.get("account") or 1)
         if amount <= 0:
             raise Refused("the amount must be above 0")
+        # what any meter takes (max_topup, account u32: PROTOCOL.md 4.4, 4.5);
+        # a number past 64 bits failed in the store with a 500
+        if amount > MAX_TOPUP:
+            raise Refused(f"the amount is at most {money.fmt(MAX_TOPUP)} (the largest a meter takes)")
+        if not 0 <= account < 1 << 32:
+            raise Refused("the account is 0 .. 2^32-1")
     except ValueError as e:
         return _refuse("topup", meter, str(e))
     return _send("topup", meter, {"amount": amount, "account": account},

@@ -10,14 +10,22 @@ bp = need_login(Blueprint("views", __name__))
 SPANS = (86400, 7 * 86400, 30 * 86400)   # consumption columns of the regions page
 
 
+MAX_HOURS = 10 * 8784          # the silence asked about: up to ten years
+
+
 def _silent_s():
     hours = request.args.get("hours", type=int)
-    return (hours if hours and hours > 0 else current_app.config["SILENT_HOURS"]) * 3600
+    if hours is not None and not 1 <= hours <= MAX_HOURS:
+        # a number past 64 bits reached the store's bound parameter (a 500 on SQLite)
+        abort(400, f"hours is 1 .. {MAX_HOURS}")
+    return (hours or current_app.config["SILENT_HOURS"]) * 3600
 
 
 @bp.get("/meters")
 def meters():
     region = request.args.get("region", type=int)
+    if region is not None and not 0 <= region < 1 << 16:
+        abort(400, "a region is 0 .. 65535")
     building = request.args.get("building") or None
     with store().connect() as c:
         rows = queries.meters(c, now(), _silent_s(), region, building)
