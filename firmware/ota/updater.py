@@ -59,6 +59,8 @@ class Updater:
         self.have = 0            # bytes of the current block received
         self.doc = None          # the manifest being applied (dict)
         self._hash = None        # SHA-256 of the current chunk, or of the image (VERIFY)
+        self._chunk = None       # VERIFY: SHA-256 of the chunk being read back
+        self._spoilt = None      # VERIFY: a chunk that no longer reads back as written
         self._asked = None       # ticks_ms of the last request
         self._last_req = None    # ... the same, kept when a block ends (the gap to the next one)
         self._ready = False      # the block buffer holds a whole block, not yet programmed
@@ -250,6 +252,7 @@ class Updater:
         elif st == VERIFY:
             self.p["o"] = 0
             self._hash = hashlib.sha256()
+            self._chunk = hashlib.sha256()
         elif st == TRIAL:
             # a record can claim a trial while the old image runs: the
             # running partition is hashed before anything is confirmed
@@ -462,7 +465,21 @@ class Updater:
             return
         if st != VERIFY or self._held():
             return
-        if self._hash_step():
+        more = self._hash_step()
+        if self._spoilt is not None:
+            # a chunk that matched its digest when it was written does not
+            # read back so: the slot was written over since (the customer's
+            # flash between two wakes, a failing sector), not the image's
+            # fault, which refusing it would make the meter's to keep old
+            # firmware by; the download goes on again from that chunk
+            i, self._spoilt = self._spoilt, None
+            self._event(codes.OTA_CHUNK_BAD, i & 0xFF)
+            self.p["st"] = DOWNLOAD
+            self.p["o"] = i * self.doc["cs"]
+            self._save()
+            self._start_stage()
+            return
+        if more:
             return
         import binascii
         if binascii.hexlify(self._hash.digest()).decode() != self.doc["h"]:
@@ -487,8 +504,21 @@ class Updater:
                 break
             self._target.readblocks(o // BLOCK, self.buf)
             n = min(BLOCK, d["sz"] - o)
-            self._hash.update(memoryview(self.buf)[:n])
+            mv = memoryview(self.buf)[:n]
+            self._hash.update(mv)
             o += n
+            c = self._chunk
+            if c is not None:
+                # VERIFY: each chunk against its signed digest too, so a
+                # mismatch says which chunk changed since it was written
+                c.update(mv)
+                if o % d["cs"] == 0 or o == d["sz"]:
+                    i = (o - 1) // d["cs"]
+                    import binascii
+                    if binascii.hexlify(c.digest()).decode() != d["ch"][i]:
+                        self._spoilt = i
+                        return False
+                    self._chunk = hashlib.sha256()
         self.p["o"] = o
         return o < d["sz"]
 
