@@ -16,7 +16,8 @@ never apply later) and the provider has paid the money back: `refunded`.
 Payment states: pending (recorded with its key, not yet published) -> sent
 (published; the broker holds it for an offline meter) -> settled (the meter
 acknowledged it applied) | refund_due (the meter refused it: topups.code
-says why) -> refunded.
+says why) -> refunding (an operator's refund under way: voiding the key,
+asking the provider) -> refunded, or back to refund_due if a step failed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ SIGNATURE_HEADER = "X-Payment-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TOLERANCE_S = 300            # a delivery signed longer ago (or ahead) than this is stale
 MAX_BODY = 4096
+REFUND_CLAIM_S = 600         # a refund claim this old (a crash mid-refund) may be taken again
 AUDITS_PER_MINUTE = 30       # audit rows of refused or duplicate deliveries (Payments._audit_limited)
 UNITS_PER_MINOR = 1000       # money units per minor currency unit (docs/METERING.md)
 _KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
@@ -54,6 +56,7 @@ STATUS_TEXT = {
             "when it connects)",
     "settled": "the meter has applied the credit",
     "refund_due": "the meter refused the credit; the payment will be refunded",
+    "refunding": "the meter refused the credit; the refund is under way",
     "refunded": "the meter refused the credit; the payment has been refunded",
 }
 
@@ -295,36 +298,57 @@ class Payments:
         key on the meter (it can then never apply; if the meter answers that
         it HAD applied it, the payment is settled and nothing is refunded),
         then the provider's refund. Returns the new status; raises
-        RefundError when a step did not complete (status stays refund_due,
-        and asking again is safe: a void asked again gives the same answer)."""
+        RefundError when a step did not complete (status back to refund_due,
+        and asking again is safe: a void asked again gives the same answer).
+        The refund is claimed first (refund_due -> refunding, one
+        conditional UPDATE), so two operators' clicks at once make one
+        refund: the other is refused. A claim a crash left behind may be
+        taken again after REFUND_CLAIM_S."""
         row = self._row(pid)
-        if row is None or row.status != "refund_due":
-            raise RefundError(f"payment {pid} is not due a refund ({row and row.status})")
+        if row is None or not self._claim(pid):
+            now = self._row(pid)
+            if now is not None and now.status == "refunding":
+                raise RefundError(f"a refund of payment {pid} is under way already")
+            raise RefundError(f"payment {pid} is not due a refund ({now and now.status})")
         try:
             a = self.he.void(row.meter, row.topup_account, row.topup_seq)
         except Exception as e:  # noqa: BLE001 - no ack: the meter decides later
+            self._set(pid, "refunding", "refund_due")
             self._audit(f"refund: void not confirmed: {e}", {"payment": pid}, user)
             raise RefundError(f"the meter did not confirm the void ({e}); try again") from None
         if a.get("code") == 1:          # used: it was applied after all
-            self._set(pid, "refund_due", "settled")
+            self._set(pid, "refunding", "settled")
             self._audit("refund: the meter had applied it: settled", {"payment": pid}, user)
             return "settled"
         if a.get("code") != 0:
+            self._set(pid, "refunding", "refund_due")
             self._audit(f"refund: void refused ({a.get('result')})", {"payment": pid}, user)
             raise RefundError(f"the meter refused the void: {a.get('result')} (code {a.get('code')})")
         try:
             self._provider_refund(row)
         except (OSError, ValueError) as e:
+            self._set(pid, "refunding", "refund_due")
             self._audit(f"refund: provider failed: {e}", {"payment": pid}, user)
             raise RefundError(f"the provider did not confirm the refund: {e}") from None
         with self.engine.begin() as c:
             c.execute(payments.update().where(payments.c.id == pid,
-                                              payments.c.status == "refund_due").values(
+                                              payments.c.status == "refunding").values(
                 status="refunded", updated=self.clock()))
             c.execute(ledger.insert().values(meter=row.meter, source="refund", ref=str(pid),
                                              amount=row.amount, recorded=self.clock()))
         self._audit("refunded", {"payment": pid, "ref": row.provider_ref, "amount": row.amount}, user)
         return "refunded"
+
+    def _claim(self, pid):
+        """refund_due (or a claim older than REFUND_CLAIM_S) -> refunding;
+        False if another refund holds it, or it is not due one."""
+        now = self.clock()
+        with self.engine.begin() as c:
+            return c.execute(payments.update().where(payments.c.id == pid, sa.or_(
+                payments.c.status == "refund_due",
+                sa.and_(payments.c.status == "refunding",
+                        payments.c.updated < now - REFUND_CLAIM_S))).values(
+                status="refunding", updated=now)).rowcount == 1
 
     def _provider_refund(self, row):
         if not self.refund_url:

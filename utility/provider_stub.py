@@ -34,6 +34,7 @@ def create_provider(webhook_url, secret: bytes, currency="EUR"):
     app.config["WEBHOOK_URL"] = webhook_url
     lock = threading.Lock()
     refunds = []             # what the utility asked back, in order
+    refund_requests = []     # every signed refund request's ref, repeats too
 
     def deliver(meter, minor, ref=None, key=None, signed_at=None, sign_with=None):
         """POST one payment.succeeded to the webhook: (HTTP status, answer)."""
@@ -84,6 +85,7 @@ def create_provider(webhook_url, secret: bytes, currency="EUR"):
         except P.Rejected as e:
             return jsonify(error=e.reason), e.status
         with lock:
+            refund_requests.append(doc["ref"])
             if not any(r["ref"] == doc["ref"] for r in refunds):       # idempotent by ref
                 refunds.append({"ref": doc["ref"], "amount": doc["amount"], "at": time.time()})
         return jsonify(status="refunded", ref=doc["ref"])
@@ -95,4 +97,5 @@ def create_provider(webhook_url, secret: bytes, currency="EUR"):
 
     app.deliver = deliver
     app.refunds = refunds
+    app.refund_requests = refund_requests
     return app

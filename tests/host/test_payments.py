@@ -146,6 +146,43 @@ def test_a_refused_credit_is_shown_voided_and_refunded_never_lost(world):
     assert "has been refunded" in page(world, "/pay/done?ref=pay_refused")
 
 
+def test_two_operators_refunding_one_payment_at_once_refund_it_once(world):
+    """Two clicks on Refund at once (two operators, a double click): both
+    read refund_due, both voided and both asked the provider, and the
+    second failed in the ledger's key (IntegrityError, a 500). The refund
+    is claimed by one conditional UPDATE first: one refund, one request to
+    the provider, the other click refused with its reason."""
+    assert world.he.configure("P1", "max_topup", 500_000)["code"] == 0
+    try:
+        status, answer = world.provider.deliver("P1", 1000, ref="pay_two_clicks")
+        assert status == 200, answer
+        pid = answer["payment"]
+        settle(world, pid, "refund_due")
+        start, out = threading.Barrier(2), []
+
+        def click():
+            start.wait()
+            try:
+                out.append(world.pay.refund(pid, "op"))
+            except Exception as e:  # noqa: BLE001 - which one, the test says
+                out.append(e)
+        clicks = [threading.Thread(target=click) for _ in range(2)]
+        for t in clicks:
+            t.start()
+        for t in clicks:
+            t.join(60)
+        assert "refunded" in out and len(out) == 2, out
+        (other,) = [x for x in out if x != "refunded"]
+        assert type(other).__name__ == "RefundError", repr(other)
+        assert world.provider.refund_requests.count("pay_two_clicks") == 1
+        assert world.pay.status(pid)["status"] == "refunded"
+        with world.engine.connect() as c:
+            assert c.execute(sa.select(sa.func.count()).select_from(ledger).where(
+                ledger.c.source == "refund", ledger.c.ref == str(pid))).scalar() == 1
+    finally:
+        assert world.he.configure("P1", "max_topup", 100_000_000)["code"] == 0
+
+
 def test_an_offline_meter_gets_the_payment_when_it_connects(world):
     p3 = world.start_meter("P3")
     p3.wait(lambda s: s["connected"], what="P3's first connection (its broker session)")

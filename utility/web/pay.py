@@ -146,7 +146,7 @@ def done():
     ref = request.args.get("ref", "")
     p = payments().status(ref=ref) if ref else None
     return render_template("pay_done.html", p=p, ref=ref,
-                           final=p is not None and p["status"] in P.FINAL + ("refund_due",))
+                           final=p is not None and p["status"] in P.FINAL + ("refund_due", "refunding"))
 
 
 @bp.get("/payments")
