@@ -253,16 +253,17 @@ def ota_request(words, he):
         return
     v = int(words[1])
     fault = 1 if words[-1] == "broken" else 0
+    board = "unix_battery" if "unix_battery" in words else "unix"    # the battery scenario's board
     body = bytes((i * 7 + v) & 0xFF for i in range(IMAGE_BYTES))
     img = sim_image(body, fault)
     if words[0] == "ota-forged":
         forger = OfficeKey.generate()         # a key the meter does not hold
-        doc = json.dumps(manifest(img, v, "unix", 3), separators=(",", ":")).encode()
+        doc = json.dumps(manifest(img, v, board, 3), separators=(",", ":")).encode()
         he._need_client().publish(f"r/{REGION}/ota", doc + b"|" + forger.sign(b"ota", doc).hex().encode(),
                                   qos=1, retain=True).wait_for_publish(10)
         print(f"[headend] a forged manifest of version {v} published on r/{REGION}/ota", flush=True)
         return
-    r = Rollout(he, img, v, "unix", REGION)
+    r = Rollout(he, img, v, board, REGION)
     r.start(3)
     _rollouts.append(r)
     print(f"[headend] rollout of version {v} ({len(img)} bytes{', broken card driver' if fault else ''})"

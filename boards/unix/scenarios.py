@@ -105,7 +105,8 @@ OTA = (
 # each step happens while the meter sleeps, so the ULP counts the water and
 # a top-up waits at the broker. Actions: flow (L/h), press (the button: an
 # EXT1 wake), card NAME / remove (a card from the vending tool at the
-# reader), headend (topup N: the head-end sends an online top-up), note, end.
+# reader), headend (topup N: the head-end sends an online top-up; ota V
+# unix_battery: a firmware rollout, tools/sim.py), note, end.
 BATTERY_START = const(1767571200)
 
 BATTERY = [
@@ -121,6 +122,9 @@ BATTERY = [
     (43500, "press", 0),                  # ... 12:05 a press fetches it now, not tonight
     (61200, "flow", 1500),                # 17:00 the garden hose runs the credit out: the ULP wakes the CPU
     (68400, "flow", 0),                   # 19:00 the hose is turned off (the valve closed long before)
+    (75600, "headend", "ota 2 unix_battery"),  # 21:00 the office rolls out version 2: retained, it waits
+                                          # for the night's window, which downloads it, switches and
+                                          # resets; the new image's trial follows in the same wake
     (108000, "end", 0),                   # 06:00 the next day, after the night's window
 ]
 

@@ -11,8 +11,11 @@
 # contact (the ULP counts it), a button press (an EXT1 wake), a card held
 # to the reader (read in the press's card window), a top-up the
 # head-end sends ("!headend topup N" for tools/sim.py, answered "ok" once
-# it is at the broker). The reporting windows are real MQTT sessions, so
-# the clock runs at real speed inside them. Each wake is printed when it
+# it is at the broker; "!headend ota V unix_battery": a firmware rollout,
+# docs/OTA.md §9). The reporting windows are real MQTT sessions, so the
+# clock runs at real speed inside them. The board has the modelled OTA
+# flash (DIR/flash): an update's switch resets the chip inside its window,
+# and the next boot, at once, is the new image's trial. Each wake is printed when it
 # ends, but a run of ULP wakes with nothing else in between (a hose running
 # for an hour wakes the CPU every 10 L) shows its first and then one line
 # for the rest; a summary follows, and DIR/battery-sim.json holds the same
@@ -27,7 +30,8 @@ import service
 import units
 import wake
 from boards.unix import radiolog, scenarios
-from boards.unix_battery import Plant
+from boards.unix.otatext import ota_event
+from boards.unix_battery import Plant, Reset
 from metering.ulpcount import W_COUNT, W_THRESHOLD
 
 
@@ -116,7 +120,8 @@ class BatterySim:
     def __init__(self, name, state, ulp_file):
         start, steps = scenarios.SCENARIOS[name]
         self.state = state
-        self.plant = Plant(start=start, real_time=True)
+        self.plant = Plant(start=start, real_time=True, ota_dir=state + "/flash", ota_slot=OTA_SLOT)
+        self.hw = None
         self.script = Script(self.plant, start, steps, state)
         with open(ulp_file, "rb") as f:
             self.ulp = f.read()
@@ -132,7 +137,12 @@ class BatterySim:
         work = wake.work
 
         def shown(meter, hw, make_link=None, cards=None, board=None):
-            ms = work(meter, hw, make_link, cards, board)
+            self.hw = hw
+            try:
+                ms = work(meter, hw, make_link, cards, board)
+            except Reset:
+                self._show(meter, reset=True)   # the wake ends in the chip's reset
+                raise
             self._show(meter)
             return ms
         wake.work = shown
@@ -143,23 +153,28 @@ class BatterySim:
         while not self.script.done and not _stopped(self.state):
             self._t, self._reason, self._nw = p.clock.time(), p.wake_reason, len(radiolog.windows)
             self._threshold = p.ulp.word(W_THRESHOLD) & 0xFFFF
-            m = main.boot("unix_battery", state_dir=self.state, plant=p, ulp_binary=self.ulp)
+            try:
+                m = main.boot("unix_battery", state_dir=self.state, plant=p, ulp_binary=self.ulp)
+            except Reset:
+                continue               # machine.reset(): the chip boots again at once
             if m is None:
                 raise SystemExit(1)    # boot() has said why
         return self._summary(m)
 
-    def _show(self, m):
+    def _show(self, m, reset=False):
         p = self.plant
         t, reason, threshold = self._t, self._reason, self._threshold
         w = radiolog.windows[self._nw] if len(radiolog.windows) > self._nw else None
         self.wakes.append((t, reason, w))
-        self.events.extend(m.log.since(self._seq))
+        new = m.log.since(self._seq)
+        self.events.extend(new)
         self._seq = m.log.seq
+        ota = [e for e in new if e[2] == codes.EV_OTA]
         why = ("woken by the ULP: count reached its threshold %d" % threshold if reason == "ulp"
                else {"power": "power-on", "timer": "RTC timer", "button": "button (EXT1)",
                      "reset": "reset"}.get(reason, reason))
         valve = "open" if m.want_open else "closed (%s)" % codes.WHY_NAMES[m.why_closed]
-        if reason == "ulp" and w is None and self._fold == (valve, threshold - self._last_threshold):
+        if reason == "ulp" and w is None and not ota and self._fold == (valve, threshold - self._last_threshold):
             _folded[0] += 1            # like the wake before: told in one line at the run's end
             _folded[1] = "at %s: %s m3, balance %s" % (_hms(t), units.volume(m.volume.ml()),
                                                       units.money(m.balance))
@@ -169,8 +184,15 @@ class BatterySim:
             _hms(t), why, units.volume(m.volume.ml()), units.money(m.balance), valve))
         if w is not None:
             _say("           window: %s, radio on %.1f s, %d messages out, %d in, %d B / %d B over TLS"
-                 % ("settled" if w["ok"] else "NOT settled", w["on_ms"] / 1000, w["sent"],
+                 % ("cut by the chip's reset" if w["reset"] else "settled" if w["ok"] else "NOT settled",
+                    w["on_ms"] / 1000, w["sent"],
                     w["received"], w["tx"], w["rx"]))
+        for e in ota:
+            _say("           [%s] ota: %s" % (_hms(e[1]), ota_event(e[3])))
+        if reset:
+            _say("           the chip resets (machine.reset): it boots again at once, from the slot set_boot chose")
+            self._fold = None
+            return
         armed = p.ulp.word(W_THRESHOLD) & 0xFFFF
         left = (armed - p.ulp.word(W_COUNT)) & 0xFFFF
         _say("           sleeps; ULP wakes the CPU after %d more pulse%s%s; next window at %s, in %.1f h"
@@ -190,22 +212,29 @@ class BatterySim:
         ulp_wakes = [t for t, r, _ in self.wakes if r == "ulp"]
         ws = [w for _, _, w in self.wakes if w is not None]
         facts = {
-            "wakes": reasons, "windows": len(ws), "settled": sum(1 for w in ws if w["ok"]),
-            "radio_s": sum(w["on_ms"] for w in ws) / 1000,
+            "wakes": reasons, "windows": len(ws), "settled": sum(1 for w in ws if w["ok"] and not w["reset"]),
+            "cut": sum(1 for w in ws if w["reset"]), "radio_s": sum(w["on_ms"] for w in ws) / 1000,
             "credits": credits, "closes": closes, "ulp_wakes": ulp_wakes,
             "delivered_ml": p.flow.delivered_ml(), "billed_ml": m.volume.ml(), "balance": m.balance,
             "cell_used_uas": m.cell.used, "cell_pct": m.cell.level_pct(),
             "sleep_s": p.sleep_ms // 1000, "awake_s": p.awake_ms // 1000,
+            "ota": [(e[1], e[3]) for e in self.events if e[2] == codes.EV_OTA],
+            "running": self.hw.partitions.running if self.hw and self.hw.partitions else None,
+            "fw_floor": m.fw_floor,
         }
         _say("[summary] wakes: " + ", ".join("%s %d" % kv for kv in sorted(reasons.items())))
-        _say("[summary] windows: %d, settled %d, radio on %.1f s in all"
-             % (facts["windows"], facts["settled"], facts["radio_s"]))
+        _say("[summary] windows: %d, settled %d, cut by a reset %d, radio on %.1f s in all"
+             % (facts["windows"], facts["settled"], facts["cut"], facts["radio_s"]))
         for t, amount in credits:
             _say("[summary] credit %s (%d units) applied at %s" % (units.money(amount), amount, _hms(t)))
         for t, why in closes:
             _say("[summary] valve closed at %s, for %s%s" % (
                 _hms(t), service.event_detail(codes.EV_VALVE_CLOSED, why),
                 ", woken by the ULP threshold" if t in ulp_wakes or t - 1 in ulp_wakes else ""))
+        valid = [t for t, a in facts["ota"] if a & 0xFF == codes.OTA_VALID]
+        if facts["ota"]:
+            _say("[summary] firmware: version %d%s, running from %s" % (
+                m.fw_floor, " valid at " + _hms(valid[-1]) if valid else "", facts["running"]))
         _say("[summary] water: %d mL delivered, %d mL billed, balance %s (%d units)"
              % (facts["delivered_ml"], facts["billed_ml"], units.money(m.balance), m.balance))
         _say("[summary] asleep %d s, awake %d s; cell: %d uAs used, %d %% left"
@@ -213,6 +242,9 @@ class BatterySim:
         with open(self.state + "/battery-sim.json", "w") as f:
             json.dump(facts, f)
         return 0
+
+
+OTA_SLOT = 0x1A0000       # the meter boards' app slots (docs/OTA.md §2)
 
 
 def _args(argv):

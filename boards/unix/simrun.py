@@ -27,6 +27,7 @@ import main
 import service
 import units
 from boards.unix import rtc, scenarios
+from boards.unix.otatext import ota_event
 
 PAUSE_MS = 20           # the world's pace, in real time
 STOP_CHECK = 10         # pauses between looks for DIR/sim-stop (a failed stat allocates its OSError)
@@ -35,35 +36,6 @@ DISPLAY_S = 300         # status line period, in simulated time
 
 class _Quit(Exception):
     pass
-
-
-_OTA_STEPS = ("", "accepted", "refused", "resumed", "chunk-bad", "image-bad", "switched",
-              "trial", "valid", "selftest-failed", "rolled-back", "running", "tamper", "wrong-slot")
-_OTA_CHECKS = ("", "metering", "state", "valve", "card reader", "link")    # ota/selftest.py
-_OTA_STATES = ("idle", "download", "verify", "switched", "trial", "recheck")  # ota/updater.py
-
-
-def _ota_event(a):
-    """Event 44's argument (docs/OTA.md §4) for people: version, step, and
-    what the detail byte means for that step."""
-    step, d = a & 0xFF, a >> 8 & 0xFF
-    why = ""
-    if step in (codes.OTA_REFUSED, codes.OTA_IMAGE_BAD) or (step == codes.OTA_WRONG_SLOT and d):
-        why = codes.result_name(d)
-    elif step == codes.OTA_WRONG_SLOT:
-        why = "set_boot back to the validated slot, reset"
-    elif step == codes.OTA_RESUMED:
-        why = "%d %% downloaded" % d
-    elif step == codes.OTA_CHUNK_BAD:
-        why = "chunk %d fetched again" % d
-    elif step in (codes.OTA_SELFTEST_FAILED, codes.OTA_TAMPER) and d < len(_OTA_CHECKS):
-        why = "check %s" % _OTA_CHECKS[d]
-    elif step == codes.OTA_ROLLED_BACK:
-        why = "%d trial(s) not confirmed" % d if d else "the power went: not counted against the image"
-    elif step == codes.OTA_RUNNING and d < len(_OTA_STATES):
-        why = "update state " + _OTA_STATES[d]
-    name = _OTA_STEPS[step] if step < len(_OTA_STEPS) else "step-%d" % step
-    return "version %d %s (%d)%s" % (a >> 16, name, d, ": " + why if why else "")
 
 
 def _boot_count(state):
@@ -196,7 +168,7 @@ class Sim:
             self.credited += ev[3]
         if ev[2] == codes.EV_OTA:
             a = ev[3]
-            self.say("event  ota: " + _ota_event(a))
+            self.say("event  ota: " + ota_event(a))
             return
         detail = service.event_detail(ev[2], ev[3])
         self.say("event  %s (%d)%s" % (codes.event_name(ev[2]), ev[3], ": " + detail if detail else ""))

@@ -52,11 +52,14 @@ def test_the_printed_day_is_what_the_meter_did_and_uplinked(run):
     assert len(wakes) + sum(folded) == sum(facts["wakes"].values())
     assert folded and len(wakes) < 40, "the hose's ULP wakes are told in one line"
     assert wakes[0][1] == "power-on" and facts["wakes"]["ulp"] >= 1 and facts["wakes"]["button"] == 3
-    # windows: the printed count, each settled, and the head-end heard each
-    # one: a telemetry record per window, none between them
-    m = re.search(r"^\[summary\] windows: (\d+), settled (\d+)", out, re.M)
-    assert (int(m.group(1)), int(m.group(2))) == (facts["windows"], facts["settled"])
-    assert facts["windows"] == facts["settled"] == len(re.findall(r"^ +window: settled", out, re.M))
+    # windows: the printed count, each settled but the one the update's
+    # switch cut, and the head-end heard each one: a telemetry record per
+    # window, none between them
+    m = re.search(r"^\[summary\] windows: (\d+), settled (\d+), cut by a reset (\d+)", out, re.M)
+    assert tuple(int(g) for g in m.groups()) == (facts["windows"], facts["settled"], facts["cut"])
+    assert facts["settled"] == len(re.findall(r"^ +window: settled", out, re.M))
+    assert facts["cut"] == 1 == len(re.findall(r"^ +window: cut by the chip's reset", out, re.M))
+    assert facts["windows"] == facts["settled"] + facts["cut"]
     tele = db.execute("SELECT t, ml, bal FROM telemetry WHERE kind = 1 ORDER BY seq").fetchall()
     assert len(tele) == facts["windows"]
     # the credits: printed times are the meter's credit events as uplinked,
@@ -92,3 +95,34 @@ def test_the_printed_day_is_what_the_meter_did_and_uplinked(run):
     # the cell: the battery record the head-end keeps
     pct = db.execute("SELECT pct FROM battery").fetchone()[0]
     assert pct == facts["cell_pct"] and f"{pct} % left" in out
+
+
+EV_OTA = 44
+OTA_ACCEPTED, OTA_SWITCHED, OTA_TRIAL, OTA_VALID = 1, 6, 7, 8
+
+
+def test_a_firmware_update_is_taken_in_the_nights_window_and_confirmed_in_the_wake_of_its_switch(run):
+    """The office's rollout at 21:00 (a retained manifest) waits for the
+    night's 02:02 window, which downloads, verifies and switches; the chip
+    resets there and the new image's trial, in the same wake, marks it
+    valid. What is printed is what the meter logged and the head-end got."""
+    out, state = run
+    facts = json.loads((state / "battery-sim.json").read_text())
+    db = sqlite3.connect(state / "headend.db")
+    steps = [(t, a & 0xFF) for t, a in facts["ota"] if a >> 16 == 2]
+    assert [s for _, s in steps if s != 11] == [OTA_ACCEPTED, OTA_SWITCHED, OTA_TRIAL, OTA_VALID], steps
+    night = START + 86400 + 7320                    # the second night's window, 02:02
+    assert all(night <= t < night + 130 for t, _ in steps), "in that window and its reset's wake"
+    assert facts["running"] == "ota_1" and facts["fw_floor"] == 2
+    # every step printed, in order, at its time, and the reset between switch and trial
+    printed = re.findall(r"^ +\[(\S+)\] ota: version 2 (\S+)", out, re.M)
+    names = {OTA_ACCEPTED: "accepted", OTA_SWITCHED: "switched", OTA_TRIAL: "trial", OTA_VALID: "valid", 11: "running"}
+    assert printed == [(_hms(t), names[s]) for t, s in steps]
+    at = out.index("ota: version 2 switched")
+    assert out.index("the chip resets", at) < out.index("WAKE reset", at) < out.index("ota: version 2 trial")
+    assert f"[summary] firmware: version 2 valid at {_hms(steps[-1][0])}, running from ota_1" in out
+    # the head-end has the meter's verdict: the rollout's tally counts it valid
+    got = [a & 0xFF for (a,) in db.execute("SELECT arg FROM events WHERE code = ? ORDER BY seq", (EV_OTA,))
+           if a >> 16 == 2]
+    assert got[-1] == OTA_VALID and OTA_ACCEPTED in got
+    assert db.execute("SELECT status FROM rollouts WHERE version = 2").fetchone()[0] == "running"
