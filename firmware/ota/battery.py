@@ -158,19 +158,22 @@ class BatteryOta(Ota):
         u = self.updater
         st = u.state
         cell = self.meter.cell
+        # (a whole allowance, not the day's rest: a window that straddles
+        # local midnight goes on with the new day's, up to RADIO_DAY_MS in
+        # all, and the new day's allowance is written spent in its turn)
         if not self._prepaid and cell is not None:
-            ms = TRIAL_MAX_MS if st in _FORCE else RADIO_DAY_MS - self._used_today()[1]
-            if ms > 0:
-                self._prepaid = ms * RADIO_MA
-                cell.used += self._prepaid
-                try:
-                    self.meter.save()
-                except Exception:  # noqa: BLE001 - counted in RAM all the same
-                    pass
-        if self._booked is None and (st == _DOWNLOAD or st == _VERIFY):
-            self._booked = self._used_today()
-            u.p["bd"] = [self._booked[0], RADIO_DAY_MS]
-            self._save()
+            self._prepaid = (TRIAL_MAX_MS if st in _FORCE else RADIO_DAY_MS) * RADIO_MA
+            cell.used += self._prepaid
+            try:
+                self.meter.save()
+            except Exception:  # noqa: BLE001 - counted in RAM all the same
+                pass
+        if st == _DOWNLOAD or st == _VERIFY:
+            today = self._used_today()
+            if self._booked is None or self._booked[0] != today[0]:
+                self._booked = today
+                u.p["bd"] = [today[0], RADIO_DAY_MS]
+                self._save()
 
     def _refund(self):
         cell = self.meter.cell

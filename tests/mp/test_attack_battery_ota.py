@@ -10,6 +10,7 @@ from power import RADIO_MA
 import otakit
 from otakit import manifest_doc, signed
 from batotakit import DAY, Rig
+from ota import battery as ob
 
 TIMEOUT = 240           # a test plays days of wakes
 
@@ -274,3 +275,55 @@ def test_attack_a_slot_spoilt_between_two_windows_does_not_refuse_the_release():
     steps = [e & 0xFF for e in r.ota_events()]
     assert 2 << 16 | 0 << 8 | codes.OTA_CHUNK_BAD in r.ota_events(), r.ota_events()
     assert codes.OTA_IMAGE_BAD not in steps, r.ota_events()
+
+
+def test_attack_a_window_that_straddles_midnight_is_counted_and_books_the_new_day():
+    # The day's allowance partly used (the head-end stopped serving early),
+    # the customer presses the button just before local midnight: the
+    # window is counted ahead for what the old day had left, then at
+    # midnight the new day's allowance keeps it open for the full 120 s,
+    # and the cell pulled at 00:01:30 took the rest of it out of the count
+    # (and left the new day's allowance whole on file)
+    r = Rig()
+    _credit(r.m)
+    img = otakit.image(200_000)
+    r.he.image = img
+    r.he.rate = 1000
+    r.he.retained = signed(manifest_doc(img, cs=16384))
+    c = r.plant.clock
+    own = type(c).delay_us
+    stop_at = c.now_ms() + 60_000
+
+    def stop(us):
+        own(c, us)
+        if c.now_ms() >= stop_at:
+            r.he.rate = None
+
+    c.delay_us = stop
+    day = (c.time() // DAY)
+    while True:
+        # the day's wakes (its scheduled window without pieces too), up to
+        # the sleep that would reach midnight
+        ms = wake.work(r.m, r.hw, r._link, None, "unix")
+        if c.time() + ms // 1000 >= (day + 1) * DAY - 60:
+            break
+        r.plant.deepsleep(ms)
+        r.boot()
+    c.delay_us = lambda us: own(c, us)
+    bd = up.Updater(r.m, r.hw.partitions, "unix", r.d).p["bd"]
+    assert bd[0] == day and 60_000 < bd[1] < 110_000, bd
+    r.he.rate = 1000
+    # pressed so that the day's allowance still has 10 s left at midnight
+    # (the button's card window, 8 s, comes first)
+    left = (ob.RADIO_DAY_MS - bd[1]) // 1000
+    r.plant.press_button(((day + 1) * DAY - left + 2 - c.time()) * 1000)
+    r.plant.deepsleep(ms)
+    r.boot()
+    assert r.hw.wake_reason == "button"
+    used = r.m.cell.used
+    cut, ran = _wake_pulled_at(r, 120_000)
+    assert cut and c.time() > (day + 1) * DAY + 60, (cut, ran, r.ota_events())
+    radio = ran - 10_000                  # the button's card window first, then the radio
+    assert r.m.cell.used - used >= radio * RADIO_MA, (r.m.cell.used - used, radio * RADIO_MA)
+    bd = up.Updater(r.m, r.hw.partitions, "unix", r.d).p["bd"]
+    assert bd == [day + 1, ob.RADIO_DAY_MS], bd
