@@ -1,15 +1,21 @@
 """A review's attacks on the head-end platform's web side (docs/SECURITY.md
-O1, O11-O14, PAY8-PAY9): every route of the console's url_map against an
+O1, O11-O15, PAY8-PAY9): every route of the console's url_map against an
 anonymous client and a viewer, login names that look like another's,
 over-long and deeply nested input from anyone on the network. Flask's test
 client on SQLite and PostgreSQL."""
 
+import http.cookiejar
 import json
+import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 import sqlalchemy as sa
 from consolekit import Browser, insert, rows, token, users
-from paykit import SECRET, console
+from paykit import SECRET, Served, console
 
 from utility import payments as P
 from utility import schema as st
@@ -188,3 +194,32 @@ def test_attack_platform_numbers_past_what_the_store_holds_are_refused_with_a_re
         r = alice.post("/meters/M1/topup", form)
         assert r.status_code == 400 and why in r.text, form
     assert rows(app, st.topups, st.topups.c.seq > 1) == []
+
+
+def test_attack_platform_a_burst_of_guesses_at_once_gets_no_more_than_the_lock_allows(store_url):
+    """40 guesses sent at the same moment to the console under waitress (8
+    threads): each looked at the lock before any had written its refusal,
+    so 12 passwords were tried where the lock allows 5. The look and the
+    attempt's row are now one transaction per name: exactly 5 are tried."""
+    app = console(store_url, None, CLOCK=lambda: NOW)
+    users(app, alice="operator")
+    with Served(app) as site:
+        def guess(go):
+            web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+            page = web.open(site.url + "/login", timeout=30).read().decode()
+            form = {"csrf_token": re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)[1],
+                    "name": "alice", "password": "guess"}
+            go.wait()
+            try:
+                web.open(site.url + "/login", urllib.parse.urlencode(form).encode(), timeout=60)
+            except urllib.error.HTTPError as e:
+                assert e.code == 429
+        go = threading.Barrier(40)
+        burst = [threading.Thread(target=guess, args=(go,)) for _ in range(40)]
+        for t in burst:
+            t.start()
+        for t in burst:
+            t.join(120)
+    results = [r.result for r in rows(app, st.audit, st.audit.c.action == "login")]
+    assert results.count("refused: wrong name or password") == 5
+    assert results.count("refused: locked out") == 1 and len(results) == 6
