@@ -136,7 +136,10 @@ class BatteryOta(Ota):
         if b is not None and b[0] == day:
             return b                 # the day's use before this window (on file: spent)
         bd = self.updater.p.get("bd")
-        if isinstance(bd, list) and len(bd) == 2 and bd[0] == day and isinstance(bd[1], int):
+        # (the record is the customer's to edit: a negative use would keep
+        # the window open past any allowance)
+        if isinstance(bd, list) and len(bd) == 2 and bd[0] == day and isinstance(bd[1], int) \
+                and bd[1] >= 0:
             return day, bd[1]
         return day, 0
 

@@ -183,12 +183,18 @@ class Updater:
         hu = self.p.get("hu")
         if self.wall is None or not isinstance(hu, int):
             return
-        left = hu - self.wall.time()
+        now = self.wall.time()
+        left = hu - now
         if left <= 0:
             self.p.pop("hu")
             return
-        ms = left * 1000 if left < RETRY_MS // 1000 else RETRY_MS
-        self._hold = self.rt.ticks_add(self.rt.ticks_ms(), ms)
+        if left > RETRY_MS // 1000:
+            # further ahead than any hold: a clock set back since, or the
+            # record edited (it is the customer's); on file a day from now,
+            # or each window would hold a day again, for ever
+            left = RETRY_MS // 1000
+            self.p["hu"] = now + left
+        self._hold = self.rt.ticks_add(self.rt.ticks_ms(), left * 1000)
 
     def _boot_slot(self):
         """No update under way: the slot that booted must be the one the

@@ -327,3 +327,40 @@ def test_attack_a_window_that_straddles_midnight_is_counted_and_books_the_new_da
     assert r.m.cell.used - used >= radio * RADIO_MA, (r.m.cell.used - used, radio * RADIO_MA)
     bd = up.Updater(r.m, r.hw.partitions, "unix", r.d).p["bd"]
     assert bd == [day + 1, ob.RADIO_DAY_MS], bd
+
+
+def _edit(r, **fields):
+    """The customer rewrites the progress record on the flash (CRC only)."""
+    u = up.Updater(r.m, r.hw.partitions, "unix", r.d)
+    u.p.update(fields)
+    u._save()
+
+
+def test_attack_an_edited_allowance_or_hold_in_the_record_is_bounded():
+    # bd: the day's radio used, written negative: the window stayed open for
+    # the update as long as pieces came (hours, trickled), beyond what is
+    # counted ahead (B18); hu: a hold written years ahead was restored as a
+    # day at every window, for ever (a silent halt of the update)
+    r = Rig()
+    _credit(r.m)
+    img = otakit.image(200_000)
+    r.he.image = img
+    r.he.rate = 500                       # slow: the download outlasts any allowance
+    r.he.retained = signed(manifest_doc(img, cs=16384))
+    r.wake()
+    assert r.state() == up.DOWNLOAD
+    day = r.plant.clock.time() // DAY
+    _edit(r, bd=[day, -1_000_000_000])
+    r.plant.brown_out()
+    r.boot()                              # a power-on: a window at once
+    n = len(r.radio)
+    r.wake()
+    assert r.radio[n][1] <= ob.RADIO_DAY_MS + 65_000, r.radio[n:]
+    # a hold years ahead: the update goes on a day later all the same
+    _edit(r, hu=r.plant.clock.time() + 3650 * DAY)
+    r.plant.brown_out()
+    r.boot()
+    r.he.rate = 20_000
+    r.until(r.plant.clock.time() + 3 * DAY)
+    assert r.m.fw_floor == 2, r.ota_events()
+
