@@ -110,6 +110,11 @@ class Updater:
         if st == IDLE:
             self._boot_slot()
             return
+        for k in _COUNTS:
+            # a count edited below 0 (the record is CRC only) would lift the
+            # bound it keeps: the resumes' hold (wear), the power cuts' day
+            if self.p.get(k, 0) < 0:
+                self.p[k] = 0
         running = self.parts(self.parts.RUNNING).info()[4]
         if not self._load_doc(st != DOWNLOAD):
             return
@@ -626,6 +631,7 @@ class Updater:
         return self.p["o"] * 100 // d["sz"]
 
 
+_COUNTS = ("rs", "pc", "tries", "pf", "cr", "nw")   # the record's counters, each bounding a retry
 _PERIPHERAL = (4, 3, 5)   # selftest CARD, VALVE, LINK: hardware outside the board a customer can unplug
 
 

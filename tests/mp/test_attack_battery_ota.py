@@ -364,3 +364,23 @@ def test_attack_an_edited_allowance_or_hold_in_the_record_is_bounded():
     r.until(r.plant.clock.time() + 3 * DAY)
     assert r.m.fw_floor == 2, r.ota_events()
 
+
+
+def test_attack_an_edited_power_cut_count_does_not_let_a_relay_repeat_the_switch():
+    # pc counts trials cut by a power-on: past MAX_TRIALS they wait a day.
+    # Written below 0 (the record is CRC only), a relay cutting the power in
+    # each trial's window had the meter switch again at every power-on:
+    # three otadata writes a cycle (set_boot, the bootloader's NEW to
+    # PENDING_VERIFY, its ABORTED), the otadata sectors worn out in weeks at
+    # a cycle a minute (likewise rs, the resumes that hold a download, U25)
+    r = Rig()
+    _credit(r.m)
+    _switched(r, otakit.image(20_000))
+    _edit(r, pc=-1000, rs=-1000)
+    r.he.up = False                       # the trial waits for the link: the relay cuts it
+    for _ in range(8):
+        cut, _ran = _wake_pulled_at(r, 20_000)
+        assert cut
+    switches = [e & 0xFF for e in r.ota_events()].count(codes.OTA_SWITCHED)
+    assert switches <= up.MAX_TRIALS + 1, r.ota_events()
+    assert up.Updater(r.m, r.hw.partitions, "unix", r.d).p["pc"] > up.MAX_TRIALS
