@@ -69,6 +69,8 @@ class BatteryOta(Ota):
         self.gate = gate
         self.force = updater.state in _FORCE
         self.opened = False
+        self._link = None
+        self._off = False         # the update stopped for this wake (its record cannot be written)
         self._t0 = None           # ticks_ms the window opened
         self._pieces = 0          # pieces taken in this window
         self._last_piece = None   # ticks_ms of the last one
@@ -99,8 +101,26 @@ class BatteryOta(Ota):
             return None
         u.announce()
         link.ota = self
+        self._link = link
         self.opened = True
         return self
+
+    def _failed(self, e):
+        # the progress record cannot be written (a full or spoilt file
+        # system: the flash is the customer's): this wake goes on without
+        # the update, as one whose update could not start
+        # (wake._ota_attach), never a wake that fails and saves nothing
+        print("OTA stopped: %r" % e)
+        self.meter.log.add(codes.EV_OTA, codes.STORAGE << 8 | codes.OTA_REFUSED)
+        self._off = True
+        if self._link is not None:
+            self._link.ota = None
+
+    def step(self, link):
+        try:
+            super().step(link)
+        except Exception as e:  # noqa: BLE001 - the update is not the meter (a Reset passes)
+            self._failed(e)
 
     def resume(self):
         """The update on file goes on at this wake (Updater.resume: the
@@ -128,7 +148,11 @@ class BatteryOta(Ota):
         if msg and msg[0] == 0x44 and len(msg) > 5:
             self._pieces += 1
             self._last_piece = self.hw.clock.ticks_ms()
-        return super().on_message(msg)
+        try:
+            return super().on_message(msg)
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+            return None
 
     def _used_today(self):
         day = (self.meter.clock.time() + self.meter.cfg["tz"]) // _DAY_S
@@ -145,10 +169,16 @@ class BatteryOta(Ota):
 
     def busy(self, on_ms):
         """Whether the window stays open for the update after on_ms of radio."""
-        keep = self._keep(on_ms)
-        if keep:
-            self._book()
-        return keep
+        if self._off:
+            return False
+        try:
+            keep = self._keep(on_ms)
+            if keep:
+                self._book()
+            return keep
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+            return False
 
     def _book(self):
         # the radio the update may still keep on in this window is counted
@@ -214,6 +244,14 @@ class BatteryOta(Ota):
         """The window ends after on_ms of radio: the day's allowance and the
         windows without a piece are kept in the progress record."""
         self._refund()
+        if self._off:
+            return
+        try:
+            self._close(on_ms)
+        except Exception as e:  # noqa: BLE001
+            self._failed(e)
+
+    def _close(self, on_ms):
         u = self.updater
         if u.state == _TRIAL or u.state == _RECHECK:
             self._unfinished()

@@ -384,3 +384,34 @@ def test_attack_an_edited_power_cut_count_does_not_let_a_relay_repeat_the_switch
     switches = [e & 0xFF for e in r.ota_events()].count(codes.OTA_SWITCHED)
     assert switches <= up.MAX_TRIALS + 1, r.ota_events()
     assert up.Updater(r.m, r.hw.partitions, "unix", r.d).p["pc"] > up.MAX_TRIALS
+
+
+def test_attack_a_progress_record_that_cannot_be_written_does_not_fail_every_wake():
+    # The customer plants directories where the progress record's new copies
+    # go (or fills the file system): every save of the record raises. It
+    # raised out of the window's link steps, so every wake with a window
+    # failed (wake.cycle: event 34 arg 2; here wake.work raised): nothing
+    # saved, the window's schedule not advanced, a window again at every
+    # wake 10 min later, the cell's count and the ULP's mark never saved
+    import os
+    r = Rig()
+    _credit(r.m)
+    img = otakit.image(200_000)
+    r.he.image = img
+    r.he.rate = 1000
+    r.he.retained = signed(manifest_doc(img, cs=16384))
+    r.wake()
+    assert r.state() == up.DOWNLOAD
+    for n in ("ota.0.new", "ota.1.new"):
+        os.mkdir(r.d + "/" + n)
+    t0 = r.plant.clock.time()
+    n = len(r.radio)
+    r.plant.flow.set_rate_lph(20)
+    r.until(t0 + 2 * DAY)
+    r.plant.flow.set_rate_lph(0)
+    r.wake()
+    failed = [e for e in r.m.log.recent(64) if e[2] == codes.EV_INTERNAL]
+    assert not failed, failed
+    assert len(r.radio) - n <= 8, r.radio[n:]          # the windows of two days, not one every 10 min
+    assert abs(r.m.volume.ml() - r.plant.flow.delivered_ml()) <= 1000
+
