@@ -249,5 +249,5 @@ def build(state_dir="sim-state", plant=None, ulp_binary=None):
         world=plant,
         test_build=True,
         partitions=parts,
-        reset=plant.reset if parts is not None else None,
+        reset=plant.reset,
     )

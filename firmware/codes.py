@@ -159,6 +159,10 @@ EVENT_NAMES = EVENT_NAMES + ("debt",)  # type: ignore[assignment]
 # -- firmware updates (docs/OTA.md) --
 EV_OTA = const(44)             # arg: version << 16 | detail << 8 | OTA_* below
 EVENT_NAMES = EVENT_NAMES + ("ota",)  # type: ignore[assignment]
+
+# -- a battery meter's service mode (firmware/batservice.py, docs/BATTERY.md §12) --
+EV_SERVICE_MODE = const(45)    # arg: the entry's number this local day (1..), 0 when the mode ends
+EVENT_NAMES = EVENT_NAMES + ("service-mode",)  # type: ignore[assignment]
 OTA_ACCEPTED = const(1)        # a manifest passed every check: download starts
 OTA_REFUSED = const(2)         # a manifest refused; detail: the result code
 OTA_RESUMED = const(3)         # a download goes on after a reset, from its last chunk

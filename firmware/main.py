@@ -400,9 +400,14 @@ def boot(board_name, ready=None, **board_opts):
         _step("meter")
         meter = assemble(hw, cfg)
         if hw.deepsleep is not None:
-            # a battery board: one wake's work (its reporting window when
-            # one is due), then deep sleep (docs/BATTERY.md)
+            # a battery board: at a power-on the service mode if the serial
+            # line asks (batservice.py), else one wake's work (its reporting
+            # window when one is due), then deep sleep (docs/BATTERY.md)
+            import batservice
             import wake
+            s = batservice.offer(meter, hw, production, FIRMWARE_VERSION)
+            if s is not None:
+                return s
             return wake.cycle(meter, hw, make_link, attach_card(meter, hw, sec), board_name)
         _step("link")
         link = None

@@ -14,6 +14,7 @@ from metering.detect import BATTERY_LOW, BATTERY_CUT
 # reader in hard power-down (5 uA, the MFRC522 datasheet's maximum)
 SLEEP_UA_X10 = const(271)
 WAKE_UAS = const(24_000)       # a wake: 40 mA for 600 ms
+CPU_MA = const(40)             # the CPU awake, radio off (uAs per ms)
 RADIO_MA = const(120)          # Wi-Fi on in a reporting window (uAs per ms on)
 WINDOW_UAS = const(600_000)    # a typical window: 5 s of radio (reserve sizing only)
 # a latching valve pulse, docs/VALVE.md's coil (12 V, 24 Ohm, 50 ms: 0.30 J)
@@ -113,6 +114,16 @@ class CellEstimate:
         self.used += (slept * SLEEP_UA_X10 // 10 + WAKE_UAS + radio + valve_pulses * VALVE_UAS
                       + card_uas)
         self.last = now
+
+    def awake(self, now, ms):
+        """CPU time beyond a wake's own (the battery service mode,
+        batservice.py): ms at CPU_MA. That time was not sleep, so the sleep
+        count starts again at now."""
+        if not self.since:
+            self.since = now
+        self.used += ms * CPU_MA
+        if now > self.last:
+            self.last = now
 
     def millivolts(self):
         """The cell voltage now, or None (no divider, or a failed read)."""

@@ -516,6 +516,15 @@ def reboot():
     tk.soft_reset()
 
 
+def done():
+    """End the service now: a production meter restarts with its REPL
+    closed; a battery meter's service mode ends and it goes back to deep
+    sleep (batservice.py)."""
+    s = _session()
+    with s.ticker.hold():
+        s.end_service()
+
+
 # -- help --
 _HELP = (
     ("status()", "identity, credit, volume, tariff, valve, network, alarms"),
@@ -537,6 +546,7 @@ _HELP = (
     ("save()", "write the state to flash now"),
     ("factory_reset(id)", "settings to defaults; keeps credit, volume, keys"),
     ("reboot()", "save, then soft reset"),
+    ("done()", "end the service: closed again (battery: back to deep sleep)"),
 )
 
 

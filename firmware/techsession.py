@@ -88,7 +88,7 @@ class Session:
             self._saved_t = self.meter.clock.time()
 
     # ---------------- production gate ----------------
-    def gate(self, poll_ms=200, console=None, wait=None):
+    def gate(self, poll_ms=200, console=None, wait=None, until=None, max_minutes=None):
         """Production: with the meter already running on its ticker thread
         (background(), as on every boot), keep the main thread here with
         Ctrl-C masked and the REPL closed, reading the serial line for the
@@ -98,7 +98,10 @@ class Session:
         the meter's loop: it touches the meter only inside ticker.hold(),
         and a signature verify (seconds on the chip) runs outside it.
         wait(ms) paces the line reading (default: sleep; tests step the
-        virtual clock and a ManualTicker)."""
+        virtual clock and a ManualTicker). A battery meter's service mode
+        (batservice.py) bounds the gate: until, a ticks_ms deadline after
+        which it returns False, the REPL still closed; max_minutes caps
+        what a token grants. Returns True once opened."""
         import micropython
         import authority
         import techaccess
@@ -123,21 +126,24 @@ class Session:
         else:
             con.out("meter %s: production, REPL closed. Technician: type svc" % mid)
         ch = techaccess.Challenger(self.meter, keys, authority.verify, hold=self.ticker.hold)
+        c = self.meter.clock
         while self.open_request is None:
             for line in con.lines():
                 minutes = techaccess.handle(ch, line, con.out)
                 if minutes:
-                    self.open_request = minutes
+                    self.open_request = minutes if max_minutes is None else min(minutes, max_minutes)
             if self.open_request is None:
+                if until is not None and c.ticks_diff(c.ticks_ms(), until) >= 0:
+                    return False
                 wait(poll_ms)
         with self.ticker.hold():
-            c = self.meter.clock
             self.service_until = c.ticks_add(c.ticks_ms(), self.open_request * 60_000)
             self.meter.log.add(codes.EV_SERVICE_OPEN, self.open_request)
             self.meter.save()
         con.out("service open for %d min (then the meter restarts closed)" % self.open_request)
         self.ticker.unmask = True
         micropython.kbd_intr(3)
+        return True
 
     def end_service(self):
         """The token's window is over: save, log, restart closed (on a board
