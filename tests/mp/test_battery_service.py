@@ -198,3 +198,23 @@ def test_main_boot_listens_at_a_power_on_and_then_sleeps_as_every_wake():
     assert plant.awake_ms >= batservice.LISTEN_MS, plant.awake_ms
     assert m.cell.used >= batservice.LISTEN_MS * power.CPU_MA
     assert _mode_events(m) == []
+
+
+def test_a_failure_in_the_mode_goes_back_to_sleep():
+    import techsession
+    plant, d = Plant(), fresh_dir("bs")
+    m, hw = _power_on(plant, d)
+
+    def broken(self, **kw):
+        raise ValueError("a bug in the gate")
+    old = techsession.Session.gate
+    techsession.Session.gate = broken
+    try:
+        assert _offer(m, hw, Line(hw.clock, [(1, "svc")])) is None
+    finally:
+        techsession.Session.gate = old
+    assert not hw.ticker.running
+    assert [e[3] for e in m.log.recent(20) if e[2] == codes.EV_INTERNAL] == [3]
+    assert _mode_events(m) == [1, 0]
+    wake.cycle(m, hw)
+    assert plant.sleep_ms > 0
