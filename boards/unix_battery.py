@@ -201,9 +201,12 @@ def _binary(path):
         return f.read()
 
 
-def build(state_dir="sim-state", plant=None, ulp_binary=None):
+def build(state_dir="sim-state", plant=None, ulp_binary=None, speed=0):
+    # speed (board.txt): the virtual clock follows the host's times speed,
+    # as the unix board's (a technician's session on a pseudo-terminal)
     if plant is None:
-        plant = Plant()
+        plant = Plant(real_time=bool(speed))
+        plant.clock.speed = speed
     plant.boots += 1
     plant._boot_ms = plant.clock.now_ms()
     plant._boot_light = plant.light_ms

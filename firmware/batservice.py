@@ -99,15 +99,16 @@ def offer(meter, hw, production, version="?", console=None, wait=None):
     """At a power-on wake, the service mode if the line asks for it.
     Returns the Session once its REPL is open (boot() returns it to the
     prompt), or None: the wake goes on to deep sleep. console: the serial
-    line (techaccess.Console); wait(ms) paces reading it (default the
-    board's delay; tests step the virtual clock and a ManualTicker)."""
+    line (techaccess.Console); wait(ms) paces reading it (default: the
+    board's delay while listening, before the meter's thread runs, then the
+    gate's own sleep; tests step the virtual clock and a ManualTicker)."""
     if hw.wake_reason != "power":
         return None
     import techaccess
     c = meter.clock
     t0 = c.ticks_ms()
     con = console or techaccess.Console()
-    wait = wait or c.delay_ms
+    pace = wait or c.delay_ms
     mid = meter.cfg["meter_id"]
     day, n = entries(hw.state_dir, _day(meter))
     if n >= PER_DAY:
@@ -119,7 +120,7 @@ def offer(meter, hw, production, version="?", console=None, wait=None):
     while not asked and c.ticks_diff(c.ticks_ms(), t0) < LISTEN_MS:
         asked = ["svc"] in [ln.split() for ln in con.lines()]
         if not asked:
-            wait(_POLL_MS)
+            pace(_POLL_MS)
     if not asked:
         charge.count()
         return None
@@ -135,7 +136,7 @@ def _run(meter, hw, production, version, con, wait, t0, charge, n):
     hard = c.ticks_add(t0, (GATE_S + OPEN_MAX_MIN * 60) * 1000)
     main.spawn(meter, hw, None, (_task(meter, hw, charge, hard),))
     s = service.attach(meter, hw, None, version)
-    s.end_service = lambda: end(s, charge, "service window over")
+    s.end_service = lambda: end(s, charge)
     s.background()
     con.out("service mode %d of %d today; back to sleep at %d s without an office token" % (
         n, PER_DAY, GATE_S))
@@ -178,10 +179,10 @@ async def _task(meter, hw, charge, hard):
         await c.sleep_ms(STEP_MS)
 
 
-def end(s, charge, why):
+def end(s, charge):
     """The technician's done(), or the token's window over: count, log,
     save, reset (the reset's wake sleeps)."""
-    print("service mode over (%s): back to sleep" % why)
+    print("service mode over: saved; back to deep sleep")
     with s.ticker.hold():
         s.service_until = None
         s.meter.log.add(codes.EV_SERVICE_OPEN, 0)
