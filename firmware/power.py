@@ -63,7 +63,7 @@ class CellEstimate:
         return [self.used, self.since, self.last, self.raised]
 
     def fitted(self, now):
-        """A new cell: the technician's battery change (service.battery_fitted)."""
+        """A new cell: the office's `cell` op or the technician's service.cell_fitted()."""
         self.used, self.since, self.last, self.raised = 0, now, now, 0
 
     def level(self):

@@ -516,6 +516,25 @@ def reboot():
     tk.soft_reset()
 
 
+def cell_fitted(confirm=None):
+    """A battery meter: a new cell is in, so the charge count starts again
+    (as the office's fleet op `cell`; docs/BATTERY.md §8). Guarded; pass
+    the meter id to confirm: cell_fitted("M000123")."""
+    s = _session()
+    m = s.meter
+    if m.cell is None:
+        _p("cell_fitted: this meter has no cell count (not a battery board)")
+        return
+    if confirm != m.cfg["meter_id"]:
+        _p("cell_fitted: confirm with the meter id: cell_fitted(%r)" % m.cfg["meter_id"])
+        return
+    if not s.allowed("cell_fitted"):
+        return
+    with s.ticker.hold():
+        code = m.cell_fitted()
+    _p("cell_fitted: %s; the charge count starts again" % codes.result_name(code))
+
+
 def done():
     """End the service now: a production meter restarts with its REPL
     closed; a battery meter's service mode ends and it goes back to deep
@@ -546,6 +565,7 @@ _HELP = (
     ("save()", "write the state to flash now"),
     ("factory_reset(id)", "settings to defaults; keeps credit, volume, keys"),
     ("reboot()", "save, then soft reset"),
+    ("cell_fitted(id)", "battery: a new cell, the charge count restarts (guarded)"),
     ("done()", "end the service: closed again (battery: back to deep sleep)"),
 )
 

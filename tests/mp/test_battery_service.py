@@ -132,6 +132,26 @@ def test_an_office_token_opens_the_repl_capped_and_the_window_ends_in_a_reset():
     wake.cycle(m2, hw2)
 
 
+def test_a_cell_changed_in_the_opened_mode_restarts_the_count_once_confirmed():
+    plant, d = Plant(), fresh_dir("bs")
+    m, hw = _power_on(plant, d)
+    m.cell.used = 5 * 3600 * 1_000_000          # 5 Ah of the old cell counted
+    out = []
+    service._p = out.append
+    s = _offer(m, hw, Line(hw.clock, [(1, "svc")]))
+    assert s is None and m.cell.used > 0         # unanswered: no REPL, nothing to type it at
+    plant.brown_out()
+    m, hw = _power_on(plant, d)
+    m.cell.used = 5 * 3600 * 1_000_000
+    s = _offer(m, hw, Line(hw.clock, [(1, "svc"), (3, _answer(20))]))
+    assert s is not None
+    service.cell_fitted()
+    assert m.cell.used > 0 and "confirm with the meter id" in out[-1], out
+    service.cell_fitted(m.cfg["meter_id"])
+    assert m.cell.used == 0 and "accepted" in out[-1], out
+    assert [e[3] for e in m.log.recent(20) if e[2] == codes.EV_LOW_BATTERY][-1] == 100
+
+
 def test_done_ends_the_mode_at_once():
     plant, d = Plant(), fresh_dir("bs")
     m, hw = _power_on(plant, d)

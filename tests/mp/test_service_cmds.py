@@ -249,7 +249,7 @@ def test_help_lists_every_command_in_80_columns():
     txt = out.text()
     for name in ("status", "log", "card", "valve_open", "valve_close", "valve_test",
                  "calibrate", "set_k", "time_set", "cfg", "selftest", "factory_reset",
-                 "unlock", "reboot"):
+                 "unlock", "reboot", "done", "cell_fitted"):
         assert name + "(" in txt, name
         assert callable(getattr(service, name))
     assert all(len(ln) <= 80 for ln in out.lines)
