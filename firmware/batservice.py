@@ -101,9 +101,32 @@ def offer(meter, hw, production, version="?", console=None, wait=None):
     prompt), or None: the wake goes on to deep sleep. console: the serial
     line (techaccess.Console); wait(ms) paces reading it (default: the
     board's delay while listening, before the meter's thread runs, then the
-    gate's own sleep; tests step the virtual clock and a ManualTicker)."""
+    gate's own sleep; tests step the virtual clock and a ManualTicker).
+    A failure anywhere in it (the entry's record unwritable, a bug) logs
+    internal-error arg 3 and returns None: boot()'s production hold would
+    keep the CPU awake."""
     if hw.wake_reason != "power":
         return None
+    try:
+        return _offer(meter, hw, production, version, console, wait)
+    except Exception as e:  # noqa: BLE001 - whatever it is, the cell comes first
+        _failed(meter, e)
+        import service
+        s = service._s
+        if s is not None and s.meter is meter:
+            s.ticker.stop()
+        return None
+
+
+def _failed(meter, e):
+    try:
+        print("service mode error:", repr(e))
+    except Exception:  # noqa: BLE001 - a MemoryError while reporting one
+        pass
+    meter.log.add(codes.EV_INTERNAL, 3)       # never raises
+
+
+def _offer(meter, hw, production, version, console, wait):
     import techaccess
     c = meter.clock
     t0 = c.ticks_ms()
@@ -149,9 +172,8 @@ def _run(meter, hw, production, version, con, wait, t0, charge, n):
             with s.ticker.hold():
                 s.service_until = c.ticks_add(c.ticks_ms(), OPEN_MAX_MIN * 60_000)
     except Exception as e:  # noqa: BLE001 - a bug here must not keep the CPU awake
-        print("service mode error:", repr(e))
         with s.ticker.hold():
-            meter.log.add(codes.EV_INTERNAL, 3)
+            _failed(meter, e)
         opened = False
     if opened:
         con.out("service mode: done() ends it; it ends by itself at the window's end")

@@ -238,3 +238,16 @@ def test_a_failure_in_the_mode_goes_back_to_sleep():
     assert _mode_events(m) == [1, 0]
     wake.cycle(m, hw)
     assert plant.sleep_ms > 0
+
+
+def test_an_entry_that_cannot_be_recorded_is_refused_and_the_meter_sleeps():
+    import os
+    plant, d = Plant(), fresh_dir("bs")
+    m, hw = _power_on(plant, d)
+    os.mkdir(d + "/svcmode.new")               # the record's write fails (a full or damaged flash)
+    line = Line(hw.clock, [(1, "svc")])
+    assert _offer(m, hw, line) is None
+    assert "svc-challenge" not in line.text() and _mode_events(m) == []
+    assert [e[3] for e in m.log.recent(20) if e[2] == codes.EV_INTERNAL] == [3]
+    wake.cycle(m, hw)
+    assert plant.sleep_ms > 0
