@@ -79,7 +79,15 @@ def run(state_dir, speed, status_ms):
             opts = json.load(f)      # more board options: the OTA flash (ota_dir, ota_slot)
     except OSError:
         pass
-    s = main.boot("unix", ready=ready, state_dir=state_dir, speed=speed, **opts)
+    # "board": the unix board under another board's name, a second board
+    # model in the region (its own manifest topic, docs/OTA.md §4)
+    name = opts.pop("board", "unix")
+    if name != "unix":
+        import boards
+        import boards.unix
+        setattr(boards, name, boards.unix)
+        sys.modules["boards." + name] = boards.unix
+    s = main.boot(name, ready=ready, state_dir=state_dir, speed=speed, **opts)
     if s is None or s.link is None:
         sys.exit(1)                  # boot() has said why
     print("meter", s.meter.cfg["meter_id"], "up, speed", speed, time.ticks_diff(time.ticks_ms(), t0), "ms")

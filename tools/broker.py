@@ -100,8 +100,9 @@ UPLINK_TOPICS = ("m/+/t", "m/+/e", "m/+/s", "m/+/a")
 def meter_acl(meters: dict, admins=("headend",), readers=()) -> str:
     """ACL text: meters {id: region} may publish telemetry, events, status
     and acks and read commands under m/<own id>/, and read their region's
-    tariff; admins read and write everything under m/ and r/; readers (the
-    ingestion workers' user) read the meters' uplink and write nothing."""
+    tariff, fleet commands and firmware manifests; admins read and write
+    everything under m/ and r/; readers (the ingestion workers' user) read
+    the meters' uplink and write nothing."""
     lines = []
     for a in admins:
         lines += [f"user {a}", "topic readwrite m/#", "topic readwrite r/#", ""]
@@ -109,7 +110,9 @@ def meter_acl(meters: dict, admins=("headend",), readers=()) -> str:
         lines += [f"user {u}", *(f"topic read {t}" for t in UPLINK_TOPICS), ""]
     for mid, region in meters.items():
         lines += [f"user {mid}", f"topic read r/{region}/tariff", f"topic read r/{region}/fleet",
-                  f"topic read r/{region}/ota", ""]
+                  # the manifests of each board (r/<r>/ota/<board>; the broker does not
+                  # know a meter's board) and the region-wide one of older images
+                  f"topic read r/{region}/ota/+", f"topic read r/{region}/ota", ""]
     lines += ["pattern write m/%u/t", "pattern write m/%u/e", "pattern write m/%u/s",
               "pattern write m/%u/a", "pattern write m/%u/or", "pattern read m/%u/c",
               "pattern read m/%u/o", ""]

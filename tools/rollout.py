@@ -1,7 +1,9 @@
 """Staged firmware rollout from the head-end (docs/OTA.md §6).
 
-A Rollout publishes one office-signed manifest, retained on the region's
-`r/<r>/ota`, for group 1 (1 % of the fleet), then 2 (10 %), then 3 (all);
+A Rollout publishes one office-signed manifest, retained on its region's
+and board's `r/<r>/ota/<board>` (and on the region-wide `r/<r>/ota` the
+images before board topics listen on, see `legacy_topic`), for group 1
+(1 % of the fleet), then 2 (10 %), then 3 (all);
 each meter knows its own place in the fleet (the same bucket as
 `firmware/ota/manifest.py`) and takes only a manifest whose group covers it.
 The head-end serves the image to the meters that ask for blocks on
@@ -55,6 +57,28 @@ FAILED = (codes.OTA_SELFTEST_FAILED, codes.OTA_ROLLED_BACK, codes.OTA_IMAGE_BAD,
 RULES = ("threshold", "min_valid", "min_failed", "busy_s", "soak_s", "block_gap_s", "bat", "cs", "rb")
 
 
+def board_topic(region: int, board: str) -> str:
+    """The retained manifest of one board's meters in a region
+    (firmware/comms/codec.py ota_topic, docs/PROTOCOL.md §2)."""
+    return f"r/{region}/ota/{board}"
+
+
+def legacy_topic(region: int) -> str:
+    """The region-wide manifest topic of the images before board topics
+    (and of an emergency rollback to one of them, docs/OTA.md §5): it holds
+    the manifest that went out last in the region, any board's; a halt puts
+    back another board's running one, or clears it. Kept as long as such an
+    image may run in the field (docs/OTA.md §4)."""
+    return f"r/{region}/ota"
+
+
+def board_problem(board: str) -> str | None:
+    """Why a board name cannot name a manifest topic, or None."""
+    if not board or len(board) > 32 or not all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in board):
+        return f"board {board!r}: 1 to 32 letters, digits or _ (a board module's name)"
+    return None
+
+
 def bucket(meter_id: str) -> int:
     """The meter's place in the fleet, 0..99 (firmware/ota/manifest.py)."""
     h = hashlib.sha256(meter_id.encode()).digest()
@@ -78,6 +102,8 @@ class Rollout:
                  bat: int = 0, cs: int = 65536, rb: int = 0, threshold: float = 0.2,
                  min_valid: int = 1, min_failed: int = 3, busy_s: float = 3 * 86400,
                  soak_s: float = 0, block_gap_s: float = 0.25, clock=time.time):
+        if board_problem(board):
+            raise ValueError(board_problem(board))
         self.he = headend
         self.image = image
         self.version, self.board, self.region = version, board, region
@@ -155,25 +181,44 @@ class Rollout:
                 c.execute(update(rp).where(rp.c.version == self.version, rp.c.board == self.board,
                                            rp.c.region == self.region).values(params=json.dumps(rules)))
 
-    def _publish(self, payload: bytes, timeout=10):
-        self.he._need_client().publish(f"r/{self.region}/ota", payload, qos=1,
-                                       retain=True).wait_for_publish(timeout)
+    def _publish(self, topic: str, payload: bytes, timeout=10):
+        self.he._need_client().publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout)
+
+    def _signed(self) -> bytes:
+        doc = manifest(self.image, self.version, self.board, self.group, self.bat, self.cs, self.rb)
+        return self.he.sign_doc(b"ota", doc)
+
+    def _feed_legacy(self):
+        """After a halt, legacy_topic gets the manifest of the region's
+        newest other running rollout (another board's; listed() is newest
+        first), read from the database (the halt may come from another
+        process), or is cleared, as the board's topic is."""
+        payload = b""
+        for v, board, region, _, status, _ in Rollout.listed(self.he):
+            if region == self.region and status == "running" and (v, board) != (self.version, self.board):
+                payload = Rollout.load(self.he, v, board, region)._signed()
+                break
+        self._publish(legacy_topic(self.region), payload)
 
     def start(self, group: int = 1):
         self.group = group
         self.status = "running"
         self.started = self.clock()
-        doc = manifest(self.image, self.version, self.board, group, self.bat, self.cs, self.rb)
-        self._publish(self.he.sign_doc(b"ota", doc))
+        signed = self._signed()
+        self._publish(board_topic(self.region, self.board), signed)
+        self._publish(legacy_topic(self.region), signed)     # the latest out: for the older images
         self._record()
 
     def halt(self, why: str = "halted"):
-        """No meter starts this version any more: the retained manifest is
-        cleared and block requests go unanswered. Meters mid-download keep
-        metering; they ask again with backoff and abandon nothing."""
+        """No meter starts this version any more: its board's retained
+        manifest is cleared (the region-wide one goes back to the newest
+        other rollout's, or is cleared) and block requests go unanswered.
+        Meters mid-download keep metering; they ask again with backoff and
+        abandon nothing."""
         self.status = why
-        self._publish(b"")
+        self._publish(board_topic(self.region, self.board), b"")
         self._record()
+        self._feed_legacy()
 
     def resume(self, threshold: float | None = None):
         """An operator carries on with a halted rollout (the failures were
@@ -356,7 +401,8 @@ def add_parser(sub):
     s.add_argument("--chunk", type=int, default=65536, help="chunk size of the manifest's digests")
     s.add_argument("--rollback", action="store_true",
                    help="an emergency rollback: the old image under a new, higher version, to all "
-                        "groups at once; it replaces the region's running rollout (docs/OTA.md §5)")
+                        "groups at once; it replaces the board's running rollout in the region "
+                        "(docs/OTA.md §5)")
     for name, what in (("status", "groups, state and tally"), ("halt", "stop: manifest cleared, no blocks"),
                        ("resume", "carry on a halted rollout; earlier failures no longer count")):
         q = rs.add_parser(name, help=what)
@@ -402,11 +448,14 @@ def _start_image(a) -> bytes:
 
 
 def _start(he, a, image):
+    problem = board_problem(a.board)
+    if problem:
+        raise RolloutError(problem)
     for v, board, region, _, status, _ in Rollout.listed(he):
-        if region == a.region and status == "running":
+        if region == a.region and board == a.board and status == "running":
             if not a.rollback:
-                raise RolloutError(f"version {v} ({board}) is running in region {region}: halt it first "
-                                   "(the region's manifest topic holds one rollout)")
+                raise RolloutError(f"version {v} for {board} is running in region {region}: halt it first "
+                                   "(a board's manifest topic holds one rollout)")
             old = Rollout.load(he, v, board, region)
             old.status = "superseded"
             old._record()

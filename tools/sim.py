@@ -245,7 +245,7 @@ def ota_request(words, he):
     """The head-end's side of the ota scenario: a rollout of a simulated
     image of IMAGE_BYTES to every group, a forged manifest, or a check of
     the rollout's failure rule (tools/rollout.py)."""
-    from rollout import Rollout, manifest, sim_image
+    from rollout import Rollout, board_topic, manifest, sim_image
     if words[0] == "ota-check":
         r = _rollouts[-1]
         st = r.check()
@@ -259,15 +259,15 @@ def ota_request(words, he):
     if words[0] == "ota-forged":
         forger = OfficeKey.generate()         # a key the meter does not hold
         doc = json.dumps(manifest(img, v, board, 3), separators=(",", ":")).encode()
-        he._need_client().publish(f"r/{REGION}/ota", doc + b"|" + forger.sign(b"ota", doc).hex().encode(),
+        he._need_client().publish(board_topic(REGION, board), doc + b"|" + forger.sign(b"ota", doc).hex().encode(),
                                   qos=1, retain=True).wait_for_publish(10)
-        print(f"[headend] a forged manifest of version {v} published on r/{REGION}/ota", flush=True)
+        print(f"[headend] a forged manifest of version {v} published on {board_topic(REGION, board)}", flush=True)
         return
     r = Rollout(he, img, v, board, REGION)
     r.start(3)
     _rollouts.append(r)
     print(f"[headend] rollout of version {v} ({len(img)} bytes{', broken card driver' if fault else ''})"
-          f" to all groups on r/{REGION}/ota", flush=True)
+          f" to all groups on {board_topic(REGION, board)}", flush=True)
 
 
 def lcd_snapshot(words, png_dir):

@@ -60,8 +60,14 @@ def topics(meter_id, region):
     m = "m/" + meter_id + "/"
     return {"t": m + "t", "e": m + "e", "s": m + "s", "c": m + "c", "a": m + "a",
             "o": m + "o", "or": m + "or",
-            "tariff": "r/%d/tariff" % region, "fleet": "r/%d/fleet" % region,
-            "ota": "r/%d/ota" % region}
+            "tariff": "r/%d/tariff" % region, "fleet": "r/%d/fleet" % region}
+
+
+def ota_topic(region, board):
+    # the retained manifest of one board in a region (docs/PROTOCOL.md §2);
+    # images before it listened on r/<r>/ota, which the head-end still
+    # feeds for them (docs/OTA.md §4)
+    return "r/%d/ota/%s" % (region, board)
 
 
 def flags(valve_open, why, low, confirm=False, staged=False, emergency=False, loss=False,

@@ -76,7 +76,7 @@ class MqttLink:
         self.t_tariff = tp["tariff"].encode()
         self.t_fleet = tp["fleet"].encode()
         self.t_ota = tp["o"].encode()
-        self.t_ota_region = tp["ota"].encode()
+        self.t_ota_board = None         # r/<r>/ota/<board>, set by listen_ota
         self.t_ota_req = tp["or"].encode()
         self.ota = None                  # ota.Ota when the board has OTA slots (firmware/ota)
         self._ota_done = False           # this step's ota.step ran (on the connected path)
@@ -195,7 +195,7 @@ class MqttLink:
         self._subs = (c.subscribe(self.t_cmd, 1), c.subscribe(self.t_tariff, 1),
                       c.subscribe(self.t_fleet, 1))
         if self.ota is not None:
-            self._subs += (c.subscribe(self.t_ota, 1), c.subscribe(self.t_ota_region, 1))
+            self._subs += (c.subscribe(self.t_ota, 1), c.subscribe(self.t_ota_board, 1))
         self._publish(self.t_status, b"1", retain=True)
         for a in self._acks:
             a[1] = 0
@@ -408,8 +408,15 @@ class MqttLink:
         if c is not None and c.up and c.backlog() <= MAX_BACKLOG:
             self._publish(self.t_ota_req, payload, qos=0)
 
+    def listen_ota(self, ota, board):
+        """The OTA path (firmware/ota) takes this link's manifests and
+        pieces: m/<id>/o and its board's retained r/<r>/ota/<board>, never
+        another board's (docs/OTA.md §4)."""
+        self.ota = ota
+        self.t_ota_board = codec.ota_topic(self.cfg["region"], board).encode()
+
     def _handle(self, topic, msg):
-        if self.ota is not None and (topic == self.t_ota or topic == self.t_ota_region):
+        if self.ota is not None and (topic == self.t_ota or topic == self.t_ota_board):
             self.ota.on_message(msg)
             return
         reply = self.commands.handle(topic, msg)

@@ -24,7 +24,7 @@ class Ota:
         self._passed = False          # this boot's trial passed its self-test: confirming
 
     def on_message(self, msg):
-        """A message of r/<r>/ota or m/<id>/o."""
+        """A message of r/<r>/ota/<board> or m/<id>/o."""
         if not msg:
             self.updater.halted()     # a cleared retained manifest: the rollout was halted
             return None
@@ -122,5 +122,5 @@ def attach(meter, hw, link, board):
     if link is None:
         return None
     u.announce()
-    link.ota = o
+    link.listen_ota(o, board)
     return o

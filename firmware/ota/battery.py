@@ -100,7 +100,7 @@ class BatteryOta(Ota):
             self._reset()
             return None
         u.announce()
-        link.ota = self
+        link.listen_ota(self, u.board)
         self._link = link
         self.opened = True
         return self

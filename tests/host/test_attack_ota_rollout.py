@@ -128,7 +128,7 @@ def test_meters_reporting_tamper_count_as_failures_not_as_busy():
         _ev(he, m, 2, 2, codes.OTA_SWITCHED, clk.t)
         _ev(he, m, 3, 2, codes.OTA_TAMPER, clk.t, detail=4)        # the card check, on the old image
     assert r.tally()["failed"] == 3
-    assert r.check() == "halted" and he.c.retained["r/1/ota"] == b""
+    assert r.check() == "halted" and he.c.retained["r/1/ota/unix"] == he.c.retained["r/1/ota"] == b""
 
 
 def test_a_restarted_headend_keeps_the_soak_timer_and_the_rules(tmp_path):
@@ -161,7 +161,7 @@ def test_a_resumed_rollout_counts_only_new_failures():
     assert r.check() == "halted"
     clk.t += 60
     r.resume()
-    assert r.status == "running" and he.c.retained["r/1/ota"] == b"signed"
+    assert r.status == "running" and he.c.retained["r/1/ota/unix"] == he.c.retained["r/1/ota"] == b"signed"
     assert r.check() == "running" and r.tally()["failed"] == 0
     for m in g1:
         _ev(he, m, 2, 2, codes.OTA_ROLLED_BACK, clk.t, detail=1)   # they fail again after the resume
@@ -210,3 +210,30 @@ def test_meters_of_another_board_in_the_region_do_not_hold_the_group():
     m = _ids(lambda b: 1 <= b < 10, 1)[0]
     _ev(he, m, 1, 2, codes.OTA_REFUSED, clk.t, detail=codes.REFUSED)
     assert r.state_of(m) is None
+
+
+def test_a_halt_clears_only_its_boards_manifest_and_hands_the_region_topic_back():
+    # two boards' rollouts at once in region 1: each on r/1/ota/<board>;
+    # the region-wide r/1/ota of older images holds the latest out, and a
+    # halt of it puts the other board's running manifest back there
+    # (a deliberately broken _feed_legacy that clears it fails here)
+    he, clk = _HE(), _Clock()
+    he.sign_doc = lambda purpose, doc: b"%s v%d g%d" % (doc["b"].encode(), doc["v"], doc["g"])
+    ra = Rollout(he, sim_image(b"a" * 1000), 2, "unix", 1, clock=clk)
+    rb = Rollout(he, sim_image(b"b" * 1000), 7, "unix_battery", 1, clock=clk)
+    ra.start(1)
+    clk.t += 10
+    rb.start(3)
+    got = he.c.retained
+    assert (got["r/1/ota/unix"], got["r/1/ota/unix_battery"], got["r/1/ota"]) == (
+        b"unix v2 g1", b"unix_battery v7 g3", b"unix_battery v7 g3")
+    rb.halt()
+    assert (got["r/1/ota/unix"], got["r/1/ota/unix_battery"], got["r/1/ota"]) == (b"unix v2 g1", b"", b"unix v2 g1")
+    ra.halt()
+    assert got["r/1/ota/unix"] == got["r/1/ota"] == b""
+    for bad in ("", "a/b", "x+", "#", "a" * 33):
+        try:
+            Rollout(he, sim_image(b"c" * 1000), 9, bad, 1)
+            raise AssertionError(bad)
+        except ValueError as e:
+            assert "letters, digits or _" in str(e)

@@ -14,7 +14,7 @@ from comms import sign
 from conftest import wait_for
 
 
-def client(w, user, password, ca=None, connect=True):
+def client(w, user, password, ca=None, connect=True, port=None):
     got = []
     ev = threading.Event()
     rc = {}
@@ -28,7 +28,7 @@ def client(w, user, password, ca=None, connect=True):
 
     c.on_connect = on_connect
     c.on_message = lambda cl, ud, msg: got.append((msg.topic, msg.payload))
-    c.connect(w.broker.host, w.broker.port)
+    c.connect(w.broker.host, port or w.broker.port)
     c.loop_start()
     assert ev.wait(10)
     return c, rc["rc"], got
@@ -90,6 +90,39 @@ def test_a_meter_cannot_read_another_meters_data(mqtt_world, m2):
     assert got == [], got
     c.loop_stop()
     c.disconnect()
+
+
+def test_a_meter_reads_its_regions_board_manifests_and_cannot_publish_one(mqtt_world, m2):
+    # r/<r>/ota/<board> (docs/OTA.md §4): a meter's credentials publish no
+    # manifest, retained or not, on a board topic or the region-wide one of
+    # older images; it reads its own region's, not another region's
+    w = mqtt_world
+    board = "r/1/ota/esp32_devkitc"
+    # the head-end's user on its own listener (on the meters' one its
+    # client id would be its user name, and take over the head-end's session)
+    h, _, seen = client(w, "headend", w.he_password, port=w.broker.admin_port)
+    h.subscribe([("r/1/ota/#", 1), ("r/2/ota/#", 1)])
+    # M3's credentials: no meter process of that id runs to take the
+    # connection over (the broker's client id is the user name)
+    c, _rc, got = client(w, "M3", sign.mqtt_password(w.master, "M3"))
+    try:
+        for t in (board, "r/1/ota/esp32_battery", "r/1/ota"):
+            c.publish(t, b"rogue", qos=1, retain=True).wait_for_publish(5)
+        h.publish(board, b"genuine", qos=1, retain=True).wait_for_publish(5)
+        h.publish("r/2/ota/esp32_devkitc", b"region 2", qos=1, retain=True).wait_for_publish(5)
+        wait_for(lambda: (board, b"genuine") in seen and ("r/2/ota/esp32_devkitc", b"region 2") in seen,
+                 what="the head-end's own manifests")
+        c.subscribe([(board, 1), ("r/1/ota", 1), ("r/2/ota/esp32_devkitc", 1)])
+        wait_for(lambda: (board, b"genuine") in got, what="M3 reading its region's board manifest")
+        time.sleep(1.0)
+        assert not any(p == b"rogue" for _, p in seen + got), (seen, got)
+        assert not any(t.startswith("r/2/") for t, _ in got), got
+    finally:
+        for t in (board, "r/2/ota/esp32_devkitc"):
+            h.publish(t, b"", qos=1, retain=True).wait_for_publish(5)
+        for x in (c, h):
+            x.loop_stop()
+            x.disconnect()
 
 
 def test_wrong_password_and_unknown_user_are_refused(mqtt_world):

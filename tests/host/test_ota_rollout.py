@@ -13,7 +13,7 @@ from conftest import ROOT, wait_for
 
 sys.path.insert(0, str(ROOT / "tools"))
 import codes
-from rollout import Rollout, bucket, sim_image
+from rollout import Rollout, _Serving, bucket, sim_image
 
 SLOT = 262144
 FLEET = ("M1", "M5")          # buckets 53 and 11: outside groups 1 and 2, inside 3
@@ -24,10 +24,10 @@ def _image(seed, n=60000, fault=0):
     return sim_image(body, fault)
 
 
-def _start(w, mid):
+def _start(w, mid, board="unix"):
     d = w.tmp / mid
     d.mkdir(parents=True, exist_ok=True)
-    (d / "board.json").write_text(json.dumps({"ota_dir": str(d / "flash"), "ota_slot": SLOT}))
+    (d / "board.json").write_text(json.dumps({"ota_dir": str(d / "flash"), "ota_slot": SLOT, "board": board}))
     return w.start_meter(mid, speed=60, report_s=60, credit=None)
 
 
@@ -109,3 +109,34 @@ def test_rollout_goes_group_by_group_updates_the_fleet_and_halts_on_failures(fre
     for p in procs:
         p.kill()
     assert Path(w.tmp / "M1" / "flash" / "otadata.bin").exists()
+
+
+def test_two_boards_rollouts_in_one_region_each_reach_their_meters(fresh_world):
+    # r/<r>/ota/<board> (docs/OTA.md §4): M5 runs another board model
+    # ("unix_b": the unix board under its own name). M1 is offline while its
+    # board's rollout starts and the other board's starts after it, at once:
+    # on one region topic the second manifest replaced the first and M1
+    # never got its update. Each meter takes its own board's manifest and
+    # never sees the other's (no wrong-board refusal).
+    w = fresh_world
+    m5 = _start(w, "M5", board="unix_b")
+    m5.wait(lambda s: s["connected"] and s.get("ota") == 0, 60, "M5 up with OTA")
+    ra = Rollout(w.he, _image(b"unix two "), 2, "unix", 1, cs=16384)
+    rb = Rollout(w.he, _image(b"unix_b three "), 3, "unix_b", 1, cs=16384)
+    serving = _Serving()                  # what `headend.py rollout run` serves with
+    serving.rollouts = {"a": ra, "b": rb}
+    ra.start(3)
+    rb.start(3)
+    w.he.ota = serving
+    m1 = _start(w, "M1")                  # back online after both manifests went out
+    procs = [m1, m5]
+    for p, v in ((m1, 2), (m5, 3)):
+        _keep_powered(procs, lambda p=p, v=v: p.status().get("fw") == v and _settled(p, "ota_1"),
+                      f"{p.id} confirmed version {v}")
+    wait_for(lambda: ra.check() == "done" and rb.check() == "done", 90, "both rollouts done")
+    for mid in ("M1", "M5"):
+        evs = _ota_events(w, mid)
+        assert not [a for a in evs if a & 0xFF == codes.OTA_REFUSED and a >> 8 & 0xFF == codes.WRONG_BOARD], evs
+    assert {ra.tally()["valid"], rb.tally()["valid"]} == {1}
+    for p in procs:
+        p.kill()

@@ -3,7 +3,8 @@ a process of its own, on a real Mosquitto with TLS and the project's ACL and
 a meter process with its modelled OTA flash: start signs and publishes the
 first group's manifest, run serves blocks and applies the rules (killed
 mid-download and started again, it carries on from the database), status
-reports, halt clears the region's manifest and resume brings it back."""
+reports, halt clears the board's manifest in the region and resume brings
+it back; another board's rollout runs beside it in the same region."""
 
 import json
 import subprocess
@@ -34,7 +35,7 @@ def _run(w, every=0.5):
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _retained(w, topic="r/1/ota", wait=3.0):
+def _retained(w, topic="r/1/ota/unix", wait=3.0):
     """The retained message on topic (None: none within wait seconds)."""
     got, done = [], threading.Event()
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="rollout-cli-test")
@@ -65,9 +66,23 @@ def test_an_operator_starts_runs_halts_and_resumes_a_rollout(fresh_world, tmp_pa
     assert "version 2 unix region 1: group 1 (1 %) running" in out, out
     doc = json.loads(_retained(w).rpartition(b"|")[0])
     assert (doc["v"], doc["g"], doc["cs"]) == (2, 1, 16384)
-    # one rollout per region: a second one is refused with its reason
+    assert _retained(w, "r/1/ota") == _retained(w)     # the region-wide topic of older images, too
+    # one rollout per board and region: a second one is refused with its reason
     again = _cli(w, "start", img, "--version", 4, "--board", "unix", "--region", 1, check=False)
-    assert again.returncode == 2 and "version 2 (unix) is running in region 1: halt it first" in again.stderr
+    assert again.returncode == 2 and "version 4" not in again.stdout
+    assert "version 2 for unix is running in region 1: halt it first" in again.stderr
+    # another board's runs beside it; its halt leaves unix's manifest alone
+    # and gives the region-wide topic back to it
+    other = ("--version", 4, "--board", "unix_b", "--region", 1)
+    assert "group 3 (all) running" in _cli(w, "start", img, *other, "--group", 3).stdout
+    assert json.loads(_retained(w, "r/1/ota/unix_b").rpartition(b"|")[0])["b"] == "unix_b"
+    assert json.loads(_retained(w, "r/1/ota").rpartition(b"|")[0])["b"] == "unix_b"   # the latest out
+    assert "halted" in _cli(w, "halt", *other).stdout
+    assert _retained(w, "r/1/ota/unix_b", wait=1.5) is None
+    assert json.loads(_retained(w, "r/1/ota").rpartition(b"|")[0])["b"] == "unix"
+    assert json.loads(_retained(w).rpartition(b"|")[0])["v"] == 2
+    topic = _cli(w, "start", img, "--version", 5, "--board", "unix/#", "--region", 1, check=False)
+    assert topic.returncode == 2 and "1 to 32 letters, digits or _" in topic.stderr
     not_image = tmp_path / "x.bin"
     not_image.write_bytes(b"MZ not an app image")
     bad = _cli(w, "start", not_image, "--version", 5, "--board", "unix", "--region", 2, check=False)
@@ -99,7 +114,8 @@ def test_an_operator_starts_runs_halts_and_resumes_a_rollout(fresh_world, tmp_pa
     out = _cli(w, "start", img3, *key, "--soak-hours", 1, "--threshold", 0.3).stdout
     assert "group 1 (1 %) running" in out and "soak 1.0 h left" in out, out
     assert "halted" in _cli(w, "halt", *key).stdout
-    assert _retained(w, wait=1.5) is None          # the region's manifest is cleared
+    assert _retained(w, wait=1.5) is None          # the board's manifest is cleared
+    assert _retained(w, "r/1/ota", wait=1.5) is None   # and the region-wide one: no other rollout runs
     refused = _cli(w, "resume", "--version", 2, "--board", "unix", "--region", 1, check=False)
     assert refused.returncode == 2 and "is done, not halted" in refused.stderr
     out = _cli(w, "resume", *key, "--threshold", 0.5).stdout

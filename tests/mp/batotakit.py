@@ -85,7 +85,7 @@ class _Client(FakeClient):
 
     def subscribe(self, topic, qos=0):
         pid = super().subscribe(topic, qos)
-        if bytes(topic).endswith(b"/ota") and self.b.retained is not None:
+        if bytes(topic) == b"r/1/ota/unix" and self.b.retained is not None:   # the board's manifest topic
             self.b.pending.append((bytes(topic), self.b.retained))
         return pid
 

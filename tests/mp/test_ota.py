@@ -291,3 +291,24 @@ def test_a_block_fetched_again_is_erased_again():
         pass
     assert rig.ota.updater.state == up.SWITCHED
     assert rig.flash.erases == rig.flash.block_writes > 3     # every write had its erase
+
+
+def test_the_meter_listens_on_its_own_boards_manifest_topic_only():
+    # r/<r>/ota/<board> (docs/OTA.md §4): another board's manifest, or one on
+    # the region-wide topic the head-end still feeds for older images,
+    # never reaches the updater, not even as a refusal
+    rig = Rig()
+    r = rig.m.cfg["region"]
+    mine, legacy, other = b"r/%d/ota/unix" % r, b"r/%d/ota" % r, b"r/%d/ota/unix_battery" % r
+    img = image()
+    rig.serve(img, steps=5)               # connected and subscribed
+    subs = [bytes(t) for t, _ in rig.b.subs]
+    assert mine in subs and legacy not in subs and other not in subs, subs
+    before = rig.ota_events()
+    for topic in (legacy, other):
+        rig.offer(signed(manifest_doc(img)), topic)
+        rig.serve(img, steps=80)
+        assert rig.ota.updater.state == up.IDLE and rig.ota_events() == before, topic
+    rig.offer(signed(manifest_doc(img)), mine)
+    rig.serve(img, steps=80)
+    assert rig.ota_events(codes.OTA_ACCEPTED) == [2 << 16 | codes.OTA_ACCEPTED], rig.ota_events()
