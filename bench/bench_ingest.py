@@ -24,11 +24,14 @@ and PostgreSQL : SQLite measured in the same run (the machine is shared).
 (git worktree add DIR COMMIT) with the same migrations; each measurement
 is made with DIR's workers (utility/ingest.py and the head-end it imports)
 and then with this tree's, --rounds times in turn, on the same data, and
-the ratio this tree : baseline is printed for each.
+the ratio this tree : baseline is printed for each. --batch N is passed
+to this tree's workers (utility/ingest.py --batch: messages stored per
+transaction); the replayed backlog fills every batch, --batch 1 measures
+them storing one message at a time, as under a steady trickle.
 
     .venv/bin/python bench/bench_ingest.py [--meters 2000] [--db sqlite,postgresql]
                                            [--workers 1,2] [--shapes hourly,daily]
-                                           [--baseline DIR [--rounds 2]]
+                                           [--baseline DIR [--rounds 2]] [--batch N]
 """
 
 import argparse
@@ -89,14 +92,14 @@ class Run:
             he.provision(m, 1)
         he.engine.dispose() if hasattr(he, "engine") else he.db.close()
 
-    def worker(self, slot, code=ROOT):
+    def worker(self, slot, code=ROOT, batch=None):
         log = self.tmp / f"w{slot}.log"
         log.write_bytes(b"")
         p = subprocess.Popen(
             [PYTHON, "-m", "utility.ingest", "--db", str(self.db), "--master", str(self.master_file),
              "--broker", f"{self.broker.host}:{self.broker.admin_port}", "--ca", self.broker.ca_file,
              "--user", "ingest", "--password", self.ingest_pw, "--workers-group", "bench",
-             "--slot", str(slot)],
+             "--slot", str(slot), *(["--batch", str(batch)] if batch and code == ROOT else [])],
             cwd=str(code), stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         deadline = time.monotonic() + 30
         while b"subscribed" not in log.read_bytes():
@@ -128,12 +131,12 @@ class Run:
         finally:
             he.engine.dispose() if hasattr(he, "engine") else he.db.close()
 
-    def measure(self, workers, msgs, records, code=ROOT):
+    def measure(self, workers, msgs, records, code=ROOT, batch=None):
         # sessions first (subscribed), then down: the replay waits in them
-        self.stop([self.worker(k, code) for k in range(1, workers + 1)])
+        self.stop([self.worker(k, code, batch) for k in range(1, workers + 1)])
         publish_all(self.broker, self.he_pw, msgs)
         t0 = time.monotonic()
-        procs = [self.worker(k, code) for k in range(1, workers + 1)]
+        procs = [self.worker(k, code, batch) for k in range(1, workers + 1)]
         while self.stored() < records:
             if any(p.poll() is not None for p, _ in procs):
                 raise SystemExit("bench_ingest: a worker exited: " + procs[0][1].read_text())
@@ -161,6 +164,7 @@ def main(argv=None):
     ap.add_argument("--shapes", default="hourly,daily")
     ap.add_argument("--baseline", metavar="DIR", help="another checkout: measure its workers too")
     ap.add_argument("--rounds", type=int, default=1, help="with --baseline: measurements of each")
+    ap.add_argument("--batch", type=int, help="this tree's workers' --batch (1: one message a transaction)")
     args = ap.parse_args(argv)
     codes = [("this", ROOT)]
     if args.baseline:
@@ -198,7 +202,7 @@ def main(argv=None):
                         with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
                             run = Run(tmp, database(kind, Path(tmp), pg), meters, master)
                             try:
-                                wall, per = run.measure(n, msgs, records, code)
+                                wall, per = run.measure(n, msgs, records, code, args.batch)
                             finally:
                                 run.close()
                         rate = records / wall
