@@ -3,28 +3,15 @@
 # a credit tapped at a wake is applied exactly once, through the same card
 # session and ledger as on a mains meter. Every wake is a fresh boot on the
 # same plant (water, valve, ULP, reader and the cards at it).
-import boards
 import codes
-import main
 import wake
-from simkit import make_cfg
 from mptest import fresh_dir
-from ulpkit import binary
 from boards.unix_battery import Plant
-from card.keys import testing_meter_keys
 from card import wakepoll
-from meter import WHY_NONE
 from test_card_rig import user_card, card_status
+from batterykit import PRICE_L, boot as _boot, open_with, place_after as _place_after
 
-PRICE_L = 350
 AMOUNT = 1_000_000
-
-
-def _boot(plant, d):
-    hw = boards.load("unix_battery").build(state_dir=d, plant=plant, ulp_binary=binary())
-    m = main.assemble(hw, make_cfg(friendly_hours=[0, 0], friendly_days=[]))
-    import card
-    return m, hw, card.attach(hw, m, testing_meter_keys(m.cfg["meter_id"]))
 
 
 def _sleep(plant, m, hw, s, press_after_ms=None):
@@ -35,9 +22,7 @@ def _sleep(plant, m, hw, s, press_after_ms=None):
 
 def _first(plant, d, litres, press_after_ms=None):
     m, hw, s = _boot(plant, d)
-    m.balance = litres * PRICE_L
-    m.want_open, m.why_closed = True, WHY_NONE
-    m.save()
+    open_with(m, litres)
     _sleep(plant, m, hw, s, press_after_ms)
 
 
@@ -114,24 +99,3 @@ def test_a_credit_tapped_at_a_wake_reopens_the_valve_in_the_same_wake():
     assert len(plant.valve.rises["open"]) + len(plant.valve.rises["close"]) == pulses0 + 1   # one move
 
 
-class _Placer:
-    """Puts a card on the reader at a virtual time (a device on the clock)."""
-
-    def __init__(self, plant, c, at_us):
-        self.plant, self.c, self.at_us = plant, c, at_us
-        plant.clock.attach(self)
-
-    def next_event_us(self, now):
-        return self.at_us
-
-    def advance(self, t0, t1):
-        pass
-
-    def at(self, t):
-        if self.at_us is not None and t >= self.at_us:
-            self.at_us = None
-            self.plant.reader.place(self.c)
-
-
-def _place_after(plant, c, ms):
-    _Placer(plant, c, plant.clock.now_us() + ms * 1000)

@@ -24,13 +24,21 @@ def _image(n=200_000, fault=0):
     return otakit.image(n, fault)
 
 
-def test_an_update_rides_the_windows_within_a_days_radio_and_confirms_in_the_wake_of_its_switch():
-    r = Rig()
+def _offered(n=200_000, fault=0, rate=20_000, cs=otakit.CS, **rig):
+    """A battery meter with credit, and a head-end that offers a signed
+    image of n bytes (retained manifest) and serves it at rate bytes/s
+    (None: not at all). Returns (rig, image)."""
+    r = Rig(**rig)
     _credit(r.m)
-    img = _image()
+    img = _image(n, fault)
     r.he.image = img
-    r.he.rate = 1000                      # 1 kB/s: 200 s of image, more than one day's allowance
-    r.he.retained = signed(manifest_doc(img, cs=16384))
+    r.he.rate = rate
+    r.he.retained = signed(manifest_doc(img, cs=cs))
+    return r, img
+
+
+def test_an_update_rides_the_windows_within_a_days_radio_and_confirms_in_the_wake_of_its_switch():
+    r, img = _offered(rate=1000, cs=16384)   # 1 kB/s: 200 s of image, more than one day's allowance
     r.plant.flow.set_rate_lph(30)         # water all along, through every wake and window
     t0 = r.plant.clock.time()
     r.wake()                              # the power-on window: the manifest, the first chunks
@@ -62,12 +70,7 @@ def test_an_update_rides_the_windows_within_a_days_radio_and_confirms_in_the_wak
 
 
 def test_a_low_cell_pauses_the_update_and_a_new_cell_lets_it_go_on():
-    r = Rig()
-    _credit(r.m)
-    img = _image(60_000)
-    r.he.image = img
-    r.he.rate = 200                       # slow: the first window ends mid-download
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=60_000, rate=200)   # slow: the first window ends mid-download
     r.wake()
     assert r.state() == up.DOWNLOAD
     o1 = up.Updater(r.m, r.hw.partitions, "unix", r.d).p["o"]
@@ -90,11 +93,7 @@ def test_a_low_cell_pauses_the_update_and_a_new_cell_lets_it_go_on():
 
 
 def test_a_manifest_offered_to_a_low_cell_is_refused_with_battery_low():
-    r = Rig(cell_mv=3400)                          # the divider under ota_min_mv (3600)
-    _credit(r.m)
-    img = _image(20_000)
-    r.he.image = img
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=20_000, cell_mv=3400)   # the divider under ota_min_mv (3600)
     r.wake()
     assert r.state() == up.IDLE and r.he.requests == 0
     assert [(e >> 8) & 0xFF for e in r.ota_events(codes.OTA_REFUSED)] == [codes.BATTERY_LOW]
@@ -104,11 +103,8 @@ def test_a_manifest_offered_to_a_low_cell_is_refused_with_battery_low():
 
 
 def test_a_failed_trial_rolls_back_in_its_wake_and_hourly_windows_do_not_retry_before_a_day():
-    r = Rig(window_s=3600)
-    _credit(r.m)
-    img = _image(30_000, otakit.ota_model.FAULT_CARD)   # this image's card driver never reaches the reader
-    r.he.image = img
-    r.he.retained = signed(manifest_doc(img))
+    # this image's card driver never reaches the reader
+    r, img = _offered(n=30_000, fault=otakit.ota_model.FAULT_CARD, window_s=3600)
     t0 = r.plant.clock.time()
     r.wake()
     # switched, failed its card check, rolled back, the old image rechecked the reader
@@ -131,12 +127,7 @@ def test_a_failed_trial_rolls_back_in_its_wake_and_hourly_windows_do_not_retry_b
 
 
 def test_a_halted_rollout_is_given_up_after_three_windows_without_a_piece():
-    r = Rig()
-    _credit(r.m)
-    img = _image(60_000)
-    r.he.image = img
-    r.he.rate = 200
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=60_000, rate=200)
     r.wake()
     assert r.state() == up.DOWNLOAD
     r.he.rate = None                               # the head-end stopped serving (halted)
@@ -151,11 +142,7 @@ def test_a_halted_rollout_is_given_up_after_three_windows_without_a_piece():
 
 
 def test_an_erased_otadata_is_found_at_a_wake_without_a_window():
-    r = Rig()
-    _credit(r.m)
-    img = _image(20_000)
-    r.he.image = img
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=20_000)
     r.wake()
     assert r.m.fw_floor == 2 and r.plant.flash.running == "ota_1"
     r.he.retained = None
@@ -175,11 +162,7 @@ def test_an_erased_otadata_is_found_at_a_wake_without_a_window():
 
 
 def test_a_power_cut_in_the_trial_of_a_battery_meter_rolls_back_and_confirms_later():
-    r = Rig()
-    _credit(r.m)
-    img = _image(20_000)
-    r.he.image = img
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=20_000)
     m, hw = r.m, r.hw
     # the first window ends in the switch: the reset boots the new image
     try:
@@ -201,12 +184,7 @@ def test_a_power_cut_in_the_trial_of_a_battery_meter_rolls_back_and_confirms_lat
 
 
 def test_a_switch_in_a_customer_poll_gets_its_trial_in_the_same_wake():
-    r = Rig()
-    _credit(r.m)
-    img = _image(20_000)
-    r.he.image = img
-    r.he.rate = None                               # the power-on window: the manifest, no pieces yet
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=20_000, rate=None)   # the power-on window: the manifest, no pieces yet
     r.wake()
     assert r.state() == up.DOWNLOAD
     r.he.rate = 20_000
@@ -227,12 +205,7 @@ def test_requests_keep_to_the_headends_block_gap_so_none_is_dropped():
     # the reference head-end serves a meter one block per block_gap_s (0.25 s)
     # and drops a request that comes sooner; the battery window's 50 ms
     # steps would ask sooner, and each dropped request costs REQUEST_MS
-    r = Rig()
-    _credit(r.m)
-    img = _image(60_000)                           # 15 blocks
-    r.he.image = img
-    r.he.rate = 5_000_000
-    r.he.retained = signed(manifest_doc(img))
+    r, img = _offered(n=60_000, rate=5_000_000)   # 15 blocks
     r.wake()
     assert r.m.fw_floor == 2, r.ota_events()
     assert r.he.requests == 15                     # one request a block, none dropped
