@@ -256,7 +256,11 @@ def test_record_and_ack_layouts_are_the_codecs():
 def test_topic_table_is_the_codecs():
     rows = _rows(_section("## 2. Topics"), "topic")
     listed = sorted(r[0].strip("`").replace("<id>", "M7").replace("<r>", "9") for r in rows)
-    assert listed == sorted(codec.topics("M7", 9).values()), listed
+    want = list(codec.topics("M7", 9).values())
+    # the board's manifest topic, and the region's one that only the head-end
+    # still feeds, for images before the board topics (docs/OTA.md §4)
+    want += [codec.ota_topic(9, "<board>"), "r/9/ota"]
+    assert listed == sorted(want), listed
 
 
 def test_get_state_lists_every_field_the_meter_returns():
