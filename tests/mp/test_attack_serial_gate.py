@@ -16,41 +16,10 @@ import techaccess
 from boards.ticker import ManualTicker
 from boards.unix.pins import IN, PULL_UP, SimPin
 from simkit import make_meter
+from serialkit import Line, Stop
 
 HEAP = "512K"
 OTHER_D = 0x1234567890ABCDEF1234567890ABCDEF1234567890ABCDEF1234567890ABCDEF
-
-
-class Stop(Exception):
-    pass
-
-
-class Line:
-    """The serial line at a closed meter: lines typed at virtual times (a
-    line may be a function of what the meter printed), all it printed."""
-
-    def __init__(self, clock, script, until_s):
-        self.clock = clock
-        self.script = list(script)
-        self.until = until_s * 1000
-        self.printed = []
-        self.t0 = clock.now_ms()
-
-    def out(self, *a):
-        self.printed.append(" ".join(str(x) for x in a))
-
-    def text(self):
-        return "\n".join(self.printed)
-
-    def lines(self):
-        t = self.clock.now_ms() - self.t0
-        if t > self.until:
-            raise Stop()
-        # one line per read: the next is typed after the meter's answer
-        if self.script and self.script[0][0] * 1000 <= t:
-            item = self.script.pop(0)[1]
-            return [item(self) if callable(item) else item]
-        return []
 
 
 def _meter(office=True, **cfg):

@@ -15,30 +15,7 @@ from batterykit import build, open_with
 from boards.ticker import ManualTicker
 from boards.unix_battery import Plant, Reset
 from mptest import fresh_dir, raises
-
-
-class Line:
-    """The serial line: lines typed at virtual times (s since the line was
-    made; a line may be a function of what the meter printed)."""
-
-    def __init__(self, clock, script):
-        self.clock = clock
-        self.script = list(script)
-        self.printed = []
-        self.t0 = clock.now_ms()
-
-    def out(self, *a):
-        self.printed.append(" ".join(str(x) for x in a))
-
-    def text(self):
-        return "\n".join(self.printed)
-
-    def lines(self):
-        t = self.clock.now_ms() - self.t0
-        if self.script and self.script[0][0] * 1000 <= t:
-            item = self.script.pop(0)[1]
-            return [item(self) if callable(item) else item]
-        return []
+from serialkit import Line
 
 
 def _answer(minutes):
