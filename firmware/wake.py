@@ -125,20 +125,7 @@ def _ota_attach(meter, hw, board):
 
 def _ota_open(ota, link):
     if link is None:
-        # no link in this image: a trial fails its link check at once (no
-        # window step would ever end it), as at a mains boot without one.
-        # Resumed first, as there: the switched image's first wake becomes
-        # its trial, and a trial on file while the old image runs (the
-        # bootloader rolled it back) is a rollback, not this image's trial
-        # to fail, which would reset into the same record again
-        u = ota.updater
-        if ota.force:
-            ota.resume()
-        if u.state == 4:
-            from ota import selftest
-            u.confirm(selftest.LINK)
-        if u.reset_due:
-            ota._reset()
+        ota.no_link()
         return None
     try:
         return ota.open(link)

@@ -78,6 +78,22 @@ class BatteryOta(Ota):
         self._booked = None       # (day, ms used before this window): the allowance written spent
 
     # ---------------- the window's side ----------------
+    def no_link(self):
+        """This wake's image could not make its link: a trial fails its link
+        check at once (no window step would ever end it), as at a mains boot
+        without one. Resumed first, as there: the switched image's first
+        wake becomes its trial, and a trial on file while the old image runs
+        (the bootloader rolled it back) is a rollback, not this image's
+        trial to fail, which would reset into the same record again."""
+        u = self.updater
+        if self.force:
+            self.resume()
+        if u.state == _TRIAL:
+            from ota import selftest
+            u.confirm(selftest.LINK)
+        if u.reset_due:
+            self._reset()
+
     def open(self, link):
         """A window opens on `link`: resume the update (its signature checked
         again) unless the cell is too low, and listen for manifests and
